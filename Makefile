@@ -1,0 +1,64 @@
+# spatial_memory_ros on a plain Linux machine (no ROS installed): `make demo`, `make test`.
+# Everything lands in .venv (Python 3.11 + the ROS 2 Kilted wheels) and build/ (the CMake build of msg/ and srv/).
+
+PYTHON    ?= python3.11
+VENV      := .venv
+PY        := $(VENV)/bin/python
+BUILD_DIR := build/cmake
+DURATION  ?= 60
+ROBOTS    ?= 3
+OUT       ?= runs
+TESTS     ?= test
+PYTEST_ARGS ?=
+
+# Keep DDS discovery on this machine (Humble reads ROS_LOCALHOST_ONLY, Jazzy and later the discovery range).
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+export ROS_LOCALHOST_ONLY ?= 1
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+SOURCES := CMakeLists.txt package.xml $(shell find msg srv spatial_memory_ros launch config scripts -type f \
+             -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)
+
+.PHONY: help setup demo test bench build clean distclean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+setup: $(VENV)/.build-stamp  ## create .venv, install dependencies, build and install the package (idempotent)
+
+build: setup  ## same as setup
+
+demo: setup  ## run the simulated team: DURATION=<sim s> ROBOTS=<n> OUT=<dir>
+	$(VENV)/bin/spatial-memory demo --duration $(DURATION) --robots $(ROBOTS) --out $(OUT)
+
+test: setup  ## run the test suite (unit, real rclpy nodes over DDS, end to end)
+	$(PY) -m pytest $(TESTS) $(PYTEST_ARGS)
+
+bench: setup  ## run every benchmark script (writes benchmarks/results/*.json)
+	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+$(VENV)/.deps-stamp: requirements.txt scripts/check_system.sh scripts/fix_ros_wheel_paths.py
+	@bash scripts/check_system.sh "$(PYTHON)"
+	@test -x $(PY) || { echo "setup: creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) scripts/fix_ros_wheel_paths.py $(VENV)
+	@touch $@
+
+$(VENV)/.build-stamp: $(VENV)/.deps-stamp $(SOURCES)
+	@echo "setup: building msg/ and srv/ with rosidl and installing the package into $(VENV) (log: build/cmake.log)"
+	@mkdir -p build
+	@cmake -S . -B $(BUILD_DIR) -DCMAKE_PREFIX_PATH="$(CURDIR)/$(VENV)" -DCMAKE_INSTALL_PREFIX="$(CURDIR)/$(VENV)" \
+	    -DPython3_EXECUTABLE="$(CURDIR)/$(PY)" -DBUILD_TESTING=OFF > build/cmake.log 2>&1 \
+	  && cmake --build $(BUILD_DIR) -j 2 >> build/cmake.log 2>&1 \
+	  && cmake --install $(BUILD_DIR) >> build/cmake.log 2>&1 \
+	  || { tail -n 30 build/cmake.log; echo "setup: the CMake build failed; the full log is build/cmake.log"; exit 1; }
+	@touch $@
+
+clean:  ## remove the CMake build (the next setup rebuilds the interfaces)
+	rm -rf build $(VENV)/.build-stamp
+
+distclean: clean  ## also remove .venv
+	rm -rf $(VENV)
