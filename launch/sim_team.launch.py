@@ -1,0 +1,35 @@
+"""The simulated robot team: ros2 launch spatial_memory_ros sim_team.launch.py robots:=3 seed:=0
+
+Builds the same node graph as `spatial-memory demo` (spatial_memory_ros.graph.sim_team_graph).
+"""
+import os
+import sys
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _graph_actions import node_actions  # noqa: E402
+
+from spatial_memory_ros.graph import sim_team_graph  # noqa: E402
+
+
+def _nodes(context):
+    def arg(name):
+        return LaunchConfiguration(name).perform(context)
+
+    graph = sim_team_graph(robots=int(arg("robots")), seed=int(arg("seed")), maze_size=int(arg("maze_size")),
+                           real_time_factor=float(arg("real_time_factor")))
+    return node_actions(graph)
+
+
+def generate_launch_description():
+    return LaunchDescription([
+        DeclareLaunchArgument("robots", default_value="3", description="number of robots (1..16)"),
+        DeclareLaunchArgument("seed", default_value="0", description="seed of the maze, starts and noise"),
+        DeclareLaunchArgument("maze_size", default_value="15", description="maze side in cells (9..15)"),
+        DeclareLaunchArgument("real_time_factor", default_value="1.0",
+                              description="cap on sim speed over real time (0 = as fast as possible)"),
+        OpaqueFunction(function=_nodes),
+    ])

@@ -1,0 +1,102 @@
+"""spatial-memory: the package's command line.
+
+  spatial-memory demo  [--duration S] [--robots N] [--out DIR] [--composed]   run the simulated team
+  spatial-memory graph [--robots N]                                            print the node graph
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EPILOG = """examples:
+  spatial-memory demo --duration 30 --robots 3          # one process per node, as ros2 launch would start them
+  spatial-memory demo --duration 30 --composed          # all nodes in this process
+  spatial-memory graph --robots 2                       # the executables, namespaces, parameters, remappings
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``spatial-memory`` and its subcommands."""
+    parser = argparse.ArgumentParser(prog="spatial-memory", description=__doc__.split("\n")[0],
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="run the simulated robot team and write a run folder",
+                               description="Run the simulated team for --duration sim seconds (faster than real "
+                                           "time where the CPU allows) and write <out>/<timestamp>/ with "
+                                           "summary.json, trajectories.png and each node's log.")
+    demo.add_argument("--duration", type=_positive_float, default=60.0, help="simulated seconds (default 60)")
+    demo.add_argument("--robots", type=_robot_count, default=3, help="number of robots, 1..16 (default 3)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the maze, starts and noise (default 0)")
+    demo.add_argument("--maze-size", type=int, default=15, choices=range(9, 16), metavar="9..15",
+                      help="maze side in cells (default 15)")
+    demo.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of the run folder (default runs)")
+    demo.add_argument("--composed", action="store_true",
+                      help="run all nodes in this process on a multi-threaded executor")
+    demo.add_argument("--real-time-factor", type=float, default=0.0,
+                      help="cap on the speed-up over real time; 0 = as fast as possible (default)")
+    demo.add_argument("--wall-timeout", type=_positive_float, default=None,
+                      help="give up after this many wall seconds (default max(120, 20 x duration))")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    graph = commands.add_parser("graph", help="print the node graph of the simulated team")
+    graph.add_argument("--robots", type=_robot_count, default=3)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``spatial-memory``."""
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.command == "demo":
+        return _demo(args)
+    if args.command == "graph":
+        return _graph(args)
+    return 2
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from spatial_memory_ros.runner import DemoOptions, run_demo
+
+    options = DemoOptions(duration=args.duration, robots=args.robots, seed=args.seed, maze_size=args.maze_size,
+                          out=args.out, composed=args.composed, real_time_factor=args.real_time_factor,
+                          wall_timeout=args.wall_timeout, progress=not args.no_progress)
+    try:
+        run_dir = run_demo(options)
+    except (RuntimeError, TimeoutError) as error:
+        print(error, file=sys.stderr)
+        return 1
+    summary = (run_dir / "summary.json").read_text()
+    print(summary)
+    print(f"run folder: {run_dir}\n  summary:      {run_dir / 'summary.json'}\n"
+          f"  trajectories: {run_dir / 'trajectories.png'}\n  node logs:    {run_dir / 'logs'}")
+    return 0
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from spatial_memory_ros.graph import sim_team_graph
+
+    for spec in sim_team_graph(args.robots):
+        print(f"{spec.fully_qualified_name:<24} {spec.executable:<14} params={spec.params_file} "
+              f"overrides={spec.parameters} remap={dict(spec.remappings)}")
+    return 0
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _robot_count(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 16:
+        raise argparse.ArgumentTypeError(f"must be in 1..16, got {text}")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

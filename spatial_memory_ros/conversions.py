@@ -1,0 +1,179 @@
+"""Conversions between core/ types (numpy arrays, dataclasses) and ROS messages.
+
+Functions that read a message validate it and raise :class:`InvalidMessage` with a sentence saying what
+was wrong, so that nodes can drop the input with that sentence as the warning.
+"""
+from __future__ import annotations
+
+import array
+import math
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import PoseStamped, Quaternion, Twist
+from nav_msgs.msg import OccupancyGrid, Odometry
+from sensor_msgs.msg import Image
+
+from spatial_memory_ros.core.world import BevGrid, Maze, Pose2D
+from spatial_memory_ros.msg import BevMap
+
+MAX_ABS_SPEED = 100.0  # m/s or rad/s; anything beyond is garbage, not a command
+
+
+class InvalidMessage(ValueError):
+    """A message that cannot be used; the text says what was wrong."""
+
+
+def seconds_to_time(seconds: float) -> Time:
+    """builtin_interfaces/Time from seconds."""
+    sec = int(math.floor(seconds))
+    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
+
+
+def time_to_seconds(stamp: Time) -> float:
+    """Seconds from builtin_interfaces/Time."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def yaw_to_quaternion(yaw: float) -> Quaternion:
+    """A rotation about +z by ``yaw`` radians."""
+    return Quaternion(x=0.0, y=0.0, z=math.sin(yaw / 2.0), w=math.cos(yaw / 2.0))
+
+
+def quaternion_to_yaw(q: Quaternion) -> float:
+    """The yaw of a quaternion (rotation about +z)."""
+    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+
+
+def image_to_msg(rgb: np.ndarray, stamp: Time, frame_id: str) -> Image:
+    """sensor_msgs/Image (rgb8) from an (H, W, 3) uint8 array."""
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) uint8 image, got {rgb.dtype} {rgb.shape}")
+    msg = Image()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
+    msg.encoding = "rgb8"
+    msg.is_bigendian = 0
+    msg.step = 3 * msg.width
+    msg.data = array.array("B", np.ascontiguousarray(rgb).tobytes())
+    return msg
+
+
+def msg_to_image(msg: Image) -> np.ndarray:
+    """(H, W, 3) uint8 RGB array from an rgb8 or bgr8 sensor_msgs/Image; raises InvalidMessage otherwise."""
+    if msg.encoding not in ("rgb8", "bgr8"):
+        raise InvalidMessage(f"image encoding '{msg.encoding}' is not supported: publish rgb8 (or bgr8)")
+    if msg.width == 0 or msg.height == 0:
+        raise InvalidMessage("image is empty (width or height is 0)")
+    if msg.step < 3 * msg.width:
+        raise InvalidMessage(f"image step {msg.step} is smaller than 3 * width = {3 * msg.width}")
+    expected = msg.step * msg.height
+    if len(msg.data) != expected:
+        raise InvalidMessage(f"image data has {len(msg.data)} bytes, step * height = {expected}")
+    rows = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
+    image = rows[:, : 3 * msg.width].reshape(msg.height, msg.width, 3)
+    return image[..., ::-1].copy() if msg.encoding == "bgr8" else image.copy()
+
+
+def bev_to_msg(bev: BevGrid, stamp: Time, frame_id: str, robot_id: str) -> BevMap:
+    """spatial_memory_ros/BevMap from a core BevGrid."""
+    msg = BevMap()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.robot_id = robot_id
+    msg.resolution = float(bev.resolution)
+    msg.height, msg.width = (int(n) for n in bev.occupancy.shape)
+    msg.origin.x, msg.origin.y, msg.origin.theta = float(bev.origin_x), float(bev.origin_y), 0.0
+    msg.occupancy = array.array("b", np.ascontiguousarray(bev.occupancy, dtype=np.int8).tobytes())
+    msg.object_class = array.array("B", np.ascontiguousarray(bev.object_class, dtype=np.uint8).tobytes())
+    msg.class_names = list(bev.class_names)
+    return msg
+
+
+def msg_to_bev(msg: BevMap, max_cells: int = 1 << 20) -> BevGrid:
+    """core BevGrid from a BevMap; raises InvalidMessage if its sizes or values are inconsistent."""
+    cells = int(msg.width) * int(msg.height)
+    if cells == 0:
+        raise InvalidMessage("BEV is empty (width or height is 0)")
+    if cells > max_cells:
+        raise InvalidMessage(f"BEV has {cells} cells, more than the {max_cells} accepted")
+    if not (math.isfinite(msg.resolution) and msg.resolution > 0.0):
+        raise InvalidMessage(f"BEV resolution {msg.resolution} is not a positive number")
+    if not (math.isfinite(msg.origin.x) and math.isfinite(msg.origin.y)):
+        raise InvalidMessage("BEV origin is not finite")
+    if len(msg.occupancy) != cells:
+        raise InvalidMessage(f"BEV occupancy has {len(msg.occupancy)} values, width * height = {cells}")
+    if len(msg.object_class) not in (0, cells):
+        raise InvalidMessage(f"BEV object_class has {len(msg.object_class)} values, expected 0 or {cells}")
+    occupancy = np.frombuffer(msg.occupancy, dtype=np.int8).reshape(msg.height, msg.width).copy()
+    if np.any((occupancy < -1) | (occupancy > 100)):
+        raise InvalidMessage("BEV occupancy values must be -1 (unseen) or 0..100")
+    if len(msg.object_class):
+        objects = np.frombuffer(msg.object_class, dtype=np.uint8).reshape(msg.height, msg.width).copy()
+    else:
+        objects = np.zeros_like(occupancy, dtype=np.uint8)
+    if objects.max(initial=0) > len(msg.class_names):
+        raise InvalidMessage(f"BEV object class {objects.max()} has no name ({len(msg.class_names)} names)")
+    return BevGrid(occupancy=occupancy, object_class=objects, resolution=float(msg.resolution),
+                   origin_x=float(msg.origin.x), origin_y=float(msg.origin.y),
+                   class_names=tuple(msg.class_names))
+
+
+def pose_to_msg(pose: Pose2D, stamp: Time, frame_id: str) -> PoseStamped:
+    """geometry_msgs/PoseStamped from a planar pose."""
+    msg = PoseStamped()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.pose.position.x, msg.pose.position.y = float(pose.x), float(pose.y)
+    msg.pose.orientation = yaw_to_quaternion(pose.theta)
+    return msg
+
+
+def odometry_to_msg(pose: Pose2D, twist: tuple[float, float], stamp: Time, frame_id: str,
+                    child_frame_id: str, linear_sd: float, angular_sd: float) -> Odometry:
+    """nav_msgs/Odometry with the dead-reckoned pose and the measured (noisy) twist with its covariance."""
+    msg = Odometry()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.child_frame_id = child_frame_id
+    msg.pose.pose.position.x, msg.pose.pose.position.y = float(pose.x), float(pose.y)
+    msg.pose.pose.orientation = yaw_to_quaternion(pose.theta)
+    msg.twist.twist.linear.x = float(twist[0])
+    msg.twist.twist.angular.z = float(twist[1])
+    covariance = [0.0] * 36
+    covariance[0] = float(linear_sd) ** 2
+    covariance[35] = float(angular_sd) ** 2
+    msg.twist.covariance = covariance
+    return msg
+
+
+def twist_to_command(msg: Twist) -> tuple[float, float]:
+    """(forward speed, yaw rate) from a Twist; raises InvalidMessage for non-finite or absurd values."""
+    linear, angular = float(msg.linear.x), float(msg.angular.z)
+    if not (math.isfinite(linear) and math.isfinite(angular)):
+        raise InvalidMessage(f"cmd_vel is not finite (linear.x={linear}, angular.z={angular})")
+    if abs(linear) > MAX_ABS_SPEED or abs(angular) > MAX_ABS_SPEED:
+        raise InvalidMessage(f"cmd_vel is out of range (linear.x={linear:g}, angular.z={angular:g}; "
+                             f"|value| must be <= {MAX_ABS_SPEED:g})")
+    return linear, angular
+
+
+def command_to_twist(linear: float, angular: float) -> Twist:
+    """A Twist with forward speed and yaw rate."""
+    msg = Twist()
+    msg.linear.x = float(linear)
+    msg.angular.z = float(angular)
+    return msg
+
+
+def maze_to_occupancy_grid(maze: Maze, stamp: Time, frame_id: str = "map") -> OccupancyGrid:
+    """The true maze as a nav_msgs/OccupancyGrid (walls 100, free 0) for RViz and evaluation."""
+    msg = OccupancyGrid()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.info.resolution = float(maze.cell_size)
+    msg.info.height, msg.info.width = (int(n) for n in maze.walls.shape)
+    msg.info.origin.orientation.w = 1.0
+    msg.data = array.array("b", np.where(maze.walls, 100, 0).astype(np.int8).tobytes())
+    return msg

@@ -1,0 +1,128 @@
+"""The node graph as data: which executables run, under which names and namespaces, with which
+parameter files, overrides and remappings.
+
+The launch files (launch/*.launch.py) turn these specs into launch_ros actions; ``spatial-memory demo``
+turns them into processes (or composed nodes) with exactly the ``--ros-args`` that ros2 launch passes.
+This module needs neither rclpy nor launch.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PACKAGE = "spatial_memory_ros"
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the graph."""
+
+    executable: str
+    name: str
+    namespace: str = ""
+    params_file: str | None = None           # a file name in config/, e.g. "sim_world.yaml"
+    parameters: dict[str, Any] = field(default_factory=dict)   # overrides, applied after params_file
+    remappings: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def fully_qualified_name(self) -> str:
+        """/namespace/name"""
+        return f"{self.namespace.rstrip('/')}/{self.name}" if self.namespace else f"/{self.name}"
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Which topics feed the mapping stack: the oracle now; predicted / estimated once those nodes exist."""
+
+    bev: str = "ground_truth/bev"
+    pose: str = "ground_truth/pose"
+
+
+def robot_ids(robots: int) -> list[str]:
+    """robot1 .. robotN"""
+    if not 1 <= robots <= 16:
+        raise ValueError(f"robots must be in 1..16, got {robots}")
+    return [f"robot{k + 1}" for k in range(robots)]
+
+
+def sim_team_graph(robots: int = 3, seed: int = 0, maze_size: int = 15, max_sim_time: float = 0.0,
+                   real_time_factor: float = 0.0, use_sim_time: bool = True,
+                   sources: Sources = Sources()) -> list[NodeSpec]:
+    """The simulated team: one sim_world for the maze and, per robot namespace, its own stack."""
+    sim = NodeSpec("sim_world", "sim_world", params_file="sim_world.yaml",
+                   parameters={"robots": robots, "seed": seed, "maze_size": maze_size,
+                               "max_sim_time": float(max_sim_time), "real_time_factor": float(real_time_factor)})
+    graph = [sim]
+    for index, robot in enumerate(robot_ids(robots)):
+        graph.extend(robot_stack(robot, seed=seed * 100 + index, use_sim_time=use_sim_time, sources=sources))
+    return graph
+
+
+def robot_stack(namespace: str, seed: int = 0, use_sim_time: bool = False,
+                sources: Sources = Sources(bev="bev", pose="pose")) -> list[NodeSpec]:
+    """The nodes that run on one robot, under /<namespace>."""
+    common = {"use_sim_time": use_sim_time}
+    explorer = NodeSpec("explorer", "explorer", namespace=f"/{namespace}", params_file="explorer.yaml",
+                        parameters={**common, "seed": seed}, remappings=(("bev", sources.bev),))
+    return [explorer]
+
+
+def real_robot_graph(namespace: str = "robot1", camera: str = "/camera/image_raw", odom: str = "/odom",
+                     use_sim_time: bool = False) -> list[NodeSpec]:
+    """A real robot: its camera and odometry topics are remapped into the robot's namespace."""
+    stack = robot_stack(namespace, use_sim_time=use_sim_time)
+    sensor_remaps = (("camera/image_raw", camera), ("odom", odom))
+    return [NodeSpec(s.executable, s.name, s.namespace, s.params_file, s.parameters,
+                     s.remappings + sensor_remaps) for s in stack]
+
+
+def config_dir() -> Path:
+    """config/ of the installed package (ament index or the venv prefix), else of the source tree."""
+    candidates = []
+    if os.environ.get("AMENT_PREFIX_PATH"):
+        try:
+            from ament_index_python.packages import get_package_share_directory
+            candidates.append(Path(get_package_share_directory(PACKAGE)) / "config")
+        except (ImportError, LookupError, ValueError):
+            pass
+    candidates += [Path(sys.prefix) / "share" / PACKAGE / "config", SOURCE_ROOT / "config"]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"no config/ directory for {PACKAGE}; looked in: {', '.join(map(str, candidates))}")
+
+
+def executable_path(executable: str) -> Path:
+    """Where the build installed a node executable (lib/spatial_memory_ros/<executable>)."""
+    return Path(sys.prefix) / "lib" / PACKAGE / executable
+
+
+def ros_args(spec: NodeSpec, config: Path | None = None, overrides_dir: Path | None = None) -> list[str]:
+    """The arguments ros2 launch passes to a node process: ``--ros-args`` with name, namespace,
+    parameter files (the node's YAML, then the overrides written to a temporary YAML) and remappings."""
+    args = ["--ros-args", "-r", f"__node:={spec.name}"]
+    if spec.namespace:
+        args += ["-r", f"__ns:={spec.namespace}"]
+    if spec.params_file:
+        args += ["--params-file", str((config or config_dir()) / spec.params_file)]
+    if spec.parameters:
+        args += ["--params-file", str(write_overrides(spec, overrides_dir))]
+    for source, target in spec.remappings:
+        args += ["-r", f"{source}:={target}"]
+    return args
+
+
+def write_overrides(spec: NodeSpec, directory: Path | None = None) -> Path:
+    """Write a node's parameter overrides as a ROS 2 parameter file (as launch_ros does for dicts)."""
+    directory = Path(directory or tempfile.mkdtemp(prefix="spatial_memory_params_"))
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{spec.fully_qualified_name.strip('/').replace('/', '__')}.yaml"
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": dict(spec.parameters)}}, sort_keys=True))
+    return path

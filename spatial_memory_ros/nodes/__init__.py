@@ -1,0 +1,60 @@
+"""The ROS 2 nodes: thin rclpy wrappers around core/, one file per node, one job per node.
+
+Every node module has a ``PARAMETERS`` table, a node class that accepts ``rclpy.node.Node`` keyword
+arguments (so nodes can be composed in one process), and ``main()`` for its executable.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Callable
+
+NODE_MODULES = ("sim_world", "explorer")
+
+
+def node_class(executable: str) -> type:
+    """The node class of an executable name (e.g. ``sim_world`` -> SimWorldNode)."""
+    if executable not in NODE_MODULES:
+        raise ValueError(f"unknown node executable '{executable}'; known: {', '.join(NODE_MODULES)}")
+    module = importlib.import_module(f"spatial_memory_ros.nodes.{executable}")
+    return getattr(module, "".join(part.title() for part in executable.split("_")) + "Node")
+
+
+def print_help(node_module_name: str) -> None:
+    """Print a node's docstring and its parameter table (for ``<node> --help``)."""
+    module = importlib.import_module(node_module_name)
+    print((module.__doc__ or "").strip())
+    print("\nParameters (set with --ros-args -p name:=value or a --params-file):")
+    for param in getattr(module, "PARAMETERS", []):
+        bounds = f" [{param.low:g}, {param.high:g}]" if param.low is not None else ""
+        print(f"  {param.name:<24} {param.default!r:<10} {param.description}{bounds}")
+
+
+def spin_node(make_node: Callable, args: list[str]) -> int:
+    """Init rclpy with ``args`` (``--ros-args`` included), spin one node until Ctrl-C or shutdown."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    user_args = args[1: args.index("--ros-args")] if "--ros-args" in args else args[1:]
+    if "-h" in user_args or "--help" in user_args:
+        print_help(make_node.__module__)
+        return 0
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = make_node()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if close is not None:
+                close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit("run a node module, e.g. python -m spatial_memory_ros.nodes.sim_world")

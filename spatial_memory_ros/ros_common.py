@@ -1,0 +1,96 @@
+"""What every node of this package shares: QoS profiles, declared parameters, and the input guard.
+
+Nodes stay thin by declaring their parameters with :func:`declare_parameters` (a table of
+:class:`Param`) and by routing every refused input through :class:`InputGuard`, which logs one
+rate-limited warning per reason and publishes the drop counters.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from rclpy.node import Node
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+# Camera images: best effort, keep the newest few (a late frame is worth less than a fresh one).
+SENSOR_QOS = qos_profile_sensor_data
+# Odometry, BEVs, poses, commands: reliable, a short queue.
+RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                          history=HistoryPolicy.KEEP_LAST)
+# Maps and anything RViz or a late joiner must still get: reliable + transient local ("latched").
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared parameter: its default, what it means, and (for numbers) its allowed range."""
+
+    name: str
+    default: Any
+    description: str
+    low: float | None = None
+    high: float | None = None
+    read_only: bool = True
+
+
+def declare_parameters(node: Node, params: list[Param]) -> dict[str, Any]:
+    """Declare every parameter on ``node`` with its description and range; return their values."""
+    values = {}
+    for param in params:
+        descriptor = ParameterDescriptor(description=param.description, read_only=param.read_only)
+        if param.low is not None and param.high is not None:
+            if isinstance(param.default, bool):
+                pass
+            elif isinstance(param.default, int):
+                descriptor.integer_range = [IntegerRange(from_value=int(param.low), to_value=int(param.high), step=1)]
+            elif isinstance(param.default, float):
+                descriptor.floating_point_range = [FloatingPointRange(from_value=float(param.low),
+                                                                      to_value=float(param.high), step=0.0)]
+        node.declare_parameter(param.name, param.default, descriptor)
+        values[param.name] = node.get_parameter(param.name).value
+    return values
+
+
+class InputGuard:
+    """Counts refused inputs by reason, warns at most once per ``warn_period`` per reason, publishes counts."""
+
+    def __init__(self, node: Node, warn_period: float = 5.0) -> None:
+        from spatial_memory_ros.msg import DropCounters
+
+        self._node = node
+        self._warn_period = warn_period
+        self._counts: Counter[str] = Counter()
+        self._last_warned: dict[str, float] = {}
+        self._msg_type = DropCounters
+        self._publisher = node.create_publisher(DropCounters, "~/dropped_inputs", LATCHED_QOS)
+        self._timer = node.create_timer(1.0, self.publish)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Refused inputs so far, by reason."""
+        return dict(self._counts)
+
+    def reject(self, reason: str, detail: str = "") -> None:
+        """Record one refused input; warn (rate-limited) with the reason and what was wrong."""
+        self._counts[reason] += 1
+        now = time.monotonic()
+        if now - self._last_warned.get(reason, -1e9) >= self._warn_period:
+            self._last_warned[reason] = now
+            total = self._counts[reason]
+            suffix = f": {detail}" if detail else ""
+            self._node.get_logger().warning(f"dropped input ({reason}){suffix} [{total} so far]")
+            self.publish()
+
+    def publish(self) -> None:
+        """Publish the current counters."""
+        msg = self._msg_type()
+        msg.header.stamp = self._node.get_clock().now().to_msg()
+        msg.node = self._node.get_fully_qualified_name()
+        msg.reasons = list(self._counts.keys())
+        msg.counts = list(self._counts.values())
+        self._publisher.publish(msg)

@@ -1,0 +1,249 @@
+"""Starts a node graph (graph.py) on a machine without ros2 launch, and runs the demo.
+
+Two modes: one process per node with the ``--ros-args`` ros2 launch would pass (default), or all nodes
+composed in this process on a multi-threaded executor. The demo watches the run through an observer
+node, then writes the run folder (summary.json, trajectories.png, logs/).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spatial_memory_ros.graph import NodeSpec, executable_path, robot_ids, ros_args, sim_team_graph
+
+
+def node_command(spec: NodeSpec, overrides_dir: Path) -> list[str]:
+    """The command line of one node process: the installed executable, else ``python -m``."""
+    executable = executable_path(spec.executable)
+    program = [str(executable)] if executable.exists() else [
+        sys.executable, "-m", f"spatial_memory_ros.nodes.{spec.executable}"]
+    return program + ros_args(spec, overrides_dir=overrides_dir)
+
+
+class ProcessGraph:
+    """Runs each node of a graph as its own process; stops them as ros2 launch does (SIGINT, then harder)."""
+
+    def __init__(self, graph: list[NodeSpec], log_dir: Path) -> None:
+        self.graph = graph
+        self.log_dir = log_dir
+        self.processes: list[tuple[NodeSpec, subprocess.Popen]] = []
+
+    def start(self) -> None:
+        """Start every node; their output goes to log_dir/<namespace>__<name>.log."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for spec in self.graph:
+            log_name = spec.fully_qualified_name.strip("/").replace("/", "__")
+            log = open(self.log_dir / f"{log_name}.log", "w")
+            command = node_command(spec, self.log_dir / "params")
+            log.write("$ " + " ".join(command) + "\n")
+            log.flush()
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+            self.processes.append((spec, process))
+
+    def failed(self) -> list[str]:
+        """Nodes whose process has exited with an error."""
+        return [f"{spec.fully_qualified_name} (exit {proc.returncode})" for spec, proc in self.processes
+                if proc.poll() not in (None, 0)]
+
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGINT every process, SIGTERM after ``grace`` seconds, SIGKILL after twice that."""
+        for _, proc in self.processes:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for escalation in (signal.SIGTERM, signal.SIGKILL):
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and any(p.poll() is None for _, p in self.processes):
+                time.sleep(0.05)
+            for _, proc in self.processes:
+                if proc.poll() is None:
+                    proc.send_signal(escalation)
+        for _, proc in self.processes:
+            proc.wait()
+
+
+class ComposedGraph:
+    """Runs every node of a graph in this process on one multi-threaded executor."""
+
+    def __init__(self, graph: list[NodeSpec], overrides_dir: Path) -> None:
+        self.graph = graph
+        self.overrides_dir = overrides_dir
+        self.nodes: list = []
+
+    def start(self, executor) -> None:
+        """Create the nodes (each with its own --ros-args) and add them to ``executor``."""
+        from spatial_memory_ros.nodes import node_class
+
+        for spec in self.graph:
+            node = node_class(spec.executable)(cli_args=ros_args(spec, overrides_dir=self.overrides_dir))
+            self.nodes.append(node)
+            executor.add_node(node)
+
+    def failed(self) -> list[str]:
+        return []
+
+    def stop(self) -> None:
+        """Destroy the nodes."""
+        for node in self.nodes:
+            close = getattr(node, "close", None)
+            if close is not None:
+                close()
+            node.destroy_node()
+
+
+@dataclass
+class RunObservation:
+    """What the observer has seen of a run."""
+
+    trajectories: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)  # robot -> (t, x, y)
+    status: object | None = None
+
+
+def make_observer(robots: list[str], observation: RunObservation):
+    """A node that records each robot's ground-truth pose and the latest /sim/status."""
+    from geometry_msgs.msg import PoseStamped
+    from rclpy.node import Node
+
+    from spatial_memory_ros.conversions import time_to_seconds
+    from spatial_memory_ros.msg import SimStatus
+    from spatial_memory_ros.ros_common import LATCHED_QOS, RELIABLE_QOS
+
+    node = Node("demo_observer")
+    for robot in robots:
+        track = observation.trajectories.setdefault(robot, [])
+
+        def on_pose(msg: PoseStamped, track=track) -> None:
+            track.append((time_to_seconds(msg.header.stamp), msg.pose.position.x, msg.pose.position.y))
+
+        node.create_subscription(PoseStamped, f"/{robot}/ground_truth/pose", on_pose, RELIABLE_QOS)
+
+    def on_status(msg: SimStatus) -> None:
+        observation.status = msg
+
+    node.create_subscription(SimStatus, "/sim/status", on_status, LATCHED_QOS)
+    return node
+
+
+@dataclass
+class DemoOptions:
+    """What ``spatial-memory demo`` was asked to do."""
+
+    duration: float = 60.0
+    robots: int = 3
+    seed: int = 0
+    maze_size: int = 15
+    out: Path = Path("runs")
+    composed: bool = False
+    real_time_factor: float = 0.0
+    wall_timeout: float | None = None
+    progress: bool = True
+
+
+def run_demo(options: DemoOptions) -> Path:
+    """Run the simulated team for ``options.duration`` sim seconds; return the run folder."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+
+    run_dir = options.out / time.strftime("%Y%m%d-%H%M%S")
+    suffix = 1
+    while run_dir.exists():
+        run_dir = options.out / f"{time.strftime('%Y%m%d-%H%M%S')}-{suffix}"
+        suffix += 1
+    run_dir.mkdir(parents=True)
+    graph = sim_team_graph(options.robots, seed=options.seed, maze_size=options.maze_size,
+                           max_sim_time=options.duration, real_time_factor=options.real_time_factor)
+    robots = robot_ids(options.robots)
+    observation = RunObservation()
+
+    rclpy.init(args=[])
+    executor = MultiThreadedExecutor(num_threads=2) if options.composed else SingleThreadedExecutor()
+    observer = make_observer(robots, observation)
+    executor.add_node(observer)
+    runner = ComposedGraph(graph, run_dir / "logs" / "params") if options.composed else ProcessGraph(
+        graph, run_dir / "logs")
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    wall_start = time.monotonic()
+    try:
+        if options.composed:
+            runner.start(executor)
+        else:
+            runner.start()
+        spinner.start()
+        _wait_for_end(options, observation, runner, wall_start)
+    finally:
+        runner.stop()
+        executor.shutdown(timeout_sec=2.0)
+        observer.destroy_node()
+        rclpy.try_shutdown()
+    wall_seconds = time.monotonic() - wall_start
+    write_run_folder(run_dir, options, observation, wall_seconds)
+    return run_dir
+
+
+def _wait_for_end(options: DemoOptions, observation: RunObservation, runner, wall_start: float) -> None:
+    """Block until the sim reports ``duration`` sim seconds, a node dies, or the wall timeout passes."""
+    from tqdm import tqdm
+
+    timeout = options.wall_timeout or max(120.0, 20.0 * options.duration)
+    bar = tqdm(total=options.duration, unit="sim s", disable=not options.progress, desc="demo",
+               bar_format="{l_bar}{bar}| {n:.1f}/{total:.0f} sim s [{elapsed}<{remaining}]")
+    try:
+        while True:
+            status = observation.status
+            sim_time = float(status.sim_time) if status is not None else 0.0
+            bar.n = min(sim_time, options.duration)
+            bar.refresh()
+            if sim_time >= options.duration - 1e-6:
+                return
+            failed = runner.failed()
+            if failed:
+                raise RuntimeError(f"demo: node(s) exited with an error: {', '.join(failed)}; see the logs/ folder")
+            if time.monotonic() - wall_start > timeout:
+                raise TimeoutError(f"demo: the sim reached {sim_time:.1f} of {options.duration:g} sim seconds "
+                                   f"within {timeout:.0f} wall seconds; is the machine overloaded?")
+            time.sleep(0.1)
+    finally:
+        bar.close()
+
+
+def write_run_folder(run_dir: Path, options: DemoOptions, observation: RunObservation, wall_seconds: float) -> None:
+    """summary.json and trajectories.png."""
+    from spatial_memory_ros.core.plots import draw_trajectories, save_png
+    from spatial_memory_ros.core.world import generate_maze
+
+    summary = build_summary(options, observation, wall_seconds)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    maze = generate_maze(size=options.maze_size, seed=options.seed)
+    paths = {robot: [(x, y) for _, x, y in track] for robot, track in observation.trajectories.items()}
+    save_png(run_dir / "trajectories.png", draw_trajectories(maze, paths))
+
+
+def build_summary(options: DemoOptions, observation: RunObservation, wall_seconds: float) -> dict:
+    """The demo's summary: per robot distance, mean speed, frames; overall sim and wall seconds."""
+    status = observation.status
+    sim_seconds = float(status.sim_time) if status is not None else 0.0
+    per_robot = {}
+    if status is not None:
+        for robot, frames, distance in zip(status.robot_ids, status.frames_published, status.distance_travelled):
+            per_robot[robot] = {
+                "distance_travelled_m": round(float(distance), 3),
+                "mean_speed_m_s": round(float(distance) / sim_seconds, 4) if sim_seconds > 0 else 0.0,
+                "frames_published": int(frames),
+                "poses_received": len(observation.trajectories.get(robot, [])),
+            }
+    return {
+        "mode": "composed" if options.composed else "processes",
+        "robots": options.robots,
+        "seed": options.seed,
+        "maze_size": options.maze_size,
+        "sim_seconds": round(sim_seconds, 3),
+        "wall_seconds": round(wall_seconds, 3),
+        "real_time_factor": round(sim_seconds / wall_seconds, 3) if wall_seconds > 0 else None,
+        "per_robot": per_robot,
+    }
