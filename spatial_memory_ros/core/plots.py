@@ -35,6 +35,7 @@ def draw_trajectories(maze: Maze, paths: dict[str, list[tuple[float, float]]], p
             cv2.polylines(image, [points.reshape(-1, 1, 2)], False, colour, 2, cv2.LINE_AA)
             cv2.circle(image, tuple(int(v) for v in points[0]), 7, colour, 2, cv2.LINE_AA)
             cv2.circle(image, tuple(int(v) for v in points[-1]), 6, colour, -1, cv2.LINE_AA)
+        cv2.rectangle(image, (4, 6 + 22 * index), (110, 28 + 22 * index), (255, 255, 255), -1)
         cv2.putText(image, robot, (8, 22 + 22 * index), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2, cv2.LINE_AA)
     return image
 

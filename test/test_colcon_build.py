@@ -1,0 +1,51 @@
+"""The ROS route: `colcon build` (with and without --symlink-install) of this repository in a workspace gives an
+install prefix where the generated interfaces and the hand-written modules are one package, and `ros2 run` finds
+the node executables in lib/spatial_memory_ros."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+VENV = Path(sys.prefix)
+
+CHECK = """
+import spatial_memory_ros.msg as msg, spatial_memory_ros.core.world as world, spatial_memory_ros.graph as graph
+from spatial_memory_ros.msg import BevMap
+from spatial_memory_ros.srv import QueryMemory
+print(msg.__file__); print(world.__file__); print(graph.__file__)
+"""
+
+
+@pytest.mark.parametrize("symlink", [False, True], ids=["copy", "symlink-install"])
+def test_colcon_build_gives_one_package_in_the_install_prefix(tmp_path, symlink):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "spatial_memory_ros").symlink_to(REPO)
+    env = {**os.environ, "AMENT_PREFIX_PATH": str(VENV), "CMAKE_PREFIX_PATH": str(VENV),
+           "PATH": f"{VENV / 'bin'}:{os.environ['PATH']}"}
+    command = [str(VENV / "bin" / "colcon"), "--log-base", str(tmp_path / "log"), "build",
+               "--base-paths", str(tmp_path / "src"), "--build-base", str(tmp_path / "build"),
+               "--install-base", str(tmp_path / "install"), "--event-handlers", "console_direct-",
+               "--cmake-args", f"-DPython3_EXECUTABLE={sys.executable}", "-DBUILD_TESTING=OFF"]
+    if symlink:
+        command.insert(command.index("--event-handlers"), "--symlink-install")
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    prefix = tmp_path / "install" / "spatial_memory_ros"
+    site_packages = prefix / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    check = subprocess.run([sys.executable, "-c", CHECK], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PYTHONPATH": str(site_packages)})
+    assert check.returncode == 0, check.stderr
+    for module_file in check.stdout.split():
+        assert module_file.startswith(str(site_packages)), f"{module_file} is not from the install prefix"
+    installed_init = site_packages / "spatial_memory_ros" / "__init__.py"
+    assert installed_init.is_symlink() == symlink
+    for executable in ("sim_world", "explorer"):
+        assert os.access(prefix / "lib" / "spatial_memory_ros" / executable, os.X_OK)
+    assert (prefix / "share" / "spatial_memory_ros" / "launch" / "sim_team.launch.py").exists()
+    assert (prefix / "share" / "spatial_memory_ros" / "config" / "sim_world.yaml").exists()
