@@ -31,7 +31,7 @@ TARGET_RTF_3_ROBOTS = 5.0
 SUBSCRIBER = """
 import sys, time, rclpy
 from rclpy.node import Node
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import Image
 from spatial_memory_ros.msg import BevMap
@@ -42,7 +42,7 @@ robots = int(sys.argv[1])
 for k in range(1, robots + 1):
     node.create_subscription(Image, f"/robot{k}/camera/image_raw", lambda m: None, SENSOR_QOS)
     node.create_subscription(Odometry, f"/robot{k}/odom", lambda m: None, RELIABLE_QOS)
-    node.create_subscription(PoseStamped, f"/robot{k}/ground_truth/pose", lambda m: None, RELIABLE_QOS)
+    node.create_subscription(PoseWithCovarianceStamped, f"/robot{k}/ground_truth/pose", lambda m: None, RELIABLE_QOS)
     node.create_subscription(BevMap, f"/robot{k}/ground_truth/bev", lambda m: None, RELIABLE_QOS)
 try:
     rclpy.spin(node)

@@ -43,7 +43,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     graph = commands.add_parser("graph", help="print the node graph of the simulated team")
     graph.add_argument("--robots", type=_robot_count, default=3)
+
+    for module in command_modules():
+        module.add_parser(commands)
     return parser
+
+
+def command_modules() -> list:
+    """The subcommands in spatial_memory_ros/commands/: each module has add_parser(subparsers) and run(args)."""
+    import importlib
+    import pkgutil
+
+    import spatial_memory_ros.commands as package
+
+    return [importlib.import_module(f"{package.__name__}.{info.name}")
+            for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda info: info.name)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         return _demo(args)
     if args.command == "graph":
         return _graph(args)
-    return 2
+    return args.run(args)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import PoseStamped, Quaternion, Twist
+from geometry_msgs.msg import PoseWithCovarianceStamped, Quaternion, Twist
 from nav_msgs.msg import OccupancyGrid, Odometry
 from sensor_msgs.msg import Image
 
@@ -120,14 +120,34 @@ def msg_to_bev(msg: BevMap, max_cells: int = 1 << 20) -> BevGrid:
                    class_names=tuple(msg.class_names))
 
 
-def pose_to_msg(pose: Pose2D, stamp: Time, frame_id: str) -> PoseStamped:
-    """geometry_msgs/PoseStamped from a planar pose."""
-    msg = PoseStamped()
+def pose_to_msg(pose: Pose2D, stamp: Time, frame_id: str, xy_sd: float = 0.0,
+                yaw_sd: float = 0.0) -> PoseWithCovarianceStamped:
+    """geometry_msgs/PoseWithCovarianceStamped from a planar pose and its standard deviations."""
+    msg = PoseWithCovarianceStamped()
     msg.header.stamp = stamp
     msg.header.frame_id = frame_id
-    msg.pose.position.x, msg.pose.position.y = float(pose.x), float(pose.y)
-    msg.pose.orientation = yaw_to_quaternion(pose.theta)
+    msg.pose.pose.position.x, msg.pose.pose.position.y = float(pose.x), float(pose.y)
+    msg.pose.pose.orientation = yaw_to_quaternion(pose.theta)
+    covariance = [0.0] * 36
+    covariance[0] = covariance[7] = float(xy_sd) ** 2
+    covariance[35] = float(yaw_sd) ** 2
+    msg.pose.covariance = covariance
     return msg
+
+
+def msg_to_pose(msg: PoseWithCovarianceStamped) -> tuple[Pose2D, float]:
+    """(planar pose, position standard deviation in metres) from a PoseWithCovarianceStamped;
+    raises InvalidMessage for non-finite values."""
+    position, orientation = msg.pose.pose.position, msg.pose.pose.orientation
+    values = (position.x, position.y, orientation.x, orientation.y, orientation.z, orientation.w)
+    if not all(math.isfinite(v) for v in values):
+        raise InvalidMessage("pose has non-finite position or orientation")
+    if abs(orientation.x) + abs(orientation.y) + abs(orientation.z) + abs(orientation.w) == 0.0:
+        raise InvalidMessage("pose orientation is the zero quaternion")
+    variance = 0.5 * (msg.pose.covariance[0] + msg.pose.covariance[7])
+    if not (math.isfinite(variance) and variance >= 0.0):
+        raise InvalidMessage(f"pose position variance {variance} is not a non-negative number")
+    return Pose2D(float(position.x), float(position.y), quaternion_to_yaw(orientation)), math.sqrt(variance)
 
 
 def odometry_to_msg(pose: Pose2D, twist: tuple[float, float], stamp: Time, frame_id: str,

@@ -107,7 +107,7 @@ class RunObservation:
 
 def make_observer(robots: list[str], observation: RunObservation):
     """A node that records each robot's ground-truth pose and the latest /sim/status."""
-    from geometry_msgs.msg import PoseStamped
+    from geometry_msgs.msg import PoseWithCovarianceStamped
     from rclpy.node import Node
 
     from spatial_memory_ros.conversions import time_to_seconds
@@ -118,10 +118,10 @@ def make_observer(robots: list[str], observation: RunObservation):
     for robot in robots:
         track = observation.trajectories.setdefault(robot, [])
 
-        def on_pose(msg: PoseStamped, track=track) -> None:
-            track.append((time_to_seconds(msg.header.stamp), msg.pose.position.x, msg.pose.position.y))
+        def on_pose(msg: PoseWithCovarianceStamped, track=track) -> None:
+            track.append((time_to_seconds(msg.header.stamp), msg.pose.pose.position.x, msg.pose.pose.position.y))
 
-        node.create_subscription(PoseStamped, f"/{robot}/ground_truth/pose", on_pose, RELIABLE_QOS)
+        node.create_subscription(PoseWithCovarianceStamped, f"/{robot}/ground_truth/pose", on_pose, RELIABLE_QOS)
 
     def on_status(msg: SimStatus) -> None:
         observation.status = msg

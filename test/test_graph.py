@@ -66,7 +66,7 @@ def test_every_parameter_in_config_is_declared_by_its_node(ros, config_file):
 @pytest.mark.ros
 def test_graph_comes_up_with_sensors_at_their_configured_rates(ros, tmp_path):
     """One process per node, as ros2 launch starts them; the sim paced at real time (10 Hz)."""
-    from geometry_msgs.msg import PoseStamped, Twist
+    from geometry_msgs.msg import PoseWithCovarianceStamped, Twist
     from nav_msgs.msg import Odometry
     from sensor_msgs.msg import Image
     import rclpy
@@ -79,7 +79,7 @@ def test_graph_comes_up_with_sensors_at_their_configured_rates(ros, tmp_path):
     probe = rclpy.create_node("rate_probe", context=ros.context_)
     ros.add_node(probe)
     topics = {"camera/image_raw": (Image, SENSOR_QOS), "odom": (Odometry, RELIABLE_QOS),
-              "ground_truth/pose": (PoseStamped, RELIABLE_QOS), "ground_truth/bev": (BevMap, RELIABLE_QOS),
+              "ground_truth/pose": (PoseWithCovarianceStamped, RELIABLE_QOS), "ground_truth/bev": (BevMap, RELIABLE_QOS),
               "cmd_vel": (Twist, RELIABLE_QOS)}
     arrivals: dict[str, list[float]] = {}
     for robot in ("robot1", "robot2"):

@@ -31,7 +31,7 @@ def _probe(ros, name="probe"):
 
 
 def test_publishes_sensors_and_follows_cmd_vel(ros):
-    from geometry_msgs.msg import PoseStamped, Twist
+    from geometry_msgs.msg import PoseWithCovarianceStamped, Twist
     from nav_msgs.msg import Odometry
     from sensor_msgs.msg import Image
 
@@ -43,7 +43,7 @@ def test_publishes_sensors_and_follows_cmd_vel(ros):
     got = {"image": [], "odom": [], "pose": [], "bev": []}
     probe.create_subscription(Image, "/robot2/camera/image_raw", got["image"].append, SENSOR_QOS)
     probe.create_subscription(Odometry, "/robot2/odom", got["odom"].append, RELIABLE_QOS)
-    probe.create_subscription(PoseStamped, "/robot2/ground_truth/pose", got["pose"].append, RELIABLE_QOS)
+    probe.create_subscription(PoseWithCovarianceStamped, "/robot2/ground_truth/pose", got["pose"].append, RELIABLE_QOS)
     probe.create_subscription(BevMap, "/robot2/ground_truth/bev", got["bev"].append, RELIABLE_QOS)
     cmd = probe.create_publisher(Twist, "/robot2/cmd_vel", RELIABLE_QOS)
     turn = Twist()

@@ -3,7 +3,7 @@
 Publishes, for each robot ``robotK`` (K = 1..robots):
   /robotK/camera/image_raw    sensor_msgs/Image (rgb8, 64x64)            sensor QoS
   /robotK/odom                nav_msgs/Odometry (noisy twist, dead-reckoned pose)
-  /robotK/ground_truth/pose   geometry_msgs/PoseStamped (evaluation only)
+  /robotK/ground_truth/pose   geometry_msgs/PoseWithCovarianceStamped (evaluation only; zero covariance)
   /robotK/ground_truth/bev    spatial_memory_ros/BevMap (oracle BEV)
 and for the team: /clock (sim time), /ground_truth/map (OccupancyGrid, latched), /sim/status (SimStatus).
 Subscribes /robotK/cmd_vel (geometry_msgs/Twist).
@@ -19,7 +19,7 @@ import time
 from functools import partial
 
 import rclpy
-from geometry_msgs.msg import PoseStamped, Twist
+from geometry_msgs.msg import PoseWithCovarianceStamped, Twist
 from nav_msgs.msg import OccupancyGrid, Odometry
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
@@ -101,7 +101,7 @@ class SimWorldNode(Node):
         for index, robot in enumerate(self.robot_ids):
             self.camera_pubs.append(self.create_publisher(Image, f"/{robot}/camera/image_raw", SENSOR_QOS))
             self.odom_pubs.append(self.create_publisher(Odometry, f"/{robot}/odom", RELIABLE_QOS))
-            self.pose_pubs.append(self.create_publisher(PoseStamped, f"/{robot}/ground_truth/pose", RELIABLE_QOS))
+            self.pose_pubs.append(self.create_publisher(PoseWithCovarianceStamped, f"/{robot}/ground_truth/pose", RELIABLE_QOS))
             self.bev_pubs.append(self.create_publisher(BevMap, f"/{robot}/ground_truth/bev", RELIABLE_QOS))
             self.create_subscription(Twist, f"/{robot}/cmd_vel", partial(self._on_cmd_vel, index), RELIABLE_QOS)
         self.map_pub.publish(maze_to_occupancy_grid(self.world.maze, seconds_to_time(0.0)))
