@@ -22,7 +22,7 @@ setup(
         ("share/spatial_memory_ros/config", [str(p) for p in Path("config").glob("*") if p.is_file()]),
         ("share/spatial_memory_ros/launch", [str(p) for p in Path("launch").glob("*.py")]),
     ],
-    install_requires=["numpy>=1.24", "opencv-python-headless>=4.8", "PyYAML>=6", "tqdm>=4.60",
+    install_requires=["numpy>=1.24", "scipy>=1.10", "opencv-python-headless>=4.8", "PyYAML>=6", "tqdm>=4.60",
                       "matplotlib>=3.7", "torch>=2.1", "sentence-transformers>=2.2", "rosbags>=0.9"],
     extras_require={"test": ["pytest>=7", "pytest-timeout>=2"]},
     entry_points={"console_scripts": ["spatial-memory=spatial_memory_ros.cli:main"] + [
