@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="cap on the speed-up over real time; 0 = as fast as possible (default)")
     demo.add_argument("--wall-timeout", type=_positive_float, default=None,
                       help="give up after this many wall seconds (default max(120, 20 x duration))")
+    demo.add_argument("--query", default=None,
+                      help="text query asked of every robot's memory at the end (default: 'the <colour> target' "
+                           "for the maze's first target)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     graph = commands.add_parser("graph", help="print the node graph of the simulated team")
@@ -76,7 +79,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     options = DemoOptions(duration=args.duration, robots=args.robots, seed=args.seed, maze_size=args.maze_size,
                           out=args.out, composed=args.composed, real_time_factor=args.real_time_factor,
-                          wall_timeout=args.wall_timeout, progress=not args.no_progress)
+                          wall_timeout=args.wall_timeout, progress=not args.no_progress, query=args.query)
     try:
         run_dir = run_demo(options)
     except (RuntimeError, TimeoutError) as error:

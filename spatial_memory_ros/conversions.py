@@ -10,12 +10,17 @@ import math
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import PoseWithCovarianceStamped, Quaternion, Twist
+from geometry_msgs.msg import Point, PoseWithCovarianceStamped, Quaternion, Twist
 from nav_msgs.msg import OccupancyGrid, Odometry
 from sensor_msgs.msg import Image
+from std_msgs.msg import ColorRGBA
+from visualization_msgs.msg import Marker, MarkerArray
 
+from spatial_memory_ros.core.mapping import GridGeometry
+from spatial_memory_ros.core.memory import SpatialMemory
+from spatial_memory_ros.core.robot_memory import Entries
 from spatial_memory_ros.core.world import BevGrid, Maze, Pose2D
-from spatial_memory_ros.msg import BevMap
+from spatial_memory_ros.msg import BevMap, MemoryEntry, MemoryEntryArray
 
 MAX_ABS_SPEED = 100.0  # m/s or rad/s; anything beyond is garbage, not a command
 
@@ -197,3 +202,79 @@ def maze_to_occupancy_grid(maze: Maze, stamp: Time, frame_id: str = "map") -> Oc
     msg.info.origin.orientation.w = 1.0
     msg.data = array.array("b", np.where(maze.walls, 100, 0).astype(np.int8).tobytes())
     return msg
+
+
+MAX_MERGED_ENTRIES = 10_000
+
+
+def entries_to_msg(entries: Entries, stamp: Time, frame_id: str = "map") -> MemoryEntryArray:
+    """spatial_memory_ros/MemoryEntryArray from a batch of core entries."""
+    msg = MemoryEntryArray()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    for k in range(len(entries)):
+        entry = MemoryEntry(x=float(entries.locations[k, 0]), y=float(entries.locations[k, 1]),
+                            location_sd=float(entries.location_sds[k]), label=entries.labels[k],
+                            source_robot=entries.sources[k], stamp=seconds_to_time(float(entries.stamps[k])))
+        entry.value = array.array("f", np.ascontiguousarray(entries.values[k], np.float32).tobytes())
+        msg.entries.append(entry)
+    return msg
+
+
+def msg_to_entries(msg: MemoryEntryArray, value_dim: int) -> Entries:
+    """core entries from a MemoryEntryArray; raises InvalidMessage for sizes or values that cannot be stored."""
+    count = len(msg.entries)
+    if count == 0:
+        raise InvalidMessage("the entry array is empty")
+    if count > MAX_MERGED_ENTRIES:
+        raise InvalidMessage(f"{count} entries in one message; at most {MAX_MERGED_ENTRIES} are accepted")
+    bad_dims = [len(e.value) for e in msg.entries if len(e.value) != value_dim]
+    if bad_dims:
+        raise InvalidMessage(f"entry values must have {value_dim} numbers; got {bad_dims[0]}")
+    locations = np.array([(e.x, e.y) for e in msg.entries], np.float32)
+    sds = np.array([e.location_sd for e in msg.entries], np.float32)
+    values = np.array([e.value for e in msg.entries], np.float32)
+    if not (np.all(np.isfinite(locations)) and np.all(np.isfinite(values)) and np.all(np.isfinite(sds))):
+        raise InvalidMessage("entries hold NaN or infinite numbers")
+    if np.any(sds <= 0):
+        raise InvalidMessage("entry location_sd must be > 0")
+    stamps = np.array([time_to_seconds(e.stamp) for e in msg.entries], np.float64)
+    return Entries(np.full(count, -1, np.int64), locations, sds, values, [e.label for e in msg.entries],
+                   [e.source_robot for e in msg.entries], stamps)
+
+
+def occupancy_to_msg(grid: np.ndarray, geometry: GridGeometry, stamp: Time, frame_id: str = "map") -> OccupancyGrid:
+    """nav_msgs/OccupancyGrid from an int8 grid (-1 unknown, 0..100) on ``geometry``."""
+    msg = OccupancyGrid()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.info.map_load_time = stamp
+    msg.info.resolution = float(geometry.resolution)
+    msg.info.width, msg.info.height = int(geometry.width), int(geometry.height)
+    msg.info.origin.position.x, msg.info.origin.position.y = float(geometry.origin_x), float(geometry.origin_y)
+    msg.info.origin.orientation.w = 1.0
+    msg.data = array.array("b", np.ascontiguousarray(grid, np.int8).tobytes())
+    return msg
+
+
+LABEL_COLOURS_RGB = {"wall": (0.35, 0.35, 0.4), "open floor": (0.8, 0.8, 0.75), "red target": (0.9, 0.1, 0.1),
+                     "green target": (0.1, 0.8, 0.1), "blue target": (0.1, 0.2, 0.95),
+                     "yellow target": (0.95, 0.9, 0.1), "magenta target": (0.9, 0.1, 0.9),
+                     "cyan target": (0.1, 0.9, 0.9)}
+MAX_MARKER_POINTS = 50_000
+
+
+def memory_markers(memory: SpatialMemory, stamp: Time, namespace: str, frame_id: str = "map") -> MarkerArray:
+    """One CUBE_LIST marker of the memory's newest entries (at most MAX_MARKER_POINTS), coloured by label."""
+    snapshot = memory.snapshot()
+    newest = slice(max(0, len(snapshot) - MAX_MARKER_POINTS), len(snapshot))
+    marker = Marker(type=Marker.CUBE_LIST, action=Marker.ADD, ns=namespace, id=0)
+    marker.header.stamp = stamp
+    marker.header.frame_id = frame_id
+    marker.pose.orientation.w = 1.0
+    marker.scale.x = marker.scale.y = marker.scale.z = 0.15
+    for (x, y), label in zip(snapshot.locations[newest], snapshot.labels[newest]):
+        marker.points.append(Point(x=float(x), y=float(y), z=0.05))
+        r, g, b = LABEL_COLOURS_RGB.get(str(label), (1.0, 0.6, 0.0))
+        marker.colors.append(ColorRGBA(r=r, g=g, b=b, a=0.9))
+    return MarkerArray(markers=[marker])

@@ -59,19 +59,30 @@ def sim_team_graph(robots: int = 3, seed: int = 0, maze_size: int = 15, max_sim_
     sim = NodeSpec("sim_world", "sim_world", params_file="sim_world.yaml",
                    parameters={"robots": robots, "seed": seed, "maze_size": maze_size,
                                "max_sim_time": float(max_sim_time), "real_time_factor": float(real_time_factor)})
-    graph = [sim]
+    maze_extent = {"map_origin_x": 0.0, "map_origin_y": 0.0, "map_width_m": float(maze_size),
+                   "map_height_m": float(maze_size)}  # the sim's maze cells are 1 m
+    stacks = []
     for index, robot in enumerate(robot_ids(robots)):
-        graph.extend(robot_stack(robot, seed=seed * 100 + index, use_sim_time=use_sim_time, sources=sources))
-    return graph
+        stacks.extend(robot_stack(robot, seed=seed * 100 + index, use_sim_time=use_sim_time, sources=sources,
+                                  memory_parameters=maze_extent))
+    # The sim starts once every node that reads the oracle BEV listens, so none misses the first frames.
+    readers = sum(1 for spec in stacks if spec.namespace == "/robot1" and ("bev", "ground_truth/bev") in spec.remappings)
+    sim.parameters["min_bev_subscribers"] = readers
+    return [sim] + stacks
 
 
 def robot_stack(namespace: str, seed: int = 0, use_sim_time: bool = False,
-                sources: Sources = Sources(bev="bev", pose="pose")) -> list[NodeSpec]:
+                sources: Sources = Sources(bev="bev", pose="pose"),
+                memory_parameters: dict[str, Any] | None = None) -> list[NodeSpec]:
     """The nodes that run on one robot, under /<namespace>."""
     common = {"use_sim_time": use_sim_time}
-    explorer = NodeSpec("explorer", "explorer", namespace=f"/{namespace}", params_file="explorer.yaml",
+    ns = f"/{namespace}"
+    memory = NodeSpec("spatial_memory", "spatial_memory", namespace=ns, params_file="spatial_memory.yaml",
+                      parameters={**common, **(memory_parameters or {})},
+                      remappings=(("bev", sources.bev), ("pose", sources.pose)))
+    explorer = NodeSpec("explorer", "explorer", namespace=ns, params_file="explorer.yaml",
                         parameters={**common, "seed": seed}, remappings=(("bev", sources.bev),))
-    return [explorer]
+    return [memory, explorer]
 
 
 def real_robot_graph(namespace: str = "robot1", camera: str = "/camera/image_raw", odom: str = "/odom",

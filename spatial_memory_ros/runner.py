@@ -103,11 +103,14 @@ class RunObservation:
 
     trajectories: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)  # robot -> (t, x, y)
     status: object | None = None
+    maps: dict[str, object] = field(default_factory=dict)       # robot -> latest nav_msgs/OccupancyGrid
+    answers: dict[str, dict] = field(default_factory=dict)      # robot -> the answer to the demo's text query
 
 
 def make_observer(robots: list[str], observation: RunObservation):
-    """A node that records each robot's ground-truth pose and the latest /sim/status."""
+    """A node that records each robot's ground-truth pose and map, and the latest /sim/status."""
     from geometry_msgs.msg import PoseWithCovarianceStamped
+    from nav_msgs.msg import OccupancyGrid
     from rclpy.node import Node
 
     from spatial_memory_ros.conversions import time_to_seconds
@@ -122,6 +125,11 @@ def make_observer(robots: list[str], observation: RunObservation):
             track.append((time_to_seconds(msg.header.stamp), msg.pose.pose.position.x, msg.pose.pose.position.y))
 
         node.create_subscription(PoseWithCovarianceStamped, f"/{robot}/ground_truth/pose", on_pose, RELIABLE_QOS)
+
+        def on_map(msg: OccupancyGrid, robot=robot) -> None:
+            observation.maps[robot] = msg
+
+        node.create_subscription(OccupancyGrid, f"/{robot}/map", on_map, LATCHED_QOS)
 
     def on_status(msg: SimStatus) -> None:
         observation.status = msg
@@ -143,6 +151,7 @@ class DemoOptions:
     real_time_factor: float = 0.0
     wall_timeout: float | None = None
     progress: bool = True
+    query: str | None = None
 
 
 def run_demo(options: DemoOptions) -> Path:
@@ -176,6 +185,7 @@ def run_demo(options: DemoOptions) -> Path:
             runner.start()
         spinner.start()
         _wait_for_end(options, observation, runner, wall_start)
+        ask_robots(observer, robots, demo_query(options), observation)
     finally:
         runner.stop()
         executor.shutdown(timeout_sec=2.0)
@@ -212,9 +222,42 @@ def _wait_for_end(options: DemoOptions, observation: RunObservation, runner, wal
         bar.close()
 
 
+def demo_query(options: DemoOptions) -> str:
+    """The demo's text query: the target colour given, else the colour of the maze's first target."""
+    if options.query:
+        return options.query
+    from spatial_memory_ros.core.world import generate_maze
+
+    return f"the {generate_maze(size=options.maze_size, seed=options.seed).targets[0].color} target"
+
+
+def ask_robots(node, robots: list[str], query: str, observation: RunObservation, timeout: float = 30.0) -> None:
+    """Call every robot's QueryMemory service with ``query`` and keep the best answer (executor spins elsewhere)."""
+    from spatial_memory_ros.srv import QueryMemory
+
+    for robot in robots:
+        client = node.create_client(QueryMemory, f"/{robot}/query")
+        deadline = time.monotonic() + timeout
+        while not client.service_is_ready() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        request = QueryMemory.Request(query=query, num_samples=20)
+        future = client.call_async(request)
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        response = future.result() if future.done() else None
+        if response is None:
+            observation.answers[robot] = {"query": query, "error": "no answer within the timeout"}
+        elif not response.success or not response.xs:
+            observation.answers[robot] = {"query": query, "error": response.message}
+        else:
+            observation.answers[robot] = {"query": query, "x": float(response.xs[0]), "y": float(response.ys[0]),
+                                          "label": response.labels[0], "score": float(response.scores[0])}
+        node.destroy_client(client)
+
+
 def write_run_folder(run_dir: Path, options: DemoOptions, observation: RunObservation, wall_seconds: float) -> None:
     """summary.json and trajectories.png."""
-    from spatial_memory_ros.core.plots import draw_trajectories, save_png
+    from spatial_memory_ros.core.plots import draw_occupancy, draw_trajectories, save_png
     from spatial_memory_ros.core.world import generate_maze
 
     summary = build_summary(options, observation, wall_seconds)
@@ -222,6 +265,8 @@ def write_run_folder(run_dir: Path, options: DemoOptions, observation: RunObserv
     maze = generate_maze(size=options.maze_size, seed=options.seed)
     paths = {robot: [(x, y) for _, x, y in track] for robot, track in observation.trajectories.items()}
     save_png(run_dir / "trajectories.png", draw_trajectories(maze, paths))
+    for robot, grid in observation.maps.items():
+        save_png(run_dir / f"map_{robot}.png", draw_occupancy(*occupancy_from_msg(grid)))
 
 
 def build_summary(options: DemoOptions, observation: RunObservation, wall_seconds: float) -> dict:
@@ -237,6 +282,7 @@ def build_summary(options: DemoOptions, observation: RunObservation, wall_second
                 "frames_published": int(frames),
                 "poses_received": len(observation.trajectories.get(robot, [])),
             }
+    _add_memory_results(per_robot, options, observation)
     return {
         "mode": "composed" if options.composed else "processes",
         "robots": options.robots,
@@ -245,5 +291,41 @@ def build_summary(options: DemoOptions, observation: RunObservation, wall_second
         "sim_seconds": round(sim_seconds, 3),
         "wall_seconds": round(wall_seconds, 3),
         "real_time_factor": round(sim_seconds / wall_seconds, 3) if wall_seconds > 0 else None,
+        "query": demo_query(options),
         "per_robot": per_robot,
     }
+
+
+def occupancy_from_msg(msg):
+    """(int8 grid, GridGeometry) of a nav_msgs/OccupancyGrid."""
+    import numpy as np
+
+    from spatial_memory_ros.core.mapping import GridGeometry
+
+    info = msg.info
+    geometry = GridGeometry(info.resolution, info.width, info.height, info.origin.position.x,
+                            info.origin.position.y)
+    return np.frombuffer(msg.data, np.int8).reshape(info.height, info.width), geometry
+
+
+def _add_memory_results(per_robot: dict, options: DemoOptions, observation: RunObservation) -> None:
+    """Each robot's map coverage and IoU against the true maze, and its answer to the text query."""
+    import math
+
+    from spatial_memory_ros.core.mapping import map_scores, rasterize_maze
+    from spatial_memory_ros.core.world import generate_maze
+
+    maze = generate_maze(size=options.maze_size, seed=options.seed)
+    query = demo_query(options)
+    targets = [t for t in maze.targets if t.color in query.split()]
+    for robot, entry in per_robot.items():
+        if robot in observation.maps:
+            grid, geometry = occupancy_from_msg(observation.maps[robot])
+            entry["map"] = {k: round(v, 4) for k, v in map_scores(grid, rasterize_maze(maze, geometry)).items()}
+        answer = dict(observation.answers.get(robot, {"error": "not asked"}))
+        if "x" in answer:
+            answer["found"] = answer["label"] in query or any(t.color in answer["label"] for t in targets)
+        if "x" in answer and targets:
+            answer["distance_to_target_m"] = round(min(math.hypot(answer["x"] - t.x, answer["y"] - t.y)
+                                                       for t in targets), 3)
+        entry["query_answer"] = answer

@@ -40,6 +40,13 @@ def draw_trajectories(maze: Maze, paths: dict[str, list[tuple[float, float]]], p
     return image
 
 
+def draw_occupancy(grid: np.ndarray, geometry, pixels_per_cell: int = 10) -> np.ndarray:
+    """An RGB picture of an occupancy grid (+y up): unknown grey, free white, walls dark by probability."""
+    shade = np.where(grid < 0, 180, 255 - (np.clip(grid, 0, 100).astype(np.int32) * 220) // 100).astype(np.uint8)
+    image = np.repeat(shade[::-1, :, None], 3, axis=2)
+    return np.kron(image, np.ones((pixels_per_cell, pixels_per_cell, 1), np.uint8))
+
+
 def save_png(path: Path | str, rgb: np.ndarray) -> None:
     """Write an RGB array as a PNG."""
     if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):

@@ -39,8 +39,10 @@ PARAMETERS = [
     Param("real_time_factor", 0.0, "maximum speed-up over the wall clock; 0 = as fast as the CPU allows", 0.0, 1000.0),
     Param("max_sim_time", 0.0, "stop stepping after this many simulated seconds; 0 = run until shut down",
           0.0, 1e7),
-    Param("wait_for_controllers", 10.0, "hold sim time at 0 until every robot's cmd_vel has a publisher, at most "
+    Param("wait_for_controllers", 60.0, "hold sim time at 0 until every robot's cmd_vel has a publisher, at most "
           "this many wall seconds (0: start at once)", 0.0, 600.0),
+    Param("min_bev_subscribers", 1, "before the first step, wait (see wait_for_controllers) until each robot's "
+          "ground_truth/bev has this many subscribers", 0, 100),
     Param("lockstep", True, "advance only when every robot with a controller has answered the last sensors "
           "with a cmd_vel (deterministic, and as fast as the controllers allow)"),
     Param("lockstep_timeout", 1.0, "in lockstep, step anyway after this many wall seconds without an answer",
@@ -118,11 +120,11 @@ class SimWorldNode(Node):
             self._advance(max_steps=1)
 
     def _controllers_ready(self) -> bool:
-        """True once every robot's cmd_vel has a publisher and its BEV a subscriber (discovery settles for
+        """True once every robot's cmd_vel has a publisher and its BEV its subscribers (discovery settles for
         CONTROLLER_SETTLE seconds more), or the wait_for_controllers time is up."""
         waited = time.monotonic() - self._created
         missing = [robot for robot in self.robot_ids if self.count_publishers(f"/{robot}/cmd_vel") == 0
-                   or self.count_subscribers(f"/{robot}/ground_truth/bev") == 0]
+                   or self.count_subscribers(f"/{robot}/ground_truth/bev") < self.params["min_bev_subscribers"]]
         if not missing:
             if self._controllers_seen is None:
                 self._controllers_seen = time.monotonic()

@@ -1,0 +1,211 @@
+"""From egocentric BEVs to the map frame: a log-odds occupancy map, memory observations, and map scores.
+
+A BEV (core.world.BevGrid, robot frame) seen from a pose is moved into the map frame cell by cell. The
+occupancy map fuses every BEV in log odds; the :class:`ObservationBinner` turns BEVs into memory entries,
+one per map bin of ``bin_size`` metres and label, written again only when a bin's label changes, so the
+memory grows with the area seen rather than with time.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spatial_memory_ros.core.world import BevGrid, Maze, Pose2D
+
+UNKNOWN, FREE, WALL = -1, 0, 100
+FLOOR_LABEL, WALL_LABEL = "open floor", "wall"
+PATCH_FEATURES = ("free_fraction", "wall_fraction", "object_fraction", "range_fraction")
+
+
+@dataclass(frozen=True)
+class GridGeometry:
+    """A map-frame grid: cell (row r, col c) covers x in [origin_x + c*res, ...), y in [origin_y + r*res, ...)."""
+
+    resolution: float
+    width: int
+    height: int
+    origin_x: float = 0.0
+    origin_y: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.resolution) and self.resolution > 0):
+            raise ValueError(f"grid resolution must be > 0 metres, got {self.resolution}")
+        if self.width < 1 or self.height < 1 or self.width * self.height > 1 << 24:
+            raise ValueError(f"grid must have 1..16M cells, got {self.width} x {self.height}")
+
+    @classmethod
+    def covering(cls, maze: Maze, resolution: float = 0.25) -> GridGeometry:
+        """The grid that covers a maze exactly."""
+        return cls(resolution, int(round(maze.width_m / resolution)), int(round(maze.height_m / resolution)))
+
+    def cell_indices(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, cols, inside) of map-frame points."""
+        cols = np.floor((x - self.origin_x) / self.resolution).astype(np.int64)
+        rows = np.floor((y - self.origin_y) / self.resolution).astype(np.int64)
+        inside = (cols >= 0) & (cols < self.width) & (rows >= 0) & (rows < self.height)
+        return rows, cols, inside
+
+    def cell_centres(self) -> tuple[np.ndarray, np.ndarray]:
+        """Map-frame x and y of every cell centre, each (height, width)."""
+        xs = self.origin_x + (np.arange(self.width) + 0.5) * self.resolution
+        ys = self.origin_y + (np.arange(self.height) + 0.5) * self.resolution
+        return np.meshgrid(xs, ys)
+
+
+@dataclass
+class BevInMap:
+    """The visible cells of one BEV, moved into the map frame."""
+
+    x: np.ndarray
+    y: np.ndarray
+    occupancy: np.ndarray       # int8, FREE or WALL (or a wall probability in percent)
+    object_class: np.ndarray    # uint8, 0 = none
+    range_fraction: np.ndarray  # distance from the robot / BEV extent, in [0, 1]
+    class_names: tuple[str, ...] = field(default_factory=tuple)
+
+
+def bev_to_map(bev: BevGrid, pose: Pose2D) -> BevInMap:
+    """The seen (not UNKNOWN) cells of ``bev`` as map-frame points, given the robot's map pose."""
+    height, width = bev.occupancy.shape
+    iy, ix = np.nonzero(bev.occupancy != UNKNOWN)
+    forward = bev.origin_x + (ix + 0.5) * bev.resolution
+    left = bev.origin_y + (iy + 0.5) * bev.resolution
+    cos_t, sin_t = math.cos(pose.theta), math.sin(pose.theta)
+    extent = math.hypot(width * bev.resolution, height * bev.resolution / 2.0)
+    return BevInMap(
+        x=pose.x + cos_t * forward - sin_t * left,
+        y=pose.y + sin_t * forward + cos_t * left,
+        occupancy=bev.occupancy[iy, ix],
+        object_class=bev.object_class[iy, ix],
+        range_fraction=np.clip(np.hypot(forward, left) / extent, 0.0, 1.0),
+        class_names=tuple(bev.class_names),
+    )
+
+
+class LogOddsMap:
+    """Occupancy in log odds, fused from BEVs: each seen cell adds ``hit`` (wall) or ``miss`` (free)."""
+
+    def __init__(self, geometry: GridGeometry, hit: float = 0.85, miss: float = -0.4, limit: float = 4.0) -> None:
+        self.geometry = geometry
+        self.hit, self.miss, self.limit = hit, miss, limit
+        self.log_odds = np.zeros((geometry.height, geometry.width), np.float32)
+        self.observed = np.zeros((geometry.height, geometry.width), bool)
+
+    def integrate(self, seen: BevInMap) -> int:
+        """Fuse one BEV (already in the map frame); return how many of its cells fell inside the map."""
+        rows, cols, inside = self.geometry.cell_indices(seen.x, seen.y)
+        rows, cols = rows[inside], cols[inside]
+        wall_probability = np.clip(seen.occupancy[inside].astype(np.float32) / 100.0, 0.0, 1.0)
+        increments = np.where(wall_probability >= 0.5, self.hit, self.miss).astype(np.float32)
+        np.add.at(self.log_odds, (rows, cols), increments)
+        np.clip(self.log_odds, -self.limit, self.limit, out=self.log_odds)
+        self.observed[rows, cols] = True
+        return int(inside.sum())
+
+    def occupancy(self) -> np.ndarray:
+        """int8 (height, width): -1 never seen, else the wall probability in percent (0..100)."""
+        probability = 1.0 / (1.0 + np.exp(-self.log_odds))
+        grid = np.round(probability * 100.0).astype(np.int8)
+        grid[~self.observed] = UNKNOWN
+        return grid
+
+
+def rasterize_maze(maze: Maze, geometry: GridGeometry) -> np.ndarray:
+    """The true maze on ``geometry``: int8 WALL where a cell centre is inside a wall, else FREE."""
+    xs, ys = geometry.cell_centres()
+    rows = np.floor(ys / maze.cell_size).astype(np.int64)
+    cols = np.floor(xs / maze.cell_size).astype(np.int64)
+    inside = (rows >= 0) & (rows < maze.walls.shape[0]) & (cols >= 0) & (cols < maze.walls.shape[1])
+    walls = np.ones(xs.shape, bool)
+    walls[inside] = maze.walls[rows[inside], cols[inside]]
+    return np.where(walls, WALL, FREE).astype(np.int8)
+
+
+def map_scores(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Coverage and IoU of an occupancy estimate (int8, -1/0..100) against the truth (FREE/WALL).
+
+    coverage: fraction of the true free cells that the estimate has seen; free_iou / wall_iou: IoU of the
+    estimate's free (p < 0.5) and wall (p >= 0.5) cells with the truth's, over the whole grid; map_iou: their mean.
+    The true walls are their surfaces (wall cells next to free space): a camera never sees a wall's inside.
+    """
+    if estimate.shape != truth.shape:
+        raise ValueError(f"estimate {estimate.shape} and truth {truth.shape} differ in shape")
+    seen = estimate != UNKNOWN
+    est_free, est_wall = seen & (estimate < 50), seen & (estimate >= 50)
+    true_free, true_wall = truth == FREE, wall_surfaces(truth)
+
+    def iou(a: np.ndarray, b: np.ndarray) -> float:
+        union = np.count_nonzero(a | b)
+        return float(np.count_nonzero(a & b) / union) if union else 1.0
+
+    free_iou, wall_iou = iou(est_free, true_free), iou(est_wall, true_wall)
+    coverage = float(np.count_nonzero(seen & true_free) / max(np.count_nonzero(true_free), 1))
+    return {"coverage": coverage, "free_iou": free_iou, "wall_iou": wall_iou, "map_iou": 0.5 * (free_iou + wall_iou)}
+
+
+def wall_surfaces(truth: np.ndarray) -> np.ndarray:
+    """Wall cells with a free 4-neighbour (bool, same shape)."""
+    free = np.pad(truth == FREE, 1)
+    next_to_free = free[:-2, 1:-1] | free[2:, 1:-1] | free[1:-1, :-2] | free[1:-1, 2:]
+    return (truth == WALL) & next_to_free
+
+
+@dataclass
+class Observations:
+    """Memory entries made from one BEV: one row per (bin, label)."""
+
+    locations: np.ndarray   # (n, 2) metres, map frame
+    labels: list[str]
+    features: np.ndarray    # (n, len(PATCH_FEATURES)) float32
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+class ObservationBinner:
+    """Turns BEVs into memory observations: per map bin, its label ('wall', 'open floor' or '<colour> target')
+    and patch features; a bin is reported again only when its label changes (objects always win over walls,
+    walls over floor within a bin)."""
+
+    def __init__(self, bin_size: float = 0.5) -> None:
+        if not (math.isfinite(bin_size) and bin_size > 0):
+            raise ValueError(f"bin_size must be > 0 metres, got {bin_size}")
+        self.bin_size = bin_size
+        self._written: dict[tuple[int, int], str] = {}
+
+    def observe(self, seen: BevInMap) -> Observations:
+        """The bins of ``seen`` whose label is new or changed since they were last reported."""
+        if len(seen.x) == 0:
+            return Observations(np.zeros((0, 2), np.float32), [], np.zeros((0, len(PATCH_FEATURES)), np.float32))
+        keys = np.stack([np.floor(seen.x / self.bin_size), np.floor(seen.y / self.bin_size)], 1).astype(np.int64)
+        unique_keys, inverse = np.unique(keys, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        locations, labels, features = [], [], []
+        for bin_index, key in enumerate(map(tuple, unique_keys)):
+            members = inverse == bin_index
+            label = self._label(seen, members)
+            if self._written.get(key) == label:
+                continue
+            self._written[key] = label
+            locations.append((seen.x[members].mean(), seen.y[members].mean()))
+            features.append(_patch_features(seen, members))
+            labels.append(label)
+        return Observations(np.asarray(locations, np.float32).reshape(-1, 2), labels,
+                            np.asarray(features, np.float32).reshape(-1, len(PATCH_FEATURES)))
+
+    @staticmethod
+    def _label(seen: BevInMap, members: np.ndarray) -> str:
+        classes = seen.object_class[members]
+        if classes.any():
+            names = seen.class_names
+            index = int(np.bincount(classes[classes > 0]).argmax())
+            return f"{names[index - 1]} target" if index - 1 < len(names) else "object"
+        return WALL_LABEL if np.any(seen.occupancy[members] >= 50) else FLOOR_LABEL
+
+
+def _patch_features(seen: BevInMap, members: np.ndarray) -> list[float]:
+    occupancy = seen.occupancy[members]
+    return [float(np.mean(occupancy < 50)), float(np.mean(occupancy >= 50)),
+            float(np.mean(seen.object_class[members] > 0)), float(np.mean(seen.range_fraction[members]))]

@@ -1,0 +1,84 @@
+"""core/mapping.py: BEVs moved into the map frame land on the true geometry, fused maps converge to the maze,
+and the observation binner reports each bin once per label."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from spatial_memory_ros.core.explorer import RandomWalker
+from spatial_memory_ros.core.mapping import (FLOOR_LABEL, WALL, WALL_LABEL, GridGeometry, LogOddsMap,
+                                             ObservationBinner, bev_to_map, map_scores, rasterize_maze,
+                                             wall_surfaces)
+from spatial_memory_ros.core.world import World, generate_maze
+
+
+@pytest.fixture(scope="module")
+def drive():
+    """300 steps of one robot in a 9x9 maze: (world, [(bev, true pose)])."""
+    world = World(generate_maze(9, seed=4), num_robots=1, seed=4)
+    walker = RandomWalker(seed=4)
+    frames = []
+    for _ in range(300):
+        bev = world.oracle_bev(0)
+        frames.append((bev, world.true_pose(0)))
+        world.step([walker.command(bev)])
+    return world, frames
+
+
+def test_seen_cells_land_on_the_true_geometry(drive):
+    world, frames = drive
+    geometry = GridGeometry.covering(world.maze, 0.05)
+    truth = rasterize_maze(world.maze, geometry)
+    agree = total = 0
+    for bev, pose in frames[::10]:
+        seen = bev_to_map(bev, pose)
+        rows, cols, inside = geometry.cell_indices(seen.x, seen.y)
+        said_wall = seen.occupancy[inside] >= 50
+        agree += np.count_nonzero(said_wall == (truth[rows[inside], cols[inside]] == WALL))
+        total += np.count_nonzero(inside)
+    assert total > 1000 and agree / total > 0.9
+
+
+def test_fused_map_converges_to_the_maze(drive):
+    world, frames = drive
+    geometry = GridGeometry.covering(world.maze, 0.25)
+    fused = LogOddsMap(geometry)
+    for bev, pose in frames:
+        fused.integrate(bev_to_map(bev, pose))
+    scores = map_scores(fused.occupancy(), rasterize_maze(world.maze, geometry))
+    assert scores["coverage"] > 0.3
+    assert scores["free_iou"] > 0.3 and scores["wall_iou"] > 0.2
+    seen = fused.occupancy() != -1
+    assert np.mean((fused.occupancy()[seen] >= 50) == (rasterize_maze(world.maze, geometry)[seen] == WALL)) > 0.9
+
+
+def test_map_scores_of_what_a_camera_can_see_are_perfect():
+    truth = rasterize_maze(generate_maze(9, seed=0), GridGeometry(0.25, 36, 36))
+    visible = np.where((truth == WALL) & ~wall_surfaces(truth), -1, truth).astype(np.int8)
+    assert map_scores(visible, truth) == {"coverage": 1.0, "free_iou": 1.0, "wall_iou": 1.0, "map_iou": 1.0}
+    assert map_scores(truth, truth)["wall_iou"] < 1.0, "a wall's inside is not a wall surface"
+    unknown = np.full_like(truth, -1)
+    assert map_scores(unknown, truth)["coverage"] == 0.0
+
+
+def test_binner_reports_each_bin_once_per_label(drive):
+    _, frames = drive
+    binner = ObservationBinner(bin_size=0.5)
+    first = binner.observe(bev_to_map(*frames[0][:1], frames[0][1]))
+    assert len(first) > 0 and set(first.labels) <= {FLOOR_LABEL, WALL_LABEL} | {f"{c} target" for c in
+                                                                               ("red", "green", "blue", "yellow",
+                                                                                "magenta", "cyan")}
+    again = binner.observe(bev_to_map(frames[0][0], frames[0][1]))
+    assert len(again) == 0, "the same view reported twice"
+    assert first.features.shape == (len(first), 4) and np.all((first.features >= 0) & (first.features <= 1))
+    total = sum(len(binner.observe(bev_to_map(bev, pose))) for bev, pose in frames)
+    assert total < 300 * 50, "the binner should grow with the area seen, not with time"
+
+
+def test_bad_geometry_is_refused():
+    with pytest.raises(ValueError, match="resolution"):
+        GridGeometry(math.nan, 10, 10)
+    with pytest.raises(ValueError, match="cells"):
+        GridGeometry(0.1, 0, 10)
