@@ -210,3 +210,33 @@ def test_query_command_says_when_no_robot_answers():
     result = subprocess.run([str(cli), "query", "red", "--robot", "nobody", "--timeout", "1"], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 1 and "is the team running" in result.stderr
+
+
+def test_prune_service_prunes_in_the_background_and_keeps_new_writes(ros, scene):
+    from std_srvs.srv import Trigger
+
+    from spatial_memory_ros.msg import MemoryEntry, MemoryEntryArray
+    from spatial_memory_ros.ros_common import RELIABLE_QOS
+
+    _, frames, _ = scene
+    node = _memory_node(ros)
+    probe, _ = _feed(ros, node, frames)
+    # many near-duplicate shared entries: most of them add nothing to the read and should go
+    duplicates = MemoryEntryArray(entries=[MemoryEntry(x=4.0 + 0.01 * k, y=4.0, location_sd=0.5, value=[0.1] * 388,
+                                                       label="open floor", source_robot="robot2")
+                                           for k in range(200)])
+    merge_pub = probe.create_publisher(MemoryEntryArray, "/robot1/memory/merge", RELIABLE_QOS)
+    assert spin_until(ros, merge_pub.get_subscription_count)
+    merge_pub.publish(duplicates)
+    assert spin_until(ros, lambda: node.guard.counts == {} and len(node.memory.memory) >= 200)
+    before = len(node.memory.memory)
+    client = probe.create_client(Trigger, "/robot1/spatial_memory/prune")
+    assert spin_until(ros, client.service_is_ready)
+    future = client.call_async(Trigger.Request())
+    assert spin_until(ros, future.done) and future.result().success
+    late = MemoryEntryArray(entries=[MemoryEntry(x=1.0, y=1.0, location_sd=0.5, value=[0.2] * 388,
+                                                 label="late write", source_robot="robot3")])
+    merge_pub.publish(late)
+    node._prune_thread.join(timeout=60.0)
+    assert spin_until(ros, lambda: "late write" in node.memory.memory.snapshot().labels)
+    assert len(node.memory.memory) < before, "nothing was pruned"
