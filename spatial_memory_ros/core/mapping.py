@@ -129,6 +129,8 @@ def map_scores(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     coverage: fraction of the true free cells that the estimate has seen; free_iou / wall_iou: IoU of the
     estimate's free (p < 0.5) and wall (p >= 0.5) cells with the truth's, over the whole grid; map_iou: their mean.
     The true walls are their surfaces (wall cells next to free space): a camera never sees a wall's inside.
+    accuracy_seen: fraction of the seen cells whose free/wall call agrees with the truth (how right the map is
+    where it has looked, whatever the coverage).
     """
     if estimate.shape != truth.shape:
         raise ValueError(f"estimate {estimate.shape} and truth {truth.shape} differ in shape")
@@ -142,7 +144,10 @@ def map_scores(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
     free_iou, wall_iou = iou(est_free, true_free), iou(est_wall, true_wall)
     coverage = float(np.count_nonzero(seen & true_free) / max(np.count_nonzero(true_free), 1))
-    return {"coverage": coverage, "free_iou": free_iou, "wall_iou": wall_iou, "map_iou": 0.5 * (free_iou + wall_iou)}
+    agree = np.count_nonzero(est_free & true_free) + np.count_nonzero(est_wall & (truth == WALL))
+    accuracy_seen = float(agree / np.count_nonzero(seen)) if seen.any() else 1.0
+    return {"coverage": coverage, "free_iou": free_iou, "wall_iou": wall_iou, "map_iou": 0.5 * (free_iou + wall_iou),
+            "accuracy_seen": accuracy_seen}
 
 
 def wall_surfaces(truth: np.ndarray) -> np.ndarray:
