@@ -1,0 +1,257 @@
+"""spatial-memory replay BAG: publish a recorded bag again, with its original timing (scaled) and /clock.
+
+The whole bag is checked first (CRCs, every message read and decoded, counts against the metadata): a
+truncated or corrupt bag is refused with a clear error before anything is published. Each topic is
+published with the QoS its recorded publishers offered (``offered_qos_profiles``): latched topics
+(transient local) stay latched, so a subscriber that joins late (RViz, a node started afterwards) still
+gets the last map. /clock is published from the bag time unless the bag's own /clock is being replayed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from spatial_memory_ros.commands.record import StatusLine, init_context, message_class
+from spatial_memory_ros.core.bags import BagError, BagMessage, BagReader, BagTopic
+
+CLOCK_TOPIC = "/clock"
+CLOCK_RATE = 40.0          # Hz of bag time, as ros2 bag play --clock
+
+
+def add_parser(subparsers) -> None:
+    """Add ``replay`` to the CLI."""
+    parser = subparsers.add_parser(
+        "replay", help="publish a recorded bag with its original timing and /clock; latched topics stay latched",
+        description="Check the whole bag, then publish its messages with the recorded timing scaled by --rate "
+                    "(0: as fast as possible), with each topic's recorded QoS, and /clock from the bag time "
+                    "(unless the bag's own /clock is replayed).",
+        epilog="examples:\n  spatial-memory replay runs/bag1\n"
+               "  spatial-memory replay runs/bag1 --rate 0 --topics /robot1/camera/image_raw /robot1/odom\n"
+               "  spatial-memory replay runs/bag1 --rate 2 --loop",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bag", type=Path, help="the bag directory (holding metadata.yaml) or its .mcap file")
+    parser.add_argument("--rate", type=float, default=1.0,
+                        help="speed-up over the recorded timing; 0 = as fast as possible (default 1)")
+    parser.add_argument("--topics", nargs="+", default=None, metavar="TOPIC", help="replay only these topics")
+    parser.add_argument("--loop", action="store_true", help="start again at the end, until Ctrl-C")
+    parser.add_argument("--no-clock", action="store_true", help="do not publish /clock from the bag time")
+    parser.add_argument("--delay", type=float, default=0.5,
+                        help="seconds to wait after creating the publishers, for discovery (default 0.5)")
+    parser.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="SECONDS",
+                        help="before starting, wait up to SECONDS until every replayed topic has a subscriber "
+                             "(default 0: do not wait)")
+    parser.add_argument("--linger", type=float, default=0.5,
+                        help="seconds to keep publishing latched topics after the end (default 0.5)")
+    parser.add_argument("--quiet", action="store_true", help="no status line")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Replay the bag; exit 1 (having published nothing) if it is unreadable, corrupt or its types are unknown."""
+    if args.rate < 0:
+        print(f"--rate must be >= 0 (0 = as fast as possible), got {args.rate}", file=sys.stderr)
+        return 1
+    status = None if args.quiet else StatusLine()
+    try:
+        result = replay(args.bag, rate=args.rate, topics=args.topics, loop=args.loop, clock=not args.no_clock,
+                        delay=args.delay, linger=args.linger, wait_for_subscribers=args.wait_for_subscribers,
+                        on_status=status, handle_signals=True)
+    except BagError as error:
+        print(f"replay refused: {error}", file=sys.stderr)
+        return 1
+    if status:
+        status.finish()
+    print(result.report())
+    return 0
+
+
+@dataclass
+class ReplayResult:
+    """What a replay published."""
+
+    bag: Path
+    counts: dict[str, int] = field(default_factory=dict)   # topic -> messages published (over all loops)
+    clock_messages: int = 0                                 # /clock messages generated from the bag time
+    loops: int = 0
+    seconds: float = 0.0
+
+    def report(self) -> str:
+        """A table of what was published."""
+        lines = [f"replayed {self.bag}: {sum(self.counts.values())} messages in {self.seconds:.1f} s "
+                 f"({self.loops} pass{'es' if self.loops != 1 else ''}), {self.clock_messages} generated /clock"]
+        lines += [f"  {count:8d}  {topic}" for topic, count in sorted(self.counts.items())]
+        return "\n".join(lines)
+
+
+def replay(bag: Path | str, *, rate: float = 1.0, topics: Sequence[str] | None = None, loop: bool = False,
+           clock: bool = True, delay: float = 0.5, linger: float = 0.5, wait_for_subscribers: float = 0.0,
+           stop_event: threading.Event | None = None, context=None,
+           on_status: Callable[[str], None] | None = None, handle_signals: bool = False) -> ReplayResult:
+    """Validate ``bag`` whole, then publish it; return what was published. Raises BagError, having published
+    nothing, if the bag is bad, a topic is not in it or a type is not importable. Blocks until the end
+    (every pass with ``loop``) or ``stop_event``. Uses ``context`` or creates and shuts down its own.
+
+    ``wait_for_subscribers``: wait up to this many seconds for every replayed topic to have a subscriber
+    (then ``delay`` more), so that nothing is lost to slow discovery; ``linger``: seconds to keep the
+    publishers (and so the latched messages) alive after the end."""
+    reader = BagReader(bag)
+    try:
+        reader.validate()
+        selected = _select_topics(reader, topics)
+        classes = _message_classes(selected)
+        return _publish_bag(reader, selected, classes, rate=rate, loop=loop, clock=clock, delay=delay,
+                            linger=linger, wait_for_subscribers=wait_for_subscribers,
+                            stop_event=stop_event or threading.Event(), context=context, on_status=on_status,
+                            handle_signals=handle_signals)
+    finally:
+        reader.close()
+
+
+def _select_topics(reader: BagReader, topics: Sequence[str] | None) -> dict[str, BagTopic]:
+    available = reader.topics
+    if topics is None:
+        return available
+    wanted = [t if t.startswith("/") else f"/{t}" for t in topics]
+    missing = [t for t in wanted if t not in available]
+    if missing:
+        raise BagError(f"not in {reader.path}: {missing}; it has {sorted(available)}")
+    return {t: available[t] for t in wanted}
+
+
+def _message_classes(selected: dict[str, BagTopic]) -> dict[str, type]:
+    classes, unknown = {}, []
+    for topic in selected.values():
+        try:
+            classes[topic.name] = message_class(topic.msgtype)
+        except ImportError as error:
+            unknown.append(f"{topic.name}: {error}")
+    if unknown:
+        raise BagError("cannot publish these topics (leave them out with --topics): " + "; ".join(unknown))
+    return classes
+
+
+def publisher_qos(topic: BagTopic):
+    """The QoS to replay a topic with: from its recorded offers (latched -> transient local, depth 1)."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    depth = max([q.depth for q in topic.qos if q.depth > 0], default=1 if topic.latched else 10)
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                      reliability=ReliabilityPolicy.RELIABLE if topic.reliable else ReliabilityPolicy.BEST_EFFORT,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL if topic.latched else DurabilityPolicy.VOLATILE)
+
+
+def _publish_bag(reader: BagReader, selected: dict[str, BagTopic], classes: dict[str, type], *, rate, loop,
+                 clock, delay, linger, wait_for_subscribers, stop_event, context, on_status,
+                 handle_signals) -> ReplayResult:
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    own_context = context is None
+    if own_context:
+        context = init_context(handle_signals)
+    node = rclpy.create_node("spatial_memory_replay", context=context)
+    result = ReplayResult(reader.path, {name: 0 for name in selected})
+    start = time.monotonic()
+    try:
+        publishers = {name: node.create_publisher(classes[name], name, publisher_qos(topic))
+                      for name, topic in selected.items()}
+        clock_pub = _clock_publisher(node) if clock and CLOCK_TOPIC not in selected else None
+        player = _Player(reader, publishers, clock_pub, rate, stop_event, context, result, on_status)
+        _wait_for_subscribers(node, publishers, wait_for_subscribers, stop_event, context)
+        _sleep_while_running(delay, stop_event, context)
+        while not stop_event.is_set() and context.ok():
+            player.play_once(list(selected))
+            result.loops += 1
+            if not loop:
+                break
+        _sleep_while_running(linger, stop_event, context)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        result.seconds = time.monotonic() - start
+        node.destroy_node()
+        if own_context:
+            rclpy.try_shutdown(context=context)
+    return result
+
+
+def _clock_publisher(node):
+    from rosgraph_msgs.msg import Clock
+
+    return node.create_publisher(Clock, CLOCK_TOPIC, 10)
+
+
+def _wait_for_subscribers(node, publishers: dict, timeout: float, stop_event: threading.Event, context) -> None:
+    """Wait up to ``timeout`` s until every publisher has a matched subscriber; warn about those without."""
+    if timeout <= 0:
+        return
+    deadline = time.monotonic() + timeout
+    lonely = list(publishers)
+    while lonely and time.monotonic() < deadline and not stop_event.is_set() and context.ok():
+        time.sleep(0.05)
+        lonely = [topic for topic, publisher in publishers.items() if publisher.get_subscription_count() == 0]
+    if lonely:
+        node.get_logger().warning(f"no subscriber after {timeout:g} s on {lonely}; replaying anyway")
+
+
+def _sleep_while_running(seconds: float, stop_event: threading.Event, context) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not stop_event.is_set() and context.ok():
+        time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+
+class _Player:
+    """Publishes one pass of the bag, paced by the recorded timestamps, with /clock ticks in between."""
+
+    def __init__(self, reader, publishers, clock_pub, rate, stop_event, context, result, on_status) -> None:
+        self.reader, self.publishers, self.clock_pub = reader, publishers, clock_pub
+        self.rate, self.stop_event, self.context = rate, stop_event, context
+        self.result, self.on_status = result, on_status
+        self._tick_ns = int(1e9 / CLOCK_RATE)
+        self._last_clock: int | None = None
+        self._last_status = 0.0
+
+    def play_once(self, topics: list[str]) -> None:
+        """Publish every message of ``topics`` once, in time order."""
+        bag_start, wall_start = self.reader.start_time, time.monotonic()
+        self._last_clock = None
+        for message in self.reader.messages(topics):
+            if self.stop_event.is_set() or not self.context.ok():
+                return
+            if self.rate > 0:
+                self._wait_for(message.timestamp, bag_start, wall_start)
+            self._publish(message)
+
+    def _wait_for(self, stamp: int, bag_start: int, wall_start: float) -> None:
+        """Sleep until the wall time of ``stamp``, publishing /clock at CLOCK_RATE of bag time meanwhile."""
+        target = wall_start + (stamp - bag_start) / 1e9 / self.rate
+        while (remaining := target - time.monotonic()) > 0 and not self.stop_event.is_set():
+            time.sleep(min(remaining, 1.0 / CLOCK_RATE / self.rate, 0.05))
+            now_bag = bag_start + int((time.monotonic() - wall_start) * self.rate * 1e9)
+            self._maybe_clock(min(now_bag, stamp))
+
+    def _publish(self, message: BagMessage) -> None:
+        self._maybe_clock(message.timestamp)
+        self.publishers[message.topic].publish(message.data)
+        self.result.counts[message.topic] += 1
+        if self.on_status and time.monotonic() - self._last_status >= 1.0:
+            self._last_status = time.monotonic()
+            done = (message.timestamp - self.reader.start_time) / 1e9
+            self.on_status(f"replaying {done:7.1f} / {self.reader.duration / 1e9:.1f} s of bag time  "
+                           f"pass {self.result.loops + 1}  messages {sum(self.result.counts.values()):7d}")
+
+    def _maybe_clock(self, stamp: int) -> None:
+        if self.clock_pub is None or (self._last_clock is not None and stamp - self._last_clock < self._tick_ns):
+            return
+        from rosgraph_msgs.msg import Clock
+
+        msg = Clock()
+        msg.clock.sec, msg.clock.nanosec = divmod(stamp, 1_000_000_000)
+        self.clock_pub.publish(msg)
+        self._last_clock = stamp
+        self.result.clock_messages += 1
