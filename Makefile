@@ -8,6 +8,7 @@ BUILD_DIR := build/cmake
 DURATION  ?= 60
 ROBOTS    ?= 3
 OUT       ?= runs
+RECORD    ?= 0
 TESTS     ?= test
 PYTEST_ARGS ?=
 
@@ -30,8 +31,9 @@ setup: $(VENV)/.build-stamp  ## create .venv, install dependencies, build and in
 
 build: setup  ## same as setup
 
-demo: setup  ## run the simulated team: DURATION=<sim s> ROBOTS=<n> OUT=<dir>
-	$(VENV)/bin/spatial-memory demo --duration $(DURATION) --robots $(ROBOTS) --out $(OUT)
+demo: setup  ## run the simulated team: DURATION=<sim s> ROBOTS=<n> OUT=<dir> RECORD=1 (also write a bag)
+	$(VENV)/bin/spatial-memory demo --duration $(DURATION) --robots $(ROBOTS) --out $(OUT) \
+	  $(if $(filter 1 yes true,$(RECORD)),--record,)
 
 test: setup  ## run the test suite (unit, real rclpy nodes over DDS, end to end)
 	$(PY) -m pytest $(TESTS) $(PYTEST_ARGS)

@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--query", default=None,
                       help="text query asked of every robot's memory at the end (default: 'the <colour> target' "
                            "for the maze's first target)")
+    demo.add_argument("--record", action="store_true",
+                      help="record the default topics into <run folder>/bag (rosbag2, mcap)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     graph = commands.add_parser("graph", help="print the node graph of the simulated team")
@@ -79,7 +81,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     options = DemoOptions(duration=args.duration, robots=args.robots, seed=args.seed, maze_size=args.maze_size,
                           out=args.out, composed=args.composed, real_time_factor=args.real_time_factor,
-                          wall_timeout=args.wall_timeout, progress=not args.no_progress, query=args.query)
+                          wall_timeout=args.wall_timeout, progress=not args.no_progress, query=args.query,
+                          record=args.record)
     try:
         run_dir = run_demo(options)
     except (RuntimeError, TimeoutError) as error:
@@ -89,6 +92,8 @@ def _demo(args: argparse.Namespace) -> int:
     print(summary)
     print(f"run folder: {run_dir}\n  summary:      {run_dir / 'summary.json'}\n"
           f"  trajectories: {run_dir / 'trajectories.png'}\n  node logs:    {run_dir / 'logs'}")
+    if (run_dir / "bag").exists():
+        print(f"  bag:          {run_dir / 'bag'}  (spatial-memory replay {run_dir / 'bag'})")
     return 0
 
 

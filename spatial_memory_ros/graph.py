@@ -54,8 +54,9 @@ def robot_ids(robots: int) -> list[str]:
 
 def sim_team_graph(robots: int = 3, seed: int = 0, maze_size: int = 15, max_sim_time: float = 0.0,
                    real_time_factor: float = 0.0, use_sim_time: bool = True,
-                   sources: Sources = Sources()) -> list[NodeSpec]:
-    """The simulated team: one sim_world for the maze and, per robot namespace, its own stack."""
+                   sources: Sources = Sources(), extra_bev_readers: int = 0) -> list[NodeSpec]:
+    """The simulated team: one sim_world for the maze and, per robot namespace, its own stack.
+    ``extra_bev_readers`` counts subscribers outside the graph (a recorder) that the sim must also wait for."""
     sim = NodeSpec("sim_world", "sim_world", params_file="sim_world.yaml",
                    parameters={"robots": robots, "seed": seed, "maze_size": maze_size,
                                "max_sim_time": float(max_sim_time), "real_time_factor": float(real_time_factor)})
@@ -67,7 +68,7 @@ def sim_team_graph(robots: int = 3, seed: int = 0, maze_size: int = 15, max_sim_
                                   memory_parameters=maze_extent))
     # The sim starts once every node that reads the oracle BEV listens, so none misses the first frames.
     readers = sum(1 for spec in stacks if spec.namespace == "/robot1" and ("bev", "ground_truth/bev") in spec.remappings)
-    sim.parameters["min_bev_subscribers"] = readers
+    sim.parameters["min_bev_subscribers"] = readers + extra_bev_readers
     return [sim] + stacks
 
 

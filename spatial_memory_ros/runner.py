@@ -97,6 +97,36 @@ class ComposedGraph:
             node.destroy_node()
 
 
+class BagRecorderThread:
+    """``spatial-memory record`` of the default topics in a thread of the demo (its own rclpy context)."""
+
+    def __init__(self, bag_dir: Path, robots: int) -> None:
+        from spatial_memory_ros.commands.record import default_topics
+
+        self.bag_dir = bag_dir
+        self.topics = default_topics(robots)
+        self.stop_event = threading.Event()
+        self.result = None
+        self._thread = threading.Thread(target=self._record, name="recorder", daemon=True)
+
+    def _record(self) -> None:
+        from spatial_memory_ros.commands.record import record
+
+        self.result = record(self.topics, self.bag_dir, self.stop_event)
+
+    def start(self) -> None:
+        """Start recording (topics that do not exist yet are picked up when they appear)."""
+        self._thread.start()
+        deadline = time.monotonic() + 30.0
+        while not self.bag_dir.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop and close the bag."""
+        self.stop_event.set()
+        self._thread.join(timeout=60.0)
+
+
 @dataclass
 class RunObservation:
     """What the observer has seen of a run."""
@@ -152,6 +182,7 @@ class DemoOptions:
     wall_timeout: float | None = None
     progress: bool = True
     query: str | None = None
+    record: bool = False
 
 
 def run_demo(options: DemoOptions) -> Path:
@@ -166,7 +197,8 @@ def run_demo(options: DemoOptions) -> Path:
         suffix += 1
     run_dir.mkdir(parents=True)
     graph = sim_team_graph(options.robots, seed=options.seed, maze_size=options.maze_size,
-                           max_sim_time=options.duration, real_time_factor=options.real_time_factor)
+                           max_sim_time=options.duration, real_time_factor=options.real_time_factor,
+                           extra_bev_readers=1 if options.record else 0)
     robots = robot_ids(options.robots)
     observation = RunObservation()
 
@@ -177,8 +209,11 @@ def run_demo(options: DemoOptions) -> Path:
     runner = ComposedGraph(graph, run_dir / "logs" / "params") if options.composed else ProcessGraph(
         graph, run_dir / "logs")
     spinner = threading.Thread(target=executor.spin, daemon=True)
+    recorder = BagRecorderThread(run_dir / "bag", options.robots) if options.record else None
     wall_start = time.monotonic()
     try:
+        if recorder is not None:
+            recorder.start()
         if options.composed:
             runner.start(executor)
         else:
@@ -187,6 +222,8 @@ def run_demo(options: DemoOptions) -> Path:
         _wait_for_end(options, observation, runner, wall_start)
         ask_robots(observer, robots, demo_query(options), observation)
     finally:
+        if recorder is not None:
+            recorder.stop()
         runner.stop()
         executor.shutdown(timeout_sec=2.0)
         observer.destroy_node()
