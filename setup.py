@@ -18,6 +18,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["spatial_memory_ros", "spatial_memory_ros.*"]),
+    package_data={"spatial_memory_ros": ["models/*.pt", "models/*.md"]},
     data_files=[
         ("share/spatial_memory_ros/config", [str(p) for p in Path("config").glob("*") if p.is_file()]),
         ("share/spatial_memory_ros/launch", [str(p) for p in Path("launch").glob("*.py")]),

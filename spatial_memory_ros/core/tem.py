@@ -1,0 +1,747 @@
+"""Seed 002's TEM2d belief localizer, grown into a map-matching histogram filter (numpy only, no ROS).
+
+The location belief is a probability grid over the map. Each odometry step moves it by a translation kernel built
+from the step (bilinear weights for the sub-cell part, a Gaussian blur for motion noise), as in seed 002; mass in
+known walls is removed, the grid is sharpened and normalised. Each BEV corrects it: the BEV's wall and free cells are
+scored against the memory's map at every candidate cell and at a few candidate headings (a likelihood field that
+tolerates small offsets), and the belief is multiplied by that likelihood. This is what lets revisits pull drift
+back, which the seed's affinity blend of memory samples could not do (its conclusion: memory alone cannot localise
+without revisits and a map that does not share the error).
+
+The map is an ``OccupancyMap``: int8 values as in nav_msgs/OccupancyGrid (-1 unknown, 0..100 occupancy), a
+resolution and the origin of cell (0, 0). Unknown cells are neutral: on a partially-known map the BEV corrects only
+where it overlaps known cells, and elsewhere the belief is carried by odometry alone (it widens, never jumps).
+``set_map`` can be called at any time (the spatial memory's map grows online); the belief grid grows with it.
+
+A belief that has nowhere to go (every candidate contradicts the BEV, or all mass ended in walls) is re-initialised
+around the last good pose and the result carries a message saying so. Bad input (NaN odometry, time going backwards
+or jumping, a BEV of the wrong size or values) raises ValueError and leaves the belief unchanged.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+LOG = logging.getLogger(__name__)
+OCCUPIED_THRESHOLD = 50
+FREE_THRESHOLD = 20
+BEV_WALL, BEV_FREE, BEV_UNSEEN = 100, 0, -1
+
+
+# ------------------------------------------------------------------------------------------------ map
+
+
+@dataclass
+class OccupancyMap:
+    """A 2-D occupancy grid in the map frame, like nav_msgs/OccupancyGrid with zero origin yaw.
+
+    ``data[iy, ix]`` is -1 unknown or 0..100 (>= 50 occupied, <= 20 free, between: unknown); cell [iy, ix] spans
+    x in [origin_x + ix * resolution, ...) and y in [origin_y + iy * resolution, ...).
+    """
+
+    data: np.ndarray
+    resolution: float
+    origin_x: float = 0.0
+    origin_y: float = 0.0
+
+    def __post_init__(self) -> None:
+        data = np.asarray(self.data)
+        if data.ndim != 2 or min(data.shape) < 1:
+            raise ValueError(f"map data must be a 2-D grid [iy, ix], got shape {data.shape}; reshape "
+                             "OccupancyGrid.data to (info.height, info.width)")
+        if not np.issubdtype(data.dtype, np.integer) or data.min() < -1 or data.max() > 100:
+            raise ValueError("map values must be integers in -1..100 (OccupancyGrid convention)")
+        if not (math.isfinite(self.resolution) and self.resolution > 0):
+            raise ValueError(f"map resolution must be a positive number of metres, got {self.resolution}")
+        if not (math.isfinite(self.origin_x) and math.isfinite(self.origin_y)):
+            raise ValueError(f"map origin must be finite, got ({self.origin_x}, {self.origin_y})")
+        self.data = data.astype(np.int8)
+
+    @property
+    def occupied(self) -> np.ndarray:
+        """Cells known to be walls."""
+        return self.data >= OCCUPIED_THRESHOLD
+
+    @property
+    def free(self) -> np.ndarray:
+        """Cells known to be free."""
+        return (self.data >= 0) & (self.data <= FREE_THRESHOLD)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(x_min, y_min, x_max, y_max) in metres."""
+        height, width = self.data.shape
+        return (self.origin_x, self.origin_y, self.origin_x + width * self.resolution,
+                self.origin_y + height * self.resolution)
+
+
+def maze_occupancy(maze: Any, resolution: float = 0.25) -> OccupancyMap:
+    """The true maze (core.world.Maze) rasterised to an OccupancyMap: 100 in walls, 0 elsewhere."""
+    rows = int(round(maze.rows * maze.cell_size / resolution))
+    cols = int(round(maze.cols * maze.cell_size / resolution))
+    centre_y = (np.arange(rows) + 0.5) * resolution
+    centre_x = (np.arange(cols) + 0.5) * resolution
+    row = np.clip((centre_y / maze.cell_size).astype(int), 0, maze.rows - 1)
+    col = np.clip((centre_x / maze.cell_size).astype(int), 0, maze.cols - 1)
+    walls = maze.walls[row[:, None], col[None, :]]
+    return OccupancyMap(np.where(walls, 100, 0).astype(np.int8), resolution, 0.0, 0.0)
+
+
+# ------------------------------------------------------------------------------------------- settings
+
+
+@dataclass
+class TemConfig:
+    """Belief grid, motion noise, BEV likelihood and recovery settings (SI units, radians)."""
+
+    resolution: float = 0.125
+    margin: float = 1.0
+    linear_noise: float = 0.05
+    angular_noise: float = math.radians(2.0)
+    process_noise: float = 0.02
+    sharpen: float = 1.02
+    robot_radius: float = 0.2
+    clearance_weight: float = 0.05
+    heading_candidates: int = 5
+    min_heading_step: float = math.radians(0.5)
+    max_heading_step: float = math.radians(3.0)
+    min_heading_sigma: float = math.radians(0.3)
+    field_resolution: float = 0.1
+    hit_sigma: float = 0.15
+    miss_probability: float = 0.1
+    unknown_log_likelihood: float = -0.5
+    observation_weight: float = 0.15
+    max_wall_points: int = 64
+    max_free_points: int = 64
+    candidate_mass: float = 0.999
+    max_candidates: int = 600
+    lost_fit: float = -1.2
+    good_fit: float = -0.6
+    lost_mass: float = 1e-9
+    negligible: float = 1e-9
+    reinit_sigma: float = 1.0
+    reinit_heading_sigma: float = math.radians(10.0)
+    bev_shape: tuple[int, int] = (32, 32)
+    bev_resolution: float = 0.25
+    max_dt: float = 1.0
+    max_speed: float = 5.0
+    max_angular_speed: float = 10.0
+
+    def __post_init__(self) -> None:
+        positive = ("resolution", "field_resolution", "hit_sigma", "observation_weight", "reinit_sigma",
+                    "bev_resolution", "max_dt", "max_speed", "max_angular_speed", "sharpen")
+        for name in positive:
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"TemConfig.{name} must be a positive finite number, got {value}")
+        if self.heading_candidates < 1 or self.heading_candidates % 2 == 0:
+            raise ValueError(f"TemConfig.heading_candidates must be odd and >= 1, got {self.heading_candidates}")
+        if not 0.0 < self.miss_probability < 1.0:
+            raise ValueError(f"TemConfig.miss_probability must be in (0, 1), got {self.miss_probability}")
+        self.bev_shape = tuple(int(v) for v in self.bev_shape)
+
+
+# ------------------------------------------------------------------------------------------- results
+
+
+@dataclass
+class PoseEstimate:
+    """The belief's mean pose and its 3x3 covariance over (x, y, theta)."""
+
+    x: float
+    y: float
+    theta: float
+    covariance: np.ndarray
+
+    def covariance_6x6(self) -> list[float]:
+        """Row-major 6x6 covariance over (x, y, z, roll, pitch, yaw), as geometry_msgs/PoseWithCovariance wants.
+
+        z, roll and pitch are fixed (variance 0).
+        """
+        full = np.zeros((6, 6))
+        index = [0, 1, 5]
+        full[np.ix_(index, index)] = self.covariance
+        return full.reshape(-1).tolist()
+
+
+@dataclass
+class BeliefGrid:
+    """The location belief as a grid [iy, ix] summing to 1, with its resolution and origin (map frame)."""
+
+    probabilities: np.ndarray
+    resolution: float
+    origin_x: float
+    origin_y: float
+
+    def as_occupancy_values(self) -> np.ndarray:
+        """int8 0..100 heat map (100 = the most likely cell), for a nav_msgs/OccupancyGrid in RViz."""
+        peak = float(self.probabilities.max())
+        scaled = self.probabilities / peak if peak > 0 else self.probabilities
+        return np.round(100.0 * scaled).astype(np.int8)
+
+
+@dataclass
+class CorrectionResult:
+    """What one BEV correction did: seed 002's loss terms, the fit, and a message if the belief was reset."""
+
+    applied: bool
+    sensory_loss: float = 0.0
+    transition_loss: float = 0.0
+    memory_loss: float = 0.0
+    fit: float = 0.0
+    heading_shift: float = 0.0
+    candidates: int = 0
+    message: str | None = None
+
+    @property
+    def loss(self) -> float:
+        """Seed 002's total: sensory prediction error + distance to the moved belief + distance to the memory's."""
+        return self.sensory_loss + self.transition_loss + self.memory_loss
+
+
+# ------------------------------------------------------------------------------------ translation kernel
+
+
+def translation_kernel_1d(shift: float, blur_sigma: float = 0.0) -> tuple[int, np.ndarray]:
+    """1-D kernel that moves a signal by ``shift`` cells: (first offset, taps); out[i] = sum_j taps[j] in[i - o - j].
+
+    The sub-cell part is split bilinearly between the two nearest cells, which by itself spreads the mass with
+    variance f (1 - f); the Gaussian blur only adds what is missing to reach ``blur_sigma`` (cells).
+    """
+    base = math.floor(shift)
+    fraction = shift - base
+    extra_variance = max(blur_sigma ** 2 - fraction * (1.0 - fraction), 0.0)
+    if extra_variance < 1e-4:
+        return base, np.array([1.0 - fraction, fraction])
+    radius = max(1, math.ceil(3.0 * math.sqrt(extra_variance)))
+    gauss = np.exp(-0.5 * np.arange(-radius, radius + 1) ** 2 / extra_variance)
+    taps = np.convolve(gauss / gauss.sum(), [1.0 - fraction, fraction])
+    return base - radius, taps
+
+
+def translation_kernel(shift_x: float, shift_y: float, blur_sigma: float = 0.0) -> tuple[tuple[int, int], np.ndarray]:
+    """Seed 002's 2-D kernel [ky, kx] for a move of (shift_x, shift_y) cells, with its (y, x) first offsets.
+
+    Separable: the outer product of the two 1-D kernels of ``translation_kernel_1d``.
+    """
+    offset_x, taps_x = translation_kernel_1d(shift_x, blur_sigma)
+    offset_y, taps_y = translation_kernel_1d(shift_y, blur_sigma)
+    return (offset_y, offset_x), np.outer(taps_y, taps_x)
+
+
+def _convolve_axis(grid: np.ndarray, offset: int, taps: np.ndarray, axis: int) -> np.ndarray:
+    """out[i] = sum_j taps[j] * grid[i - offset - j] along ``axis``; mass moved off the grid is dropped."""
+    out = np.zeros_like(grid)
+    size = grid.shape[axis]
+    for j, weight in enumerate(taps):
+        shift = offset + j
+        if weight == 0.0 or abs(shift) >= size:
+            continue
+        source = [slice(None)] * 2
+        target = [slice(None)] * 2
+        source[axis] = slice(max(0, -shift), size - max(0, shift))
+        target[axis] = slice(max(0, shift), size - max(0, -shift))
+        out[tuple(target)] += weight * grid[tuple(source)]
+    return out
+
+
+def apply_translation(belief: np.ndarray, shift_x: float, shift_y: float, blur_sigma: float = 0.0) -> np.ndarray:
+    """Move a belief grid [iy, ix] by (shift_x, shift_y) cells with blur; mass leaving the grid is lost."""
+    offset_x, taps_x = translation_kernel_1d(shift_x, blur_sigma)
+    offset_y, taps_y = translation_kernel_1d(shift_y, blur_sigma)
+    return _convolve_axis(_convolve_axis(belief, offset_x, taps_x, axis=1), offset_y, taps_y, axis=0)
+
+
+# ---------------------------------------------------------------------------------- likelihood fields
+
+
+@dataclass
+class _Fields:
+    """Per-point log-likelihoods of a BEV wall / free cell landing on each field cell, padded with 'unknown'."""
+
+    wall: np.ndarray
+    free: np.ndarray
+    expected: np.ndarray
+    resolution: float
+    origin_x: float
+    origin_y: float
+
+
+def _likelihood_fields(occupancy: OccupancyMap, config: TemConfig, pad_m: float) -> _Fields:
+    """Distance-based fields on a grid of about ``field_resolution``, padded by ``pad_m`` metres of unknown."""
+    upsample = max(1, math.ceil(occupancy.resolution / config.field_resolution - 1e-9))
+    resolution = occupancy.resolution / upsample
+    pad = int(math.ceil(pad_m / resolution))
+    occupied = np.repeat(np.repeat(occupancy.occupied, upsample, 0), upsample, 1)
+    free = np.repeat(np.repeat(occupancy.free, upsample, 0), upsample, 1)
+    outside_wall = _distance(~occupied) * resolution
+    inside_wall = _distance(occupied) * resolution
+    miss, unknown = math.log(config.miss_probability), config.unknown_log_likelihood
+    hit = lambda distance: np.log(config.miss_probability + (1 - config.miss_probability)  # noqa: E731
+                                  * np.exp(-0.5 * (distance / config.hit_sigma) ** 2))
+    known = occupied | free
+    wall = np.where(known, np.where(occupied, 0.0, hit(outside_wall)), unknown)
+    free_field = np.where(known, np.where(free, 0.0, hit(inside_wall)), unknown)
+    expected = np.where(occupied, 1.0, np.where(free, 0.0, 0.5))
+    padded = [np.pad(a, pad, constant_values=value) for a, value in ((wall, unknown), (free_field, unknown),
+                                                                       (expected, 0.5))]
+    return _Fields(*padded, resolution, occupancy.origin_x - pad * resolution, occupancy.origin_y - pad * resolution)
+
+
+def _distance(mask: np.ndarray) -> np.ndarray:
+    """Euclidean distance (cells) from each True cell of ``mask`` to the nearest False cell (0 where False)."""
+    if mask.all():
+        return np.full(mask.shape, 1e6, dtype=np.float32)
+    return cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+
+
+class MapLikelihood:
+    """How well BEV cells placed at candidate poses fit an occupancy map (shared by the TEM and a particle filter).
+
+    ``fit`` is the mean log-likelihood per BEV point: 0 when every wall cell lands in a wall and every free cell in
+    free space, log(miss_probability) per contradicted cell, ``unknown_log_likelihood`` for cells on unknown map.
+    """
+
+    def __init__(self, occupancy: OccupancyMap, config: TemConfig | None = None) -> None:
+        """Likelihood fields of ``occupancy``, padded so that any BEV placed on the map stays inside them."""
+        self.config = config or TemConfig()
+        view = max(self.config.bev_shape) * self.config.bev_resolution * math.sqrt(2)
+        self.fields = _likelihood_fields(occupancy, self.config, pad_m=view + self.config.margin + 1.0)
+        self._table = np.stack([self.fields.wall.reshape(-1), self.fields.free.reshape(-1)])
+
+    def points(self, bev: Any) -> BevPoints:
+        """The checked, subsampled BEV cells of ``bev`` (ValueError if its size, resolution or values are wrong)."""
+        return bev_points(bev, self.config)
+
+    def fit(self, points: BevPoints, x: np.ndarray, y: np.ndarray, theta: float | np.ndarray) -> np.ndarray:
+        """Mean log-likelihood per point of the BEV at poses (x, y, theta); theta broadcasts against x.
+
+        x and y are (N,); theta is a scalar, (N,), or (K, 1) for K headings at each of the N positions (-> (K, N)).
+        """
+        fields = self.fields
+        height, width = fields.wall.shape
+        theta = np.asarray(theta, dtype=float)
+        cos_t, sin_t = np.cos(theta)[..., None, :], np.sin(theta)[..., None, :]
+        px, py = points.xy[:, 0:1], points.xy[:, 1:2]
+        grid_x = (np.asarray(x, dtype=float) - fields.origin_x) / fields.resolution
+        grid_y = (np.asarray(y, dtype=float) - fields.origin_y) / fields.resolution
+        scale = 1.0 / fields.resolution
+        ix = np.floor(grid_x + scale * (cos_t * px - sin_t * py)).astype(np.int64)
+        iy = np.floor(grid_y + scale * (sin_t * px + cos_t * py)).astype(np.int64)
+        flat = np.minimum(np.maximum(iy, 0), height - 1) * width + np.minimum(np.maximum(ix, 0), width - 1)
+        kind = np.where(points.is_wall, 0, 1)[:, None]
+        return self._table[kind, flat].mean(axis=-2)
+
+    def expected_occupancy(self, points: BevPoints, x: float, y: float, theta: float) -> np.ndarray:
+        """The map's occupancy (1 wall, 0 free, 0.5 unknown) under each BEV point placed at one pose."""
+        fields = self.fields
+        cos_t, sin_t = math.cos(theta), math.sin(theta)
+        map_x = x + cos_t * points.xy[:, 0] - sin_t * points.xy[:, 1]
+        map_y = y + sin_t * points.xy[:, 0] + cos_t * points.xy[:, 1]
+        ix = np.clip(np.floor((map_x - fields.origin_x) / fields.resolution).astype(int), 0,
+                     fields.expected.shape[1] - 1)
+        iy = np.clip(np.floor((map_y - fields.origin_y) / fields.resolution).astype(int), 0,
+                     fields.expected.shape[0] - 1)
+        return fields.expected[iy, ix]
+
+    def prior_at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """1 where a robot centre may be, ``clearance_weight`` nearer than its radius to a wall, 0 inside walls."""
+        fields, config = self.fields, self.config
+        ix = np.clip(np.floor((np.asarray(x) - fields.origin_x) / fields.resolution).astype(int), 0,
+                     fields.wall.shape[1] - 1)
+        iy = np.clip(np.floor((np.asarray(y) - fields.origin_y) / fields.resolution).astype(int), 0,
+                     fields.wall.shape[0] - 1)
+        expected, wall = fields.expected[iy, ix], fields.wall[iy, ix]
+        near_limit = math.log(config.miss_probability + (1 - config.miss_probability)
+                              * math.exp(-0.5 * (config.robot_radius / config.hit_sigma) ** 2))
+        prior = np.where(wall > near_limit + 1e-9, config.clearance_weight, 1.0)
+        prior[expected == 0.5] = 1.0
+        prior[expected == 1.0] = 0.0
+        return prior
+
+
+@dataclass
+class BevPoints:
+    """Robot-frame (x, y) of the BEV cells that take part in a correction, and whether each is a wall."""
+
+    xy: np.ndarray
+    is_wall: np.ndarray
+
+
+def bev_points(bev: Any, config: TemConfig) -> BevPoints:
+    """Check a BEV (shape, resolution, finite origin, values -1/0/100) and pick its wall and free cells.
+
+    At most ``max_wall_points`` walls and ``max_free_points`` free cells, evenly spread. ValueError if it does not
+    fit ``config``.
+    """
+    occupancy = np.asarray(getattr(bev, "occupancy", None))
+    if occupancy.shape != config.bev_shape:
+        raise ValueError(f"BEV must be {config.bev_shape[0]}x{config.bev_shape[1]} cells [iy, ix], got shape "
+                         f"{occupancy.shape}; set TemConfig.bev_shape to match the BEV producer")
+    resolution = float(getattr(bev, "resolution", float("nan")))
+    origin = (float(getattr(bev, "origin_x", float("nan"))), float(getattr(bev, "origin_y", float("nan"))))
+    if not math.isclose(resolution, config.bev_resolution, rel_tol=1e-6):
+        raise ValueError(f"BEV resolution {resolution} m differs from TemConfig.bev_resolution "
+                         f"{config.bev_resolution} m")
+    if not all(math.isfinite(v) for v in origin):
+        raise ValueError(f"BEV origin must be finite, got {origin}")
+    if not ((occupancy == BEV_FREE) | (occupancy == BEV_WALL) | (occupancy == BEV_UNSEEN)).all():
+        raise ValueError("BEV occupancy values must be -1 (unseen), 0 (free) or 100 (wall)")
+    x, y = _bev_cell_centres(occupancy.shape, resolution, origin)
+    chosen = []
+    for value, limit in ((BEV_WALL, config.max_wall_points), (BEV_FREE, config.max_free_points)):
+        cells = np.flatnonzero(occupancy.reshape(-1) == value)
+        if len(cells) > limit:
+            cells = cells[np.linspace(0, len(cells) - 1, limit).round().astype(int)]
+        chosen.append(cells)
+    cells = np.concatenate(chosen)
+    return BevPoints(np.column_stack([x[cells], y[cells]]), np.arange(len(cells)) < len(chosen[0]))
+
+
+@functools.lru_cache(maxsize=8)
+def _bev_cell_centres(shape: tuple[int, int], resolution: float, origin: tuple[float, float]):
+    """Flat robot-frame (x, y) of every BEV cell centre (cached: every BEV of a producer has the same geometry)."""
+    iy, ix = np.mgrid[0:shape[0], 0:shape[1]]
+    x = (origin[0] + (ix + 0.5) * resolution).reshape(-1)
+    y = (origin[1] + (iy + 0.5) * resolution).reshape(-1)
+    x.setflags(write=False)
+    y.setflags(write=False)
+    return x, y
+
+
+# ------------------------------------------------------------------------------------------ localizer
+
+
+class TemLocalizer:
+    """A belief grid over the map moved by odometry and corrected by matching BEVs against the map.
+
+    Typical use (one per robot)::
+
+        tem = TemLocalizer(TemConfig(), occupancy=maze_occupancy(maze), initial_pose=(x, y, theta))
+        tem.predict(v, omega, dt)          # each odometry message
+        result = tem.correct(bev)          # each BEV; result.message says if the belief was re-initialised
+        pose = tem.estimate()              # x, y, theta, 3x3 covariance
+    """
+
+    def __init__(self, config: TemConfig | None = None, occupancy: OccupancyMap | None = None,
+                 initial_pose: tuple[float, float, float] = (0.0, 0.0, 0.0), initial_sigma: float = 0.25,
+                 initial_heading_sigma: float = math.radians(2.0),
+                 extent: tuple[float, float, float, float] | None = None) -> None:
+        """Belief grid over the map's bounds plus ``margin`` (or over ``extent`` = (x0, y0, x1, y1) if no map)."""
+        self.config = config or TemConfig()
+        self._likelihood: MapLikelihood | None = None
+        self._last_stamp: float | None = None
+        self._version = 0
+        self._cached_estimate: tuple | None = None
+        self.events: list[str] = []
+        if occupancy is None and extent is None:
+            extent = (initial_pose[0] - 10.0, initial_pose[1] - 10.0, initial_pose[0] + 10.0, initial_pose[1] + 10.0)
+        bounds = occupancy.bounds if occupancy is not None else extent
+        self._make_grid(bounds)
+        if occupancy is not None:
+            self.set_map(occupancy)
+        self.reset(initial_pose, initial_sigma, initial_heading_sigma)
+
+    # -------------------------------------------------------------------------------- grid and map
+
+    def _make_grid(self, bounds: tuple[float, float, float, float]) -> None:
+        res, margin = self.config.resolution, self.config.margin
+        x0, y0 = math.floor((bounds[0] - margin) / res) * res, math.floor((bounds[1] - margin) / res) * res
+        width = int(math.ceil((bounds[2] + margin - x0) / res))
+        height = int(math.ceil((bounds[3] + margin - y0) / res))
+        self.origin_x, self.origin_y = x0, y0
+        self.belief = np.zeros((height, width))
+        self._prior = np.ones_like(self.belief)
+        self._centres = None
+
+    @property
+    def cell_centres(self) -> tuple[np.ndarray, np.ndarray]:
+        """Map-frame (x, y) of every belief cell centre, each shaped like the belief."""
+        if self._centres is None:
+            iy, ix = np.mgrid[0:self.belief.shape[0], 0:self.belief.shape[1]]
+            res = self.config.resolution
+            self._centres = (self.origin_x + (ix + 0.5) * res, self.origin_y + (iy + 0.5) * res)
+        return self._centres
+
+    def set_map(self, occupancy: OccupancyMap) -> None:
+        """Use ``occupancy`` as the memory's map from now on; the belief grid grows to cover it if needed."""
+        if not isinstance(occupancy, OccupancyMap):
+            raise ValueError(f"set_map needs an OccupancyMap, got {type(occupancy).__name__}")
+        self._grow_to(occupancy.bounds)
+        self._likelihood = MapLikelihood(occupancy, self.config)
+        self._refresh_prior()
+
+    def _grow_to(self, bounds: tuple[float, float, float, float]) -> None:
+        res, margin = self.config.resolution, self.config.margin
+        height, width = self.belief.shape
+        left = max(0, math.ceil((self.origin_x - (bounds[0] - margin)) / res))
+        bottom = max(0, math.ceil((self.origin_y - (bounds[1] - margin)) / res))
+        right = max(0, math.ceil((bounds[2] + margin - (self.origin_x + width * res)) / res))
+        top = max(0, math.ceil((bounds[3] + margin - (self.origin_y + height * res)) / res))
+        if left or bottom or right or top:
+            self.belief = np.pad(self.belief, ((bottom, top), (left, right)))
+            self._version += 1
+            self.origin_x -= left * res
+            self.origin_y -= bottom * res
+            self._centres = None
+            self._refresh_prior()
+
+    @property
+    def has_map(self) -> bool:
+        """Whether a map has been set (corrections do nothing without one)."""
+        return self._likelihood is not None
+
+    def _refresh_prior(self) -> None:
+        self._prior = self._free_space_prior() if self._likelihood is not None else np.ones_like(self.belief)
+
+    def _free_space_prior(self) -> np.ndarray:
+        """1 where the robot's centre may be, ``clearance_weight`` closer than its radius to a wall, 0 in walls."""
+        return self._likelihood.prior_at(*self.cell_centres)
+
+    # -------------------------------------------------------------------------------- reset and readout
+
+    def reset(self, pose: tuple[float, float, float], sigma: float | None = None,
+              heading_sigma: float | None = None) -> None:
+        """A Gaussian belief of ``sigma`` metres around ``pose`` = (x, y, theta), masked to free space."""
+        x, y, theta = (float(v) for v in pose)
+        if not all(math.isfinite(v) for v in (x, y, theta)):
+            raise ValueError(f"reset pose must be finite, got {pose}")
+        sigma = self.config.reinit_sigma if sigma is None else float(sigma)
+        heading_sigma = self.config.reinit_heading_sigma if heading_sigma is None else float(heading_sigma)
+        self._grow_to((x - 3 * sigma, y - 3 * sigma, x + 3 * sigma, y + 3 * sigma))
+        centre_x, centre_y = self.cell_centres
+        spread = max(sigma, 0.5 * self.config.resolution)
+        belief = np.exp(-0.5 * ((centre_x - x) ** 2 + (centre_y - y) ** 2) / spread ** 2) * self._prior
+        if belief.sum() <= 0:
+            belief = np.exp(-0.5 * ((centre_x - x) ** 2 + (centre_y - y) ** 2) / spread ** 2)
+        self._store(belief / belief.sum())
+        self.heading, self.heading_var = _wrap(theta), max(heading_sigma, self.config.min_heading_sigma) ** 2
+        self._last_good = (x, y, self.heading)
+
+    def estimate(self) -> PoseEstimate:
+        """Mean pose of the belief and its covariance (position from the grid, heading from its Gaussian)."""
+        key = (self._version, self.heading, self.heading_var)
+        if self._cached_estimate is None or self._cached_estimate[0] != key:
+            self._cached_estimate = (key, self._compute_estimate())
+        estimate = self._cached_estimate[1]
+        return PoseEstimate(estimate.x, estimate.y, estimate.theta, estimate.covariance.copy())
+
+    def _compute_estimate(self) -> PoseEstimate:
+        window = self._support()
+        belief = self.belief[window]
+        centre_x, centre_y = (c[window] for c in self.cell_centres)
+        mean_x, mean_y = float((belief * centre_x).sum()), float((belief * centre_y).sum())
+        dx, dy = centre_x - mean_x, centre_y - mean_y
+        cell_variance = self.config.resolution ** 2 / 12.0
+        covariance = np.zeros((3, 3))
+        covariance[0, 0] = float((belief * dx * dx).sum()) + cell_variance
+        covariance[1, 1] = float((belief * dy * dy).sum()) + cell_variance
+        covariance[0, 1] = covariance[1, 0] = float((belief * dx * dy).sum())
+        covariance[2, 2] = self.heading_var
+        return PoseEstimate(mean_x, mean_y, self.heading, covariance)
+
+    def belief_grid(self) -> BeliefGrid:
+        """A copy of the belief with its geometry, for publishing as a heat map."""
+        return BeliefGrid(self.belief.copy(), self.config.resolution, self.origin_x, self.origin_y)
+
+    # ------------------------------------------------------------------------------------- prediction
+
+    def predict(self, v: float, omega: float, dt: float) -> None:
+        """Move the belief by one odometry step: forward speed ``v`` (m/s), yaw rate ``omega`` (rad/s) for ``dt`` s.
+
+        Raises ValueError, changing nothing, for non-finite values, dt <= 0 (time going backwards), dt above
+        ``max_dt`` (a jump: reset() instead) or speeds above the configured limits.
+        """
+        self._check_step(v, omega, dt)
+        config = self.config
+        mid_heading = self.heading + 0.5 * omega * dt
+        half_turn = 0.5 * omega * dt
+        chord = v * dt * (math.sin(half_turn) / half_turn if abs(half_turn) > 1e-9 else 1.0)
+        dx, dy = chord * math.cos(mid_heading), chord * math.sin(mid_heading)
+        self.heading = _wrap(self.heading + omega * dt)
+        self.heading_var += (config.angular_noise * dt) ** 2
+        step = math.hypot(dx, dy)
+        variance = (config.linear_noise * step) ** 2 + step ** 2 * self.heading_var + config.process_noise ** 2 * dt
+        shift_x, shift_y, blur = dx / config.resolution, dy / config.resolution, math.sqrt(variance) / config.resolution
+        reach = math.ceil(max(abs(shift_x), abs(shift_y)) + 3.0 * blur) + 2
+        window = self._support(reach)
+        moved_window = apply_translation(self.belief[window], shift_x, shift_y, blur)
+        if config.sharpen != 1.0:
+            np.power(moved_window, config.sharpen, out=moved_window)
+        moved_window *= self._prior[window]
+        moved = np.zeros_like(self.belief)
+        moved[window] = moved_window
+        self._set_belief(moved, "after an odometry step all belief mass was in walls or off the map")
+
+    def _support(self, pad: int = 0) -> tuple[slice, slice]:
+        """The bounding box of the belief's non-zero cells, grown by ``pad`` cells and clipped to the grid.
+
+        Cells below ``negligible`` x the peak are zeroed after every update, so the box follows the belief and the
+        per-step work scales with the belief's spread, not with the map.
+        """
+        rows = np.flatnonzero(self.belief.any(axis=1))
+        cols = np.flatnonzero(self.belief.any(axis=0))
+        height, width = self.belief.shape
+        if len(rows) == 0:
+            return slice(0, height), slice(0, width)
+        return (slice(max(0, rows[0] - pad), min(height, rows[-1] + pad + 1)),
+                slice(max(0, cols[0] - pad), min(width, cols[-1] + pad + 1)))
+
+    def predict_stamped(self, v: float, omega: float, stamp: float) -> None:
+        """``predict`` with dt taken from message time stamps (seconds); the first call only records the stamp."""
+        if not math.isfinite(stamp):
+            raise ValueError(f"odometry stamp must be finite, got {stamp}; drop this message")
+        if self._last_stamp is None:
+            self._check_step(v, omega, None)
+            self._last_stamp = float(stamp)
+            return
+        self.predict(v, omega, float(stamp) - self._last_stamp)
+        self._last_stamp = float(stamp)
+
+    def _check_step(self, v: float, omega: float, dt: float | None) -> None:
+        config = self.config
+        values = (v, omega) if dt is None else (v, omega, dt)
+        if not all(isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value)
+                   for value in values):
+            raise ValueError(f"odometry step must be finite numbers, got v={v}, omega={omega}, dt={dt}; "
+                             "drop this message")
+        if dt is not None and dt <= 0:
+            raise ValueError(f"odometry time went backwards or stood still (dt={dt:.3f} s); drop this message")
+        if dt is not None and dt > config.max_dt:
+            raise ValueError(f"odometry gap of {dt:.3f} s exceeds max_dt={config.max_dt} s; the belief cannot "
+                             "bridge it: call reset() with a pose, or raise TemConfig.max_dt")
+        if abs(v) > config.max_speed or abs(omega) > config.max_angular_speed:
+            raise ValueError(f"odometry speed out of range (v={v} m/s, omega={omega} rad/s; limits "
+                             f"{config.max_speed}, {config.max_angular_speed}); drop this message")
+
+    def _set_belief(self, belief: np.ndarray, lost_reason: str) -> str | None:
+        total = float(belief.sum())
+        if not math.isfinite(total) or total <= self.config.lost_mass:
+            return self._reinitialise(lost_reason)
+        self._store(belief / total)
+        return None
+
+    def _store(self, belief: np.ndarray) -> None:
+        """Keep a normalised belief, with cells below ``negligible`` x its peak set to zero."""
+        belief[belief < self.config.negligible * float(belief.max())] = 0.0
+        self.belief = belief / float(belief.sum())
+        self._version += 1
+
+    def _reinitialise(self, reason: str) -> str:
+        x, y, theta = self._last_good
+        message = (f"belief lost ({reason}): re-initialised around the last good pose ({x:.2f}, {y:.2f}) with "
+                   f"sigma {self.config.reinit_sigma:.2f} m")
+        last_good = self._last_good
+        self.reset((x, y, theta), self.config.reinit_sigma,
+                   max(self.config.reinit_heading_sigma, math.sqrt(self.heading_var)))
+        self._last_good = last_good
+        self.events.append(message)
+        LOG.warning(message)
+        return message
+
+    # ------------------------------------------------------------------------------------- correction
+
+    def correct(self, bev: Any) -> CorrectionResult:
+        """Multiply the belief by the likelihood of ``bev`` (a core.world.BevGrid or alike) against the map.
+
+        The BEV is checked first (shape ``bev_shape``, resolution ``bev_resolution``, values -1/0/100, finite
+        origin): ValueError, belief unchanged, if it does not fit. Without a map, nothing happens.
+        """
+        points = bev_points(bev, self.config)
+        if self._likelihood is None:
+            return CorrectionResult(applied=False, message="no map yet: belief carried by odometry only")
+        if len(points.xy) == 0:
+            return CorrectionResult(applied=False, message="BEV shows nothing: belief unchanged")
+        result = self._correct_with(points)
+        if result.fit < self.config.lost_fit:
+            message = self._reinitialise(f"best BEV fit {result.fit:.2f} per cell < {self.config.lost_fit}")
+            result = self._correct_with(points)
+            result.message = message
+        elif result.fit >= self.config.good_fit:
+            estimate = self.estimate()
+            self._last_good = (estimate.x, estimate.y, estimate.theta)
+        return result
+
+    def _candidates(self) -> np.ndarray:
+        """Flat indices of the most likely belief cells holding ``candidate_mass`` of it (at most max_candidates)."""
+        flat = self.belief.reshape(-1)
+        floor = (1.0 - self.config.candidate_mass) * 1e-3 * float(flat.max())
+        cells = np.flatnonzero(flat > floor)
+        cells = cells[np.argsort(-flat[cells], kind="stable")]
+        needed = int(np.searchsorted(np.cumsum(flat[cells]), self.config.candidate_mass)) + 1
+        return cells[:max(1, min(needed, self.config.max_candidates, len(cells)))]
+
+    def _heading_offsets(self) -> np.ndarray:
+        config = self.config
+        step = float(np.clip(math.sqrt(self.heading_var), config.min_heading_step, config.max_heading_step))
+        half = config.heading_candidates // 2
+        return step * np.arange(-half, half + 1)
+
+    def _log_likelihoods(self, points: BevPoints, candidates: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """(headings, candidates) mean log-likelihood per BEV point of the scan at each candidate pose."""
+        centre_x, centre_y = (c.reshape(-1)[candidates] for c in self.cell_centres)
+        return self._likelihood.fit(points, centre_x, centre_y, (self.heading + offsets)[:, None])
+
+    def _correct_with(self, points: BevPoints) -> CorrectionResult:
+        config = self.config
+        candidates = self._candidates()
+        offsets = self._heading_offsets()
+        fit = self._log_likelihoods(points, candidates, offsets)
+        log_like = config.observation_weight * len(points.xy) * fit
+        heading_prior = -0.5 * offsets ** 2 / self.heading_var
+        joint = log_like + heading_prior[:, None]
+        joint -= joint.max()
+        weights = np.exp(joint)
+        prior = self.belief.reshape(-1)[candidates]
+        position_like = weights.sum(axis=0) / weights.sum(axis=0).max()
+        heading_weights = (weights * prior[None, :]).sum(axis=1)
+        heading_weights /= heading_weights.sum()
+        window = self._support()
+        predicted = self.belief[window].copy()
+        posterior = self.belief.reshape(-1) * position_like.min()
+        posterior[candidates] = prior * position_like
+        self._update_heading(offsets, heading_weights)
+        message = self._set_belief(posterior.reshape(self.belief.shape), "the BEV matched nowhere the belief allows")
+        if message is not None:
+            window, predicted = (slice(None), slice(None)), np.zeros_like(self.belief)
+        result = self._result(points, candidates, position_like, predicted, window, float(fit.max()),
+                              float(heading_weights @ offsets))
+        result.message = message
+        return result
+
+    def _update_heading(self, offsets: np.ndarray, weights: np.ndarray) -> None:
+        mean = float(weights @ offsets)
+        spread = float(weights @ (offsets - mean) ** 2)
+        step = offsets[1] - offsets[0] if len(offsets) > 1 else self.config.min_heading_step
+        self.heading = _wrap(self.heading + mean)
+        self.heading_var = max(min(self.heading_var, spread + step ** 2 / 12.0), self.config.min_heading_sigma ** 2)
+
+    def _result(self, points: BevPoints, candidates: np.ndarray, position_like: np.ndarray, predicted: np.ndarray,
+                window: tuple[slice, slice], fit: float, heading_shift: float) -> CorrectionResult:
+        """Seed 002's loss terms, summed over cells: sensory error at the mean pose, belief vs moved, vs memory.
+
+        Both beliefs are zero outside ``window`` (the predicted belief's support), so the sums run over it only.
+        """
+        memory_belief = np.zeros(self.belief.size)
+        memory_belief[candidates] = position_like / position_like.sum()
+        memory_belief = memory_belief.reshape(self.belief.shape)[window]
+        posterior = self.belief[window]
+        estimate = self.estimate()
+        expected = self._likelihood.expected_occupancy(points, estimate.x, estimate.y, estimate.theta)
+        observed = points.is_wall.astype(float)
+        return CorrectionResult(
+            applied=True,
+            sensory_loss=float(np.mean((observed - expected) ** 2)),
+            transition_loss=float(((posterior - predicted) ** 2).sum()),
+            memory_loss=float(((posterior - memory_belief) ** 2).sum()),
+            fit=fit, heading_shift=heading_shift, candidates=len(candidates))
+
+
+def _wrap(angle: float) -> float:
+    return (angle + math.pi) % (2.0 * math.pi) - math.pi

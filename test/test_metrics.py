@@ -1,0 +1,61 @@
+"""Tests of the localisation metrics (core/metrics.py)."""
+import math
+
+import numpy as np
+import pytest
+
+from spatial_memory_ros.core.metrics import ate_rmse, drift_per_100m, heading_errors, path_length, position_errors
+
+
+def straight_line(steps: int = 101, length: float = 100.0) -> np.ndarray:
+    x = np.linspace(0.0, length, steps)
+    return np.column_stack([x, np.zeros(steps), np.zeros(steps)])
+
+
+def test_ate_is_zero_for_a_perfect_estimate():
+    truth = straight_line()
+    assert ate_rmse(truth, truth) == 0.0
+
+
+def test_ate_of_a_constant_offset_is_the_offset():
+    truth = straight_line()
+    estimate = truth + np.array([3.0, 4.0, 0.0])
+    assert ate_rmse(estimate, truth) == pytest.approx(5.0)
+
+
+def test_ate_is_a_root_mean_square_not_a_mean():
+    truth = np.zeros((2, 2))
+    estimate = np.array([[0.0, 0.0], [2.0, 0.0]])
+    assert ate_rmse(estimate, truth) == pytest.approx(math.sqrt(2.0))
+    assert position_errors(estimate, truth).tolist() == [0.0, 2.0]
+
+
+def test_drift_per_100m_uses_the_final_error_and_the_true_path_length():
+    truth = straight_line(length=200.0)
+    estimate = truth.copy()
+    estimate[-1, 1] = 6.0
+    assert path_length(truth) == pytest.approx(200.0)
+    assert drift_per_100m(estimate, truth) == pytest.approx(3.0)
+    assert drift_per_100m(estimate, truth, distance=50.0) == pytest.approx(12.0)
+
+
+def test_drift_of_a_robot_that_never_moved_is_nan():
+    still = np.zeros((5, 2))
+    assert math.isnan(drift_per_100m(still, still))
+
+
+def test_heading_errors_wrap_around():
+    estimate = np.array([[0.0, 0.0, math.pi - 0.1]])
+    truth = np.array([[0.0, 0.0, -math.pi + 0.1]])
+    assert heading_errors(estimate, truth)[0] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("estimate, truth, words", [
+    (np.zeros((3, 2)), np.zeros((4, 2)), "one pose per time step"),
+    (np.zeros((0, 2)), np.zeros((0, 2)), "non-empty"),
+    (np.zeros(3), np.zeros(3), "(N, 2)"),
+    (np.array([[np.nan, 0.0]]), np.zeros((1, 2)), "non-finite"),
+])
+def test_bad_input_is_a_clear_value_error(estimate, truth, words):
+    with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        ate_rmse(estimate, truth)

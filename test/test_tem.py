@@ -1,0 +1,249 @@
+"""Tests of the TEM belief localizer (core/tem.py): kernel, prediction, BEV correction, recovery and bad input."""
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from spatial_memory_ros.core.explorer import RandomWalker
+from spatial_memory_ros.core.metrics import ate_rmse
+from spatial_memory_ros.core.tem import (
+    OccupancyMap,
+    TemConfig,
+    TemLocalizer,
+    apply_translation,
+    maze_occupancy,
+    translation_kernel,
+    translation_kernel_1d,
+)
+from spatial_memory_ros.core.world import Maze, Pose2D, World, WorldConfig, generate_maze
+
+ROOM = ["#" * 14] + ["#" + "." * 12 + "#"] * 12 + ["#" * 14]
+
+
+def open_room_map() -> OccupancyMap:
+    return maze_occupancy(Maze.from_strings(ROOM), resolution=0.25)
+
+
+def kernel_moments(offset: int, taps: np.ndarray) -> tuple[float, float]:
+    positions = offset + np.arange(len(taps))
+    mean = float(taps @ positions)
+    return mean, float(taps @ (positions - mean) ** 2)
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.3, -1.75, 2.5])
+def test_bilinear_kernel_moves_the_mean_exactly_and_spreads_by_f_one_minus_f(shift):
+    offset, taps = translation_kernel_1d(shift)
+    mean, variance = kernel_moments(offset, taps)
+    fraction = shift - math.floor(shift)
+    assert taps.sum() == pytest.approx(1.0)
+    assert mean == pytest.approx(shift)
+    assert variance == pytest.approx(fraction * (1 - fraction))
+
+
+def test_motion_blur_tops_the_kernel_up_to_the_requested_spread():
+    offset, taps = translation_kernel_1d(0.4, blur_sigma=1.5)
+    mean, variance = kernel_moments(offset, taps)
+    assert mean == pytest.approx(0.4, abs=1e-6)
+    assert variance == pytest.approx(1.5 ** 2, rel=0.05)
+
+
+def test_two_dimensional_kernel_is_the_seed_style_outer_product():
+    (offset_y, offset_x), kernel = translation_kernel(1.0, 1.0)
+    assert kernel.sum() == pytest.approx(1.0)
+    assert kernel.max() == pytest.approx(1.0)
+    assert (offset_y, offset_x) == (1, 1)
+
+
+def test_apply_translation_moves_a_point_mass_by_whole_cells():
+    belief = np.zeros((9, 9))
+    belief[4, 4] = 1.0
+    moved = apply_translation(belief, 2.0, -3.0)
+    assert moved[1, 6] == pytest.approx(1.0)
+
+
+def test_prediction_without_a_map_follows_odometry():
+    tem = TemLocalizer(initial_pose=(0.0, 0.0, 0.0), initial_sigma=0.2)
+    for _ in range(20):
+        tem.predict(1.0, 0.0, 0.1)
+    estimate = tem.estimate()
+    assert estimate.x == pytest.approx(2.0, abs=0.03)
+    assert estimate.y == pytest.approx(0.0, abs=0.03)
+    assert estimate.covariance[0, 0] > 0.2 ** 2 * 0.5
+
+
+def test_heading_follows_the_yaw_rate_and_its_variance_grows():
+    tem = TemLocalizer(initial_pose=(0.0, 0.0, 0.0))
+    variance = tem.heading_var
+    tem.predict(0.0, 1.0, 0.5)
+    assert tem.heading == pytest.approx(0.5)
+    assert tem.heading_var > variance
+
+
+def test_correction_pulls_a_displaced_belief_back_to_the_true_pose():
+    maze = generate_maze(15, seed=3)
+    world = World(maze, num_robots=1, seed=3)
+    truth = world.true_pose(0)
+    tem = TemLocalizer(TemConfig(), maze_occupancy(maze), initial_pose=(truth.x + 0.4, truth.y - 0.3, truth.theta),
+                       initial_sigma=0.5)
+    for _ in range(5):
+        result = tem.correct(world.oracle_bev(0))
+    estimate = tem.estimate()
+    assert math.hypot(estimate.x - truth.x, estimate.y - truth.y) < 0.15
+    assert result.applied and result.fit > -0.3
+    for term in (result.sensory_loss, result.transition_loss, result.memory_loss, result.loss):
+        assert math.isfinite(term) and term >= 0
+
+
+def test_tem_beats_dead_reckoning_on_a_short_noisy_drive():
+    maze = generate_maze(15, seed=1)
+    world = World(maze, num_robots=1, seed=1, config=WorldConfig(odom_linear_noise=0.1, odom_angular_noise_deg=4.0))
+    walker = RandomWalker(seed=1)
+    start = world.true_pose(0)
+    tem = TemLocalizer(TemConfig(linear_noise=0.1, angular_noise=math.radians(4.0)), maze_occupancy(maze),
+                       initial_pose=(start.x, start.y, start.theta))
+    truth, odometry, estimates = [], [], []
+    bev = world.oracle_bev(0)
+    for _ in range(400):
+        world.step([walker.command(bev)])
+        bev = world.oracle_bev(0)
+        tem.predict(*world.odom_twist(0), 0.1)
+        tem.correct(bev)
+        pose, odom, estimate = world.true_pose(0), world.odom_pose(0), tem.estimate()
+        truth.append((pose.x, pose.y))
+        odometry.append((odom.x, odom.y))
+        estimates.append((estimate.x, estimate.y))
+    assert ate_rmse(np.array(estimates), np.array(truth)) < 0.2
+    assert ate_rmse(np.array(estimates), np.array(truth)) < ate_rmse(np.array(odometry), np.array(truth))
+
+
+def test_unknown_map_cells_are_neutral():
+    unknown = OccupancyMap(np.full((40, 40), -1, dtype=np.int8), 0.25)
+    tem = TemLocalizer(occupancy=unknown, initial_pose=(5.0, 5.0, 0.0), initial_sigma=0.5)
+    before = tem.belief.copy()
+    bev = World(generate_maze(9, seed=0), num_robots=1, seed=0).oracle_bev(0)
+    result = tem.correct(bev)
+    assert result.applied
+    np.testing.assert_allclose(tem.belief, before, atol=1e-12)
+
+
+def test_a_growing_map_grows_the_belief_grid_and_keeps_the_estimate():
+    small = OccupancyMap(np.zeros((20, 20), dtype=np.int8), 0.25)
+    tem = TemLocalizer(occupancy=small, initial_pose=(2.5, 2.5, 0.0), initial_sigma=0.3)
+    before = tem.estimate()
+    tem.set_map(OccupancyMap(np.zeros((80, 80), dtype=np.int8), 0.25, origin_x=-5.0, origin_y=-5.0))
+    after = tem.estimate()
+    assert tem.belief.shape[0] >= 80
+    assert (after.x, after.y) == pytest.approx((before.x, before.y), abs=1e-9)
+
+
+def test_a_bev_that_fits_nowhere_reinitialises_around_the_last_good_pose():
+    tem = TemLocalizer(occupancy=open_room_map(), initial_pose=(3.0, 7.0, 0.0), initial_sigma=0.3)
+    walls_everywhere = SimpleNamespace(occupancy=np.full((32, 32), 100, dtype=np.int8), resolution=0.25,
+                                       origin_x=0.0, origin_y=-4.0)
+    result = tem.correct(walls_everywhere)
+    assert result.message is not None and "re-initialised" in result.message
+    assert tem.events and tem.belief.sum() == pytest.approx(1.0)
+    estimate = tem.estimate()
+    assert math.hypot(estimate.x - 3.0, estimate.y - 7.0) < 1.0
+
+
+def test_belief_that_ends_in_walls_is_reinitialised_with_a_message():
+    walls = np.full((80, 80), 100, dtype=np.int8)
+    walls[20:60, 20:60] = 0
+    tem = TemLocalizer(occupancy=OccupancyMap(walls, 0.25), initial_pose=(5.5, 10.0, math.pi), initial_sigma=0.1)
+    tem.predict(4.0, 0.0, 1.0)
+    assert any("re-initialised" in event for event in tem.events)
+    assert tem.belief.sum() == pytest.approx(1.0)
+    estimate = tem.estimate()
+    assert math.hypot(estimate.x - 5.5, estimate.y - 10.0) < 1.0
+
+
+def test_pose_readout_gives_a_ros_shaped_covariance():
+    tem = TemLocalizer(occupancy=open_room_map(), initial_pose=(7.0, 7.0, 0.3), initial_sigma=0.4)
+    estimate = tem.estimate()
+    assert np.all(np.linalg.eigvalsh(estimate.covariance) > 0)
+    covariance = estimate.covariance_6x6()
+    assert len(covariance) == 36 and covariance[35] == pytest.approx(estimate.covariance[2, 2])
+    heat = tem.belief_grid().as_occupancy_values()
+    assert heat.dtype == np.int8 and heat.max() == 100
+
+
+@pytest.mark.parametrize("v, omega, dt, words", [
+    (float("nan"), 0.0, 0.1, "finite"),
+    (0.5, float("inf"), 0.1, "finite"),
+    (0.5, 0.0, -0.1, "backwards"),
+    (0.5, 0.0, 0.0, "backwards"),
+    (0.5, 0.0, 30.0, "exceeds max_dt"),
+    (500.0, 0.0, 0.1, "out of range"),
+])
+def test_bad_odometry_is_a_value_error_and_leaves_the_belief_unchanged(v, omega, dt, words):
+    tem = TemLocalizer(occupancy=open_room_map(), initial_pose=(7.0, 7.0, 0.0))
+    belief, heading, variance = tem.belief.copy(), tem.heading, tem.heading_var
+    with pytest.raises(ValueError, match=words):
+        tem.predict(v, omega, dt)
+    assert np.array_equal(tem.belief, belief)
+    assert (tem.heading, tem.heading_var) == (heading, variance)
+
+
+def test_stamped_odometry_rejects_time_going_backwards_and_huge_jumps():
+    tem = TemLocalizer(occupancy=open_room_map(), initial_pose=(7.0, 7.0, 0.0))
+    tem.predict_stamped(0.5, 0.0, 10.0)
+    tem.predict_stamped(0.5, 0.0, 10.1)
+    belief = tem.belief.copy()
+    with pytest.raises(ValueError, match="backwards"):
+        tem.predict_stamped(0.5, 0.0, 9.0)
+    with pytest.raises(ValueError, match="max_dt"):
+        tem.predict_stamped(0.5, 0.0, 1000.0)
+    assert np.array_equal(tem.belief, belief)
+
+
+@pytest.mark.parametrize("bev, words", [
+    (SimpleNamespace(occupancy=np.zeros((16, 16), np.int8), resolution=0.25, origin_x=0.0, origin_y=-4.0), "32x32"),
+    (SimpleNamespace(occupancy=np.zeros((32, 32), np.int8), resolution=0.1, origin_x=0.0, origin_y=-4.0),
+     "resolution"),
+    (SimpleNamespace(occupancy=np.full((32, 32), 7, np.int8), resolution=0.25, origin_x=0.0, origin_y=-4.0),
+     "-1 \\(unseen\\)"),
+    (SimpleNamespace(occupancy=np.zeros((32, 32), np.int8), resolution=0.25, origin_x=float("nan"), origin_y=0.0),
+     "origin"),
+    (object(), "32x32"),
+])
+def test_bad_bev_is_a_value_error_and_leaves_the_belief_unchanged(bev, words):
+    tem = TemLocalizer(occupancy=open_room_map(), initial_pose=(7.0, 7.0, 0.0))
+    belief, heading = tem.belief.copy(), tem.heading
+    with pytest.raises(ValueError, match=words):
+        tem.correct(bev)
+    assert np.array_equal(tem.belief, belief) and tem.heading == heading
+
+
+def test_bad_maps_are_clear_value_errors():
+    with pytest.raises(ValueError, match="2-D grid"):
+        OccupancyMap(np.zeros(10, dtype=np.int8), 0.25)
+    with pytest.raises(ValueError, match="-1..100"):
+        OccupancyMap(np.full((4, 4), 120), 0.25)
+    with pytest.raises(ValueError, match="resolution"):
+        OccupancyMap(np.zeros((4, 4), dtype=np.int8), 0.0)
+
+
+def test_correct_without_a_map_only_says_so():
+    tem = TemLocalizer(initial_pose=(0.0, 0.0, 0.0))
+    bev = World(generate_maze(9, seed=0), num_robots=1, seed=0).oracle_bev(0)
+    before = tem.belief.copy()
+    result = tem.correct(bev)
+    assert not result.applied and "no map" in result.message
+    assert np.array_equal(tem.belief, before)
+
+
+def test_reset_places_the_belief_at_a_new_pose():
+    tem = TemLocalizer(occupancy=open_room_map(), initial_pose=(7.0, 7.0, 0.0))
+    tem.reset((3.0, 4.0, 1.0), sigma=0.2)
+    estimate = tem.estimate()
+    assert (estimate.x, estimate.y, estimate.theta) == pytest.approx((3.0, 4.0, 1.0), abs=0.05)
+    with pytest.raises(ValueError, match="finite"):
+        tem.reset((float("nan"), 0.0, 0.0))
+
+
+def test_world_pose_type_is_compatible_with_the_initial_pose_tuple():
+    pose = Pose2D(1.5, 2.5, 0.1)
+    tem = TemLocalizer(occupancy=open_room_map(), initial_pose=(pose.x, pose.y, pose.theta), initial_sigma=0.1)
+    assert tem.estimate().x == pytest.approx(1.5, abs=0.05)
