@@ -21,6 +21,7 @@ from spatial_memory_ros.core.memory import SpatialMemory
 from spatial_memory_ros.core.robot_memory import Entries
 from spatial_memory_ros.core.world import BevGrid, Maze, Pose2D
 from spatial_memory_ros.msg import BevMap, MemoryEntry, MemoryEntryArray
+from spatial_memory_ros.msg import GridCode as GridCodeMsg
 
 MAX_ABS_SPEED = 100.0  # m/s or rad/s; anything beyond is garbage, not a command
 
@@ -278,3 +279,37 @@ def memory_markers(memory: SpatialMemory, stamp: Time, namespace: str, frame_id:
         r, g, b = LABEL_COLOURS_RGB.get(str(label), (1.0, 0.6, 0.0))
         marker.colors.append(ColorRGBA(r=r, g=g, b=b, a=0.9))
     return MarkerArray(markers=[marker])
+
+
+def msg_to_occupancy(msg: OccupancyGrid, max_cells: int = 1 << 24) -> tuple[np.ndarray, GridGeometry]:
+    """(int8 grid [iy, ix], GridGeometry) of an OccupancyGrid; raises InvalidMessage for inconsistent ones."""
+    info = msg.info
+    cells = int(info.width) * int(info.height)
+    if cells == 0 or cells > max_cells:
+        raise InvalidMessage(f"map has {info.width} x {info.height} cells; expected 1..{max_cells}")
+    if len(msg.data) != cells:
+        raise InvalidMessage(f"map data has {len(msg.data)} values, width * height = {cells}")
+    if abs(info.origin.orientation.z) > 1e-6 or abs(info.origin.orientation.x) + abs(info.origin.orientation.y) > 0:
+        raise InvalidMessage("maps with a rotated origin are not supported")
+    try:
+        geometry = GridGeometry(float(info.resolution), int(info.width), int(info.height),
+                                float(info.origin.position.x), float(info.origin.position.y))
+    except ValueError as error:
+        raise InvalidMessage(str(error)) from error
+    grid = np.frombuffer(msg.data, np.int8).reshape(info.height, info.width)
+    if grid.min() < -1 or grid.max() > 100:
+        raise InvalidMessage("map values must be -1 (unknown) or 0..100")
+    return grid, geometry
+
+
+def grid_code_to_msg(code, phases: np.ndarray, decoded: tuple[float, float, float], decoded_sd: float,
+                     stamp: Time, robot_id: str, frame_id: str = "map") -> GridCodeMsg:
+    """spatial_memory_ros/GridCode from a core grid code and its phases (M, 2)."""
+    msg = GridCodeMsg(robot_id=robot_id, decoded_sd=float(decoded_sd))
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.periods = [float(m.period) for m in code.modules]
+    msg.orientations = [float(m.orientation) for m in code.modules]
+    msg.phases = array.array("f", np.asarray(phases, np.float32).reshape(-1).tobytes())
+    msg.decoded_pose.x, msg.decoded_pose.y, msg.decoded_pose.theta = (float(v) for v in decoded)
+    return msg

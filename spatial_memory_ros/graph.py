@@ -39,10 +39,16 @@ class NodeSpec:
 
 @dataclass(frozen=True)
 class Sources:
-    """Which topics feed the mapping stack: the oracle now; predicted / estimated once those nodes exist."""
+    """Which topics feed the mapping stack: the BEV (the sim's oracle, or the predictor's) and the pose (the
+    localizer's estimate, or the sim's ground truth)."""
 
     bev: str = "ground_truth/bev"
-    pose: str = "ground_truth/pose"
+    pose: str = "pose"
+
+    @property
+    def localized(self) -> bool:
+        """Whether the pose comes from this robot's localizer (which then runs)."""
+        return self.pose == "pose"
 
 
 def robot_ids(robots: int) -> list[str]:
@@ -73,7 +79,7 @@ def sim_team_graph(robots: int = 3, seed: int = 0, maze_size: int = 15, max_sim_
 
 
 def robot_stack(namespace: str, seed: int = 0, use_sim_time: bool = False,
-                sources: Sources = Sources(bev="bev", pose="pose"),
+                sources: Sources = Sources(bev="bev"),
                 memory_parameters: dict[str, Any] | None = None) -> list[NodeSpec]:
     """The nodes that run on one robot, under /<namespace>."""
     common = {"use_sim_time": use_sim_time}
@@ -83,7 +89,11 @@ def robot_stack(namespace: str, seed: int = 0, use_sim_time: bool = False,
                       remappings=(("bev", sources.bev), ("pose", sources.pose)))
     explorer = NodeSpec("explorer", "explorer", namespace=ns, params_file="explorer.yaml",
                         parameters={**common, "seed": seed}, remappings=(("bev", sources.bev),))
-    return [memory, explorer]
+    stack = [memory, explorer]
+    if sources.localized:
+        stack.insert(0, NodeSpec("localizer", "localizer", namespace=ns, params_file="localizer.yaml",
+                                 parameters=dict(common), remappings=(("bev", sources.bev),)))
+    return stack
 
 
 def real_robot_graph(namespace: str = "robot1", camera: str = "/camera/image_raw", odom: str = "/odom",

@@ -133,6 +133,8 @@ class RunObservation:
 
     trajectories: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)  # robot -> (t, x, y)
     status: object | None = None
+    estimates: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)   # localizer's pose
+    odometry: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)    # dead reckoning
     maps: dict[str, object] = field(default_factory=dict)       # robot -> latest nav_msgs/OccupancyGrid
     answers: dict[str, dict] = field(default_factory=dict)      # robot -> the answer to the demo's text query
 
@@ -140,7 +142,7 @@ class RunObservation:
 def make_observer(robots: list[str], observation: RunObservation):
     """A node that records each robot's ground-truth pose and map, and the latest /sim/status."""
     from geometry_msgs.msg import PoseWithCovarianceStamped
-    from nav_msgs.msg import OccupancyGrid
+    from nav_msgs.msg import OccupancyGrid, Odometry
     from rclpy.node import Node
 
     from spatial_memory_ros.conversions import time_to_seconds
@@ -155,6 +157,14 @@ def make_observer(robots: list[str], observation: RunObservation):
             track.append((time_to_seconds(msg.header.stamp), msg.pose.pose.position.x, msg.pose.pose.position.y))
 
         node.create_subscription(PoseWithCovarianceStamped, f"/{robot}/ground_truth/pose", on_pose, RELIABLE_QOS)
+        estimates, odometry = observation.estimates.setdefault(robot, []), observation.odometry.setdefault(robot, [])
+        node.create_subscription(PoseWithCovarianceStamped, f"/{robot}/pose",
+                                 lambda msg, track=estimates: on_pose(msg, track), RELIABLE_QOS)
+
+        def on_odom(msg: Odometry, track=odometry) -> None:
+            track.append((time_to_seconds(msg.header.stamp), msg.pose.pose.position.x, msg.pose.pose.position.y))
+
+        node.create_subscription(Odometry, f"/{robot}/odom", on_odom, RELIABLE_QOS)
 
         def on_map(msg: OccupancyGrid, robot=robot) -> None:
             observation.maps[robot] = msg
@@ -294,6 +304,7 @@ def ask_robots(node, robots: list[str], query: str, observation: RunObservation,
 
 def write_run_folder(run_dir: Path, options: DemoOptions, observation: RunObservation, wall_seconds: float) -> None:
     """summary.json and trajectories.png."""
+    from spatial_memory_ros.conversions import msg_to_occupancy
     from spatial_memory_ros.core.plots import draw_occupancy, draw_trajectories, save_png
     from spatial_memory_ros.core.world import generate_maze
 
@@ -303,7 +314,7 @@ def write_run_folder(run_dir: Path, options: DemoOptions, observation: RunObserv
     paths = {robot: [(x, y) for _, x, y in track] for robot, track in observation.trajectories.items()}
     save_png(run_dir / "trajectories.png", draw_trajectories(maze, paths))
     for robot, grid in observation.maps.items():
-        save_png(run_dir / f"map_{robot}.png", draw_occupancy(*occupancy_from_msg(grid)))
+        save_png(run_dir / f"map_{robot}.png", draw_occupancy(*msg_to_occupancy(grid)))
 
 
 def build_summary(options: DemoOptions, observation: RunObservation, wall_seconds: float) -> dict:
@@ -333,22 +344,25 @@ def build_summary(options: DemoOptions, observation: RunObservation, wall_second
     }
 
 
-def occupancy_from_msg(msg):
-    """(int8 grid, GridGeometry) of a nav_msgs/OccupancyGrid."""
-    import numpy as np
+def localization_errors(observation: RunObservation, robot: str) -> dict:
+    """ATE of the localizer's estimate and of dead reckoning against the ground truth, on the same run."""
+    from spatial_memory_ros.core.metrics import ate_rmse, pair_by_stamp
 
-    from spatial_memory_ros.core.mapping import GridGeometry
-
-    info = msg.info
-    geometry = GridGeometry(info.resolution, info.width, info.height, info.origin.position.x,
-                            info.origin.position.y)
-    return np.frombuffer(msg.data, np.int8).reshape(info.height, info.width), geometry
+    truth = observation.trajectories.get(robot, [])
+    result = {}
+    for name, track in (("ate_m", observation.estimates.get(robot, [])),
+                        ("dead_reckoning_ate_m", observation.odometry.get(robot, []))):
+        estimate, true = pair_by_stamp(track, truth)
+        result[name] = round(ate_rmse(estimate, true), 4) if len(estimate) else None
+        result[name.replace("ate_m", "poses")] = len(estimate)
+    return result
 
 
 def _add_memory_results(per_robot: dict, options: DemoOptions, observation: RunObservation) -> None:
     """Each robot's map coverage and IoU against the true maze, and its answer to the text query."""
     import math
 
+    from spatial_memory_ros.conversions import msg_to_occupancy
     from spatial_memory_ros.core.mapping import map_scores, rasterize_maze
     from spatial_memory_ros.core.world import generate_maze
 
@@ -356,8 +370,9 @@ def _add_memory_results(per_robot: dict, options: DemoOptions, observation: RunO
     query = demo_query(options)
     targets = [t for t in maze.targets if t.color in query.split()]
     for robot, entry in per_robot.items():
+        entry["localization"] = localization_errors(observation, robot)
         if robot in observation.maps:
-            grid, geometry = occupancy_from_msg(observation.maps[robot])
+            grid, geometry = msg_to_occupancy(observation.maps[robot])
             entry["map"] = {k: round(v, 4) for k, v in map_scores(grid, rasterize_maze(maze, geometry)).items()}
         answer = dict(observation.answers.get(robot, {"error": "not asked"}))
         if "x" in answer:

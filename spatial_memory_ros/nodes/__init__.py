@@ -9,7 +9,7 @@ import importlib
 import sys
 from typing import Callable
 
-NODE_MODULES = ("sim_world", "explorer", "spatial_memory")
+NODE_MODULES = ("sim_world", "explorer", "spatial_memory", "localizer")
 
 
 def node_class(executable: str) -> type:

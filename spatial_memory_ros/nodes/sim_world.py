@@ -5,6 +5,7 @@ Publishes, for each robot ``robotK`` (K = 1..robots):
   /robotK/odom                nav_msgs/Odometry (noisy twist, dead-reckoned pose)
   /robotK/ground_truth/pose   geometry_msgs/PoseWithCovarianceStamped (evaluation only; zero covariance)
   /robotK/ground_truth/bev    spatial_memory_ros/BevMap (oracle BEV)
+  /robotK/initialpose         geometry_msgs/PoseWithCovarianceStamped (the start pose, latched: a robot's known start)
 and for the team: /clock (sim time), /ground_truth/map (OccupancyGrid, latched), /sim/status (SimStatus).
 Subscribes /robotK/cmd_vel (geometry_msgs/Twist).
 The world advances in fixed steps of 1/rate_hz sim seconds, at most real_time_factor times faster than the
@@ -99,13 +100,17 @@ class SimWorldNode(Node):
         self.clock_pub = self.create_publisher(Clock, "/clock", 10)
         self.map_pub = self.create_publisher(OccupancyGrid, "/ground_truth/map", LATCHED_QOS)
         self.status_pub = self.create_publisher(SimStatus, "/sim/status", LATCHED_QOS)
-        self.camera_pubs, self.odom_pubs, self.pose_pubs, self.bev_pubs = [], [], [], []
+        self.camera_pubs, self.odom_pubs, self.pose_pubs, self.bev_pubs, self.start_pubs = [], [], [], [], []
         for index, robot in enumerate(self.robot_ids):
             self.camera_pubs.append(self.create_publisher(Image, f"/{robot}/camera/image_raw", SENSOR_QOS))
             self.odom_pubs.append(self.create_publisher(Odometry, f"/{robot}/odom", RELIABLE_QOS))
             self.pose_pubs.append(self.create_publisher(PoseWithCovarianceStamped, f"/{robot}/ground_truth/pose", RELIABLE_QOS))
             self.bev_pubs.append(self.create_publisher(BevMap, f"/{robot}/ground_truth/bev", RELIABLE_QOS))
             self.create_subscription(Twist, f"/{robot}/cmd_vel", partial(self._on_cmd_vel, index), RELIABLE_QOS)
+            start = self.create_publisher(PoseWithCovarianceStamped, f"/{robot}/initialpose", LATCHED_QOS)
+            start.publish(pose_to_msg(self.world.true_pose(index), seconds_to_time(0.0), "map", xy_sd=0.05,
+                                      yaw_sd=0.02))
+            self.start_pubs.append(start)
         self.map_pub.publish(maze_to_occupancy_grid(self.world.maze, seconds_to_time(0.0)))
 
     def _on_cmd_vel(self, robot: int, msg: Twist) -> None:

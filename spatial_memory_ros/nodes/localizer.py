@@ -1,0 +1,151 @@
+"""localizer: where the robot is, from its own motion and what it sees (core/tem.py, core/grid_code.py).
+
+Subscribes  odom         nav_msgs/Odometry (only the twist is used: the belief is path-integrated from it)
+            bev          spatial_memory_ros/BevMap (oracle or predicted): corrects the belief against the map
+            map          nav_msgs/OccupancyGrid (this robot's memory map; transient local)
+            initialpose  geometry_msgs/PoseWithCovarianceStamped (the start pose: the sim's, or RViz's 2D Pose Estimate)
+Publishes   pose         geometry_msgs/PoseWithCovarianceStamped in `map`, after each BEV (same stamp as the BEV)
+            grid_code    spatial_memory_ros/GridCode (the estimate as multi-module grid phases)
+            belief       nav_msgs/OccupancyGrid heat map of the location belief, every belief_period
+            path         nav_msgs/Path of the estimates, every belief_period
+"""
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
+from nav_msgs.msg import OccupancyGrid, Odometry, Path
+from rclpy.node import Node
+
+from spatial_memory_ros.conversions import (InvalidMessage, grid_code_to_msg, msg_to_bev, msg_to_occupancy,
+                                            msg_to_pose, occupancy_to_msg, pose_to_msg, time_to_seconds)
+from spatial_memory_ros.core.grid_code import GridCode as GridCodeModel
+from spatial_memory_ros.core.mapping import GridGeometry
+from spatial_memory_ros.core.tem import OccupancyMap, TemConfig, TemLocalizer
+from spatial_memory_ros.core.world import Pose2D
+from spatial_memory_ros.msg import BevMap, GridCode
+from spatial_memory_ros.ros_common import LATCHED_QOS, RELIABLE_QOS, InputGuard, Param, declare_parameters
+
+PARAMETERS = [
+    Param("initial_x", 0.0, "start x in `map` (m), until an initialpose arrives", -1e6, 1e6),
+    Param("initial_y", 0.0, "start y in `map` (m), until an initialpose arrives", -1e6, 1e6),
+    Param("initial_theta", 0.0, "start heading in `map` (rad), until an initialpose arrives", -10.0, 10.0),
+    Param("initial_sd", 0.25, "spread of the start belief (m)", 0.01, 100.0),
+    Param("belief_resolution", 0.125, "cell size of the belief grid (m)", 0.02, 2.0),
+    Param("linear_noise", 0.05, "odometry speed noise, fraction of speed (the sim's odom_linear_noise)", 0.0, 1.0),
+    Param("angular_noise_deg", 2.0, "odometry yaw-rate noise (deg/s)", 0.0, 90.0),
+    Param("observation_weight", 0.15, "how strongly one BEV reshapes the belief", 0.0, 10.0),
+    Param("max_odom_gap", 1.0, "an odometry gap longer than this (s) is a jump: dropped, with a warning", 0.01, 60.0),
+    Param("belief_period", 0.5, "seconds between belief heat map and path publications", 0.05, 60.0),
+    Param("path_length", 5000, "poses kept in the published path", 10, 1_000_000),
+    Param("grid_modules", 5, "modules of the published grid code", 3, 12),
+    Param("grid_base_period", 1.0, "smallest grid period (m)", 0.05, 100.0),
+    Param("grid_ratio", 1.4, "period ratio between successive modules", 1.05, 3.0),
+]
+
+
+class LocalizerNode(Node):
+    """TEM belief localizer for one robot."""
+
+    def __init__(self, **node_kwargs) -> None:
+        super().__init__("localizer", **node_kwargs)
+        p = self.params = declare_parameters(self, PARAMETERS)
+        config = TemConfig(resolution=p["belief_resolution"], linear_noise=p["linear_noise"],
+                           angular_noise=math.radians(p["angular_noise_deg"]),
+                           observation_weight=p["observation_weight"], max_dt=p["max_odom_gap"])
+        self.tem = TemLocalizer(config, initial_pose=(p["initial_x"], p["initial_y"], p["initial_theta"]),
+                                initial_sigma=p["initial_sd"])
+        self.grid_code = GridCodeModel(p["grid_modules"], p["grid_base_period"], p["grid_ratio"])
+        self.guard = InputGuard(self)
+        self.robot_id = self.get_namespace().strip("/").split("/")[-1] or "robot"
+        self._path = Path()
+        self._path.header.frame_id = "map"
+        self._make_interfaces()
+        self.get_logger().info(f"TEM localizer at ({p['initial_x']:.2f}, {p['initial_y']:.2f}); waiting for "
+                               f"{self.resolve_topic_name('initialpose')} and {self.resolve_topic_name('map')}")
+
+    def _make_interfaces(self) -> None:
+        self.pose_pub = self.create_publisher(PoseWithCovarianceStamped, "pose", RELIABLE_QOS)
+        self.grid_pub = self.create_publisher(GridCode, "grid_code", RELIABLE_QOS)
+        self.belief_pub = self.create_publisher(OccupancyGrid, "belief", LATCHED_QOS)
+        self.path_pub = self.create_publisher(Path, "path", LATCHED_QOS)
+        self.create_subscription(Odometry, "odom", self._on_odom, RELIABLE_QOS)
+        self.create_subscription(BevMap, "bev", self._on_bev, RELIABLE_QOS)
+        self.create_subscription(OccupancyGrid, "map", self._on_map, LATCHED_QOS)
+        self.create_subscription(PoseWithCovarianceStamped, "initialpose", self._on_initial_pose, LATCHED_QOS)
+        self.create_timer(self.params["belief_period"], self.publish_belief)
+
+    def _on_odom(self, msg: Odometry) -> None:
+        twist = msg.twist.twist
+        try:
+            self.tem.predict_stamped(float(twist.linear.x), float(twist.angular.z), time_to_seconds(msg.header.stamp))
+        except ValueError as error:
+            self.guard.reject("invalid odometry", str(error))
+
+    def _on_bev(self, msg: BevMap) -> None:
+        try:
+            result = self.tem.correct(msg_to_bev(msg))
+        except (InvalidMessage, ValueError) as error:
+            self.guard.reject("invalid BEV", str(error))
+            return
+        if result.message and result.applied:
+            self.get_logger().warning(result.message)
+        self.publish_pose(msg.header.stamp)
+
+    def _on_map(self, msg: OccupancyGrid) -> None:
+        try:
+            grid, geometry = msg_to_occupancy(msg)
+            self.tem.set_map(OccupancyMap(grid, geometry.resolution, geometry.origin_x, geometry.origin_y))
+        except (InvalidMessage, ValueError) as error:
+            self.guard.reject("invalid map", str(error))
+
+    def _on_initial_pose(self, msg: PoseWithCovarianceStamped) -> None:
+        try:
+            pose, sd = msg_to_pose(msg)
+        except InvalidMessage as error:
+            self.guard.reject("invalid initial pose", str(error))
+            return
+        self.tem.reset((pose.x, pose.y, pose.theta), max(sd, 0.05))
+        self._path.poses.clear()
+        self.get_logger().info(f"belief reset to ({pose.x:.2f}, {pose.y:.2f}, {pose.theta:.2f}) +- {max(sd, 0.05):.2f} m")
+
+    def publish_pose(self, stamp) -> None:
+        """Publish the estimate (pose with covariance, grid code) and extend the path."""
+        estimate = self.tem.estimate()
+        pose = Pose2D(estimate.x, estimate.y, estimate.theta)
+        msg = pose_to_msg(pose, stamp, "map")
+        msg.pose.covariance = estimate.covariance_6x6()
+        self.pose_pub.publish(msg)
+        phases = self.grid_code.phases(np.array([estimate.x, estimate.y]))
+        decoded = self.grid_code.decode(phases, near=(estimate.x, estimate.y), radius=1.0)
+        sd = math.sqrt(0.5 * (estimate.covariance[0, 0] + estimate.covariance[1, 1]))
+        self.grid_pub.publish(grid_code_to_msg(self.grid_code, phases, (float(decoded[0]), float(decoded[1]),
+                                                                          estimate.theta), sd, stamp,
+                                               self.robot_id))
+        stamped = PoseStamped(header=msg.header, pose=msg.pose.pose)
+        self._path.poses.append(stamped)
+        if len(self._path.poses) > self.params["path_length"]:
+            del self._path.poses[0]
+
+    def publish_belief(self) -> None:
+        """Publish the belief heat map and the path."""
+        belief = self.tem.belief_grid()
+        stamp = self.get_clock().now().to_msg()
+        height, width = belief.probabilities.shape
+        geometry = GridGeometry(belief.resolution, width, height, belief.origin_x, belief.origin_y)
+        self.belief_pub.publish(occupancy_to_msg(belief.as_occupancy_values(), geometry, stamp))
+        self._path.header.stamp = stamp
+        self.path_pub.publish(self._path)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the node until shut down (Ctrl-C)."""
+    from spatial_memory_ros.nodes import spin_node
+
+    return spin_node(LocalizerNode, sys.argv if args is None else args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
