@@ -49,7 +49,19 @@ $(VENV)/.deps-stamp: requirements.txt scripts/check_system.sh scripts/fix_ros_wh
 	$(PY) scripts/fix_ros_wheel_paths.py $(VENV)
 	@touch $@
 
-$(VENV)/.build-stamp: $(VENV)/.deps-stamp $(SOURCES)
+# tf2_msgs is not published as a wheel; build a stand-in with the same TFMessage definition into the venv.
+$(VENV)/.tf2-stamp: $(VENV)/.deps-stamp scripts/vendor/tf2_msgs/CMakeLists.txt scripts/vendor/tf2_msgs/msg/TFMessage.msg
+	@mkdir -p build
+	@if $(PY) -c "import tf2_msgs.msg" 2>/dev/null && [ ! -f $@ ]; then echo "setup: tf2_msgs found"; else \
+	  echo "setup: building tf2_msgs (TFMessage) into $(VENV) (log: build/tf2_msgs.log)"; \
+	  cmake -S scripts/vendor/tf2_msgs -B build/tf2_msgs -DCMAKE_PREFIX_PATH="$(CURDIR)/$(VENV)" \
+	    -DCMAKE_INSTALL_PREFIX="$(CURDIR)/$(VENV)" -DPython3_EXECUTABLE="$(CURDIR)/$(PY)" -DBUILD_TESTING=OFF \
+	    > build/tf2_msgs.log 2>&1 && cmake --build build/tf2_msgs -j 2 >> build/tf2_msgs.log 2>&1 \
+	    && cmake --install build/tf2_msgs >> build/tf2_msgs.log 2>&1 \
+	    || { tail -n 30 build/tf2_msgs.log; echo "setup: building tf2_msgs failed; see build/tf2_msgs.log"; exit 1; }; fi
+	@touch $@
+
+$(VENV)/.build-stamp: $(VENV)/.deps-stamp $(VENV)/.tf2-stamp $(SOURCES)
 	@echo "setup: building msg/ and srv/ with rosidl and installing the package into $(VENV) (log: build/cmake.log)"
 	@mkdir -p build
 	@cmake -S . -B $(BUILD_DIR) -DCMAKE_PREFIX_PATH="$(CURDIR)/$(VENV)" -DCMAKE_INSTALL_PREFIX="$(CURDIR)/$(VENV)" \

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Point, PoseWithCovarianceStamped, Quaternion, Twist
+from geometry_msgs.msg import Point, PoseWithCovarianceStamped, Quaternion, TransformStamped, Twist
 from nav_msgs.msg import OccupancyGrid, Odometry
 from sensor_msgs.msg import Image
 from std_msgs.msg import ColorRGBA
@@ -313,3 +313,27 @@ def grid_code_to_msg(code, phases: np.ndarray, decoded: tuple[float, float, floa
     msg.phases = array.array("f", np.asarray(phases, np.float32).reshape(-1).tobytes())
     msg.decoded_pose.x, msg.decoded_pose.y, msg.decoded_pose.theta = (float(v) for v in decoded)
     return msg
+
+
+def transform_msg(parent: str, child: str, pose: Pose2D, stamp: Time) -> TransformStamped:
+    """geometry_msgs/TransformStamped placing ``child`` at planar ``pose`` in ``parent``."""
+    msg = TransformStamped()
+    msg.header.stamp = stamp
+    msg.header.frame_id = parent
+    msg.child_frame_id = child
+    msg.transform.translation.x, msg.transform.translation.y = float(pose.x), float(pose.y)
+    msg.transform.rotation = yaw_to_quaternion(pose.theta)
+    return msg
+
+
+def compose(a: Pose2D, b: Pose2D) -> Pose2D:
+    """The planar pose a * b (b expressed in a's frame, moved into a's parent)."""
+    cos_a, sin_a = math.cos(a.theta), math.sin(a.theta)
+    return Pose2D(a.x + cos_a * b.x - sin_a * b.y, a.y + sin_a * b.x + cos_a * b.y,
+                  math.atan2(math.sin(a.theta + b.theta), math.cos(a.theta + b.theta)))
+
+
+def inverse(a: Pose2D) -> Pose2D:
+    """The planar pose a^-1."""
+    cos_a, sin_a = math.cos(a.theta), math.sin(a.theta)
+    return Pose2D(-(cos_a * a.x + sin_a * a.y), sin_a * a.x - cos_a * a.y, -a.theta)

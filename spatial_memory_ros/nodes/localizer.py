@@ -8,6 +8,7 @@ Publishes   pose         geometry_msgs/PoseWithCovarianceStamped in `map`, after
             grid_code    spatial_memory_ros/GridCode (the estimate as multi-module grid phases)
             belief       nav_msgs/OccupancyGrid heat map of the location belief, every belief_period
             path         nav_msgs/Path of the estimates, every belief_period
+            /tf          map -> robotK/odom (the estimate composed with the inverse odometry pose), as AMCL does
 """
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
 from nav_msgs.msg import OccupancyGrid, Odometry, Path
 from rclpy.node import Node
+from tf2_msgs.msg import TFMessage
 
-from spatial_memory_ros.conversions import (InvalidMessage, grid_code_to_msg, msg_to_bev, msg_to_occupancy,
-                                            msg_to_pose, occupancy_to_msg, pose_to_msg, time_to_seconds)
+from spatial_memory_ros.conversions import (InvalidMessage, compose, grid_code_to_msg, inverse, msg_to_bev,
+                                            msg_to_occupancy, msg_to_pose, occupancy_to_msg, pose_to_msg,
+                                            quaternion_to_yaw, time_to_seconds, transform_msg)
 from spatial_memory_ros.core.grid_code import GridCode as GridCodeModel
 from spatial_memory_ros.core.mapping import GridGeometry
 from spatial_memory_ros.core.tem import OccupancyMap, TemConfig, TemLocalizer
@@ -60,6 +63,7 @@ class LocalizerNode(Node):
         self.grid_code = GridCodeModel(p["grid_modules"], p["grid_base_period"], p["grid_ratio"])
         self.guard = InputGuard(self)
         self.robot_id = self.get_namespace().strip("/").split("/")[-1] or "robot"
+        self._odom_pose: Pose2D | None = None
         self._path = Path()
         self._path.header.frame_id = "map"
         self._make_interfaces()
@@ -71,6 +75,7 @@ class LocalizerNode(Node):
         self.grid_pub = self.create_publisher(GridCode, "grid_code", RELIABLE_QOS)
         self.belief_pub = self.create_publisher(OccupancyGrid, "belief", LATCHED_QOS)
         self.path_pub = self.create_publisher(Path, "path", LATCHED_QOS)
+        self.tf_pub = self.create_publisher(TFMessage, "/tf", RELIABLE_QOS)
         self.create_subscription(Odometry, "odom", self._on_odom, RELIABLE_QOS)
         self.create_subscription(BevMap, "bev", self._on_bev, RELIABLE_QOS)
         self.create_subscription(OccupancyGrid, "map", self._on_map, LATCHED_QOS)
@@ -78,6 +83,8 @@ class LocalizerNode(Node):
         self.create_timer(self.params["belief_period"], self.publish_belief)
 
     def _on_odom(self, msg: Odometry) -> None:
+        position = msg.pose.pose.position
+        self._odom_pose = Pose2D(position.x, position.y, quaternion_to_yaw(msg.pose.pose.orientation))
         twist = msg.twist.twist
         try:
             self.tem.predict_stamped(float(twist.linear.x), float(twist.angular.z), time_to_seconds(msg.header.stamp))
@@ -124,6 +131,10 @@ class LocalizerNode(Node):
         self.grid_pub.publish(grid_code_to_msg(self.grid_code, phases, (float(decoded[0]), float(decoded[1]),
                                                                           estimate.theta), sd, stamp,
                                                self.robot_id))
+        if self._odom_pose is not None and all(math.isfinite(v) for v in vars(self._odom_pose).values()):
+            map_to_odom = compose(pose, inverse(self._odom_pose))
+            self.tf_pub.publish(TFMessage(transforms=[transform_msg("map", f"{self.robot_id}/odom", map_to_odom,
+                                                                    stamp)]))
         stamped = PoseStamped(header=msg.header, pose=msg.pose.pose)
         self._path.poses.append(stamped)
         if len(self._path.poses) > self.params["path_length"]:

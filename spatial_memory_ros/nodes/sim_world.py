@@ -6,7 +6,8 @@ Publishes, for each robot ``robotK`` (K = 1..robots):
   /robotK/ground_truth/pose   geometry_msgs/PoseWithCovarianceStamped (evaluation only; zero covariance)
   /robotK/ground_truth/bev    spatial_memory_ros/BevMap (oracle BEV)
   /robotK/initialpose         geometry_msgs/PoseWithCovarianceStamped (the start pose, latched: a robot's known start)
-and for the team: /clock (sim time), /ground_truth/map (OccupancyGrid, latched), /sim/status (SimStatus).
+and for the team: /clock (sim time), /ground_truth/map (OccupancyGrid, latched), /sim/status (SimStatus),
+/tf (robotK/odom -> robotK/base_link, dead reckoning) and /tf_static (robotK/base_link -> robotK/camera).
 Subscribes /robotK/cmd_vel (geometry_msgs/Twist).
 The world advances in fixed steps of 1/rate_hz sim seconds, at most real_time_factor times faster than the
 wall clock (0: as fast as the CPU allows). In lockstep (default) it waits, after publishing each step's sensors,
@@ -25,10 +26,12 @@ from nav_msgs.msg import OccupancyGrid, Odometry
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
+from tf2_msgs.msg import TFMessage
 
 from spatial_memory_ros.conversions import (InvalidMessage, bev_to_msg, image_to_msg, maze_to_occupancy_grid,
-                                            odometry_to_msg, pose_to_msg, seconds_to_time, twist_to_command)
-from spatial_memory_ros.core.world import World, WorldConfig, generate_maze
+                                            odometry_to_msg, pose_to_msg, seconds_to_time, transform_msg,
+                                            twist_to_command)
+from spatial_memory_ros.core.world import Pose2D, World, WorldConfig, generate_maze
 from spatial_memory_ros.msg import BevMap, SimStatus
 from spatial_memory_ros.ros_common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, InputGuard, Param, declare_parameters
 
@@ -112,6 +115,11 @@ class SimWorldNode(Node):
                                       yaw_sd=0.02))
             self.start_pubs.append(start)
         self.map_pub.publish(maze_to_occupancy_grid(self.world.maze, seconds_to_time(0.0)))
+        self.tf_pub = self.create_publisher(TFMessage, "/tf", RELIABLE_QOS)
+        self.tf_static_pub = self.create_publisher(TFMessage, "/tf_static", LATCHED_QOS)
+        self.tf_static_pub.publish(TFMessage(transforms=[
+            transform_msg(f"{robot}/base_link", f"{robot}/camera", Pose2D(0.0, 0.0, 0.0), seconds_to_time(0.0))
+            for robot in self.robot_ids]))
 
     def _on_cmd_vel(self, robot: int, msg: Twist) -> None:
         try:
@@ -198,6 +206,9 @@ class SimWorldNode(Node):
         linear_sd = self.params["odom_linear_noise"] * self.params["max_linear_speed"]
         angular_sd = self.params["odom_angular_noise_deg"] * 3.141592653589793 / 180.0
         self._last_publish = time.monotonic()
+        self.tf_pub.publish(TFMessage(transforms=[
+            transform_msg(f"{robot}/odom", f"{robot}/base_link", self.world.odom_pose(index), stamp)
+            for index, robot in enumerate(self.robot_ids)]))
         for index, robot in enumerate(self.robot_ids):
             base = f"{robot}/base_link"
             self.camera_pubs[index].publish(image_to_msg(self.world.render(index), stamp, f"{robot}/camera"))
