@@ -1,0 +1,247 @@
+"""Benchmark of the BEV predictor (issue 5).
+
+1. Accuracy on unseen mazes (seeds 2,000,000 up, disjoint from training and validation): free IoU, wall IoU,
+   object precision / recall / F1 of the shipped checkpoint, next to a trivial baseline measured on the same frames
+   (every cell of the camera's view cone called free, no objects). Targets: free IoU >= 0.90, wall IoU >= 0.75,
+   object F1 >= 0.90.
+2. Latency per frame at batch 1 and 3 with 1 and 2 torch threads, for the shipped model and, as the baseline, an
+   untrained model of SSM-PC's size (convs 32-64-128-256, 3 encoder + 3 decoder transformer layers of width 256 with
+   8 heads, 64 learned queries, upsampled to a 250x250 RGBA view). Target: >= 100 frames/s at batch 3 on 2 threads.
+3. End to end: the memory map's IoU after the same 3-robot run with predicted vs oracle BEVs. That needs the
+   bev_predictor and memory nodes; ``end_to_end_map_iou`` is the hook for it and ``--end-to-end`` runs it.
+
+Prints a table and writes benchmarks/results/bev.json.
+  .venv/bin/python benchmarks/bev.py [--quick] [--mazes 20] [--frames-per-maze 50] [--checkpoint PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "bev.json"
+TARGETS = {"free_iou": 0.90, "wall_iou": 0.75, "object_f1": 0.90, "frames_per_s_batch3_2threads": 100.0}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--quick", action="store_true", help="5 mazes x 20 frames, fewer timing repeats")
+    parser.add_argument("--mazes", type=int, default=20, help="unseen mazes for accuracy (default 20)")
+    parser.add_argument("--frames-per-maze", type=int, default=50, help="frames per maze (default 50)")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="BEV checkpoint (default: the shipped one)")
+    parser.add_argument("--repeats", type=int, default=200, help="timed forward passes per setting (default 200)")
+    parser.add_argument("--end-to-end", action="store_true",
+                        help="also measure map IoU of a 3-robot run with predicted vs oracle BEV (needs the nodes)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
+    parser.add_argument("--omp-wait-policy", choices=("PASSIVE", "ACTIVE", "unset"), default="PASSIVE",
+                        help="OMP_WAIT_POLICY for torch's threads (default PASSIVE: idle threads sleep instead of "
+                             "spinning, which keeps 2 threads fast on a busy machine)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.mazes, args.frames_per_maze, args.repeats = 5, 20, 40
+    return args
+
+
+# --------------------------------------------------------------------------------------------- accuracy
+
+
+def accuracy(predictor, mazes: int, frames_per_maze: int) -> dict:
+    """Metrics of the predictor and of the everything-free baseline on frames of unseen mazes."""
+    import numpy as np
+
+    from spatial_memory_ros.core import bev
+
+    seeds = bev.maze_seed_range(bev.BENCHMARK_SEED_BASE, mazes)
+    model_metrics, baseline_metrics = bev.BevMetrics(), bev.BevMetrics()
+    everything_free = np.where(bev.view_cone_mask(), 0, -1).astype(np.int8)
+    for seed in seeds:
+        frames = bev.render_maze_frames(seed, frames_per_maze)
+        occupancy, objects = predictor.predict_arrays(frames.images)
+        model_metrics.update(occupancy, objects, frames.occupancy, frames.object_class)
+        baseline_metrics.update(np.repeat(everything_free[None], len(frames), 0), np.zeros_like(objects),
+                                frames.occupancy, frames.object_class)
+    return {"maze_seeds": [seeds[0], seeds[-1]], "model": model_metrics.summary(),
+            "baseline_everything_free": baseline_metrics.summary()}
+
+
+# ---------------------------------------------------------------------------------------------- latency
+
+
+def ssm_pc_sized_model():
+    """An untrained model with SSM-PC's BEV predictor sizes (our reading of them), for latency only.
+
+    64x64 RGB -> 4 stride-2 convs (32, 64, 128, 256) -> 4 column tokens of width 256 -> transformer encoder
+    (3 layers, 8 heads, feed-forward 1024) -> transformer decoder (3 layers) with 64 learned queries -> 8x8 grid
+    upsampled by 5 transposed convs to 256x256 and resized to a 250x250 RGBA view.
+    """
+    import torch
+    from torch import nn
+
+    class SsmPcSizedBev(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            widths = (3, 32, 64, 128, 256)
+            self.encoder = nn.Sequential(*(layer for k in range(4) for layer in (
+                nn.Conv2d(widths[k], widths[k + 1], 3, stride=2, padding=1), nn.BatchNorm2d(widths[k + 1]),
+                nn.ReLU())))
+            self.project = nn.Linear(256 * 4, 256)
+            sizes = dict(d_model=256, nhead=8, dim_feedforward=1024, dropout=0.0, batch_first=True)
+            self.transformer = nn.Transformer(num_encoder_layers=3, num_decoder_layers=3, **sizes)
+            self.queries = nn.Parameter(torch.randn(1, 64, 256) * 0.02)
+            channels = (256, 128, 64, 32, 16)
+            self.upsample = nn.Sequential(*(layer for k in range(4) for layer in (
+                nn.ConvTranspose2d(channels[k], channels[k + 1], 4, stride=2, padding=1), nn.ReLU())),
+                nn.ConvTranspose2d(16, 4, 4, stride=2, padding=1))
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            features = self.encoder(images)
+            batch, channels, rows, columns = features.shape
+            tokens = self.project(features.permute(0, 3, 1, 2).reshape(batch, columns, channels * rows))
+            decoded = self.transformer(tokens, self.queries.expand(batch, -1, -1))
+            grid = decoded.transpose(1, 2).reshape(batch, 256, 8, 8)
+            return nn.functional.interpolate(self.upsample(grid), size=(250, 250), mode="bilinear")
+
+    return SsmPcSizedBev().eval()
+
+
+def seconds_per_call(function, repeats: int) -> float:
+    """Median wall seconds of one call, after a warm-up."""
+    for _ in range(max(3, repeats // 10)):
+        function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def latency(predictor, repeats: int) -> list[dict]:
+    """Per-frame latency and frames/s of the predictor (uint8 images in, BEV arrays out) and of the SSM-PC-sized
+    model (float tensor in, logits out), at batch 1 and 3 with 1 and 2 threads."""
+    import numpy as np
+    import torch
+
+    from spatial_memory_ros.core import bev
+
+    images = bev.render_maze_frames(bev.BENCHMARK_SEED_BASE, 3).images
+    reference = ssm_pc_sized_model()
+    rows = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for batch in (1, 3):
+            ours = seconds_per_call(lambda: predictor.predict_arrays(images[:batch]), repeats)
+            tensor = bev.images_to_tensor(np.ascontiguousarray(images[:batch]))
+            with torch.inference_mode():
+                theirs = seconds_per_call(lambda: reference(tensor), max(10, repeats // 10))
+            rows.append({"threads": threads, "batch": batch, "ms_per_frame": 1e3 * ours / batch,
+                         "frames_per_s": batch / ours, "ssm_pc_sized_ms_per_frame": 1e3 * theirs / batch,
+                         "speedup_vs_ssm_pc_sized": theirs / ours})
+    return rows
+
+
+def parameter_count(model) -> int:
+    """Number of weights in a torch module."""
+    return sum(p.numel() for p in model.parameters())
+
+
+# ------------------------------------------------------------------------------------------- end to end
+
+
+def end_to_end_map_iou(duration: float = 60.0, robots: int = 3, seed: int = 0) -> dict:
+    """Memory-map IoU after the same ``robots``-robot run with predicted vs oracle BEVs (issue 5, third row).
+
+    Needs nodes/bev_predictor.py and the spatial-memory node wired into graph.py; until they exist this returns
+    a record that says so instead of a number.
+    """
+    try:
+        import spatial_memory_ros.nodes.bev_predictor  # noqa: F401
+    except ImportError:
+        return {"status": "not run: needs spatial_memory_ros/nodes/bev_predictor.py and the memory node",
+                "duration": duration, "robots": robots, "seed": seed}
+    return {"status": "not implemented yet: run the demo twice (oracle / predicted BEV) and compare memory maps",
+            "duration": duration, "robots": robots, "seed": seed}
+
+
+# ------------------------------------------------------------------------------------------------- main
+
+
+def print_table(result: dict) -> None:
+    """The human-readable summary of a result dict."""
+    acc = result["accuracy"]
+    model, baseline = acc["model"], acc["baseline_everything_free"]
+    print(f"\nBEV accuracy on {result['mazes']} unseen mazes x {result['frames_per_maze']} frames "
+          f"(seeds {acc['maze_seeds'][0]}..{acc['maze_seeds'][1]})")
+    print(f"{'metric':<22}{'model':>9}{'baseline':>10}{'target':>8}  met")
+    for key, label in (("free_iou", "free IoU"), ("wall_iou", "wall IoU"), ("object_precision", "object precision"),
+                       ("object_recall", "object recall"), ("object_f1", "object F1"),
+                       ("object_cell_accuracy", "object cell accuracy")):
+        target = TARGETS.get(key)
+        met = "" if target is None else ("yes" if model[key] >= target else "NO")
+        print(f"{label:<22}{model[key]:>9.3f}{baseline[key]:>10.3f}{'' if target is None else f'{target:.2f}':>8}"
+              f"  {met}")
+    print("object cell accuracy per class: " + ", ".join(
+        f"{name} {value:.2f}" for name, value in model["object_cell_accuracy_per_class"].items()))
+    print(f"\nlatency per frame ({result['parameters']:,} weights vs SSM-PC-sized "
+          f"{result['ssm_pc_sized_parameters']:,}); OMP_WAIT_POLICY {result['omp_wait_policy']}, "
+          f"load average {result['load_average']} on {result['cpu_count']} CPUs")
+    print(f"{'threads':>7}{'batch':>6}{'ms/frame':>10}{'frames/s':>10}{'SSM-PC ms/frame':>17}{'speed-up':>10}")
+    for row in result["latency"]:
+        print(f"{row['threads']:>7}{row['batch']:>6}{row['ms_per_frame']:>10.2f}{row['frames_per_s']:>10.0f}"
+              f"{row['ssm_pc_sized_ms_per_frame']:>17.1f}{row['speedup_vs_ssm_pc_sized']:>9.0f}x")
+    print(f"target >= {TARGETS['frames_per_s_batch3_2threads']:.0f} frames/s at batch 3 on 2 threads: "
+          f"{'met' if result['meets_latency_target'] else 'NOT met'}")
+    print(f"\nend to end map IoU: {result['end_to_end'].get('status', result['end_to_end'])}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the table, write the JSON."""
+    args = parse_args(argv)
+    if args.omp_wait_policy != "unset":
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy  # read once, when torch starts its thread pool
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import torch
+
+    from spatial_memory_ros.core import bev
+
+    try:
+        predictor = bev.BevPredictor.load(args.checkpoint or bev.DEFAULT_CHECKPOINT)
+    except bev.CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    torch.set_num_threads(1)
+    started = time.monotonic()
+    result = {"benchmark": "bev", "quick": args.quick, "mazes": args.mazes, "frames_per_maze": args.frames_per_maze,
+              "checkpoint": str(args.checkpoint or bev.DEFAULT_CHECKPOINT), "machine": platform.platform(),
+              "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+              "parameters": parameter_count(predictor.model),
+              "ssm_pc_sized_parameters": parameter_count(ssm_pc_sized_model())}
+    result["accuracy"] = accuracy(predictor, args.mazes, args.frames_per_maze)
+    result["load_average"] = [round(v, 2) for v in os.getloadavg()]
+    result["latency"] = latency(predictor, args.repeats)
+    batch3 = next(r for r in result["latency"] if r["threads"] == 2 and r["batch"] == 3)
+    result["meets_latency_target"] = batch3["frames_per_s"] >= TARGETS["frames_per_s_batch3_2threads"]
+    model = result["accuracy"]["model"]
+    result["meets_accuracy_targets"] = {key: model[key] >= TARGETS[key] for key in ("free_iou", "wall_iou",
+                                                                                      "object_f1")}
+    result["targets"] = TARGETS
+    result["end_to_end"] = end_to_end_map_iou() if args.end_to_end else {"status": "skipped (pass --end-to-end)"}
+    result["seconds"] = round(time.monotonic() - started, 1)
+    print_table(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

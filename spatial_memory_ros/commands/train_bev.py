@@ -1,0 +1,224 @@
+"""``spatial-memory train bev``: train the BEV predictor on shards from ``spatial-memory data bev``."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+DESCRIPTION = """Train the BEV predictor (core/bev.py) on the shards in --data, validating on frames rendered from
+unseen mazes (seeds from 1,000,000 up). The run folder --out gets last.pt (the full training state, for --resume),
+best.pt (the best model by validation so far, loadable by BevPredictor) and log.jsonl. --export copies the best
+model, with its data, command, time and validation metrics, to a path such as spatial_memory_ros/models/bev.pt."""
+
+EXAMPLE = """example:
+  spatial-memory data bev --mazes 300 --frames-per-maze 160 --out runs/bev-data
+  spatial-memory train bev --data runs/bev-data --steps 3600 --export spatial_memory_ros/models/bev.pt
+  spatial-memory train bev --data runs/bev-data --steps 3600 --resume      # continue an interrupted run
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train bev`` under the (shared) ``train`` command."""
+    models = _group(subparsers, "train", "train a model")
+    parser = models.add_parser("bev", help="train the BEV predictor", description=DESCRIPTION, epilog=EXAMPLE,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="folder of shards from `spatial-memory data bev`")
+    parser.add_argument("--out", type=Path, default=Path("runs/train-bev"),
+                        help="run folder for checkpoints and the log (default runs/train-bev)")
+    parser.add_argument("--export", type=Path, default=None, help="write the best model here when done")
+    parser.add_argument("--steps", type=_positive_int, default=3600, help="optimizer steps (default 3600)")
+    parser.add_argument("--batch-size", type=_positive_int, default=64, help="frames per step (default 64)")
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate, one-cycle schedule (default 3e-3)")
+    parser.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default 1e-4)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of initial weights, batch order, flips (default 0)")
+    parser.add_argument("--val-mazes", type=_positive_int, default=10,
+                        help="unseen validation mazes (seeds 1,000,000 up; default 10)")
+    parser.add_argument("--val-frames-per-maze", type=_positive_int, default=60, help="frames per validation maze")
+    parser.add_argument("--val-every", type=_positive_int, default=400, help="validate every N steps (default 400)")
+    parser.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+def _group(subparsers: argparse._SubParsersAction, name: str, help_text: str) -> argparse._SubParsersAction:
+    """The sub-subparsers of a command group shared by several modules (``data``, ``train``), made on first use."""
+    group = subparsers.choices.get(name) or subparsers.add_parser(name, help=help_text)
+    models = getattr(group, "_models", None)
+    if models is None:
+        models = group.add_subparsers(dest="model", required=True, metavar="MODEL")
+        group._models = models
+    return models
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train; returns a process exit code."""
+    import torch
+
+    from spatial_memory_ros.core import bev
+
+    torch.set_num_threads(args.threads)
+    try:
+        frames = bev.read_shards(args.data)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    manifest = bev.read_manifest(args.data)
+    if int(frames.maze_seeds.max()) >= bev.VALIDATION_SEED_BASE:
+        print(f"error: {args.data} holds frames of validation mazes (seed >= {bev.VALIDATION_SEED_BASE})",
+              file=sys.stderr)
+        return 2
+    print(f"training frames: {len(frames)} from {len(set(frames.maze_seeds.tolist()))} mazes in {args.data}")
+    validation = bev.frames_for_seeds(bev.maze_seed_range(bev.VALIDATION_SEED_BASE, args.val_mazes),
+                                      args.val_frames_per_maze)
+    trainer = _Trainer(args, frames, validation)
+    if args.resume:
+        error = trainer.resume()
+        if error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    trainer.train()
+    best = args.out / "best.pt"
+    print(f"best validation (step {trainer.best_step}): {_brief(trainer.best_summary)}\nbest model: {best}")
+    if args.export:
+        model, info, _ = bev.load_model(best)
+        bias, calibrated = bev.calibrate(model, validation)
+        print(f"decision biases from the validation mazes: wall {bias.wall:+.1f}, object {bias.object:+.1f} -> "
+              f"{_brief(calibrated)}")
+        info.update(data=manifest, data_dir=str(args.data), train_command=_command_line(args),
+                    train_seconds=round(trainer.elapsed, 1), validation_calibrated=calibrated)
+        bev.save_checkpoint(args.export, model, info, bias)
+        print(f"exported to {args.export} ({args.export.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+class _Trainer:
+    """The training loop's state: model, optimizer, schedule, random generators, best validation so far."""
+
+    def __init__(self, args: argparse.Namespace, frames, validation) -> None:
+        import numpy as np
+        import torch
+
+        from spatial_memory_ros.core import bev
+
+        self.args, self.validation = args, validation
+        torch.manual_seed(args.seed)
+        self.model = bev.build_model()
+        self.images, self.occupancy, self.objects = bev.training_tensors(frames)
+        self.view_mask = torch.from_numpy(bev.view_cone_mask())
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        self.schedule = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, max_lr=args.lr, total_steps=args.steps,
+                                                            pct_start=0.1)
+        self.rng = np.random.default_rng([args.seed, 0xB7])
+        self.step, self.elapsed = 0, 0.0
+        self.best_score, self.best_step, self.best_summary = -math.inf, 0, {}
+        args.out.mkdir(parents=True, exist_ok=True)
+
+    def resume(self) -> str | None:
+        """Load <out>/last.pt; returns an error message if it cannot continue this run."""
+        import torch
+
+        path = self.args.out / "last.pt"
+        if not path.is_file():
+            return f"--resume: no {path} to continue from"
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state["steps"] != self.args.steps:
+            return f"--resume: {path} was a run of {state['steps']} steps, not --steps {self.args.steps}"
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        self.step, self.elapsed = state["step"], state["elapsed"]
+        self.best_score, self.best_step, self.best_summary = state["best_score"], state["best_step"], state["best"]
+        print(f"resumed from {path} at step {self.step}")
+        return None
+
+    def train(self) -> None:
+        """Run the remaining steps with a progress bar, validating and checkpointing every --val-every steps."""
+        from tqdm import tqdm
+
+        args = self.args
+        progress = tqdm(total=args.steps, initial=self.step, unit="step", desc="train bev", disable=args.no_progress)
+        started = time.monotonic() - self.elapsed
+        self.model.train()
+        while self.step < args.steps:
+            parts = self._train_step()
+            self.step += 1
+            progress.update(1)
+            progress.set_postfix(occ=f"{parts['occupancy']:.3f}", obj=f"{parts['object']:.3f}")
+            if self.step % args.val_every == 0 or self.step == args.steps:
+                self.elapsed = time.monotonic() - started
+                summary = self._validate(parts)
+                progress.write(f"step {self.step}: {_brief(summary)}")
+        progress.close()
+
+    def _train_step(self) -> dict[str, float]:
+        import torch
+
+        from spatial_memory_ros.core import bev
+
+        index = torch.from_numpy(self.rng.integers(0, len(self.images), size=self.args.batch_size))
+        flip = torch.from_numpy(self.rng.random(self.args.batch_size) < 0.5)
+        images, occupancy, objects = bev.mirror_left_right(self.images[index], self.occupancy[index],
+                                                           self.objects[index], flip)
+        logits = self.model(images.permute(0, 3, 1, 2).float().div_(255.0))
+        loss, parts = bev.bev_loss(logits, occupancy, objects, self.view_mask)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.schedule.step()
+        return parts
+
+    def _validate(self, parts: dict[str, float]) -> dict:
+        import torch
+
+        from spatial_memory_ros.core import bev
+
+        summary = bev.evaluate(self.model, self.validation)
+        score = bev.headline_score(summary)
+        record = {"step": self.step, "seconds": round(self.elapsed, 1), "lr": self.schedule.get_last_lr()[0],
+                  "train_loss": parts, "validation": summary}
+        with (self.args.out / "log.jsonl").open("a") as log:
+            log.write(json.dumps(record) + "\n")
+        if score > self.best_score:
+            self.best_score, self.best_step, self.best_summary = score, self.step, summary
+            bev.save_checkpoint(self.args.out / "best.pt", self.model,
+                                {"step": self.step, "validation": summary, "validation_mazes": self.args.val_mazes,
+                                 "validation_frames": len(self.validation)})
+        state = {"steps": self.args.steps, "step": self.step, "elapsed": self.elapsed,
+                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "schedule": self.schedule.state_dict(), "rng": self.rng.bit_generator.state,
+                 "torch_rng": torch.get_rng_state(), "best_score": self.best_score, "best_step": self.best_step,
+                 "best": self.best_summary}
+        partial = self.args.out / "last.pt.partial"
+        torch.save(state, partial)
+        partial.replace(self.args.out / "last.pt")
+        return summary
+
+
+def _brief(summary: dict) -> str:
+    if not summary:
+        return "none"
+    return (f"free IoU {summary['free_iou']:.3f}  wall IoU {summary['wall_iou']:.3f}  "
+            f"object P/R/F1 {summary['object_precision']:.3f}/{summary['object_recall']:.3f}/"
+            f"{summary['object_f1']:.3f}")
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    return (f"spatial-memory train bev --data {args.data} --out {args.out} --steps {args.steps} "
+            f"--batch-size {args.batch_size} --lr {args.lr} --weight-decay {args.weight_decay} --seed {args.seed} "
+            f"--val-mazes {args.val_mazes} --val-frames-per-maze {args.val_frames_per_maze} "
+            f"--val-every {args.val_every} --threads {args.threads}" + (f" --export {args.export}" if args.export
+                                                                        else ""))
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value

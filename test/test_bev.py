@@ -1,0 +1,273 @@
+"""The BEV predictor's core: labels, data shards, metrics, model shapes, checkpoints, the shipped model, CLI."""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from spatial_memory_ros.core import bev  # noqa: E402
+from spatial_memory_ros.core.world import CLASS_NAMES, BevGrid  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: these models are tiny and extra threads only spin on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def frames() -> bev.BevFrames:
+    """A few frames of one benchmark maze (never used in training)."""
+    return bev.render_maze_frames(bev.BENCHMARK_SEED_BASE + 3, frames=12)
+
+
+@pytest.fixture(scope="module")
+def untrained() -> bev.BevPredictor:
+    torch.manual_seed(0)
+    return bev.BevPredictor(bev.build_model())
+
+
+# ------------------------------------------------------------------------------------------ labels, data
+
+
+def test_occupancy_labels_round_trip() -> None:
+    occupancy = np.array([[-1, 0], [100, 0]], dtype=np.int8)
+    labels = bev.occupancy_to_labels(occupancy)
+    assert labels.tolist() == [[bev.UNSEEN, bev.FREE], [bev.WALL, bev.FREE]]
+    np.testing.assert_array_equal(bev.labels_to_occupancy(labels), occupancy)
+
+
+def test_rendered_frames_have_the_oracle_shapes_and_lie_in_the_view_cone(frames: bev.BevFrames) -> None:
+    assert frames.images.shape == (12, 64, 64, 3) and frames.images.dtype == np.uint8
+    assert frames.occupancy.shape == (12, 32, 32) and frames.object_class.shape == (12, 32, 32)
+    assert set(np.unique(frames.occupancy).tolist()) <= {-1, 0, 100}
+    assert np.all(frames.occupancy[:, ~bev.view_cone_mask()] == -1)
+    assert np.all(frames.maze_seeds == bev.BENCHMARK_SEED_BASE + 3)
+
+
+def test_frames_are_fixed_by_the_seed() -> None:
+    first, second = (bev.render_maze_frames(5, frames=4) for _ in range(2))
+    np.testing.assert_array_equal(first.images, second.images)
+    np.testing.assert_array_equal(first.occupancy, second.occupancy)
+    assert not np.array_equal(first.images, bev.render_maze_frames(6, frames=4).images)
+
+
+def test_shard_round_trip(tmp_path, frames: bev.BevFrames) -> None:
+    bev.write_shard(tmp_path / "shard-00000.npz", frames)
+    back = bev.read_shards(tmp_path)
+    for name in ("images", "occupancy", "object_class", "maze_seeds"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(frames, name))
+        assert getattr(back, name).dtype == getattr(frames, name).dtype
+
+
+def test_bad_shards_and_empty_folders_are_named(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="spatial-memory data bev"):
+        bev.shard_paths(tmp_path)
+    (tmp_path / "shard-00000.npz").write_bytes(b"not a shard")
+    with pytest.raises(ValueError, match="shard-00000.npz"):
+        bev.read_shards(tmp_path)
+
+
+def test_mirroring_twice_is_the_identity(frames: bev.BevFrames) -> None:
+    images, occupancy, objects = bev.training_tensors(frames)
+    flip = torch.arange(len(images)) % 2 == 0
+    once = bev.mirror_left_right(images, occupancy, objects, flip)
+    twice = bev.mirror_left_right(*once, flip)
+    assert not torch.equal(once[0], images)
+    for original, back in zip((images, occupancy, objects), twice):
+        assert torch.equal(original, back)
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+
+def _grid(rows: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Occupancy and objects from text: ' ' unseen, '.' free, '#' wall, a digit k = object class k on free."""
+    occupancy = np.array([[{" ": -1, "#": 100}.get(c, 0) for c in row] for row in rows], dtype=np.int8)
+    objects = np.array([[int(c) if c.isdigit() else 0 for c in row] for row in rows], dtype=np.uint8)
+    return occupancy, objects
+
+
+def test_iou_of_hand_made_grids() -> None:
+    predicted = _grid(["..# ", "  # ", "    "])
+    true = _grid([".## ", ". # ", "    "])
+    metrics = bev.BevMetrics()
+    metrics.update(*predicted, *true)
+    summary = metrics.summary()
+    assert summary["free_iou"] == pytest.approx(1 / 3)  # free: predicted {a, b}, true {a, c}
+    assert summary["wall_iou"] == pytest.approx(2 / 3)  # walls: predicted {d, e}, true {b, d, e}
+    perfect = bev.BevMetrics()
+    perfect.update(*true, *true)
+    assert perfect.summary()["free_iou"] == perfect.summary()["wall_iou"] == 1.0
+
+
+def test_object_detection_tolerates_one_cell_but_not_two_or_another_colour() -> None:
+    true = _grid(["......", ".11...", ".11...", "......", "....2."])
+    near = _grid(["......", "......", "..11..", "..11..", "....3."])
+    far = _grid(["......", "......", "......", "...11.", "......"])
+    assert bev.match_objects(near[1], true[1]) == (1, 1, 1)  # the red blob matches; green seen as blue does not
+    assert bev.match_objects(far[1], true[1]) == (0, 1, 2)
+    metrics = bev.BevMetrics()
+    metrics.update(*true, *true)
+    metrics.update(*near, *true)
+    summary = metrics.summary()
+    assert summary["object_precision"] == pytest.approx(3 / 4) and summary["object_recall"] == pytest.approx(3 / 4)
+    assert summary["object_cell_accuracy_per_class"][CLASS_NAMES[0]] == pytest.approx((4 + 1) / 8)
+    assert summary["object_cell_accuracy_per_class"][CLASS_NAMES[1]] == pytest.approx(1 / 2)
+
+
+def test_two_blobs_of_one_colour_are_two_detections() -> None:
+    predicted = _grid(["1....1"])[1]
+    assert bev.object_blobs(predicted) == [(1, 0.0, 0.0), (1, 0.0, 5.0)]
+    assert bev.match_objects(predicted, _grid(["1....."])[1]) == (1, 1, 0)
+
+
+# ------------------------------------------------------------------------------------------------ model
+
+
+def test_model_output_shape_and_predictions(untrained: bev.BevPredictor, frames: bev.BevFrames) -> None:
+    logits = untrained.model(bev.images_to_tensor(frames.images[:2]))
+    assert logits.shape == (2, 3 + len(CLASS_NAMES) + 1, 32, 32)
+    grids = untrained.predict(frames.images[:3])
+    assert len(grids) == 3 and all(isinstance(g, BevGrid) for g in grids)
+    grid = grids[0]
+    assert grid.occupancy.shape == (32, 32) and grid.occupancy.dtype == np.int8
+    assert grid.object_class.dtype == np.uint8 and (grid.resolution, grid.origin_x, grid.origin_y) == (0.25, 0, -4)
+    assert np.all(grid.occupancy[~bev.view_cone_mask()] == -1)
+    assert np.all(grid.object_class[grid.occupancy != 0] == 0)
+    assert len(untrained.predict(frames.images[0])) == 1
+
+
+@pytest.mark.parametrize("images", [np.zeros((1, 32, 32, 3), np.uint8), np.zeros((1, 64, 64), np.uint8),
+                                    np.zeros((1, 64, 64, 3), np.uint16), np.zeros((0, 64, 64, 3), np.uint8)])
+def test_bad_images_raise_value_error(untrained: bev.BevPredictor, images: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        untrained.predict(images)
+
+
+def test_folded_batch_norm_gives_the_same_logits(frames: bev.BevFrames) -> None:
+    torch.manual_seed(1)
+    model = bev.build_model()
+    model.train()
+    model(bev.images_to_tensor(frames.images))  # move the BatchNorm running statistics off their defaults
+    model.eval()
+    with torch.inference_mode():
+        before = model(bev.images_to_tensor(frames.images[:4])).clone()
+        after = bev.BevPredictor(model).model(bev.images_to_tensor(frames.images[:4]))
+    torch.testing.assert_close(before, after, atol=1e-4, rtol=1e-4)
+
+
+def test_loss_is_finite_and_trains_down(frames: bev.BevFrames) -> None:
+    torch.manual_seed(2)
+    model = bev.build_model()
+    images, occupancy, objects = bev.training_tensors(frames)
+    inputs, mask = images.permute(0, 3, 1, 2).float() / 255, torch.from_numpy(bev.view_cone_mask())
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        loss, parts = bev.bev_loss(model(inputs), occupancy, objects, mask)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.isfinite(losses).all() and set(parts) == {"occupancy", "object", "tv"}
+    assert losses[-1] < losses[0]
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_round_trip(tmp_path, untrained: bev.BevPredictor, frames: bev.BevFrames) -> None:
+    torch.manual_seed(3)
+    model = bev.build_model().eval()
+    path = bev.save_checkpoint(tmp_path / "bev.pt", model, {"note": "test"})
+    loaded = bev.BevPredictor.load(path)
+    assert loaded.info == {"note": "test"}
+    np.testing.assert_array_equal(loaded.predict_arrays(frames.images)[0],
+                                  bev.BevPredictor(model).predict_arrays(frames.images)[0])
+
+
+def test_missing_checkpoint_names_the_file_and_the_command(tmp_path) -> None:
+    path = tmp_path / "nowhere" / "bev.pt"
+    with pytest.raises(bev.CheckpointError, match="not found") as error:
+        bev.BevPredictor.load(path)
+    assert str(path) in str(error.value) and "spatial-memory train bev" in str(error.value)
+
+
+def test_foreign_or_corrupt_checkpoints_are_refused(tmp_path) -> None:
+    garbage, foreign = tmp_path / "garbage.pt", tmp_path / "foreign.pt"
+    garbage.write_bytes(b"\x00" * 100)
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    for path in (garbage, foreign):
+        with pytest.raises(bev.CheckpointError, match="spatial-memory train bev") as error:
+            bev.load_model(path)
+        assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("change", ["geometry", "layers", "version"])
+def test_mismatched_checkpoints_are_refused(tmp_path, change: str) -> None:
+    path = bev.save_checkpoint(tmp_path / "bev.pt", bev.build_model())
+    payload = torch.load(path, weights_only=True)
+    if change == "geometry":
+        payload["geometry"]["bev_width"] = 64
+    elif change == "layers":
+        payload["model_config"]["d_model"] *= 2
+    else:
+        payload["version"] = 99
+    torch.save(payload, path)
+    with pytest.raises(bev.CheckpointError, match="spatial-memory train bev") as error:
+        bev.load_model(path)
+    assert str(path) in str(error.value)
+
+
+def test_shipped_checkpoint_beats_a_trivial_baseline(frames: bev.BevFrames) -> None:
+    """The baseline calls every cell of the view cone free; the model must do far better on unseen mazes."""
+    predictor = bev.BevPredictor.load()
+    assert bev.DEFAULT_CHECKPOINT.stat().st_size < 20e6
+    model_metrics, baseline_metrics = bev.BevMetrics(), bev.BevMetrics()
+    model_metrics.update(*predictor.predict_arrays(frames.images), frames.occupancy, frames.object_class)
+    everything_free = np.where(bev.view_cone_mask(), 0, -1).astype(np.int8)[None].repeat(len(frames), 0)
+    baseline_metrics.update(everything_free, np.zeros_like(frames.object_class), frames.occupancy,
+                            frames.object_class)
+    model, baseline = model_metrics.summary(), baseline_metrics.summary()
+    assert model["free_iou"] > max(0.8, baseline["free_iou"] + 0.3)
+    assert model["wall_iou"] > 0.5 > baseline["wall_iou"]
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_groups_share_data_and_train_with_other_modules() -> None:
+    from spatial_memory_ros.commands import data_bev, train_bev
+
+    parser = argparse.ArgumentParser()
+    subparsers = parser.add_subparsers(dest="command")
+    other = subparsers.add_parser("train")
+    other._models = other.add_subparsers(dest="model", required=True)
+    other._models.add_parser("grid-cells")
+    train_bev.add_parser(subparsers)
+    data_bev.add_parser(subparsers)
+    assert {"grid-cells", "bev"} <= set(other._models.choices)
+    args = parser.parse_args(["data", "bev", "--mazes", "2", "--out", "x"])
+    assert args.run is data_bev.run and args.mazes == 2
+
+
+def test_data_and_train_commands_end_to_end(tmp_path) -> None:
+    from spatial_memory_ros.cli import main
+
+    data, run, export = tmp_path / "data", tmp_path / "run", tmp_path / "bev.pt"
+    assert main(["data", "bev", "--mazes", "2", "--frames-per-maze", "6", "--out", str(data), "--no-progress"]) == 0
+    assert len(bev.read_shards(data)) == 12 and bev.read_manifest(data)["mazes"] == 2
+    train = ["train", "bev", "--data", str(data), "--out", str(run), "--steps", "4", "--batch-size", "4",
+             "--val-mazes", "1", "--val-frames-per-maze", "4", "--val-every", "2", "--no-progress"]
+    assert main(train) == 0
+    assert (run / "last.pt").is_file() and len((run / "log.jsonl").read_text().splitlines()) == 2
+    assert main(train + ["--resume", "--export", str(export)]) == 0
+    assert "train bev" in bev.BevPredictor.load(export).info["train_command"]
+    assert main(["data", "bev", "--mazes", "3", "--frames-per-maze", "6", "--out", str(data)]) == 2
