@@ -60,28 +60,46 @@ def robot_ids(robots: int) -> list[str]:
 
 def sim_team_graph(robots: int = 3, seed: int = 0, maze_size: int = 15, max_sim_time: float = 0.0,
                    real_time_factor: float = 0.0, use_sim_time: bool = True,
-                   sources: Sources = Sources(), extra_bev_readers: int = 0) -> list[NodeSpec]:
-    """The simulated team: one sim_world for the maze and, per robot namespace, its own stack.
-    ``extra_bev_readers`` counts subscribers outside the graph (a recorder) that the sim must also wait for."""
+                   sources: Sources = Sources(bev="bev"), extra_bev_readers: int = 0) -> list[NodeSpec]:
+    """The simulated team: one sim_world for the maze, one bev_predictor batching every robot's frames (when the
+    BEV is predicted) and, per robot namespace, its own stack. ``extra_bev_readers`` counts subscribers of the
+    oracle BEV outside the graph (a recorder) that the sim must also wait for."""
+    ids = robot_ids(robots)
     sim = NodeSpec("sim_world", "sim_world", params_file="sim_world.yaml",
                    parameters={"robots": robots, "seed": seed, "maze_size": maze_size,
                                "max_sim_time": float(max_sim_time), "real_time_factor": float(real_time_factor)})
     maze_extent = {"map_origin_x": 0.0, "map_origin_y": 0.0, "map_width_m": float(maze_size),
                    "map_height_m": float(maze_size)}  # the sim's maze cells are 1 m
-    stacks = []
-    for index, robot in enumerate(robot_ids(robots)):
-        stacks.extend(robot_stack(robot, seed=seed * 100 + index, use_sim_time=use_sim_time, sources=sources,
-                                  memory_parameters=maze_extent))
-    # The sim starts once every node that reads the oracle BEV listens, so none misses the first frames.
-    readers = sum(1 for spec in stacks if spec.namespace == "/robot1" and ("bev", "ground_truth/bev") in spec.remappings)
-    sim.parameters["min_bev_subscribers"] = readers + extra_bev_readers
-    return [sim] + stacks
+    team = []
+    if sources.bev == "bev":
+        team.append(NodeSpec("bev_predictor", "bev_predictor", params_file="bev_predictor.yaml",
+                             parameters={"use_sim_time": use_sim_time, "robots": ids}))
+    for index, robot in enumerate(ids):
+        team.extend(robot_stack(robot, seed=seed * 100 + index, use_sim_time=use_sim_time, sources=sources,
+                                memory_parameters=maze_extent, predictor=False))
+    sim.parameters["ready_topics"] = ready_topics(ids, sources, team, extra_bev_readers)
+    return [sim] + team
+
+
+def ready_topics(ids: list[str], sources: Sources, team: list[NodeSpec], extra_bev_readers: int = 0) -> list[str]:
+    """'TOPIC=COUNT' for the sim: every robot's BEV (oracle or predicted) and camera with as many readers as the
+    graph has (plus ``extra_bev_readers`` outside it, e.g. a recorder of both), so the sim starts only when none of
+    them would miss the first frames."""
+    entries = []
+    for robot in ids:
+        bev_readers = sum(1 for spec in team if spec.namespace == f"/{robot}"
+                          and ("bev", sources.bev) in spec.remappings)
+        entries.append(f"/{robot}/{sources.bev}={bev_readers + extra_bev_readers}")
+        if sources.bev == "bev":
+            entries.append(f"/{robot}/camera/image_raw={1 + extra_bev_readers}")
+    return entries
 
 
 def robot_stack(namespace: str, seed: int = 0, use_sim_time: bool = False,
                 sources: Sources = Sources(bev="bev"),
-                memory_parameters: dict[str, Any] | None = None) -> list[NodeSpec]:
-    """The nodes that run on one robot, under /<namespace>."""
+                memory_parameters: dict[str, Any] | None = None, predictor: bool = True) -> list[NodeSpec]:
+    """The nodes that run on one robot, under /<namespace> (with its own bev_predictor if ``predictor`` and the
+    BEV is predicted; the simulated team shares one that batches all robots instead)."""
     common = {"use_sim_time": use_sim_time}
     ns = f"/{namespace}"
     memory = NodeSpec("spatial_memory", "spatial_memory", namespace=ns, params_file="spatial_memory.yaml",
@@ -90,6 +108,9 @@ def robot_stack(namespace: str, seed: int = 0, use_sim_time: bool = False,
     explorer = NodeSpec("explorer", "explorer", namespace=ns, params_file="explorer.yaml",
                         parameters={**common, "seed": seed}, remappings=(("bev", sources.bev),))
     stack = [memory, explorer]
+    if predictor and sources.bev == "bev":
+        stack.insert(0, NodeSpec("bev_predictor", "bev_predictor", namespace=ns, params_file="bev_predictor.yaml",
+                                 parameters=dict(common)))
     if sources.localized:
         stack.insert(0, NodeSpec("localizer", "localizer", namespace=ns, params_file="localizer.yaml",
                                  parameters=dict(common), remappings=(("bev", sources.bev),)))

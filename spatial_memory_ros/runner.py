@@ -77,11 +77,12 @@ class ComposedGraph:
         self.nodes: list = []
 
     def start(self, executor) -> None:
-        """Create the nodes (each with its own --ros-args) and add them to ``executor``."""
+        """Create the nodes (each with its own --ros-args, in the executor's context) and add them to it."""
         from spatial_memory_ros.nodes import node_class
 
         for spec in self.graph:
-            node = node_class(spec.executable)(cli_args=ros_args(spec, overrides_dir=self.overrides_dir))
+            node = node_class(spec.executable)(cli_args=ros_args(spec, overrides_dir=self.overrides_dir),
+                                               context=executor.context)
             self.nodes.append(node)
             executor.add_node(node)
 

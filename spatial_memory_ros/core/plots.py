@@ -47,6 +47,20 @@ def draw_occupancy(grid: np.ndarray, geometry, pixels_per_cell: int = 10) -> np.
     return np.kron(image, np.ones((pixels_per_cell, pixels_per_cell, 1), np.uint8))
 
 
+def draw_bev(bev, pixels_per_cell: int = 4) -> np.ndarray:
+    """An RGB picture of an egocentric BEV with the robot at the bottom centre looking up: unseen grey, free
+    white, walls dark, target cells in their colour."""
+    from spatial_memory_ros.core.world import CLASS_RGB
+
+    occupancy, objects = bev.occupancy.T[::-1, ::-1], bev.object_class.T[::-1, ::-1]
+    image = np.full(occupancy.shape + (3,), 150, np.uint8)
+    image[occupancy == 0] = 250
+    image[occupancy >= 50] = 40
+    for index, name in enumerate(bev.class_names, start=1):
+        image[objects == index] = CLASS_RGB.get(name, (255, 128, 0))
+    return np.kron(image, np.ones((pixels_per_cell, pixels_per_cell, 1), np.uint8))
+
+
 def save_png(path: Path | str, rgb: np.ndarray) -> None:
     """Write an RGB array as a PNG."""
     if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):

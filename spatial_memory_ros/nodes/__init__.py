@@ -9,7 +9,7 @@ import importlib
 import sys
 from typing import Callable
 
-NODE_MODULES = ("sim_world", "explorer", "spatial_memory", "localizer")
+NODE_MODULES = ("sim_world", "explorer", "spatial_memory", "localizer", "bev_predictor")
 
 
 def node_class(executable: str) -> type:

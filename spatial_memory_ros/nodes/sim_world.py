@@ -45,8 +45,8 @@ PARAMETERS = [
           0.0, 1e7),
     Param("wait_for_controllers", 60.0, "hold sim time at 0 until every robot's cmd_vel has a publisher, at most "
           "this many wall seconds (0: start at once)", 0.0, 600.0),
-    Param("min_bev_subscribers", 1, "before the first step, wait (see wait_for_controllers) until each robot's "
-          "ground_truth/bev has this many subscribers", 0, 100),
+    Param("ready_topics", [""], "before the first step, wait (see wait_for_controllers) until each listed topic has "
+          "that many subscribers: entries 'TOPIC=COUNT'; graph.py lists every reader of the sim's sensors"),
     Param("lockstep", True, "advance only when every robot with a controller has answered the last sensors "
           "with a cmd_vel (deterministic, and as fast as the controllers allow)"),
     Param("lockstep_timeout", 1.0, "in lockstep, step anyway after this many wall seconds without an answer",
@@ -82,6 +82,7 @@ class SimWorldNode(Node):
         self._make_interfaces()
         self._wall_start: float | None = None
         self._created = time.monotonic()
+        self._ready_topics = parse_ready_topics(self.params["ready_topics"])
         self._controllers_seen: float | None = None
         self._finished = False
         self._step_timer = self.create_timer(0.001, self._tick)
@@ -133,18 +134,18 @@ class SimWorldNode(Node):
             self._advance(max_steps=1)
 
     def _controllers_ready(self) -> bool:
-        """True once every robot's cmd_vel has a publisher and its BEV its subscribers (discovery settles for
+        """True once every robot's cmd_vel has a publisher and every ready topic its readers (discovery settles for
         CONTROLLER_SETTLE seconds more), or the wait_for_controllers time is up."""
         waited = time.monotonic() - self._created
-        missing = [robot for robot in self.robot_ids if self.count_publishers(f"/{robot}/cmd_vel") == 0
-                   or self.count_subscribers(f"/{robot}/ground_truth/bev") < self.params["min_bev_subscribers"]]
+        missing = [f"{robot}/cmd_vel" for robot in self.robot_ids if self.count_publishers(f"/{robot}/cmd_vel") == 0]
+        missing += [topic for topic, count in self._ready_topics if self.count_subscribers(topic) < count]
         if not missing:
             if self._controllers_seen is None:
                 self._controllers_seen = time.monotonic()
             return time.monotonic() - self._controllers_seen >= CONTROLLER_SETTLE
         if waited >= self.params["wait_for_controllers"]:
-            self.get_logger().warning(f"starting without controllers for {', '.join(missing)} "
-                                      f"(none after {waited:.1f} s); those robots stand still")
+            self.get_logger().warning(f"starting without {', '.join(missing)} ready after {waited:.1f} s "
+                                      f"(no controller: the robot stands still; too few readers: they miss frames)")
             return True
         return False
 
@@ -236,6 +237,17 @@ class SimWorldNode(Node):
         self.publish_status()
         self.get_logger().info(f"reached max_sim_time {self.params['max_sim_time']:g} s after "
                                f"{self.world.step_count} steps; holding still")
+
+
+def parse_ready_topics(entries: list[str]) -> list[tuple[str, int]]:
+    """'TOPIC=COUNT' entries as (topic, count); empty entries are skipped, malformed ones raise ValueError."""
+    parsed = []
+    for entry in filter(None, (e.strip() for e in entries)):
+        topic, _, count = entry.rpartition("=")
+        if not topic or not count.isdigit():
+            raise ValueError(f"ready_topics entry '{entry}' is not TOPIC=COUNT, e.g. /robot1/bev=3")
+        parsed.append((topic, int(count)))
+    return parsed
 
 
 def main(args: list[str] | None = None) -> int:
