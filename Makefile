@@ -8,7 +8,7 @@ BUILD_DIR := build/cmake
 DURATION  ?= 60
 ROBOTS    ?= 3
 OUT       ?= runs
-RECORD    ?= 0
+RECORD    ?= 1
 TESTS     ?= test
 PYTEST_ARGS ?=
 
@@ -31,7 +31,7 @@ setup: $(VENV)/.build-stamp  ## create .venv, install dependencies, build and in
 
 build: setup  ## same as setup
 
-demo: setup  ## run the simulated team: DURATION=<sim s> ROBOTS=<n> OUT=<dir> RECORD=1 (also write a bag)
+demo: setup  ## run the simulated team: DURATION=<sim s> ROBOTS=<n> OUT=<dir> BITS=<n> RECORD=0 (no bag/video)
 	$(VENV)/bin/spatial-memory demo --duration $(DURATION) --robots $(ROBOTS) --out $(OUT) \
 	  $(if $(filter 1 yes true,$(RECORD)),--record,)
 

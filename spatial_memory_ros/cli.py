@@ -42,8 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--query", default=None,
                       help="text query asked of every robot's memory at the end (default: 'the <colour> target' "
                            "for the maze's first target)")
+    demo.add_argument("--bev", choices=("predicted", "oracle"), default="predicted",
+                      help="BEV source of the mapping stack: the bev_predictor (default) or the sim's oracle")
+    demo.add_argument("--pose", choices=("estimate", "ground_truth"), default="estimate",
+                      help="pose source of the memory: the localizer (default) or the sim's ground truth")
     demo.add_argument("--record", action="store_true",
-                      help="record the default topics into <run folder>/bag (rosbag2, mcap)")
+                      help="record the default topics into <run folder>/bag (rosbag2, mcap) and render it "
+                           "(snapshot_*.png, render.mp4)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     graph = commands.add_parser("graph", help="print the node graph of the simulated team")
@@ -82,7 +87,7 @@ def _demo(args: argparse.Namespace) -> int:
     options = DemoOptions(duration=args.duration, robots=args.robots, seed=args.seed, maze_size=args.maze_size,
                           out=args.out, composed=args.composed, real_time_factor=args.real_time_factor,
                           wall_timeout=args.wall_timeout, progress=not args.no_progress, query=args.query,
-                          record=args.record)
+                          record=args.record, bev=args.bev, pose=args.pose)
     try:
         run_dir = run_demo(options)
     except (RuntimeError, TimeoutError) as error:
@@ -94,6 +99,7 @@ def _demo(args: argparse.Namespace) -> int:
           f"  trajectories: {run_dir / 'trajectories.png'}\n  node logs:    {run_dir / 'logs'}")
     if (run_dir / "bag").exists():
         print(f"  bag:          {run_dir / 'bag'}  (spatial-memory replay {run_dir / 'bag'})")
+        print(f"  video:        {run_dir / 'render.mp4'}  and snapshot_*.png")
     return 0
 
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spatial_memory_ros.graph import NodeSpec, executable_path, robot_ids, ros_args, sim_team_graph
+from spatial_memory_ros.graph import NodeSpec, Sources, executable_path, robot_ids, ros_args, sim_team_graph
 
 
 def node_command(spec: NodeSpec, overrides_dir: Path) -> list[str]:
@@ -136,6 +136,8 @@ class RunObservation:
     status: object | None = None
     estimates: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)   # localizer's pose
     odometry: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)    # dead reckoning
+    estimate_headings: dict[str, dict[float, float]] = field(default_factory=dict)       # robot -> stamp -> yaw
+    oracle_bevs: dict[str, dict[float, object]] = field(default_factory=dict)          # robot -> stamp -> BevMap
     maps: dict[str, object] = field(default_factory=dict)       # robot -> latest nav_msgs/OccupancyGrid
     answers: dict[str, dict] = field(default_factory=dict)      # robot -> the answer to the demo's text query
 
@@ -146,8 +148,8 @@ def make_observer(robots: list[str], observation: RunObservation):
     from nav_msgs.msg import OccupancyGrid, Odometry
     from rclpy.node import Node
 
-    from spatial_memory_ros.conversions import time_to_seconds
-    from spatial_memory_ros.msg import SimStatus
+    from spatial_memory_ros.conversions import quaternion_to_yaw, time_to_seconds
+    from spatial_memory_ros.msg import BevMap, SimStatus
     from spatial_memory_ros.ros_common import LATCHED_QOS, RELIABLE_QOS
 
     node = Node("demo_observer")
@@ -161,6 +163,15 @@ def make_observer(robots: list[str], observation: RunObservation):
         estimates, odometry = observation.estimates.setdefault(robot, []), observation.odometry.setdefault(robot, [])
         node.create_subscription(PoseWithCovarianceStamped, f"/{robot}/pose",
                                  lambda msg, track=estimates: on_pose(msg, track), RELIABLE_QOS)
+        headings = observation.estimate_headings.setdefault(robot, {})
+        node.create_subscription(PoseWithCovarianceStamped, f"/{robot}/pose",
+                                 lambda msg, h=headings: h.__setitem__(time_to_seconds(msg.header.stamp),
+                                                                       quaternion_to_yaw(msg.pose.pose.orientation)),
+                                 RELIABLE_QOS)
+        oracle = observation.oracle_bevs.setdefault(robot, {})
+        node.create_subscription(BevMap, f"/{robot}/ground_truth/bev",
+                                 lambda msg, o=oracle: o.__setitem__(time_to_seconds(msg.header.stamp), msg),
+                                 RELIABLE_QOS)
 
         def on_odom(msg: Odometry, track=odometry) -> None:
             track.append((time_to_seconds(msg.header.stamp), msg.pose.pose.position.x, msg.pose.pose.position.y))
@@ -194,6 +205,17 @@ class DemoOptions:
     progress: bool = True
     query: str | None = None
     record: bool = False
+    bev: str = "predicted"          # or "oracle"
+    pose: str = "estimate"          # or "ground_truth"
+
+
+def _sources(self) -> Sources:
+    """The graph's BEV and pose sources for these options."""
+    return Sources(bev="bev" if self.bev == "predicted" else "ground_truth/bev",
+                   pose="pose" if self.pose == "estimate" else "ground_truth/pose")
+
+
+DemoOptions.sources = _sources
 
 
 def run_demo(options: DemoOptions) -> Path:
@@ -209,7 +231,7 @@ def run_demo(options: DemoOptions) -> Path:
     run_dir.mkdir(parents=True)
     graph = sim_team_graph(options.robots, seed=options.seed, maze_size=options.maze_size,
                            max_sim_time=options.duration, real_time_factor=options.real_time_factor,
-                           extra_bev_readers=1 if options.record else 0)
+                           extra_bev_readers=1 if options.record else 0, sources=options.sources())
     robots = robot_ids(options.robots)
     observation = RunObservation()
 
@@ -241,6 +263,10 @@ def run_demo(options: DemoOptions) -> Path:
         rclpy.try_shutdown()
     wall_seconds = time.monotonic() - wall_start
     write_run_folder(run_dir, options, observation, wall_seconds)
+    if recorder is not None:
+        from spatial_memory_ros.commands.render import RenderOptions, render_bag
+
+        render_bag(run_dir / "bag", run_dir, RenderOptions(progress=options.progress))
     return run_dir
 
 
@@ -341,6 +367,8 @@ def build_summary(options: DemoOptions, observation: RunObservation, wall_second
         "wall_seconds": round(wall_seconds, 3),
         "real_time_factor": round(sim_seconds / wall_seconds, 3) if wall_seconds > 0 else None,
         "query": demo_query(options),
+        "bev_source": options.bev,
+        "pose_source": options.pose,
         "per_robot": per_robot,
     }
 
@@ -359,6 +387,21 @@ def localization_errors(observation: RunObservation, robot: str) -> dict:
     return result
 
 
+def oracle_bev_map(observation: RunObservation, robot: str, geometry):
+    """The map the robot would have fused from the oracle BEVs, with the same poses its memory used."""
+    from spatial_memory_ros.conversions import msg_to_bev
+    from spatial_memory_ros.core.mapping import LogOddsMap, bev_to_map
+    from spatial_memory_ros.core.world import Pose2D
+
+    fused = LogOddsMap(geometry)
+    headings = observation.estimate_headings.get(robot, {})
+    bevs = observation.oracle_bevs.get(robot, {})
+    for stamp, x, y in observation.estimates.get(robot, []):
+        if stamp in bevs and stamp in headings:
+            fused.integrate(bev_to_map(msg_to_bev(bevs[stamp]), Pose2D(x, y, headings[stamp])))
+    return fused.occupancy()
+
+
 def _add_memory_results(per_robot: dict, options: DemoOptions, observation: RunObservation) -> None:
     """Each robot's map coverage and IoU against the true maze, and its answer to the text query."""
     import math
@@ -374,7 +417,11 @@ def _add_memory_results(per_robot: dict, options: DemoOptions, observation: RunO
         entry["localization"] = localization_errors(observation, robot)
         if robot in observation.maps:
             grid, geometry = msg_to_occupancy(observation.maps[robot])
-            entry["map"] = {k: round(v, 4) for k, v in map_scores(grid, rasterize_maze(maze, geometry)).items()}
+            truth = rasterize_maze(maze, geometry)
+            entry["map"] = {k: round(v, 4) for k, v in map_scores(grid, truth).items()}
+            if options.bev == "predicted":
+                oracle = oracle_bev_map(observation, robot, geometry)
+                entry["map_with_oracle_bev"] = {k: round(v, 4) for k, v in map_scores(oracle, truth).items()}
         answer = dict(observation.answers.get(robot, {"error": "not asked"}))
         if "x" in answer:
             answer["found"] = answer["label"] in query or any(t.color in answer["label"] for t in targets)

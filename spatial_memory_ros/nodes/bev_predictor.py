@@ -9,6 +9,7 @@ Frames that arrive together (one per robot, as the sim publishes them) are predi
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from functools import partial
@@ -27,6 +28,9 @@ from spatial_memory_ros.core.mapping import GridGeometry
 from spatial_memory_ros.core.plots import draw_bev
 from spatial_memory_ros.msg import BevMap
 from spatial_memory_ros.ros_common import RELIABLE_QOS, SENSOR_QOS, InputGuard, Param, declare_parameters
+
+# Idle OpenMP threads must sleep, not spin: on a shared 2-core machine spinning halved the frame rate.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 PARAMETERS = [
     Param("robots", [""], "robot namespaces served by this node ('' = the node's own namespace)"),
