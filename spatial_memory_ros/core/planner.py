@@ -1,0 +1,568 @@
+"""Where to go and how to get there on an occupancy grid: frontiers, shortest paths, a path follower (no ROS).
+
+* :func:`cost_grid` turns an occupancy grid (int8: -1 unknown, 0..100 wall probability, on a GridGeometry) into
+  step costs: walls impassable, cells near walls dear (inflation by the robot's radius plus a margin), unknown
+  cells passable but dearer than known free ones (optimistic planning through what nobody has seen).
+* :func:`shortest_paths` runs Dijkstra (scipy's C implementation, 8-connected) from the robot over that grid once
+  per replan; frontier choice and path extraction both read its distances and predecessors.
+* :func:`choose_frontier` picks the frontier (known free cells next to unknown ones, in clusters) that is near,
+  large and away from where teammates are believed to be.
+* :func:`goal_from_answer` reads a memory query's samples: the goal is the mean of the samples whose label
+  matches the text query (all the query's content words appear in the label, e.g. 'red target' for
+  'the red target'), when the best sample matches.
+* :class:`PathFollower` gives (v, omega) by pure pursuit along the path and keeps the BEV-based wall avoidance of
+  core/explorer.py as a safety layer: it never drives forward into less clearance than ``stop_distance``.
+* :class:`Navigator` ties them: goal if any, else frontier, else a random walk; it replans every
+  ``replan_every`` steps or when the goal moves. When forward commands stop moving the robot (a teammate the map
+  does not show, usually) it backs off and plans around the spot for a while; when it makes no progress for
+  ``stuck_steps`` it random-walks out and gives up that frontier.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.ndimage
+import scipy.sparse
+import scipy.sparse.csgraph
+
+from spatial_memory_ros.core.explorer import ExplorerConfig, RandomWalker
+from spatial_memory_ros.core.mapping import GridGeometry
+from spatial_memory_ros.core.world import BevGrid, Pose2D
+
+_NEIGHBOURS = ((0, 1), (1, 0), (1, 1), (1, -1))  # each undirected 8-neighbour edge once
+_STOP_WORDS = {"the", "a", "an", "to", "go", "find", "some", "something", "any", "please", "of"}
+
+
+@dataclass
+class PlannerConfig:
+    """Costs (per metre), distances (metres) and speeds (SI units) of planning and path following."""
+
+    robot_radius: float = 0.2
+    inflation: float = 0.1
+    safety_margin: float = 0.02
+    inflated_cost: float = 30.0
+    near_wall_cost: float = 3.0
+    near_wall_distance: float = 0.5
+    unknown_cost: float = 1.5
+    partner_cost: float = 20.0
+    partner_radius: float = 0.5
+    partner_max_sd: float = 1.0
+    frontier_min_cells: int = 3
+    frontier_min_distance: float = 0.6
+    frontier_size_weight: float = 0.05
+    frontier_partner_weight: float = 6.0
+    frontier_partner_scale: float = 2.5
+    frontier_keep_bonus: float = 2.0
+    replan_every: int = 10
+    lookahead: float = 0.6
+    goal_tolerance: float = 0.2
+    max_linear_speed: float = 0.8
+    max_angular_speed: float = 1.5
+    turn_gain: float = 2.0
+    turn_in_place_deg: float = 50.0
+    stop_distance: float = 0.3
+    slow_down_distance: float = 0.8
+    stuck_steps: int = 40
+    stuck_distance: float = 0.15
+    escape_steps: int = 15
+    bump_steps: int = 3
+    reverse_steps: int = 4
+    reverse_speed: float = 0.2
+    bump_memory_steps: int = 150
+    dt: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("robot_radius", "lookahead", "max_linear_speed", "max_angular_speed", "dt", "unknown_cost"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"PlannerConfig.{name} must be a positive finite number, got {value}")
+        if self.replan_every < 1 or self.stuck_steps < 2:
+            raise ValueError("PlannerConfig.replan_every must be >= 1 and stuck_steps >= 2")
+
+
+@dataclass(frozen=True)
+class Partner:
+    """A teammate as the planner sees it: believed position and its sd (metres)."""
+
+    x: float
+    y: float
+    sd: float
+
+
+# ------------------------------------------------------------------------------------------------ costs
+
+
+def cost_grid(occupancy: np.ndarray, geometry: GridGeometry, config: PlannerConfig,
+              partners: tuple[Partner, ...] = ()) -> np.ndarray:
+    """Per-cell cost of entering a cell (float, inf for walls), shaped like ``occupancy``."""
+    occupancy = _checked_occupancy(occupancy, geometry)
+    walls = occupancy >= 50
+    if walls.any():  # clearance from a cell's centre to the nearest wall cell's edge
+        distance = (scipy.ndimage.distance_transform_edt(~walls) - 0.5) * geometry.resolution
+    else:
+        distance = np.full(occupancy.shape, np.inf)
+    costs = np.where(occupancy == -1, config.unknown_cost, 1.0)
+    costs = costs + config.near_wall_cost * np.clip(1.0 - distance / config.near_wall_distance, 0.0, 1.0)
+    costs[distance <= config.robot_radius + config.inflation] += config.inflated_cost
+    for partner in partners:
+        if partner.sd <= config.partner_max_sd:
+            costs += config.partner_cost * _disc(geometry, partner.x, partner.y, config.partner_radius + partner.sd)
+    costs[walls] = np.inf
+    return costs
+
+
+def _checked_occupancy(occupancy: np.ndarray, geometry: GridGeometry) -> np.ndarray:
+    occupancy = np.asarray(occupancy)
+    if occupancy.shape != (geometry.height, geometry.width):
+        raise ValueError(f"occupancy shape {occupancy.shape} does not match the grid's "
+                         f"{(geometry.height, geometry.width)}; pass the map the geometry describes")
+    return occupancy
+
+
+def _disc(geometry: GridGeometry, x: float, y: float, radius: float) -> np.ndarray:
+    xs, ys = geometry.cell_centres()
+    return ((xs - x) ** 2 + (ys - y) ** 2 <= radius * radius).astype(np.float64)
+
+
+# -------------------------------------------------------------------------------------------- shortest paths
+
+
+@dataclass
+class PathField:
+    """Dijkstra from one cell: distance (metres of cost) to every cell and the predecessor of each."""
+
+    geometry: GridGeometry
+    start: int
+    distances: np.ndarray      # (height, width), inf where unreachable
+    predecessors: np.ndarray   # flat, -9999 where none
+
+    def path_to(self, cell: int) -> np.ndarray | None:
+        """Map-frame cell centres from the start to ``cell`` (flat index), or None if unreachable."""
+        if not np.isfinite(self.distances.reshape(-1)[cell]):
+            return None
+        cells = [cell]
+        while cells[-1] != self.start:
+            previous = int(self.predecessors[cells[-1]])
+            if previous < 0:
+                return None
+            cells.append(previous)
+        rows, cols = np.divmod(np.asarray(cells[::-1]), self.geometry.width)
+        g = self.geometry
+        return np.column_stack([g.origin_x + (cols + 0.5) * g.resolution, g.origin_y + (rows + 0.5) * g.resolution])
+
+
+def shortest_paths(costs: np.ndarray, geometry: GridGeometry, start_xy: tuple[float, float]) -> PathField | None:
+    """Dijkstra over 8-connected cells from the cell holding ``start_xy``; None if it lies outside the grid.
+
+    The cost of an edge is its length times the mean of its two cells' costs; the start cell is always left,
+    even when it is itself inside a wall or an inflated zone (the robot may stand close to a wall).
+    """
+    rows, cols, inside = geometry.cell_indices(np.array([start_xy[0]]), np.array([start_xy[1]]))
+    if not inside[0]:
+        return None
+    height, width = costs.shape
+    start = int(rows[0] * width + cols[0])
+    costs = costs.copy()
+    if not np.isfinite(costs.reshape(-1)[start]):
+        costs.reshape(-1)[start] = np.nanmax(np.where(np.isfinite(costs), costs, np.nan))
+    graph = _graph(costs, geometry.resolution)
+    distances, predecessors = scipy.sparse.csgraph.dijkstra(graph, directed=False, indices=start,
+                                                            return_predecessors=True)
+    return PathField(geometry, start, distances.reshape(height, width), predecessors)
+
+
+def _graph(costs: np.ndarray, resolution: float) -> scipy.sparse.csr_matrix:
+    height, width = costs.shape
+    index = np.arange(height * width).reshape(height, width)
+    sources, targets, weights = [], [], []
+    for dr, dc in _NEIGHBOURS:
+        r0, r1 = max(0, -dr), height - max(0, dr)
+        c0, c1 = max(0, -dc), width - max(0, dc)
+        a = costs[r0:r1, c0:c1]
+        b = costs[r0 + dr:r1 + dr, c0 + dc:c1 + dc]
+        ok = np.isfinite(a) & np.isfinite(b)
+        length = resolution * math.hypot(dr, dc)
+        sources.append(index[r0:r1, c0:c1][ok])
+        targets.append(index[r0 + dr:r1 + dr, c0 + dc:c1 + dc][ok])
+        weights.append(length * 0.5 * (a[ok] + b[ok]))
+    return scipy.sparse.csr_matrix((np.concatenate(weights), (np.concatenate(sources), np.concatenate(targets))),
+                                   shape=(height * width, height * width))
+
+
+def plan_path(occupancy: np.ndarray, geometry: GridGeometry, start_xy: tuple[float, float],
+              goal_xy: tuple[float, float], config: PlannerConfig | None = None,
+              partners: tuple[Partner, ...] = ()) -> np.ndarray | None:
+    """Cell-centre waypoints (n, 2) from start to goal on the inflated map, or None when unreachable."""
+    config = config or PlannerConfig()
+    field = shortest_paths(cost_grid(occupancy, geometry, config, partners), geometry, start_xy)
+    goal = _cell_of(geometry, goal_xy)
+    if field is None or goal is None:
+        return None
+    return field.path_to(goal)
+
+
+def _cell_of(geometry: GridGeometry, xy: tuple[float, float]) -> int | None:
+    rows, cols, inside = geometry.cell_indices(np.array([xy[0]]), np.array([xy[1]]))
+    return int(rows[0] * geometry.width + cols[0]) if inside[0] else None
+
+
+# ----------------------------------------------------------------------------------------------- frontiers
+
+
+def frontier_mask(occupancy: np.ndarray) -> np.ndarray:
+    """Known free cells (0 <= p < 50) with an unknown 4-neighbour."""
+    free = (occupancy >= 0) & (occupancy < 50)
+    unknown = np.pad(occupancy == -1, 1)
+    near_unknown = unknown[:-2, 1:-1] | unknown[2:, 1:-1] | unknown[1:-1, :-2] | unknown[1:-1, 2:]
+    return free & near_unknown
+
+
+@dataclass(frozen=True)
+class Frontier:
+    """A frontier cluster: the cell to drive to (flat index, nearest by path), its centre, size and score."""
+
+    cell: int
+    x: float
+    y: float
+    size: int
+    score: float
+
+
+def choose_frontier(occupancy: np.ndarray, field: PathField, config: PlannerConfig,
+                    partners: tuple[Partner, ...] = (), excluded: tuple[tuple[float, float], ...] = (),
+                    keep: tuple[float, float] | None = None) -> Frontier | None:
+    """The frontier with the lowest path cost minus a bonus for its size plus a penalty for teammates near it.
+
+    The cluster holding a cell within 0.75 m of ``keep`` (the frontier being driven to) gets
+    ``frontier_keep_bonus`` off its score, so the robot does not swing between two similar frontiers.
+
+    Clusters smaller than ``frontier_min_cells``, cells nearer than ``frontier_min_distance`` to the robot and
+    cells within a metre of ``excluded`` points (frontiers already reached that stayed frontiers) are skipped.
+    """
+    geometry = field.geometry
+    mask = frontier_mask(occupancy) & np.isfinite(field.distances)
+    labels, count = scipy.ndimage.label(mask, structure=np.ones((3, 3)))
+    if count == 0:
+        return None
+    xs, ys = geometry.cell_centres()
+    start_row, start_col = divmod(field.start, geometry.width)
+    start_x, start_y = xs[start_row, start_col], ys[start_row, start_col]
+    usable = np.hypot(xs - start_x, ys - start_y) >= config.frontier_min_distance
+    for ex, ey in excluded:
+        usable &= np.hypot(xs - ex, ys - ey) > 1.0
+    best: Frontier | None = None
+    sizes = np.bincount(labels.reshape(-1), minlength=count + 1)
+    for label in range(1, count + 1):
+        if sizes[label] < config.frontier_min_cells:
+            continue
+        members = np.flatnonzero(((labels == label) & usable).reshape(-1))
+        if not len(members):
+            continue
+        cell = int(members[np.argmin(field.distances.reshape(-1)[members])])
+        x, y = float(xs.reshape(-1)[cell]), float(ys.reshape(-1)[cell])
+        score = float(field.distances.reshape(-1)[cell]) - config.frontier_size_weight * sizes[label]
+        if keep is not None and np.hypot(xs.reshape(-1)[members] - keep[0],
+                                         ys.reshape(-1)[members] - keep[1]).min() < 0.75:
+            score -= config.frontier_keep_bonus
+        score += sum(_partner_penalty(x, y, p, config) for p in partners)
+        if best is None or score < best.score:
+            best = Frontier(cell, x, y, int(sizes[label]), score)
+    return best
+
+
+def _partner_penalty(x: float, y: float, partner: Partner, config: PlannerConfig) -> float:
+    """Penalty of a frontier at (x, y) for a teammate believed near it (Gaussian, widened by its sd)."""
+    spread = config.frontier_partner_scale ** 2 + partner.sd ** 2
+    return config.frontier_partner_weight * math.exp(-((x - partner.x) ** 2 + (y - partner.y) ** 2) / (2 * spread))
+
+
+# ----------------------------------------------------------------------------------------- goal from a query
+
+
+def query_words(text: str) -> set[str]:
+    """The content words of a query or label, lower case ('the red target' -> {'red', 'target'})."""
+    return {word for word in re.findall(r"[a-z0-9]+", text.lower()) if word not in _STOP_WORDS}
+
+
+def label_matches(label: str, query: str) -> bool:
+    """Whether a memory label answers a query: every content word of the query is in the label."""
+    wanted = query_words(query)
+    return bool(wanted) and wanted <= query_words(label)
+
+
+def goal_from_answer(locations: np.ndarray, labels: list[str], query: str) -> tuple[float, float] | None:
+    """A goal from a query's samples (best first): the mean of the matching samples, if the best one matches."""
+    if not len(labels) or not label_matches(labels[0], query):
+        return None
+    matching = [k for k, label in enumerate(labels) if label_matches(label, query)]
+    x, y = np.asarray(locations, np.float64)[matching].mean(axis=0)
+    return float(x), float(y)
+
+
+def goal_from_memory(memory, query: str, num_samples: int = 10, seed: int = 0) -> tuple[float, float] | None:
+    """Sample a RobotMemory with a text query and read a goal with :func:`goal_from_answer`."""
+    if len(memory.memory) == 0:
+        return None
+    answer = memory.ask(query, num_samples=num_samples, seed=seed)
+    return goal_from_answer(answer.locations, answer.labels, query)
+
+
+# --------------------------------------------------------------------------------------------- following
+
+
+def clearance_ahead(bev: BevGrid, half_width: float, limit: float = 3.0) -> float:
+    """Free distance straight ahead (metres, at most ``limit``) in a corridor of ``half_width`` either side of the
+    robot's heading, to the near edge of the first wall cell of the BEV; a wall only beside the robot (a robot
+    touching a wall and driving along it) does not count."""
+    xs, ys = bev.cell_centers()
+    half = 0.5 * bev.resolution
+    in_path = (bev.occupancy == 100) & (np.abs(ys) < half_width + half) & (xs > half)
+    if not in_path.any():
+        return limit
+    return float(min(limit, max(0.0, xs[in_path].min() - half)))
+
+
+class WallCells:
+    """The wall cells of an occupancy grid, for straight-line clearance checks."""
+
+    def __init__(self, occupancy: np.ndarray, geometry: GridGeometry) -> None:
+        xs, ys = geometry.cell_centres()
+        walls = np.asarray(occupancy) >= 50
+        self.x, self.y = xs[walls], ys[walls]
+        self.half = 0.5 * geometry.resolution
+
+    def segment_clearance(self, start: tuple[float, float], end: tuple[float, float], skip: float = 0.05,
+                          spacing: float = 0.05) -> float:
+        """Smallest distance from points along start->end (from ``skip`` metres on) to any wall cell's square."""
+        length = math.hypot(end[0] - start[0], end[1] - start[1])
+        if length <= skip:
+            return math.inf
+        t = np.arange(skip, length + 1e-9, spacing) / length
+        px = start[0] + t * (end[0] - start[0])
+        py = start[1] + t * (end[1] - start[1])
+        near = ((self.x > min(px.min(), px.max()) - 1.0) & (self.x < px.max() + 1.0)
+                & (self.y > py.min() - 1.0) & (self.y < py.max() + 1.0))
+        if not near.any():
+            return math.inf
+        dx = np.maximum(np.abs(px[:, None] - self.x[near][None, :]) - self.half, 0.0)
+        dy = np.maximum(np.abs(py[:, None] - self.y[near][None, :]) - self.half, 0.0)
+        return float(np.sqrt(dx * dx + dy * dy).min())
+
+
+class PathFollower:
+    """Pure pursuit along waypoints, with the BEV wall check of the random walker as a safety layer."""
+
+    def __init__(self, config: PlannerConfig, walker: RandomWalker) -> None:
+        self.config = config
+        self.walker = walker
+        self._index = 0
+
+    def reset(self) -> None:
+        """Start again from the path's first waypoint."""
+        self._index = 0
+
+    def command(self, pose: Pose2D, path: np.ndarray, bev: BevGrid | None,
+                walls: WallCells | None = None) -> tuple[float, float]:
+        """(v, omega) towards the lookahead point of ``path``; turns in place when it points far off.
+
+        With ``walls`` (the known walls of the map) the lookahead point is the farthest one within ``lookahead``
+        that the robot can drive to in a straight line without touching a wall, so corners are not cut."""
+        config = self.config
+        target = self._lookahead_point(pose, path, walls)
+        bearing = math.atan2(target[1] - pose.y, target[0] - pose.x)
+        error = (bearing - pose.theta + math.pi) % (2 * math.pi) - math.pi
+        omega = float(np.clip(config.turn_gain * error, -config.max_angular_speed, config.max_angular_speed))
+        if abs(error) > math.radians(config.turn_in_place_deg):
+            return 0.0, omega
+        remaining = math.hypot(path[-1][0] - pose.x, path[-1][1] - pose.y)
+        v = config.max_linear_speed * math.cos(error) * min(1.0, remaining / config.lookahead + 0.3)
+        return min(v, self._safe_speed(bev)), omega
+
+    def _lookahead_point(self, pose: Pose2D, path: np.ndarray, walls: WallCells | None) -> np.ndarray:
+        window = path[self._index:]
+        distances = np.hypot(window[:, 0] - pose.x, window[:, 1] - pose.y)
+        self._index += int(np.argmin(distances))
+        distances = np.hypot(path[self._index:, 0] - pose.x, path[self._index:, 1] - pose.y)
+        beyond = np.flatnonzero(distances >= self.config.lookahead)
+        last = self._index + (int(beyond[0]) if len(beyond) else len(distances) - 1)
+        if walls is None:
+            return path[last]
+        start = (pose.x, pose.y)
+        needed = self.config.robot_radius + 0.01  # the simulator stops a disc at first contact
+        for index in range(last, self._index, -1):
+            if walls.segment_clearance(start, path[index]) >= needed:
+                return path[index]
+        return path[min(self._index + 1, len(path) - 1)]
+
+    def _safe_speed(self, bev: BevGrid | None) -> float:
+        """The speed the BEV allows straight ahead: zero below ``stop_distance``, full beyond ``slow_down``."""
+        if bev is None:
+            return self.config.max_linear_speed
+        ahead = clearance_ahead(bev, self.config.robot_radius - self.config.safety_margin)
+        config = self.config
+        room = (ahead - config.stop_distance) / max(config.slow_down_distance - config.stop_distance, 1e-6)
+        return config.max_linear_speed * float(np.clip(room, 0.0, 1.0))
+
+
+# ----------------------------------------------------------------------------------------------- navigator
+
+
+@dataclass
+class NavigationStatus:
+    """What the navigator is doing: mode ('goal', 'frontier', 'wander', 'escape', 'arrived'), its target, path."""
+
+    mode: str
+    target: tuple[float, float] | None
+    path: np.ndarray | None
+    walls: WallCells | None = None
+
+
+class Navigator:
+    """Goal if given, else the best frontier of the (team) map, else a random walk; seeded."""
+
+    def __init__(self, geometry: GridGeometry, config: PlannerConfig | None = None, seed: int = 0) -> None:
+        self.geometry = geometry
+        self.config = config or PlannerConfig()
+        explorer = ExplorerConfig(max_linear_speed=self.config.max_linear_speed,
+                                  max_angular_speed=self.config.max_angular_speed,
+                                  robot_radius=self.config.robot_radius, safety_margin=self.config.safety_margin,
+                                  dt=self.config.dt)
+        self.walker = RandomWalker(seed=seed, config=explorer)
+        self.follower = PathFollower(self.config, self.walker)
+        self.status = NavigationStatus("wander", None, None)
+        self._since_plan = self.config.replan_every
+        self._goal: tuple[float, float] | None = None
+        self._reached_frontiers: list[tuple[float, float]] = []
+        self._track: list[tuple[float, float]] = []
+        self._escape_left = 0
+        self._blocked = 0
+        self._reverse_left = 0
+        self._last_command = (0.0, 0.0)
+        self._steps = 0
+        self._bumps: list[tuple[float, float, int]] = []  # (x, y, step it is forgotten)
+
+    def step(self, bev: BevGrid | None, pose: Pose2D, occupancy: np.ndarray,
+             goal: tuple[float, float] | None = None, partners: tuple[Partner, ...] = (),
+             twist: tuple[float, float] | None = None) -> tuple[float, float]:
+        """The next (v m/s, omega rad/s). ``occupancy`` is the map to plan on (int8 on ``geometry``), ``goal`` a
+        map point to reach (None: explore), ``partners`` teammates' believed positions, ``twist`` the measured
+        motion of the last step (for the random walk's wall memory). Call once per ``config.dt``."""
+        self._steps += 1
+        command = self._next_command(bev, pose, occupancy, goal, partners, twist)
+        self._last_command = command
+        return command
+
+    def _next_command(self, bev: BevGrid | None, pose: Pose2D, occupancy: np.ndarray,
+                      goal: tuple[float, float] | None, partners: tuple[Partner, ...],
+                      twist: tuple[float, float] | None) -> tuple[float, float]:
+        if self._bumped(twist):
+            self._remember_bump(pose)
+            self._reverse_left = self.config.reverse_steps
+        if self._reverse_left > 0:  # drove into something: back off the way we came, then plan around it
+            self._reverse_left -= 1
+            self._since_plan = self.config.replan_every
+            return -self.config.reverse_speed, 0.0
+        if self._escape_left > 0:
+            self._escape_left -= 1
+            if self._escape_left == 0:
+                self._since_plan = self.config.replan_every
+            return self.walker.command(bev, twist) if bev is not None else (0.0, self.config.max_angular_speed)
+        if self._stuck(pose):
+            return self._start_escape(bev, twist)
+        if self._needs_plan(goal):
+            self._plan(pose, occupancy, goal, partners)
+        self._since_plan += 1
+        return self._drive(bev, pose, twist)
+
+    def _bumped(self, twist: tuple[float, float] | None) -> bool:
+        """Whether forward commands have not moved the robot for ``bump_steps`` steps."""
+        if twist is None or not all(math.isfinite(v) for v in twist):
+            return False
+        pushing = self._last_command[0] > 0.05 and abs(twist[0]) < 0.2 * self._last_command[0]
+        self._blocked = self._blocked + 1 if pushing else 0
+        if self._blocked >= self.config.bump_steps:
+            self._blocked = 0
+            return True
+        return False
+
+    def _remember_bump(self, pose: Pose2D) -> None:
+        """Something the map does not show (a teammate, most likely) stopped us just ahead: avoid it a while."""
+        reach = self.config.robot_radius + 0.25
+        self._bumps.append((pose.x + reach * math.cos(pose.theta), pose.y + reach * math.sin(pose.theta),
+                            self._steps + self.config.bump_memory_steps))
+
+    def _obstacles(self, partners: tuple[Partner, ...]) -> tuple[Partner, ...]:
+        self._bumps = [bump for bump in self._bumps if bump[2] > self._steps]
+        return tuple(partners) + tuple(Partner(x, y, 0.1) for x, y, _ in self._bumps)
+
+    def _needs_plan(self, goal: tuple[float, float] | None) -> bool:
+        moved = (goal is None) != (self._goal is None) or (
+            goal is not None and math.hypot(goal[0] - self._goal[0], goal[1] - self._goal[1]) > 0.3)
+        return moved or self._since_plan >= self.config.replan_every
+
+    def _plan(self, pose: Pose2D, occupancy: np.ndarray, goal: tuple[float, float] | None,
+              partners: tuple[Partner, ...]) -> None:
+        self._goal, self._since_plan = goal, 0
+        self.follower.reset()
+        costs = cost_grid(occupancy, self.geometry, self.config, self._obstacles(partners))
+        field = shortest_paths(costs, self.geometry, (pose.x, pose.y))
+        if field is None:
+            self.status = NavigationStatus("wander", None, None)
+            return
+        if goal is not None:
+            cell = _cell_of(self.geometry, goal)
+            path = field.path_to(cell) if cell is not None else None
+            if path is not None:
+                self.status = NavigationStatus("goal", goal, _with_end(path, goal), WallCells(occupancy, self.geometry))
+                return
+        keep = self.status.target if self.status.mode == "frontier" else None
+        frontier = choose_frontier(occupancy, field, self.config, partners, tuple(self._reached_frontiers), keep)
+        if frontier is None:
+            self.status = NavigationStatus("wander", None, None)
+            return
+        self.status = NavigationStatus("frontier", (frontier.x, frontier.y), field.path_to(frontier.cell),
+                                       WallCells(occupancy, self.geometry))
+
+    def _drive(self, bev: BevGrid | None, pose: Pose2D, twist: tuple[float, float] | None) -> tuple[float, float]:
+        status = self.status
+        if status.path is None or status.target is None:
+            return self.walker.command(bev, twist) if bev is not None else (0.0, self.config.max_angular_speed)
+        if math.hypot(status.target[0] - pose.x, status.target[1] - pose.y) <= self.config.goal_tolerance:
+            return self._arrive(status)
+        return self.follower.command(pose, status.path, bev, status.walls)
+
+    def _arrive(self, status: NavigationStatus) -> tuple[float, float]:
+        if status.mode == "frontier":
+            self._reached_frontiers.append(status.target)
+            self._since_plan = self.config.replan_every
+            return 0.0, self.config.max_angular_speed  # look around while the next plan is made
+        self.status = NavigationStatus("arrived", status.target, status.path)
+        return 0.0, 0.0
+
+    def _stuck(self, pose: Pose2D) -> bool:
+        """No progress over ``stuck_steps`` while following a path (a teammate or a map error in the way)."""
+        self._track.append((pose.x, pose.y))
+        if len(self._track) > self.config.stuck_steps:
+            self._track.pop(0)
+        if self.status.mode not in ("goal", "frontier") or len(self._track) < self.config.stuck_steps:
+            return False
+        (x0, y0), (x1, y1) = self._track[0], self._track[-1]
+        return math.hypot(x1 - x0, y1 - y0) < self.config.stuck_distance
+
+    def _start_escape(self, bev: BevGrid | None, twist: tuple[float, float] | None) -> tuple[float, float]:
+        self._escape_left = self.config.escape_steps
+        self._track.clear()
+        if self.status.mode == "frontier" and self.status.target is not None:
+            self._reached_frontiers.append(self.status.target)
+        self.status = NavigationStatus("escape", None, None)
+        return self.walker.command(bev, twist) if bev is not None else (0.0, self.config.max_angular_speed)
+
+
+def _with_end(path: np.ndarray, goal: tuple[float, float]) -> np.ndarray:
+    """The path with its last cell centre replaced by the exact goal point."""
+    path = path.copy()
+    path[-1] = goal
+    return path

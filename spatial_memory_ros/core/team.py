@@ -1,0 +1,325 @@
+"""The team task in one process, faster than real time (no ROS): find a named target together over a thin link.
+
+Mirrors SSM-PC's Memory-Maze task: ``num_robots`` robots start in different rooms of a ``maze_size`` maze with
+coloured targets; every robot is told the same text goal ("the red target"); none knows where it is. The episode
+succeeds when every robot has come within ``reach_radius`` of that target (each at some step, not all at once)
+within ``max_steps`` steps of ``dt`` = 0.1 s. A robot that drops out is excused if it had not arrived.
+
+Each robot has the oracle BEV and its TRUE pose (oracle localisation, sd ``pose_sd``): the question here is what
+the link carries, not how well a robot localises; the localizer is benchmarked on its own. Per step each robot
+writes its BEV into its own RobotMemory, offers a packet to the link (core/comm.py, one strategy for the team),
+takes in its teammates' packets (lost independently per receiver with probability ``packet_loss``; sightings are
+merged into its memory with the sender as source; cells fill its team map where it has not looked), asks its
+memory for the goal every ``ask_every`` steps (and whenever a sighting arrives), and drives with the Navigator of
+core/planner.py on the team map, steering away from where it believes its teammates are. A robot that has arrived
+goes back to exploring, so it clears the way and keeps mapping for the others.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from spatial_memory_ros.core.comm import CommConfig, CommLayout, Sighting, TeamComm, shared_entry_arrays
+from spatial_memory_ros.core.mapping import (FLOOR_LABEL, WALL_LABEL, GridGeometry, Observations, map_scores,
+                                             rasterize_maze)
+from spatial_memory_ros.core.planner import Navigator, Partner, PlannerConfig, goal_from_memory
+from spatial_memory_ros.core.robot_memory import EMBEDDING_DIM, RobotMemory
+from spatial_memory_ros.core.world import CLASS_NAMES, World, generate_maze
+
+TEAM_KEY = b"spatial_memory_ros team benchmark key"
+
+
+@dataclass
+class TeamTaskConfig:
+    """One episode's settings; everything random follows ``seed``."""
+
+    maze_size: int = 15
+    num_robots: int = 3
+    num_targets: int | None = None
+    max_steps: int = 1500
+    reach_radius: float = 0.6
+    strategy: str = "ours"
+    bits_per_step: int = 16
+    packet_loss: float = 0.0
+    dropout_step: int | None = None
+    map_resolution: float = 0.25
+    comm_resolution: float = 0.5
+    ask_every: int = 10
+    pose_sd: float = 0.05
+    partner_error_every: int = 10
+    seed: int = 0
+    comm: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.packet_loss < 1.0:
+            raise ValueError(f"packet_loss must be in [0, 1), got {self.packet_loss}")
+        if self.num_robots < 1 or self.max_steps < 1:
+            raise ValueError("num_robots and max_steps must be at least 1")
+        if self.dropout_step is not None and (self.num_robots < 2 or self.dropout_step < 0):
+            raise ValueError("a dropout needs at least 2 robots and a step >= 0")
+
+
+@dataclass
+class EpisodeResult:
+    """What one episode measured."""
+
+    seed: int
+    strategy: str
+    bits_per_step: int
+    packet_loss: float
+    dropout_step: int | None
+    goal: str
+    success: bool
+    steps: int
+    time_to_success_s: float | None
+    reached_step: list[int | None]
+    map_iou: float
+    coverage: float
+    partner_error_m: float
+    bits_used_per_step: float
+    packets_sent: int
+    envelope_bytes_per_s: float
+    drops: int
+    wall_s: float
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict."""
+        return asdict(self)
+
+
+class LabelEmbedder:
+    """Embeddings of a fixed set of texts (labels and queries), precomputed once and shared between robots.
+
+    Duck-types ``semantics.Embedder.embed``; a text outside the table raises ValueError naming the known ones.
+    """
+
+    def __init__(self, table: dict[str, np.ndarray]) -> None:
+        self._table = {text: np.asarray(vector, np.float32) for text, vector in table.items()}
+
+    @classmethod
+    def from_embedder(cls, embedder, texts: list[str] | None = None) -> LabelEmbedder:
+        """Embed ``texts`` (default: every BEV label and every 'the <colour> target' query) with a real Embedder."""
+        texts = texts or task_texts()
+        return cls(dict(zip(texts, embedder.embed(texts))))
+
+    @classmethod
+    def synthetic(cls, seed: int = 0) -> LabelEmbedder:
+        """Random unit vectors per label, each query equal to its label's (tests without the language model)."""
+        rng = np.random.default_rng([seed, 0x1AB])
+        table = {}
+        for label in [FLOOR_LABEL, WALL_LABEL] + [f"{name} target" for name in CLASS_NAMES]:
+            vector = rng.normal(size=EMBEDDING_DIM)
+            table[label] = vector / np.linalg.norm(vector)
+        for name in CLASS_NAMES:
+            table[f"the {name} target"] = table[f"{name} target"]
+        return cls(table)
+
+    def embed(self, texts) -> np.ndarray:
+        """(n, dim) rows for the texts."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        missing = [text for text in texts if text.strip() not in self._table]
+        if missing:
+            raise ValueError(f"no precomputed embedding for {missing[:3]}; known texts: {sorted(self._table)}")
+        return np.stack([self._table[text.strip()] for text in texts])
+
+    def table(self) -> dict[str, list[float]]:
+        """The table as plain lists (to hand to worker processes)."""
+        return {text: vector.tolist() for text, vector in self._table.items()}
+
+
+def task_texts() -> list[str]:
+    """Every text the team task embeds: the BEV labels and one query per colour."""
+    labels = [FLOOR_LABEL, WALL_LABEL] + [f"{name} target" for name in CLASS_NAMES]
+    return labels + [f"the {name} target" for name in CLASS_NAMES]
+
+
+@dataclass
+class _Robot:
+    """One team member's state in the episode."""
+
+    index: int
+    robot_id: str
+    memory: RobotMemory
+    comm: TeamComm
+    navigator: Navigator
+    new_sightings: list[Sighting] = field(default_factory=list)  # not yet offered to the link
+    goal: tuple[float, float] | None = None
+    ask_now: bool = True
+    active: bool = True
+    reached_step: int | None = None
+
+
+class TeamEpisode:
+    """One episode of the team task, stepped by :meth:`step` or run to the end by :meth:`run`."""
+
+    def __init__(self, config: TeamTaskConfig, embedder) -> None:
+        self.config = config
+        seed = config.seed
+        self.maze = generate_maze(config.maze_size, seed=seed, num_targets=config.num_targets)
+        self.world = World(self.maze, config.num_robots, seed=seed)
+        rng = np.random.default_rng([seed, 0x7EA])
+        self.target = self.maze.targets[int(rng.integers(len(self.maze.targets)))]
+        self.query = f"the {self.target.color} target"
+        self.geometry = GridGeometry.covering(self.maze, config.map_resolution)
+        self.truth = rasterize_maze(self.maze, self.geometry)
+        self.layout = CommLayout.for_map(self.geometry, config.comm_resolution)
+        self._loss_rng = np.random.default_rng([seed, 0x1055])
+        ids = [f"robot{k + 1}" for k in range(config.num_robots)]
+        comm_config = CommConfig(bits_per_step=config.bits_per_step, strategy=config.strategy, **config.comm)
+        self.robots = [self._make_robot(k, ids, embedder, comm_config) for k in range(config.num_robots)]
+        self.step_count = 0
+        self._partner_errors: list[float] = []
+        self._active_robot_steps = 0
+
+    def _make_robot(self, index: int, ids: list[str], embedder, comm_config: CommConfig) -> _Robot:
+        robot_id = ids[index]
+        memory = RobotMemory(self.geometry, embedder, robot_id)
+        comm = TeamComm(robot_id, ids, TEAM_KEY, self.layout, _copy_config(comm_config))
+        comm.goal_label = f"{self.target.color} target"
+        navigator = Navigator(self.geometry, PlannerConfig(dt=self.world.config.dt), seed=self.config.seed * 31 + index)
+        return _Robot(index, robot_id, memory, comm, navigator)
+
+    # --------------------------------------------------------------------------------------------- stepping
+
+    @property
+    def done(self) -> bool:
+        """Success reached or out of time."""
+        return self.success or self.step_count >= self.config.max_steps
+
+    @property
+    def success(self) -> bool:
+        """Every robot that is still in the team (or arrived before dropping out) has reached the target."""
+        return all(r.reached_step is not None for r in self.robots if r.active or r.reached_step is not None) \
+            and any(r.reached_step is not None for r in self.robots)
+
+    def step(self) -> None:
+        """One 0.1 s step of the whole team."""
+        t = self.step_count
+        self._maybe_drop_out(t)
+        active = [r for r in self.robots if r.active]
+        bevs = {r.index: self.world.oracle_bev(r.index) for r in active}
+        poses = {r.index: self.world.true_pose(r.index) for r in active}
+        for robot in active:
+            self._observe(robot, bevs[robot.index], poses[robot.index], t)
+        maps = {r.index: r.memory.occupancy() for r in active}
+        self._exchange(active, poses, maps, t)
+        commands = [(0.0, 0.0)] * self.config.num_robots
+        for robot in active:
+            commands[robot.index] = self._command(robot, bevs[robot.index], poses[robot.index], maps[robot.index], t)
+        self.world.step(commands)
+        self.step_count += 1
+        self._active_robot_steps += len(active)
+        self._check_reached()
+        if t % self.config.partner_error_every == 0:
+            self._measure_partner_error(active, t)
+
+    def _maybe_drop_out(self, t: int) -> None:
+        if self.config.dropout_step is not None and t == self.config.dropout_step:
+            self.robots[-1].active = False
+
+    def _observe(self, robot: _Robot, bev, pose, t: int) -> None:
+        entries = robot.memory.observe(bev, pose, self.config.pose_sd, t * self.world.config.dt)
+        for (x, y), label in zip(entries.locations, entries.labels):
+            if label.endswith(" target"):
+                robot.new_sightings.append(Sighting(label, float(x), float(y)))
+                robot.ask_now = True
+
+    def _exchange(self, active: list[_Robot], poses: dict, maps: dict, t: int) -> None:
+        """Every active robot offers a packet; each other active robot gets it unless the link loses it."""
+        packets = []
+        for robot in active:
+            speed = abs(self.world.true_twist(robot.index)[0])
+            packet = robot.comm.make_packet(t, poses[robot.index], speed, maps[robot.index], robot.new_sightings)
+            robot.new_sightings.clear()  # the link remembers every sighting it was offered
+            if packet is not None:
+                packets.append(packet)
+        for packet in packets:
+            for receiver in active:
+                if receiver.robot_id == packet.sender or self._loss_rng.random() < self.config.packet_loss:
+                    continue
+                decoded = receiver.comm.verify(packet, t)
+                if decoded is not None:
+                    self._merge(receiver, receiver.comm.apply(decoded, t), packet.sender, t)
+
+    def _merge(self, robot: _Robot, sightings: list[Sighting], sender: str, t: int) -> None:
+        if not sightings:
+            return
+        locations, sds, labels, sources, stamps, features = shared_entry_arrays(
+            sightings, sender, t * self.world.config.dt, self.layout)
+        values = robot.memory.values(Observations(locations, labels, features))
+        robot.memory.merge(locations, sds, values, labels, sources, stamps)
+        robot.ask_now = True
+
+    def _command(self, robot: _Robot, bev, pose, own_map: np.ndarray, t: int) -> tuple[float, float]:
+        if robot.reached_step is None and (robot.ask_now or t % self.config.ask_every == 0):
+            robot.goal = goal_from_memory(robot.memory, self.query, seed=self.config.seed * 7919 + t)
+            robot.ask_now = False
+        goal = robot.goal if robot.reached_step is None else None
+        team_map = robot.comm.team_occupancy(own_map, self.geometry)
+        # A robot cannot tell that a teammate dropped out: its last believed place stays a soft obstacle.
+        partners = tuple(Partner(p.x, p.y, p.sd) for p in robot.comm.partner_states(t))
+        return robot.navigator.step(bev, pose, team_map, goal, partners, self.world.true_twist(robot.index))
+
+    def _check_reached(self) -> None:
+        for robot in self.robots:
+            if robot.active and robot.reached_step is None:
+                pose = self.world.true_pose(robot.index)
+                if math.hypot(pose.x - self.target.x, pose.y - self.target.y) <= self.config.reach_radius:
+                    robot.reached_step = self.step_count
+
+    def _measure_partner_error(self, active: list[_Robot], t: int) -> None:
+        """Error of each robot's belief about each active teammate; no belief yet = the map centre."""
+        centre = (0.5 * self.maze.width_m, 0.5 * self.maze.height_m)
+        for robot in active:
+            beliefs = {p.robot_id: (p.x, p.y) for p in robot.comm.partner_states(t)}
+            for other in active:
+                if other is robot:
+                    continue
+                truth = self.world.true_pose(other.index)
+                x, y = beliefs.get(other.robot_id, centre)
+                self._partner_errors.append(math.hypot(x - truth.x, y - truth.y))
+
+    # ---------------------------------------------------------------------------------------------- result
+
+    def run(self) -> EpisodeResult:
+        """Step to the end and report."""
+        start = time.perf_counter()
+        while not self.done:
+            self.step()
+        return self.result(time.perf_counter() - start)
+
+    def result(self, wall_s: float) -> EpisodeResult:
+        """The episode's measurements so far."""
+        scores = [map_scores(r.comm.team_occupancy(r.memory.occupancy(), self.geometry), self.truth)
+                  for r in self.robots if r.active] or [{"map_iou": float("nan"), "coverage": float("nan")}]
+        bits = sum(r.comm.stats.payload_bits_sent for r in self.robots)
+        envelope = sum(r.comm.stats.envelope_bytes_sent for r in self.robots)
+        steps = self.step_count
+        success = self.success
+        arrivals = [r.reached_step for r in self.robots if r.reached_step is not None]
+        return EpisodeResult(
+            seed=self.config.seed, strategy=self.config.strategy, bits_per_step=self.config.bits_per_step,
+            packet_loss=self.config.packet_loss, dropout_step=self.config.dropout_step, goal=self.query,
+            success=success, steps=steps,
+            time_to_success_s=max(arrivals) * self.world.config.dt if success else None,
+            reached_step=[r.reached_step for r in self.robots],
+            map_iou=float(np.mean([s["map_iou"] for s in scores])),
+            coverage=float(np.mean([s["coverage"] for s in scores])),
+            partner_error_m=float(np.mean(self._partner_errors)) if self._partner_errors else float("nan"),
+            bits_used_per_step=bits / max(self._active_robot_steps, 1),
+            packets_sent=sum(r.comm.stats.packets_sent for r in self.robots),
+            envelope_bytes_per_s=envelope / max(self._active_robot_steps, 1) / self.world.config.dt,
+            drops=sum(sum(r.comm.stats.drops.values()) for r in self.robots),
+            wall_s=wall_s)
+
+
+def _copy_config(config: CommConfig) -> CommConfig:
+    return CommConfig(**{name: getattr(config, name) for name in config.__dataclass_fields__})
+
+
+def run_episode(config: TeamTaskConfig, embedder) -> EpisodeResult:
+    """Run one episode of the team task (``embedder``: a LabelEmbedder or a semantics.Embedder)."""
+    return TeamEpisode(config, embedder).run()

@@ -1,0 +1,161 @@
+"""Tests of planning on an occupancy grid (core/planner.py): costs, paths, frontiers, goals from queries, driving."""
+import math
+
+import numpy as np
+import pytest
+
+from spatial_memory_ros.core.mapping import GridGeometry, rasterize_maze
+from spatial_memory_ros.core.planner import (
+    Navigator, Partner, PlannerConfig, WallCells, choose_frontier, clearance_ahead, cost_grid, frontier_mask,
+    goal_from_answer, goal_from_memory, label_matches, plan_path, shortest_paths)
+from spatial_memory_ros.core.robot_memory import RobotMemory
+from spatial_memory_ros.core.team import LabelEmbedder
+from spatial_memory_ros.core.world import CLASS_NAMES, BevGrid, Maze, Pose2D, World
+
+LAYOUT = [
+    "#########",
+    "#...#...#",
+    "#.#.#.#.#",
+    "#.#...#.#",
+    "#.#####.#",
+    "#.......#",
+    "#########",
+]
+
+
+@pytest.fixture(scope="module")
+def maze() -> Maze:
+    return Maze.from_strings(LAYOUT)
+
+
+@pytest.fixture(scope="module")
+def known(maze):
+    geometry = GridGeometry.covering(maze, 0.25)
+    return rasterize_maze(maze, geometry), geometry
+
+
+def test_costs_block_walls_and_prefer_known_free_over_unknown(known):
+    occupancy, geometry = known
+    costs = cost_grid(occupancy, geometry, PlannerConfig())
+    assert np.isinf(costs[occupancy == 100]).all()
+    centre = costs[geometry.cell_indices(np.array([1.5]), np.array([1.5]))[0][0],
+                   geometry.cell_indices(np.array([1.5]), np.array([1.5]))[1][0]]
+    unknown = occupancy.copy()
+    unknown[occupancy == 0] = -1
+    assert cost_grid(unknown, geometry, PlannerConfig()).min() > costs[np.isfinite(costs)].min()
+    assert centre < costs[5, 4 + 1]  # the corridor's middle is cheaper than next to the wall
+    with pytest.raises(ValueError, match="does not match"):
+        cost_grid(occupancy[:-1], geometry, PlannerConfig())
+
+
+def test_plan_reaches_the_goal_through_free_cells_only(known):
+    occupancy, geometry = known
+    path = plan_path(occupancy, geometry, (1.5, 1.5), (5.5, 1.5))
+    assert path is not None
+    assert math.hypot(*(path[0] - (1.5, 1.5))) < 0.2 and math.hypot(*(path[-1] - (5.5, 1.5))) < 0.2
+    rows, cols, _ = geometry.cell_indices(path[:, 0], path[:, 1])
+    assert (occupancy[rows, cols] == 0).all()
+    length = np.linalg.norm(np.diff(path, axis=0), axis=1).sum()
+    assert 6.0 < length < 14.0  # around the wall through the middle, not through it
+
+
+def test_no_path_into_an_enclosed_room(known):
+    occupancy, geometry = known
+    closed = occupancy.copy()
+    closed[geometry.cell_indices(np.array([3.5]), np.array([3.5]))[0][0] - 1:, :] = 100  # seal the lower half
+    assert plan_path(closed, geometry, (1.5, 1.5), (5.5, 5.5)) is None
+
+
+def test_frontiers_border_the_unknown_and_teammates_push_the_choice_away(known):
+    occupancy, geometry = known
+    partial = occupancy.copy()
+    near = (slice(8, 12), slice(4, 8))      # maze cell (2, 1): just below the start
+    far = (slice(12, 16), slice(16, 20))    # maze cell (3, 4): round the corner
+    partial[near] = -1
+    partial[far] = -1
+    mask = frontier_mask(partial)
+    assert mask.any() and not mask[:4].any()
+    config = PlannerConfig()
+    field = shortest_paths(cost_grid(partial, geometry, config), geometry, (1.5, 1.5))
+    alone = choose_frontier(partial, field, config)
+    assert alone is not None and math.hypot(alone.x - 1.5, alone.y - 2.5) < 1.0
+    shy = PlannerConfig(frontier_partner_weight=20.0)
+    crowded = choose_frontier(partial, field, shy, partners=(Partner(1.5, 2.5, 0.2),))
+    assert crowded is not None and math.hypot(crowded.x - 4.5, crowded.y - 3.5) < 1.0
+
+
+def test_goal_from_query_answers():
+    assert label_matches("red target", "the red target")
+    assert not label_matches("blue target", "the red target") and not label_matches("wall", "the red target")
+    locations = np.array([[2.0, 3.0], [2.2, 3.2], [9.0, 9.0]])
+    assert goal_from_answer(locations, ["red target", "red target", "wall"], "the red target") == \
+        pytest.approx((2.1, 3.1))
+    assert goal_from_answer(locations, ["wall", "red target", "red target"], "the red target") is None
+    assert goal_from_answer(np.zeros((0, 2)), [], "the red target") is None
+
+
+def test_goal_sampled_from_a_memory_that_saw_the_target():
+    geometry = GridGeometry(0.25, 40, 40)
+    memory = RobotMemory(geometry, LabelEmbedder.synthetic(), "robot1")
+    assert goal_from_memory(memory, "the red target") is None
+    occupancy = np.zeros((32, 32), np.int8)
+    objects = np.zeros((32, 32), np.uint8)
+    objects[16, 8] = CLASS_NAMES.index("red") + 1
+    bev = BevGrid(occupancy, objects, 0.25, 0.0, -4.0, CLASS_NAMES)
+    memory.observe(bev, Pose2D(2.0, 5.0, 0.0), 0.05, 0.0)
+    goal = goal_from_memory(memory, "the red target", seed=1)
+    assert goal is not None and math.hypot(goal[0] - 4.125, goal[1] - 5.125) < 0.4
+    assert goal_from_memory(memory, "the blue target", seed=1) is None
+
+
+def test_clearance_looks_ahead_but_not_beside():
+    occupancy = np.zeros((32, 32), np.int8)
+    bev = BevGrid(occupancy.copy(), np.zeros((32, 32), np.uint8), 0.25, 0.0, -4.0, CLASS_NAMES)
+    assert clearance_ahead(bev, 0.18) == 3.0
+    bev.occupancy[16, 6] = 100                      # 1.5 m straight ahead
+    assert clearance_ahead(bev, 0.18) == pytest.approx(1.5)
+    beside = BevGrid(occupancy.copy(), np.zeros((32, 32), np.uint8), 0.25, 0.0, -4.0, CLASS_NAMES)
+    beside.occupancy[17, :] = 100                   # a wall along the robot's left side, 0.25 m off its centre line
+    beside.occupancy[14, :] = 100
+    assert clearance_ahead(beside, 0.1) == 3.0
+
+
+def test_wall_cells_measure_straight_line_clearance(known):
+    occupancy, geometry = known
+    walls = WallCells(occupancy, geometry)
+    assert walls.segment_clearance((1.5, 1.5), (1.5, 3.5)) == pytest.approx(0.5)
+    assert walls.segment_clearance((1.5, 1.5), (3.5, 3.5)) < 0.1  # cuts through the wall at (2, 2)
+
+
+@pytest.mark.parametrize("goal", [(5.5, 1.5), (7.5, 5.5)])
+def test_navigator_drives_a_simulated_robot_to_a_goal_in_a_known_map(maze, known, goal):
+    occupancy, geometry = known
+    world = World(maze, num_robots=1, seed=3)
+    world.set_pose(0, Pose2D(1.5, 1.5, 0.0))
+    navigator = Navigator(geometry, seed=4)
+    for _ in range(400):
+        pose = world.true_pose(0)
+        if math.hypot(pose.x - goal[0], pose.y - goal[1]) < 0.3:
+            break
+        world.step([navigator.step(world.oracle_bev(0), pose, occupancy, goal, twist=world.true_twist(0))])
+    pose = world.true_pose(0)
+    assert math.hypot(pose.x - goal[0], pose.y - goal[1]) < 0.3, navigator.status.mode
+
+
+def test_navigator_explores_an_unknown_map_by_frontiers(maze, known):
+    from spatial_memory_ros.core.mapping import LogOddsMap, bev_to_map
+
+    truth, geometry = known
+    world = World(maze, num_robots=1, seed=5)
+    world.set_pose(0, Pose2D(1.5, 1.5, 0.0))
+    grid = LogOddsMap(geometry)
+    navigator = Navigator(geometry, seed=6)
+    modes = set()
+    for _ in range(500):
+        bev, pose = world.oracle_bev(0), world.true_pose(0)
+        grid.integrate(bev_to_map(bev, pose))
+        world.step([navigator.step(bev, pose, grid.occupancy(), twist=world.true_twist(0))])
+        modes.add(navigator.status.mode)
+    seen_free = (grid.occupancy() >= 0) & (grid.occupancy() < 50) & (truth == 0)
+    assert seen_free.sum() / (truth == 0).sum() > 0.9
+    assert "frontier" in modes

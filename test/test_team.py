@@ -1,0 +1,67 @@
+"""Tests of the in-process team task (core/team.py): short episodes end to end, faults, determinism."""
+import math
+
+import numpy as np
+import pytest
+
+from spatial_memory_ros.core.team import LabelEmbedder, TeamEpisode, TeamTaskConfig, run_episode, task_texts
+
+
+@pytest.fixture(scope="module")
+def embedder() -> LabelEmbedder:
+    return LabelEmbedder.synthetic()
+
+
+def short(**overrides) -> TeamTaskConfig:
+    settings = dict(maze_size=9, max_steps=120, strategy="ours", bits_per_step=16, seed=3)
+    settings.update(overrides)
+    return TeamTaskConfig(**settings)
+
+
+def test_a_short_episode_runs_end_to_end(embedder):
+    result = run_episode(short(), embedder)
+    assert 1 <= result.steps <= 120 and result.goal.startswith("the ") and result.goal.endswith(" target")
+    assert 0.0 < result.coverage <= 1.0 and 0.0 < result.map_iou <= 1.0
+    assert 0.0 < result.bits_used_per_step <= 16.0 and result.packets_sent > 0 and result.drops == 0
+    assert math.isfinite(result.partner_error_m) and result.partner_error_m < 3.0
+    assert len(result.reached_step) == 3
+    assert result.success == all(step is not None for step in result.reached_step)
+    assert set(result.to_dict()) >= {"success", "time_to_success_s", "map_iou", "partner_error_m"}
+
+
+def test_the_link_shares_sightings_and_maps(embedder):
+    episode = TeamEpisode(short(max_steps=100, bits_per_step=128), embedder)
+    episode.run()
+    heard = [len(r.comm.team_layer.nonzero()[0]) for r in episode.robots]
+    assert all(count > 0 for count in heard)
+    assert all(r.comm.stats.packets_received > 0 for r in episode.robots)
+
+
+def test_faults_packet_loss_and_a_robot_dropping_out_do_not_crash(embedder):
+    result = run_episode(short(packet_loss=0.5, dropout_step=40, strategy="broadcast"), embedder)
+    assert result.dropout_step == 40 and result.drops == 0
+    episode = TeamEpisode(short(max_steps=60, dropout_step=10), embedder)
+    episode.run()
+    assert not episode.robots[-1].active
+    assert episode.world.distance_travelled(2) < 1.0 + 0.1  # it stopped at step 10
+
+
+def test_no_communication_uses_no_bits_and_knows_no_partner(embedder):
+    result = run_episode(short(strategy="none", max_steps=60), embedder)
+    assert result.bits_used_per_step == 0.0 and result.packets_sent == 0
+    assert result.partner_error_m > 0.5
+
+
+def test_same_seed_same_episode(embedder):
+    first, second = run_episode(short(max_steps=80), embedder), run_episode(short(max_steps=80), embedder)
+    assert first.reached_step == second.reached_step and first.coverage == second.coverage
+    assert first.bits_used_per_step == second.bits_used_per_step
+
+
+def test_configs_and_embedder_say_what_is_wrong(embedder):
+    with pytest.raises(ValueError, match="packet_loss"):
+        TeamTaskConfig(packet_loss=1.0)
+    with pytest.raises(ValueError, match="precomputed"):
+        embedder.embed("a purple elephant")
+    assert embedder.embed(task_texts()).shape == (len(task_texts()), 384)
+    assert np.allclose(embedder.embed("the red target"), embedder.embed("red target"))
