@@ -9,6 +9,7 @@ DURATION  ?= 60
 ROBOTS    ?= 3
 OUT       ?= runs
 RECORD    ?= 1
+BITS      ?= 16
 TESTS     ?= test
 PYTEST_ARGS ?=
 
@@ -32,7 +33,7 @@ setup: $(VENV)/.build-stamp  ## create .venv, install dependencies, build and in
 build: setup  ## same as setup
 
 demo: setup  ## run the simulated team: DURATION=<sim s> ROBOTS=<n> OUT=<dir> BITS=<n> RECORD=0 (no bag/video)
-	$(VENV)/bin/spatial-memory demo --duration $(DURATION) --robots $(ROBOTS) --out $(OUT) \
+	$(VENV)/bin/spatial-memory demo --duration $(DURATION) --robots $(ROBOTS) --out $(OUT) --bits $(BITS) \
 	  $(if $(filter 1 yes true,$(RECORD)),--record,)
 
 test: setup  ## run the test suite (unit, real rclpy nodes over DDS, end to end)

@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="BEV source of the mapping stack: the bev_predictor (default) or the sim's oracle")
     demo.add_argument("--pose", choices=("estimate", "ground_truth"), default="estimate",
                       help="pose source of the memory: the localizer (default) or the sim's ground truth")
+    demo.add_argument("--bits", type=_bit_budget, default=16,
+                      help="team link budget in bits per step, 1..1024 (default 16)")
+    demo.add_argument("--comm", choices=("ours", "broadcast", "quota", "none"), default="ours",
+                      help="what the team link sends: predictive coding (default), full broadcast, broadcast with "
+                           "a 20-round quota, or nothing")
     demo.add_argument("--record", action="store_true",
                       help="record the default topics into <run folder>/bag (rosbag2, mcap) and render it "
                            "(snapshot_*.png, render.mp4)")
@@ -87,7 +92,7 @@ def _demo(args: argparse.Namespace) -> int:
     options = DemoOptions(duration=args.duration, robots=args.robots, seed=args.seed, maze_size=args.maze_size,
                           out=args.out, composed=args.composed, real_time_factor=args.real_time_factor,
                           wall_timeout=args.wall_timeout, progress=not args.no_progress, query=args.query,
-                          record=args.record, bev=args.bev, pose=args.pose)
+                          record=args.record, bev=args.bev, pose=args.pose, bits=args.bits, comm=args.comm)
     try:
         run_dir = run_demo(options)
     except (RuntimeError, TimeoutError) as error:
@@ -116,6 +121,13 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _bit_budget(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"must be in 1..1024, got {text}")
     return value
 
 

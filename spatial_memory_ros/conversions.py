@@ -20,7 +20,8 @@ from spatial_memory_ros.core.mapping import GridGeometry
 from spatial_memory_ros.core.memory import SpatialMemory
 from spatial_memory_ros.core.robot_memory import Entries
 from spatial_memory_ros.core.world import BevGrid, Maze, Pose2D
-from spatial_memory_ros.msg import BevMap, MemoryEntry, MemoryEntryArray
+from spatial_memory_ros.msg import (BevMap, MemoryEntry, MemoryEntryArray, PartnerState, PartnerStateArray,
+                                    TeamPacket)
 from spatial_memory_ros.msg import GridCode as GridCodeMsg
 
 MAX_ABS_SPEED = 100.0  # m/s or rad/s; anything beyond is garbage, not a command
@@ -229,19 +230,24 @@ def msg_to_entries(msg: MemoryEntryArray, value_dim: int) -> Entries:
         raise InvalidMessage("the entry array is empty")
     if count > MAX_MERGED_ENTRIES:
         raise InvalidMessage(f"{count} entries in one message; at most {MAX_MERGED_ENTRIES} are accepted")
-    bad_dims = [len(e.value) for e in msg.entries if len(e.value) != value_dim]
+    bad_dims = [len(e.value) for e in msg.entries if len(e.value) not in (0, value_dim)]
     if bad_dims:
-        raise InvalidMessage(f"entry values must have {value_dim} numbers; got {bad_dims[0]}")
+        raise InvalidMessage(f"entry values must have {value_dim} numbers (or none: then the label is embedded); "
+                             f"got {bad_dims[0]}")
+    if any(len(e.value) == 0 and not e.label.strip() for e in msg.entries):
+        raise InvalidMessage("an entry without a value needs a label to embed")
     locations = np.array([(e.x, e.y) for e in msg.entries], np.float32)
     sds = np.array([e.location_sd for e in msg.entries], np.float32)
-    values = np.array([e.value for e in msg.entries], np.float32)
+    values = np.array([e.value if len(e.value) else np.full(value_dim, np.nan) for e in msg.entries], np.float32)
+    missing = np.isnan(values).all(axis=1)
+    values[missing] = 0.0
     if not (np.all(np.isfinite(locations)) and np.all(np.isfinite(values)) and np.all(np.isfinite(sds))):
         raise InvalidMessage("entries hold NaN or infinite numbers")
     if np.any(sds <= 0):
         raise InvalidMessage("entry location_sd must be > 0")
     stamps = np.array([time_to_seconds(e.stamp) for e in msg.entries], np.float64)
     return Entries(np.full(count, -1, np.int64), locations, sds, values, [e.label for e in msg.entries],
-                   [e.source_robot for e in msg.entries], stamps)
+                   [e.source_robot for e in msg.entries], stamps, needs_value=missing)
 
 
 def occupancy_to_msg(grid: np.ndarray, geometry: GridGeometry, stamp: Time, frame_id: str = "map") -> OccupancyGrid:
@@ -337,3 +343,62 @@ def inverse(a: Pose2D) -> Pose2D:
     """The planar pose a^-1."""
     cos_a, sin_a = math.cos(a.theta), math.sin(a.theta)
     return Pose2D(-(cos_a * a.x + sin_a * a.y), sin_a * a.x - cos_a * a.y, -a.theta)
+
+
+def wire_to_msg(wire, stamp: Time) -> TeamPacket:
+    """spatial_memory_ros/TeamPacket from a core WirePacket."""
+    msg = TeamPacket(sender=wire.sender, sequence=int(wire.sequence), budget_window=int(wire.budget_window),
+                     payload_bits=int(wire.payload_bits))
+    msg.header.stamp = stamp
+    msg.payload = array.array("B", bytes(wire.payload))
+    msg.auth_tag = array.array("B", bytes(wire.auth_tag))
+    return msg
+
+
+def sightings_to_msg(sightings, source: str, stamp: Time, location_sd: float = 0.5) -> MemoryEntryArray:
+    """Teammates' target sightings as entries without values (the memory embeds their labels)."""
+    msg = MemoryEntryArray()
+    msg.header.stamp = stamp
+    msg.header.frame_id = "map"
+    msg.entries = [MemoryEntry(x=float(s.x), y=float(s.y), location_sd=float(location_sd), label=s.label,
+                               source_robot=source, stamp=stamp) for s in sightings]
+    return msg
+
+
+def partner_states_to_msg(states, stamp: Time) -> PartnerStateArray:
+    """spatial_memory_ros/PartnerStateArray from core partner estimates."""
+    msg = PartnerStateArray()
+    msg.header.stamp = stamp
+    msg.header.frame_id = "map"
+    for state in states:
+        partner = PartnerState(robot_id=state.robot_id, age=float(state.age_s),
+                               packets_received=int(state.packets_received))
+        partner.pose.pose.position.x, partner.pose.pose.position.y = float(state.x), float(state.y)
+        partner.pose.pose.orientation = yaw_to_quaternion(state.theta)
+        covariance = [0.0] * 36
+        covariance[0] = covariance[7] = float(state.sd) ** 2
+        partner.pose.covariance = covariance
+        msg.partners.append(partner)
+    return msg
+
+
+def partner_markers(states, stamp: Time, namespace: str, frame_id: str = "map") -> MarkerArray:
+    """Each partner as a disc of radius 2 sd at its predicted position, with its name (RViz)."""
+    markers = MarkerArray(markers=[Marker(action=Marker.DELETEALL, ns=namespace)])
+    for index, state in enumerate(states):
+        disc = Marker(type=Marker.CYLINDER, action=Marker.ADD, ns=namespace, id=2 * index + 1)
+        label = Marker(type=Marker.TEXT_VIEW_FACING, action=Marker.ADD, ns=namespace, id=2 * index + 2,
+                       text=f"{state.robot_id} ({state.age_s:.1f} s)")
+        for marker in (disc, label):
+            marker.header.stamp = stamp
+            marker.header.frame_id = frame_id
+            marker.pose.position.x, marker.pose.position.y = float(state.x), float(state.y)
+            marker.pose.orientation.w = 1.0
+        disc.scale.x = disc.scale.y = max(0.2, 4.0 * float(state.sd))
+        disc.scale.z = 0.05
+        disc.color = ColorRGBA(r=1.0, g=0.6, b=0.0, a=0.4)
+        label.pose.position.z = 0.5
+        label.scale.z = 0.3
+        label.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
+        markers.markers += [disc, label]
+    return markers

@@ -139,6 +139,8 @@ class RunObservation:
     estimate_headings: dict[str, dict[float, float]] = field(default_factory=dict)       # robot -> stamp -> yaw
     oracle_bevs: dict[str, dict[float, object]] = field(default_factory=dict)          # robot -> stamp -> BevMap
     maps: dict[str, object] = field(default_factory=dict)       # robot -> latest nav_msgs/OccupancyGrid
+    comm_stats: dict[str, object] = field(default_factory=dict)  # robot -> latest CommStats
+    partner_errors: dict[str, list[float]] = field(default_factory=dict)  # robot -> |partner estimate - truth|
     answers: dict[str, dict] = field(default_factory=dict)      # robot -> the answer to the demo's text query
 
 
@@ -149,7 +151,7 @@ def make_observer(robots: list[str], observation: RunObservation):
     from rclpy.node import Node
 
     from spatial_memory_ros.conversions import quaternion_to_yaw, time_to_seconds
-    from spatial_memory_ros.msg import BevMap, SimStatus
+    from spatial_memory_ros.msg import BevMap, CommStats, PartnerStateArray, SimStatus
     from spatial_memory_ros.ros_common import LATCHED_QOS, RELIABLE_QOS
 
     node = Node("demo_observer")
@@ -182,12 +184,30 @@ def make_observer(robots: list[str], observation: RunObservation):
             observation.maps[robot] = msg
 
         node.create_subscription(OccupancyGrid, f"/{robot}/map", on_map, LATCHED_QOS)
+        node.create_subscription(CommStats, f"/{robot}/comm/stats",
+                                 lambda msg, r=robot: observation.comm_stats.__setitem__(r, msg), RELIABLE_QOS)
+        errors = observation.partner_errors.setdefault(robot, [])
+        node.create_subscription(PartnerStateArray, f"/{robot}/partners",
+                                 lambda msg, e=errors: e.extend(partner_errors(msg, observation)), RELIABLE_QOS)
 
     def on_status(msg: SimStatus) -> None:
         observation.status = msg
 
     node.create_subscription(SimStatus, "/sim/status", on_status, LATCHED_QOS)
     return node
+
+
+def partner_errors(msg, observation: RunObservation) -> list[float]:
+    """Distance between each partner's estimated position and its latest true position."""
+    import math
+
+    errors = []
+    for partner in msg.partners:
+        track = observation.trajectories.get(partner.robot_id)
+        if track:
+            _, x, y = track[-1]
+            errors.append(math.hypot(partner.pose.pose.position.x - x, partner.pose.pose.position.y - y))
+    return errors
 
 
 @dataclass
@@ -206,6 +226,8 @@ class DemoOptions:
     query: str | None = None
     record: bool = False
     bev: str = "predicted"          # or "oracle"
+    bits: int = 16                  # team link budget, bits per step
+    comm: str = "ours"              # ours | broadcast | quota | none
     pose: str = "estimate"          # or "ground_truth"
 
 
@@ -231,7 +253,8 @@ def run_demo(options: DemoOptions) -> Path:
     run_dir.mkdir(parents=True)
     graph = sim_team_graph(options.robots, seed=options.seed, maze_size=options.maze_size,
                            max_sim_time=options.duration, real_time_factor=options.real_time_factor,
-                           extra_bev_readers=1 if options.record else 0, sources=options.sources())
+                           extra_bev_readers=1 if options.record else 0, sources=options.sources(),
+                           bits_per_step=options.bits, strategy=options.comm)
     robots = robot_ids(options.robots)
     observation = RunObservation()
 
@@ -368,6 +391,7 @@ def build_summary(options: DemoOptions, observation: RunObservation, wall_second
         "real_time_factor": round(sim_seconds / wall_seconds, 3) if wall_seconds > 0 else None,
         "query": demo_query(options),
         "bev_source": options.bev,
+        "team_link": {"bits_per_step": options.bits, "strategy": options.comm},
         "pose_source": options.pose,
         "per_robot": per_robot,
     }
@@ -385,6 +409,20 @@ def localization_errors(observation: RunObservation, robot: str) -> dict:
         result[name] = round(ate_rmse(estimate, true), 4) if len(estimate) else None
         result[name.replace("ate_m", "poses")] = len(estimate)
     return result
+
+
+def link_summary(observation: RunObservation, robot: str) -> dict:
+    """Bits used per step, packets, wire bytes, drops by reason and partner localisation error of one robot."""
+    stats = observation.comm_stats.get(robot)
+    errors = observation.partner_errors.get(robot, [])
+    summary = {"partner_error_m": round(sum(errors) / len(errors), 3) if errors else None}
+    if stats is not None:
+        summary.update({"budget_bits_per_step": int(stats.budget_bits_per_step),
+                        "payload_bits_per_step": round(float(stats.payload_bits_per_step), 2),
+                        "packets_sent": int(stats.packets_sent), "packets_received": int(stats.packets_received),
+                        "wire_bytes_per_s": round(float(stats.wire_bytes_per_second), 1),
+                        "drops": {r: int(c) for r, c in zip(stats.drop_reasons, stats.drop_counts) if c}})
+    return summary
 
 
 def oracle_bev_map(observation: RunObservation, robot: str, geometry):
@@ -415,6 +453,7 @@ def _add_memory_results(per_robot: dict, options: DemoOptions, observation: RunO
     targets = [t for t in maze.targets if t.color in query.split()]
     for robot, entry in per_robot.items():
         entry["localization"] = localization_errors(observation, robot)
+        entry["team_link"] = link_summary(observation, robot)
         if robot in observation.maps:
             grid, geometry = msg_to_occupancy(observation.maps[robot])
             truth = rasterize_maze(maze, geometry)

@@ -37,6 +37,7 @@ class Entries:
     labels: list[str]
     sources: list[str]
     stamps: np.ndarray        # (n,) seconds
+    needs_value: np.ndarray | None = None   # (n,) bool: rows whose value is to be made from the label
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -118,9 +119,25 @@ class RobotMemory:
     def merge(self, locations: np.ndarray, location_sds: np.ndarray, values: np.ndarray, labels: list[str],
               sources: list[str], stamps: np.ndarray) -> np.ndarray:
         """Write entries a teammate shared (their source robot is kept); ValueError for bad ones, nothing written."""
-        if any(not source or source == self.robot_id for source in sources):
+        return self.merge_entries(Entries(np.full(len(labels), -1, np.int64), np.asarray(locations, np.float32),
+                                          np.asarray(location_sds, np.float32), np.asarray(values, np.float32),
+                                          list(labels), list(sources), np.asarray(stamps, np.float64)))
+
+    def merge_entries(self, entries: Entries) -> np.ndarray:
+        """``merge`` for a batch of Entries; rows flagged ``needs_value`` get the embedding of their label (a
+        sighting sent over the team link carries no value)."""
+        if any(not source or source == self.robot_id for source in entries.sources):
             raise ValueError(f"merged entries must name a teammate as source (not '' or '{self.robot_id}')")
-        return self.memory.write(locations, location_sds, values, labels=labels, sources=sources, stamps=stamps)
+        values = entries.values
+        if entries.needs_value is not None and entries.needs_value.any():
+            values = values.copy()
+            rows = np.flatnonzero(entries.needs_value)
+            features = np.zeros((len(rows), len(PATCH_FEATURES)), np.float32)
+            features[:, PATCH_FEATURES.index("object_fraction")] = 1.0
+            labelled = Observations(entries.locations[rows], [entries.labels[i] for i in rows], features)
+            values[rows] = self.values(labelled)
+        return self.memory.write(entries.locations, entries.location_sds, values, labels=entries.labels,
+                                 sources=entries.sources, stamps=entries.stamps)
 
     def search_key(self, text: str) -> np.ndarray:
         """The search key of a text query: its scaled embedding, zeros over the patch features."""

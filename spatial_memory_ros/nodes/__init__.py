@@ -9,7 +9,8 @@ import importlib
 import sys
 from typing import Callable
 
-NODE_MODULES = ("sim_world", "explorer", "spatial_memory", "localizer", "bev_predictor")
+NODE_MODULES = ("sim_world", "explorer", "spatial_memory", "localizer", "bev_predictor",
+                "team_comm")
 
 
 def node_class(executable: str) -> type:

@@ -2,7 +2,8 @@
 
 Subscribes  bev             spatial_memory_ros/BevMap (oracle or predicted; graph.py remaps)
             pose            geometry_msgs/PoseWithCovarianceStamped (ground truth or the localizer; graph.py remaps)
-            memory/merge    spatial_memory_ros/MemoryEntryArray (entries shared by teammates)
+            memory/merge    spatial_memory_ros/MemoryEntryArray (entries shared by teammates; an entry with no
+                            value gets the embedding of its label)
 Publishes   map             nav_msgs/OccupancyGrid in `map` (reliable, transient local), every map_period
             memory/entries  spatial_memory_ros/MemoryEntryArray (the entries each BEV added)
             memory/markers  visualization_msgs/MarkerArray (entries for RViz, transient local), every map_period
@@ -139,9 +140,7 @@ class SpatialMemoryNode(Node):
 
     def _on_merge(self, msg: MemoryEntryArray) -> None:
         try:
-            entries = msg_to_entries(msg, VALUE_DIM)
-            self.memory.merge(entries.locations, entries.location_sds, entries.values, entries.labels,
-                              entries.sources, entries.stamps)
+            self.memory.merge_entries(msg_to_entries(msg, VALUE_DIM))
         except (InvalidMessage, ValueError) as error:
             self.guard.reject("invalid merged entries", str(error))
 

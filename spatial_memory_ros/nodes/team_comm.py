@@ -1,0 +1,196 @@
+"""team_comm: one robot's end of the bandwidth-limited team link (core/comm.py).
+
+Subscribes  pose            geometry_msgs/PoseWithCovarianceStamped (own estimate)
+            odom            nav_msgs/Odometry (own speed: teammates path-integrate it)
+            map             nav_msgs/OccupancyGrid (own memory map; transient local)
+            memory/entries  spatial_memory_ros/MemoryEntryArray (own new entries: target sightings are news)
+            /team/packets   spatial_memory_ros/TeamPacket (teammates', best effort)
+Publishes   /team/packets   spatial_memory_ros/TeamPacket: at most one per step, only when the bit budget allows
+            memory/merge    spatial_memory_ros/MemoryEntryArray (teammates' sightings, source robot kept)
+            partners        spatial_memory_ros/PartnerStateArray; partners/markers (RViz)
+            team_map        nav_msgs/OccupancyGrid: own map with what teammates told filled in (transient local)
+            comm/stats      spatial_memory_ros/CommStats (bits per step, packets, wire bytes, drops by reason)
+Forged, replayed, reordered, truncated, oversized or unknown-sender packets are dropped and counted, never applied.
+"""
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from nav_msgs.msg import OccupancyGrid, Odometry
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import serialize_message
+from visualization_msgs.msg import MarkerArray
+
+from spatial_memory_ros.conversions import (InvalidMessage, msg_to_occupancy, msg_to_pose, occupancy_to_msg,
+                                            partner_markers, partner_states_to_msg, sightings_to_msg, wire_to_msg)
+from spatial_memory_ros.core.comm import (STRATEGIES, CommConfig, CommLayout, Sighting, TeamComm, WirePacket,
+                                          load_team_key)
+from spatial_memory_ros.core.mapping import GridGeometry
+from spatial_memory_ros.core.world import Pose2D
+from spatial_memory_ros.msg import CommStats, MemoryEntryArray, PartnerStateArray, TeamPacket
+from spatial_memory_ros.ros_common import LATCHED_QOS, RELIABLE_QOS, InputGuard, Param, declare_parameters
+
+DEMO_KEY = "hex:" + "5ea7" * 16  # the simulated team's key; a real team sets team_key to its own key file
+PACKET_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+PARAMETERS = [
+    Param("robot_id", "", "this robot's id; empty: the node's namespace"),
+    Param("team", ["robot1", "robot2", "robot3"], "every robot id of the team (this one included)"),
+    Param("bits_per_step", 16, "payload bit budget B per step (the token bucket gains B each step)", 1, 1024),
+    Param("strategy", "ours", f"what to send: {', '.join(STRATEGIES)}"),
+    Param("team_key", DEMO_KEY, "HMAC key: 'hex:<digits>' or a key file path (at least 16 bytes)"),
+    Param("step_period", 0.1, "seconds per budget step (the sim's 1/rate_hz)", 0.01, 10.0),
+    Param("comm_resolution", 0.5, "cell size of the shared map (m); a whole multiple of map_resolution", 0.05, 10.0),
+    Param("threshold", 0.3, "send when expected error reduction per bit reaches this (x bucket emptiness)", 0.0,
+          100.0),
+    Param("map_resolution", 0.25, "the memory map's cell size (m)", 0.01, 5.0),
+    Param("map_width_m", 20.0, "the memory map's extent along x (m)", 1.0, 2000.0),
+    Param("map_height_m", 20.0, "the memory map's extent along y (m)", 1.0, 2000.0),
+    Param("map_origin_x", -10.0, "x of the memory map's lower-left corner (m)", -1e6, 1e6),
+    Param("map_origin_y", -10.0, "y of the memory map's lower-left corner (m)", -1e6, 1e6),
+    Param("publish_period", 0.5, "seconds between partners, team map and stats publications", 0.05, 60.0),
+]
+
+
+class TeamCommNode(Node):
+    """Sends this robot's news under the bit budget and applies what teammates send."""
+
+    def __init__(self, **node_kwargs) -> None:
+        super().__init__("team_comm", **node_kwargs)
+        p = self.params = declare_parameters(self, PARAMETERS)
+        self.robot_id = p["robot_id"] or self.get_namespace().strip("/").split("/")[-1] or "robot"
+        if p["strategy"] not in STRATEGIES:
+            raise ValueError(f"strategy '{p['strategy']}' is not one of {', '.join(STRATEGIES)}")
+        self.map_geometry = GridGeometry(p["map_resolution"], int(round(p["map_width_m"] / p["map_resolution"])),
+                                         int(round(p["map_height_m"] / p["map_resolution"])), p["map_origin_x"],
+                                         p["map_origin_y"])
+        layout = CommLayout.for_map(self.map_geometry, p["comm_resolution"])
+        config = CommConfig(bits_per_step=p["bits_per_step"], strategy=p["strategy"], threshold=p["threshold"])
+        self.comm = TeamComm(self.robot_id, list(p["team"]), load_team_key(p["team_key"]), layout, config)
+        if p["team_key"] == DEMO_KEY:
+            self.get_logger().info("using the demo team key: set team_key for a real team")
+        self.guard = InputGuard(self)
+        self.wire_bytes_sent = 0
+        self.steps_taken = 0
+        self._pose: Pose2D | None = None
+        self._speed = 0.0
+        self._occupancy = np.full((self.map_geometry.height, self.map_geometry.width), -1, np.int8)
+        self._new_sightings: list[Sighting] = []
+        self._make_interfaces()
+        self.get_logger().info(f"team link of {self.robot_id}: {p['bits_per_step']} bits/step, strategy "
+                               f"{p['strategy']}, team {', '.join(p['team'])}")
+
+    def _make_interfaces(self) -> None:
+        self.packet_pub = self.create_publisher(TeamPacket, "/team/packets", PACKET_QOS)
+        self.merge_pub = self.create_publisher(MemoryEntryArray, "memory/merge", RELIABLE_QOS)
+        self.partners_pub = self.create_publisher(PartnerStateArray, "partners", RELIABLE_QOS)
+        self.markers_pub = self.create_publisher(MarkerArray, "partners/markers", RELIABLE_QOS)
+        self.team_map_pub = self.create_publisher(OccupancyGrid, "team_map", LATCHED_QOS)
+        self.stats_pub = self.create_publisher(CommStats, "comm/stats", RELIABLE_QOS)
+        self.create_subscription(PoseWithCovarianceStamped, "pose", self._on_pose, RELIABLE_QOS)
+        self.create_subscription(Odometry, "odom", self._on_odom, RELIABLE_QOS)
+        self.create_subscription(OccupancyGrid, "map", self._on_map, LATCHED_QOS)
+        self.create_subscription(MemoryEntryArray, "memory/entries", self._on_entries, RELIABLE_QOS)
+        self.create_subscription(TeamPacket, "/team/packets", self._on_packet, PACKET_QOS)
+        self.create_timer(self.params["step_period"], self._on_step)
+        self.create_timer(self.params["publish_period"], self.publish_state)
+
+    def _step(self) -> int:
+        """The budget window: clock time in steps, wrapped to uint32 (TeamPacket.budget_window). The team's clocks
+        agree (sim time, or NTP on real robots); at 10 Hz the wrap comes once in 13.6 years."""
+        steps = int(round(self.get_clock().now().nanoseconds * 1e-9 / self.params["step_period"]))
+        return steps % (1 << 32)
+
+    # -- own state -------------------------------------------------------------------------------------------
+
+    def _on_pose(self, msg: PoseWithCovarianceStamped) -> None:
+        try:
+            self._pose = msg_to_pose(msg)[0]
+        except InvalidMessage as error:
+            self.guard.reject("invalid pose", str(error))
+
+    def _on_odom(self, msg: Odometry) -> None:
+        speed = float(msg.twist.twist.linear.x)
+        if math.isfinite(speed):
+            self._speed = speed
+
+    def _on_map(self, msg: OccupancyGrid) -> None:
+        try:
+            grid, geometry = msg_to_occupancy(msg)
+        except InvalidMessage as error:
+            self.guard.reject("invalid map", str(error))
+            return
+        if geometry != self.map_geometry:
+            self.guard.reject("map of another geometry", f"got {geometry}, configured {self.map_geometry}: set the "
+                                                         f"map_* parameters like the spatial memory's")
+            return
+        self._occupancy = grid.copy()
+
+    def _on_entries(self, msg: MemoryEntryArray) -> None:
+        for entry in msg.entries:
+            if entry.label.endswith(" target") and math.isfinite(entry.x) and math.isfinite(entry.y):
+                self._new_sightings.append(Sighting(entry.label, float(entry.x), float(entry.y)))
+
+    # -- the link --------------------------------------------------------------------------------------------
+
+    def _on_step(self) -> None:
+        if self._pose is None:
+            return
+        self.steps_taken += 1
+        sightings, self._new_sightings = self._new_sightings, []
+        wire = self.comm.make_packet(self._step(), self._pose, self._speed, self._occupancy, sightings)
+        if wire is not None:
+            msg = wire_to_msg(wire, self.get_clock().now().to_msg())
+            self.wire_bytes_sent += len(serialize_message(msg))
+            self.packet_pub.publish(msg)
+
+    def _on_packet(self, msg: TeamPacket) -> None:
+        if msg.sender == self.robot_id:
+            return
+        wire = WirePacket(msg.sender, msg.sequence, msg.budget_window, bytes(msg.payload), msg.payload_bits,
+                          bytes(msg.auth_tag))
+        decoded = self.comm.verify(wire, self._step())
+        if decoded is None:
+            return
+        new = self.comm.apply(decoded, self._step())
+        if new:
+            self.merge_pub.publish(sightings_to_msg(new, decoded.sender, self.get_clock().now().to_msg()))
+
+    def publish_state(self) -> None:
+        """Publish partners (and their markers), the team map and the link statistics."""
+        stamp = self.get_clock().now().to_msg()
+        states = self.comm.partner_states(self._step())
+        self.partners_pub.publish(partner_states_to_msg(states, stamp))
+        self.markers_pub.publish(partner_markers(states, stamp, f"{self.robot_id}/partners"))
+        team = self.comm.team_occupancy(self._occupancy, self.map_geometry)
+        self.team_map_pub.publish(occupancy_to_msg(team, self.map_geometry, stamp))
+        self.stats_pub.publish(self.stats_msg(stamp))
+
+    def stats_msg(self, stamp) -> CommStats:
+        """The link statistics as a message."""
+        stats, steps = self.comm.stats, self.steps_taken
+        msg = CommStats(robot_id=self.robot_id, budget_bits_per_step=self.params["bits_per_step"], steps=steps,
+                        payload_bits_sent=stats.payload_bits_sent, packets_sent=stats.packets_sent,
+                        packets_received=stats.packets_received, wire_bytes_sent=self.wire_bytes_sent)
+        msg.header.stamp = stamp
+        seconds = steps * self.params["step_period"]
+        msg.payload_bits_per_step = stats.payload_bits_sent / steps if steps else 0.0
+        msg.wire_bytes_per_second = self.wire_bytes_sent / seconds if seconds else 0.0
+        drops = stats.drop_counts()
+        msg.drop_reasons, msg.drop_counts = list(drops), [int(v) for v in drops.values()]
+        return msg
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the node until shut down (Ctrl-C)."""
+    from spatial_memory_ros.nodes import spin_node
+
+    return spin_node(TeamCommNode, sys.argv if args is None else args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
