@@ -25,8 +25,8 @@ from typing import Callable, Sequence
 
 from spatial_memory_ros.core.bags import BagError, BagWriter, make_qos
 
-ROBOT_TOPICS = ("camera/image_raw", "odom", "ground_truth/pose", "ground_truth/bev", "bev", "pose", "map", "belief",
-                "partners", "comm/stats")
+ROBOT_TOPICS = ("camera/image_raw", "odom", "initialpose", "ground_truth/pose", "ground_truth/bev", "bev", "pose",
+                "map", "belief", "memory/entries", "partners", "comm/stats")
 SHARED_TOPICS = ("/team/packets", "/clock", "/ground_truth/map")
 SUBSCRIPTION_DEPTH = 100     # deep enough that a burst (a fast sim, a busy CPU) is not dropped
 
@@ -49,7 +49,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", type=Path, required=True, help="the bag directory to create (must not exist)")
     parser.add_argument("--topics", nargs="+", default=None, metavar="TOPIC",
                         help="topics to record (default: camera/image_raw, odom, ground_truth/pose, "
-                             "ground_truth/bev, bev, pose, map, belief, partners, comm/stats of every robot, "
+                             "ground_truth/bev, bev, initialpose, pose, map, belief, memory/entries, partners, comm/stats of every "
+                             "robot, "
                              "/team/packets, /clock, /ground_truth/map)")
     parser.add_argument("--robots", type=int, default=3, help="robots for the default topics (default 3)")
     parser.add_argument("--duration", type=float, default=None,

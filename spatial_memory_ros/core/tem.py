@@ -593,6 +593,11 @@ class TemLocalizer:
         return (slice(max(0, rows[0] - pad), min(height, rows[-1] + pad + 1)),
                 slice(max(0, cols[0] - pad), min(width, cols[-1] + pad + 1)))
 
+    @property
+    def last_stamp(self) -> float | None:
+        """Stamp (seconds) of the last odometry step taken by ``predict_stamped``; None before the first."""
+        return self._last_stamp
+
     def predict_stamped(self, v: float, omega: float, stamp: float) -> None:
         """``predict`` with dt taken from message time stamps (seconds); the first call only records the stamp."""
         if not math.isfinite(stamp):

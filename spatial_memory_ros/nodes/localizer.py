@@ -1,7 +1,8 @@
 """localizer: where the robot is, from its own motion and what it sees (core/tem.py, core/grid_code.py).
 
 Subscribes  odom         nav_msgs/Odometry (only the twist is used: the belief is path-integrated from it)
-            bev          spatial_memory_ros/BevMap (oracle or predicted): corrects the belief against the map
+            bev          spatial_memory_ros/BevMap (oracle or predicted): corrects the belief against the map, once
+                         the odometry has reached the BEV's stamp
             map          nav_msgs/OccupancyGrid (this robot's memory map; transient local)
             initialpose  geometry_msgs/PoseWithCovarianceStamped (the start pose: the sim's, or RViz's 2D Pose Estimate)
 Publishes   pose         geometry_msgs/PoseWithCovarianceStamped in `map`, after each BEV (same stamp as the BEV)
@@ -49,6 +50,9 @@ PARAMETERS = [
 ]
 
 
+MAX_PENDING_BEVS = 20
+
+
 class LocalizerNode(Node):
     """TEM belief localizer for one robot."""
 
@@ -64,6 +68,7 @@ class LocalizerNode(Node):
         self.guard = InputGuard(self)
         self.robot_id = self.get_namespace().strip("/").split("/")[-1] or "robot"
         self._odom_pose: Pose2D | None = None
+        self._pending_bevs: list = []
         self._path = Path()
         self._path.header.frame_id = "map"
         self._make_interfaces()
@@ -84,22 +89,42 @@ class LocalizerNode(Node):
 
     def _on_odom(self, msg: Odometry) -> None:
         position = msg.pose.pose.position
-        self._odom_pose = Pose2D(position.x, position.y, quaternion_to_yaw(msg.pose.pose.orientation))
         twist = msg.twist.twist
         try:
             self.tem.predict_stamped(float(twist.linear.x), float(twist.angular.z), time_to_seconds(msg.header.stamp))
         except ValueError as error:
             self.guard.reject("invalid odometry", str(error))
+            return
+        self._odom_pose = Pose2D(position.x, position.y, quaternion_to_yaw(msg.pose.pose.orientation))
+        self._correct_due()
 
     def _on_bev(self, msg: BevMap) -> None:
         try:
-            result = self.tem.correct(msg_to_bev(msg))
-        except (InvalidMessage, ValueError) as error:
+            bev = msg_to_bev(msg)
+        except InvalidMessage as error:
             self.guard.reject("invalid BEV", str(error))
             return
-        if result.message and result.applied:
-            self.get_logger().warning(result.message)
-        self.publish_pose(msg.header.stamp)
+        self._pending_bevs.append((time_to_seconds(msg.header.stamp), bev, msg.header.stamp))
+        if len(self._pending_bevs) > MAX_PENDING_BEVS:
+            self._pending_bevs.pop(0)
+            self.guard.reject("BEV without odometry", "no odometry up to the BEV's stamp: is odom published?")
+        self._correct_due()
+
+    def _correct_due(self) -> None:
+        """Correct with every BEV whose stamp the odometry has reached, in stamp order, so the result does not
+        depend on which topic's message arrived first (a replayed bag gives the live run's belief)."""
+        odom_time = self.tem.last_stamp
+        due = [item for item in self._pending_bevs if odom_time is not None and item[0] <= odom_time + 1e-6]
+        self._pending_bevs = [item for item in self._pending_bevs if item not in due]
+        for _, bev, stamp in sorted(due, key=lambda item: item[0]):
+            try:
+                result = self.tem.correct(bev)
+            except ValueError as error:
+                self.guard.reject("invalid BEV", str(error))
+                continue
+            if result.message and result.applied:
+                self.get_logger().warning(result.message)
+            self.publish_pose(stamp)
 
     def _on_map(self, msg: OccupancyGrid) -> None:
         try:

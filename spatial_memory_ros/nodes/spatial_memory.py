@@ -107,8 +107,7 @@ class SpatialMemoryNode(Node):
             self.guard.reject("invalid pose", str(error))
             return
         self._poses.append((time_to_seconds(msg.header.stamp), pose, sd))
-        while self._pending and self._try_observe(*self._pending[0]):
-            self._pending.popleft()
+        self._drain_pending()
 
     def _on_bev(self, msg: BevMap) -> None:
         try:
@@ -116,14 +115,19 @@ class SpatialMemoryNode(Node):
         except InvalidMessage as error:
             self.guard.reject("invalid BEV", str(error))
             return
-        stamp = time_to_seconds(msg.header.stamp)
         self.bevs_received += 1
-        if not self._try_observe(bev, stamp):
-            if len(self._pending) == PENDING_BEVS:
-                self._pending.popleft()
-                self.guard.reject("BEV without a pose", f"no pose within {self.params['pose_tolerance']:g} s "
-                                                        f"of a BEV; is the pose topic published?")
-            self._pending.append((bev, stamp))
+        if len(self._pending) == PENDING_BEVS:
+            self._pending.popleft()
+            self.guard.reject("BEV without a pose", f"no pose within {self.params['pose_tolerance']:g} s "
+                                                    f"of a BEV; is the pose topic published?")
+        self._pending.append((bev, time_to_seconds(msg.header.stamp)))
+        self._drain_pending()
+
+    def _drain_pending(self) -> None:
+        """Observe waiting BEVs strictly in arrival order, as long as each has its pose (the entries then do
+        not depend on whether a BEV or its pose arrived first)."""
+        while self._pending and self._try_observe(*self._pending[0]):
+            self._pending.popleft()
 
     def _try_observe(self, bev, stamp: float) -> bool:
         """Observe ``bev`` with the pose of the nearest stamp; False if no pose is close enough yet."""

@@ -1,0 +1,93 @@
+"""Replay determinism of the BEV predictor and the memory: run on a replayed bag of camera images and the poses
+the memory used, they give the live run's memory: the same entries within float tolerance, the same map.
+
+Scope: the poses here are the recorded ones (--pose ground_truth). With the localizer in the loop the replay is
+not yet deterministic: the localizer corrects against the memory's map, and when a new map arrives relative to the
+odometry depends on timing (see the issue notes)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import spin_until
+
+pytestmark = pytest.mark.ros
+INPUTS = ["/robot1/camera/image_raw", "/robot1/ground_truth/pose", "/clock"]
+
+
+def _live_run(out: Path) -> Path:
+    cli = Path(sys.prefix) / "bin" / "spatial-memory"
+    result = subprocess.run([str(cli), "demo", "--duration", "6", "--robots", "1", "--maze-size", "9", "--record",
+                             "--no-progress", "--out", str(out), "--wall-timeout", "240", "--pose", "ground_truth"], capture_output=True,
+                            text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = out.iterdir()
+    return run_dir / "bag"
+
+
+def _recorded(bag: Path, topic: str) -> list:
+    from spatial_memory_ros.core.bags import BagReader
+
+    with BagReader(bag) as reader:
+        return [reader.deserialize(m) for m in reader.messages([topic])]
+
+
+def _entries(arrays) -> list[tuple]:
+    return sorted((e.label, round(float(e.x), 3), round(float(e.y), 3), round(float(e.location_sd), 3))
+                  for array in arrays for e in array.entries)
+
+
+def test_replayed_images_and_poses_give_the_live_memory(ros, tmp_path):
+    from nav_msgs.msg import OccupancyGrid
+
+    from spatial_memory_ros.commands.replay import replay
+    from spatial_memory_ros.graph import Sources, robot_stack
+    from spatial_memory_ros.msg import MemoryEntryArray
+    from spatial_memory_ros.ros_common import LATCHED_QOS, RELIABLE_QOS
+    from spatial_memory_ros.runner import ComposedGraph
+
+    bag = _live_run(tmp_path / "live")
+    live_entries = _entries(_recorded(bag, "/robot1/memory/entries"))
+    live_maps = _recorded(bag, "/robot1/map")
+    assert len(live_entries) > 20 and live_maps
+
+    extent = {"map_origin_x": 0.0, "map_origin_y": 0.0, "map_width_m": 9.0, "map_height_m": 9.0}
+    stack = [spec for spec in robot_stack("robot1", use_sim_time=True,
+                                          sources=Sources(bev="bev", pose="ground_truth/pose"),
+                                          memory_parameters=extent)
+             if spec.executable in ("bev_predictor", "spatial_memory")]
+    graph = ComposedGraph(stack, tmp_path / "params")
+    graph.start(ros)
+    probe = graph.nodes[0]
+    replayed, maps = [], {}
+    probe.create_subscription(MemoryEntryArray, "/robot1/memory/entries", replayed.append, RELIABLE_QOS)
+    probe.create_subscription(OccupancyGrid, "/robot1/map",
+                              lambda m: maps.__setitem__((m.header.stamp.sec, m.header.stamp.nanosec), m), LATCHED_QOS)
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (replay(bag, rate=1.0, topics=INPUTS, wait_for_subscribers=60.0),
+                                              done.set()), daemon=True)
+    thread.start()
+    assert spin_until(ros, done.is_set, timeout=180.0), "the replay did not finish"
+    spin_until(ros, lambda: False, timeout=2.0)
+    memory = next(n for n in graph.nodes if n.get_name() == "spatial_memory")
+    graph.stop()
+
+    replay_entries = _entries(replayed)
+    assert memory.bevs_observed == memory.bevs_received > 50
+    assert len(replay_entries) == len(live_entries)
+    for live, again in zip(live_entries, replay_entries):
+        assert live[0] == again[0] and np.allclose(live[1:], again[1:], atol=0.02), (live, again)
+    last = live_maps[-1]
+    key = (last.header.stamp.sec, last.header.stamp.nanosec)
+    assert key in maps, f"no replayed map at the live map's stamp {key}"
+    live_grid = np.frombuffer(bytes(last.data), np.int8).reshape(last.info.height, last.info.width)
+    again_grid = np.frombuffer(bytes(maps[key].data), np.int8).reshape(last.info.height, last.info.width)
+    seen = (live_grid != -1) | (again_grid != -1)
+    same = np.count_nonzero(((live_grid >= 50) == (again_grid >= 50)) & ((live_grid == -1) == (again_grid == -1))
+                            & seen)
+    assert same / np.count_nonzero(seen) >= 0.99
