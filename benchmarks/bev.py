@@ -7,8 +7,9 @@
 2. Latency per frame at batch 1 and 3 with 1 and 2 torch threads, for the shipped model and, as the baseline, an
    untrained model of SSM-PC's size (convs 32-64-128-256, 3 encoder + 3 decoder transformer layers of width 256 with
    8 heads, 64 learned queries, upsampled to a 250x250 RGBA view). Target: >= 100 frames/s at batch 3 on 2 threads.
-3. End to end: the memory map's IoU after the same 3-robot run with predicted vs oracle BEVs. That needs the
-   bev_predictor and memory nodes; ``end_to_end_map_iou`` is the hook for it and ``--end-to-end`` runs it.
+3. End to end (``--end-to-end``, or ``--only-end-to-end`` to update that row alone): the memory maps' IoU after
+   the same 3-robot demo run with predicted and with oracle BEVs, and within the predicted run the map the oracle
+   BEVs would have given with the same poses.
 
 Prints a table and writes benchmarks/results/bev.json.
   .venv/bin/python benchmarks/bev.py [--quick] [--mazes 20] [--frames-per-maze 50] [--checkpoint PATH]
@@ -38,6 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--frames-per-maze", type=int, default=50, help="frames per maze (default 50)")
     parser.add_argument("--checkpoint", type=Path, default=None, help="BEV checkpoint (default: the shipped one)")
     parser.add_argument("--repeats", type=int, default=200, help="timed forward passes per setting (default 200)")
+    parser.add_argument("--only-end-to-end", action="store_true",
+                        help="run only the end-to-end row and update it in the existing JSON")
+    parser.add_argument("--e2e-duration", type=float, default=60.0, help="sim seconds of each end-to-end demo")
     parser.add_argument("--end-to-end", action="store_true",
                         help="also measure map IoU of a 3-robot run with predicted vs oracle BEV (needs the nodes)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
@@ -159,16 +163,49 @@ def parameter_count(model) -> int:
 def end_to_end_map_iou(duration: float = 60.0, robots: int = 3, seed: int = 0) -> dict:
     """Memory-map IoU after the same ``robots``-robot run with predicted vs oracle BEVs (issue 5, third row).
 
-    Needs nodes/bev_predictor.py and the spatial-memory node wired into graph.py; until they exist this returns
-    a record that says so instead of a number.
+    Runs ``spatial-memory demo`` twice with the same seed, ``--bev predicted`` and ``--bev oracle``, and reads each
+    robot's map scores from the summaries; the predicted run also reports the map its robots would have fused
+    from the oracle BEVs with the same poses (the same-run comparison, free of the runs drifting apart).
     """
-    try:
-        import spatial_memory_ros.nodes.bev_predictor  # noqa: F401
-    except ImportError:
-        return {"status": "not run: needs spatial_memory_ros/nodes/bev_predictor.py and the memory node",
-                "duration": duration, "robots": robots, "seed": seed}
-    return {"status": "not implemented yet: run the demo twice (oracle / predicted BEV) and compare memory maps",
-            "duration": duration, "robots": robots, "seed": seed}
+    import json
+    import subprocess
+    import tempfile
+
+    cli = Path(sys.prefix) / "bin" / "spatial-memory"
+    runs = {}
+    with tempfile.TemporaryDirectory() as out:
+        for source in ("predicted", "oracle"):
+            command = [str(cli), "demo", "--duration", str(duration), "--robots", str(robots), "--seed", str(seed),
+                       "--bev", source, "--no-progress", "--out", f"{out}/{source}"]
+            print(f"end to end: {' '.join(command[1:])}", file=sys.stderr, flush=True)
+            subprocess.run(command, check=True, capture_output=True, text=True)
+            (run_dir,) = Path(out, source).iterdir()
+            runs[source] = json.loads((run_dir / "summary.json").read_text())
+    rows = []
+    for robot, predicted in runs["predicted"]["per_robot"].items():
+        oracle = runs["oracle"]["per_robot"][robot]
+        rows.append({"robot": robot, "predicted_map_iou": predicted["map"]["map_iou"],
+                     "oracle_run_map_iou": oracle["map"]["map_iou"],
+                     "same_run_oracle_bev_map_iou": predicted["map_with_oracle_bev"]["map_iou"],
+                     "predicted_accuracy_seen": predicted["map"]["accuracy_seen"],
+                     "same_run_oracle_accuracy_seen": predicted["map_with_oracle_bev"]["accuracy_seen"]})
+    mean = {key: sum(r[key] for r in rows) / len(rows) for key in rows[0] if key != "robot"}
+    return {"status": "measured", "duration": duration, "robots": robots, "seed": seed, "rows": rows, "mean": mean}
+
+
+def print_end_to_end(end_to_end: dict) -> None:
+    """The end-to-end rows, or why there are none."""
+    if end_to_end.get("status") != "measured":
+        print(f"\nend to end map IoU: {end_to_end.get('status')}")
+        return
+    print(f"\nend to end map IoU after {end_to_end['duration']:g} sim s, {end_to_end['robots']} robots, "
+          f"seed {end_to_end['seed']}")
+    print(f"{'robot':<8}{'predicted':>10}{'oracle run':>11}{'oracle BEV, same run':>22}"
+          f"{'accuracy seen pred/oracle':>27}")
+    for row in end_to_end["rows"] + [{"robot": "mean", **end_to_end["mean"]}]:
+        print(f"{row['robot']:<8}{row['predicted_map_iou']:>10.3f}{row['oracle_run_map_iou']:>11.3f}"
+              f"{row['same_run_oracle_bev_map_iou']:>22.3f}{row['predicted_accuracy_seen']:>15.3f} / "
+              f"{row['same_run_oracle_accuracy_seen']:.3f}")
 
 
 # ------------------------------------------------------------------------------------------------- main
@@ -199,12 +236,24 @@ def print_table(result: dict) -> None:
               f"{row['ssm_pc_sized_ms_per_frame']:>17.1f}{row['speedup_vs_ssm_pc_sized']:>9.0f}x")
     print(f"target >= {TARGETS['frames_per_s_batch3_2threads']:.0f} frames/s at batch 3 on 2 threads: "
           f"{'met' if result['meets_latency_target'] else 'NOT met'}")
-    print(f"\nend to end map IoU: {result['end_to_end'].get('status', result['end_to_end'])}")
+    print_end_to_end(result["end_to_end"])
+
+
+def update_end_to_end(path: Path, duration: float) -> int:
+    """Measure the end-to-end row and store it in an existing result file."""
+    result = json.loads(path.read_text()) if path.exists() else {"benchmark": "bev"}
+    result["end_to_end"] = end_to_end_map_iou(duration=duration)
+    print_end_to_end(result["end_to_end"])
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {path}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table, write the JSON."""
     args = parse_args(argv)
+    if args.only_end_to_end:
+        return update_end_to_end(args.out, args.e2e_duration)
     if args.omp_wait_policy != "unset":
         os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy  # read once, when torch starts its thread pool
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -234,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     result["meets_accuracy_targets"] = {key: model[key] >= TARGETS[key] for key in ("free_iou", "wall_iou",
                                                                                       "object_f1")}
     result["targets"] = TARGETS
-    result["end_to_end"] = end_to_end_map_iou() if args.end_to_end else {"status": "skipped (pass --end-to-end)"}
+    result["end_to_end"] = (end_to_end_map_iou(duration=args.e2e_duration) if args.end_to_end
+                            else {"status": "skipped (pass --end-to-end)"})
     result["seconds"] = round(time.monotonic() - started, 1)
     print_table(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -52,8 +52,8 @@ def test_config_dir_is_the_installed_one_with_every_node_file():
 def test_every_parameter_in_config_is_declared_by_its_node(ros, config_file):
     from spatial_memory_ros.nodes import node_class
 
-    node = node_class(config_file.stem)(context=ros.context_, cli_args=["--ros-args", "--params-file",
-                                                                         str(config_file)])
+    node = node_class(config_file.stem)(context=ros.context_, namespace="/robot1",
+                                        cli_args=["--ros-args", "--params-file", str(config_file)])
     ros.add_node(node)
     listed = yaml.safe_load(config_file.read_text())["/**"]["ros__parameters"]
     undeclared = [name for name in listed if not node.has_parameter(name)]
