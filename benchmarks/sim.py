@@ -140,7 +140,8 @@ def measure_startup(repeats: int) -> dict:
     from spatial_memory_ros.graph import executable_path
     from spatial_memory_ros.ros_common import SENSOR_QOS
 
-    sim_cmd = [str(executable_path("sim_world")), "--ros-args", "-p", "robots:=3", "-p", "max_sim_time:=1.0"]
+    sim_cmd = [str(executable_path("sim_world")), "--ros-args", "-p", "robots:=3", "-p", "max_sim_time:=1.0",
+               "-p", "wait_for_controllers:=0.0"]  # no controllers here: publish the first frame at once
     with tempfile.TemporaryDirectory() as tmp:
         talker = Path(tmp) / "talker.py"
         talker.write_text(MINIMAL_TALKER)
