@@ -299,6 +299,52 @@ def cost_table(kept: dict, cost_runs: int) -> list[dict]:
     return rows
 
 
+def predicted_bev_table(mazes: int, steps: int, noise: float = 0.05) -> list[dict]:
+    """At 5% noise, true map: TEM corrected by the BEV predictor's BEVs (from the camera) vs by the oracle's."""
+    from spatial_memory_ros.core.bev import BevPredictor
+
+    predictor = BevPredictor.load(num_threads=1)
+    rows = []
+    for maze_seed in range(mazes):
+        run = record_run(maze_seed, noise, steps)
+        oracle_estimates, _, _ = run_tem(run)
+        images = render_run(run)
+        predicted = [bev for start in range(0, len(images), 64) for bev in predictor.predict(images[start:start + 64])]
+        estimates, ms, resets = run_tem(Run(run.maze_seed, run.noise, run.truth, run.odometry, run.twists, predicted,
+                                            run.start, run.maze, run.dt))
+        rows.append({"maze_seed": maze_seed, "dead_reckoning_ate_m": ate_rmse(run.odometry, run.truth),
+                     "tem_oracle_bev_ate_m": ate_rmse(oracle_estimates, run.truth),
+                     "tem_predicted_bev_ate_m": ate_rmse(estimates, run.truth), "predicted_resets": resets})
+        print(f"  predicted BEV, maze {maze_seed}: DR {rows[-1]['dead_reckoning_ate_m']:.3f} m, TEM oracle "
+              f"{rows[-1]['tem_oracle_bev_ate_m']:.3f} m, TEM predicted {rows[-1]['tem_predicted_bev_ate_m']:.3f} m",
+              flush=True)
+    return rows
+
+
+def render_run(run: Run) -> np.ndarray:
+    """The camera images along a recorded run (the same seeded world and walker replayed)."""
+    config = WorldConfig(odom_linear_noise=run.noise, odom_angular_noise_deg=ANGULAR_DEG_PER_FRACTION * run.noise)
+    world = World(run.maze, num_robots=1, seed=run.maze_seed, config=config)
+    walker = RandomWalker(seed=run.maze_seed)
+    bev, images = world.oracle_bev(0), []
+    for _ in range(len(run.twists)):
+        world.step([walker.command(bev)])
+        bev = world.oracle_bev(0)
+        images.append(world.render(0))
+    return np.stack(images)
+
+
+def print_predicted(rows: list[dict]) -> None:
+    print("\nPredicted vs oracle BEV at 5% noise, true map (TEM corrected by the BEV predictor's output)")
+    print(f"{'maze':>5} {'dead reck.':>11} {'TEM oracle':>11} {'TEM predicted':>14} {'resets':>7}")
+    for row in rows:
+        print(f"{row['maze_seed']:>5} {row['dead_reckoning_ate_m']:>11.3f} {row['tem_oracle_bev_ate_m']:>11.3f} "
+              f"{row['tem_predicted_bev_ate_m']:>14.3f} {row['predicted_resets']:>7}")
+    means = [float(np.mean([r[k] for r in rows])) for k in ("dead_reckoning_ate_m", "tem_oracle_bev_ate_m",
+                                                             "tem_predicted_bev_ate_m")]
+    print(f"{'mean':>5} {means[0]:>11.3f} {means[1]:>11.3f} {means[2]:>14.3f}")
+
+
 def print_online(rows: list[dict]) -> None:
     print("\nPartially-known map at 5% noise: the map starts empty and is built from the TEM's own estimates")
     print(f"{'maze':>5} {'dead reck.':>11} {'TEM, true map':>14} {'TEM, own map':>13} {'ms/update':>10}")
@@ -337,7 +383,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cost-runs", type=int, default=3, help="5%% runs used for the cost comparison (default 3)")
     parser.add_argument("--out", type=Path, default=None, help="JSON output (default benchmarks/results/...)")
     parser.add_argument("--quiet", action="store_true", help="no per-run lines")
+    parser.add_argument("--only-predicted", action="store_true",
+                        help="run only the predicted-BEV rows (5%% noise) and add them to the existing JSON")
     args = parser.parse_args(argv)
+    if args.only_predicted:
+        out = args.out or RESULTS / "localization.json"
+        result = json.loads(out.read_text()) if out.exists() else {"benchmark": "localization"}
+        result["predicted_bev"] = predicted_bev_table(args.mazes, args.steps)
+        print_predicted(result["predicted_bev"])
+        out.write_text(json.dumps(result, indent=2))
+        print(f"wrote {out}")
+        return 0
     if args.quick:
         args.mazes, args.steps, args.cost_runs = min(args.mazes, 3), min(args.steps, 600), min(args.cost_runs, 2)
     if 0.05 not in args.noise:
