@@ -240,6 +240,13 @@ def _sources(self) -> Sources:
 DemoOptions.sources = _sources
 
 
+def extra_bev_readers(options: DemoOptions) -> int:
+    """Readers of the BEV topics the sim waits for that are not in the graph: the recorder, and the observer
+    (it reads the oracle BEV, which is the stack's own BEV in --bev oracle runs). Without counting them, the sim
+    could start before a memory node that was still loading its language model."""
+    return int(options.record) + int(options.bev == "oracle")
+
+
 def run_demo(options: DemoOptions) -> Path:
     """Run the simulated team for ``options.duration`` sim seconds; return the run folder."""
     import rclpy
@@ -253,7 +260,7 @@ def run_demo(options: DemoOptions) -> Path:
     run_dir.mkdir(parents=True)
     graph = sim_team_graph(options.robots, seed=options.seed, maze_size=options.maze_size,
                            max_sim_time=options.duration, real_time_factor=options.real_time_factor,
-                           extra_bev_readers=1 if options.record else 0, sources=options.sources(),
+                           extra_bev_readers=extra_bev_readers(options), sources=options.sources(),
                            bits_per_step=options.bits, strategy=options.comm)
     robots = robot_ids(options.robots)
     observation = RunObservation()
