@@ -56,6 +56,21 @@ def declare_parameters(node: Node, params: list[Param]) -> dict[str, Any]:
     return values
 
 
+def robot_id_of(node: Node, configured: str = "") -> str:
+    """A robot's id: the configured one, else the last part of the node's namespace (/robot2 -> robot2)."""
+    return configured or node.get_namespace().strip("/").split("/")[-1] or "robot"
+
+
+def map_geometry(params: dict[str, Any]):
+    """The memory map's GridGeometry from the map_* parameters that spatial_memory and team_comm share."""
+    from spatial_memory_ros.core.mapping import GridGeometry
+
+    resolution = params["map_resolution"]
+    return GridGeometry(resolution, int(round(params["map_width_m"] / resolution)),
+                        int(round(params["map_height_m"] / resolution)), params["map_origin_x"],
+                        params["map_origin_y"])
+
+
 class InputGuard:
     """Counts refused inputs by reason, warns at most once per ``warn_period`` per reason, publishes counts."""
 

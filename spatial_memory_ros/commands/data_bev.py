@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from spatial_memory_ros.commands import command_group
+
 DESCRIPTION = """Render first-person frames and their oracle BEVs from --mazes seeded mazes (sizes 9..15, seeds
 --first-seed, --first-seed + 1, ...) and write them as compressed npz shards plus manifest.json to --out.
 Half the frames (--walker-fraction) come from robots driven by the random walker, the rest from random free
@@ -22,7 +24,7 @@ EXAMPLE = """example:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``data bev`` under the (shared) ``data`` command."""
-    models = _group(subparsers, "data", "render training data for a model")
+    models = command_group(subparsers, "data", "render training data for a model")
     parser = models.add_parser("bev", help="frames + oracle BEVs for the BEV predictor", description=DESCRIPTION,
                                epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mazes", type=_positive_int, default=300, help="number of mazes (default 300)")
@@ -35,16 +37,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--mazes-per-shard", type=_positive_int, default=20, help="mazes per shard (default 20)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
-
-
-def _group(subparsers: argparse._SubParsersAction, name: str, help_text: str) -> argparse._SubParsersAction:
-    """The sub-subparsers of a command group shared by several modules (``data``, ``train``), made on first use."""
-    group = subparsers.choices.get(name) or subparsers.add_parser(name, help=help_text)
-    models = getattr(group, "_models", None)
-    if models is None:
-        models = group.add_subparsers(dest="model", required=True, metavar="MODEL")
-        group._models = models
-    return models
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from spatial_memory_ros.commands import command_group
+
 DESCRIPTION = """Train the BEV predictor (core/bev.py) on the shards in --data, validating on frames rendered from
 unseen mazes (seeds from 1,000,000 up). The run folder --out gets last.pt (the full training state, for --resume),
 best.pt (the best model by validation so far, loadable by BevPredictor) and log.jsonl. --export copies the best
@@ -22,7 +24,7 @@ EXAMPLE = """example:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train bev`` under the (shared) ``train`` command."""
-    models = _group(subparsers, "train", "train a model")
+    models = command_group(subparsers, "train", "train a model")
     parser = models.add_parser("bev", help="train the BEV predictor", description=DESCRIPTION, epilog=EXAMPLE,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="folder of shards from `spatial-memory data bev`")
@@ -42,16 +44,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
-
-
-def _group(subparsers: argparse._SubParsersAction, name: str, help_text: str) -> argparse._SubParsersAction:
-    """The sub-subparsers of a command group shared by several modules (``data``, ``train``), made on first use."""
-    group = subparsers.choices.get(name) or subparsers.add_parser(name, help=help_text)
-    models = getattr(group, "_models", None)
-    if models is None:
-        models = group.add_subparsers(dest="model", required=True, metavar="MODEL")
-        group._models = models
-    return models
 
 
 def run(args: argparse.Namespace) -> int:

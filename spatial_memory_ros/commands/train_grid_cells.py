@@ -15,14 +15,12 @@ import sys
 import time
 from pathlib import Path
 
+from spatial_memory_ros.commands import command_group
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add `train grid-cells` under a shared `train` parser (other modules add their own models to it)."""
-    train = subparsers.choices.get("train") or subparsers.add_parser("train", help="train a model")
-    models = getattr(train, "_models", None)
-    if models is None:
-        models = train.add_subparsers(dest="model", required=True, metavar="MODEL")
-        train._models = models
+    models = command_group(subparsers, "train", "train a model")
     parser = models.add_parser(
         "grid-cells", help="train a grid-cell path integrator (vanilla RNN of seed 003 or LSTM of SSM-PC)",
         description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n", 2)[2],

@@ -27,7 +27,8 @@ from spatial_memory_ros.core.bev import DEFAULT_CHECKPOINT, BevPredictor, Checkp
 from spatial_memory_ros.core.mapping import GridGeometry
 from spatial_memory_ros.core.plots import draw_bev
 from spatial_memory_ros.msg import BevMap
-from spatial_memory_ros.ros_common import RELIABLE_QOS, SENSOR_QOS, InputGuard, Param, declare_parameters
+from spatial_memory_ros.ros_common import (RELIABLE_QOS, SENSOR_QOS, InputGuard, Param, declare_parameters,
+                                           robot_id_of)
 
 # Idle OpenMP threads must sleep, not spin: on a shared 2-core machine spinning halved the frame rate.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -70,7 +71,7 @@ class BevPredictorNode(Node):
                                f"{p['num_threads']} thread(s)")
 
     def _robot_id(self, index: int) -> str:
-        return self.robots[index] or self.get_namespace().strip("/").split("/")[-1] or "robot"
+        return robot_id_of(self, self.robots[index])
 
     def _on_image(self, index: int, msg: Image) -> None:
         try:

@@ -30,7 +30,8 @@ from spatial_memory_ros.core.mapping import GridGeometry
 from spatial_memory_ros.core.tem import OccupancyMap, TemConfig, TemLocalizer
 from spatial_memory_ros.core.world import Pose2D
 from spatial_memory_ros.msg import BevMap, GridCode
-from spatial_memory_ros.ros_common import LATCHED_QOS, RELIABLE_QOS, InputGuard, Param, declare_parameters
+from spatial_memory_ros.ros_common import (LATCHED_QOS, RELIABLE_QOS, InputGuard, Param, declare_parameters,
+                                           robot_id_of)
 
 PARAMETERS = [
     Param("initial_x", 0.0, "start x in `map` (m), until an initialpose arrives", -1e6, 1e6),
@@ -66,7 +67,7 @@ class LocalizerNode(Node):
                                 initial_sigma=p["initial_sd"])
         self.grid_code = GridCodeModel(p["grid_modules"], p["grid_base_period"], p["grid_ratio"])
         self.guard = InputGuard(self)
-        self.robot_id = self.get_namespace().strip("/").split("/")[-1] or "robot"
+        self.robot_id = robot_id_of(self)
         self._odom_pose: Pose2D | None = None
         self._pending_bevs: list = []
         self._path = Path()

@@ -28,12 +28,12 @@ from visualization_msgs.msg import MarkerArray
 
 from spatial_memory_ros.conversions import (InvalidMessage, entries_to_msg, memory_markers, msg_to_bev, msg_to_entries,
                                             msg_to_pose, occupancy_to_msg, time_to_seconds)
-from spatial_memory_ros.core.mapping import GridGeometry
 from spatial_memory_ros.core.robot_memory import (EMBEDDING_DIM, MAX_QUERY_CHARS, MAX_SAMPLES, VALUE_DIM,
                                                   QuerySettings, RobotMemory, load_or_create_memory)
 from spatial_memory_ros.core.semantics import Embedder
 from spatial_memory_ros.msg import BevMap, MemoryEntryArray
-from spatial_memory_ros.ros_common import LATCHED_QOS, RELIABLE_QOS, InputGuard, Param, declare_parameters
+from spatial_memory_ros.ros_common import (LATCHED_QOS, RELIABLE_QOS, InputGuard, Param, declare_parameters,
+                                           map_geometry, robot_id_of)
 from spatial_memory_ros.srv import QueryMemory
 
 PARAMETERS = [
@@ -66,10 +66,8 @@ class SpatialMemoryNode(Node):
     def __init__(self, **node_kwargs) -> None:
         super().__init__("spatial_memory", **node_kwargs)
         p = self.params = declare_parameters(self, PARAMETERS)
-        self.robot_id = p["robot_id"] or self.get_namespace().strip("/").split("/")[-1] or "robot"
-        geometry = GridGeometry(p["map_resolution"], int(round(p["map_width_m"] / p["map_resolution"])),
-                                int(round(p["map_height_m"] / p["map_resolution"])), p["map_origin_x"],
-                                p["map_origin_y"])
+        self.robot_id = robot_id_of(self, p["robot_id"])
+        geometry = map_geometry(p)
         self.durable, memory = load_or_create_memory(p["snapshot_path"], p["max_entries"])
         if len(memory):
             self.get_logger().info(f"loaded {len(memory)} entries from {p['snapshot_path']}")

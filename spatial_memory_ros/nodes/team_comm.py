@@ -29,10 +29,10 @@ from spatial_memory_ros.conversions import (InvalidMessage, msg_to_occupancy, ms
                                             partner_markers, partner_states_to_msg, sightings_to_msg, wire_to_msg)
 from spatial_memory_ros.core.comm import (STRATEGIES, CommConfig, CommLayout, Sighting, TeamComm, WirePacket,
                                           load_team_key)
-from spatial_memory_ros.core.mapping import GridGeometry
 from spatial_memory_ros.core.world import Pose2D
 from spatial_memory_ros.msg import CommStats, MemoryEntryArray, PartnerStateArray, TeamPacket
-from spatial_memory_ros.ros_common import LATCHED_QOS, RELIABLE_QOS, InputGuard, Param, declare_parameters
+from spatial_memory_ros.ros_common import (LATCHED_QOS, RELIABLE_QOS, InputGuard, Param, declare_parameters,
+                                           map_geometry, robot_id_of)
 
 DEMO_KEY = "hex:" + "5ea7" * 16  # the simulated team's key; a real team sets team_key to its own key file
 PACKET_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -62,12 +62,10 @@ class TeamCommNode(Node):
     def __init__(self, **node_kwargs) -> None:
         super().__init__("team_comm", **node_kwargs)
         p = self.params = declare_parameters(self, PARAMETERS)
-        self.robot_id = p["robot_id"] or self.get_namespace().strip("/").split("/")[-1] or "robot"
+        self.robot_id = robot_id_of(self, p["robot_id"])
         if p["strategy"] not in STRATEGIES:
             raise ValueError(f"strategy '{p['strategy']}' is not one of {', '.join(STRATEGIES)}")
-        self.map_geometry = GridGeometry(p["map_resolution"], int(round(p["map_width_m"] / p["map_resolution"])),
-                                         int(round(p["map_height_m"] / p["map_resolution"])), p["map_origin_x"],
-                                         p["map_origin_y"])
+        self.map_geometry = map_geometry(p)
         layout = CommLayout.for_map(self.map_geometry, p["comm_resolution"])
         config = CommConfig(bits_per_step=p["bits_per_step"], strategy=p["strategy"], threshold=p["threshold"])
         self.comm = TeamComm(self.robot_id, list(p["team"]), load_team_key(p["team_key"]), layout, config)
