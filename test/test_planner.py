@@ -7,7 +7,7 @@ import pytest
 from spatial_memory_ros.core.mapping import GridGeometry, rasterize_maze
 from spatial_memory_ros.core.planner import (
     Navigator, Partner, PlannerConfig, WallCells, choose_frontier, clearance_ahead, cost_grid, frontier_mask,
-    goal_from_answer, goal_from_memory, label_matches, plan_path, shortest_paths)
+    goal_from_answer, goal_from_memory, label_matches, park_spot, plan_path, shortest_paths)
 from spatial_memory_ros.core.robot_memory import RobotMemory
 from spatial_memory_ros.core.team import LabelEmbedder
 from spatial_memory_ros.core.world import CLASS_NAMES, BevGrid, Maze, Pose2D, World
@@ -82,6 +82,16 @@ def test_frontiers_border_the_unknown_and_teammates_push_the_choice_away(known):
     shy = PlannerConfig(frontier_partner_weight=20.0)
     crowded = choose_frontier(partial, field, shy, partners=(Partner(1.5, 2.5, 0.2),))
     assert crowded is not None and math.hypot(crowded.x - 4.5, crowded.y - 3.5) < 1.0
+
+
+def test_a_robot_that_arrived_parks_out_of_the_way(known):
+    occupancy, geometry = known
+    spot = park_spot(occupancy, geometry, (7.5, 1.5))   # the target at the end of the right-hand corridor
+    assert spot is not None
+    rows, cols, _ = geometry.cell_indices(np.array([spot[0]]), np.array([spot[1]]))
+    assert occupancy[rows[0], cols[0]] == 0
+    path = plan_path(occupancy, geometry, (7.5, 1.5), spot)
+    assert path is not None and np.linalg.norm(np.diff(path, axis=0), axis=1).sum() >= 1.5
 
 
 def test_goal_from_query_answers():

@@ -279,6 +279,26 @@ def _partner_penalty(x: float, y: float, partner: Partner, config: PlannerConfig
     return config.frontier_partner_weight * math.exp(-((x - partner.x) ** 2 + (y - partner.y) ** 2) / (2 * spread))
 
 
+def park_spot(occupancy: np.ndarray, geometry: GridGeometry, place: tuple[float, float],
+              config: PlannerConfig | None = None, near: float = 2.5, far: float = 8.0) -> tuple[float, float] | None:
+    """Where a robot that has reached ``place`` should wait so that it blocks nobody else's way there: the most
+    open known free cell (largest clearance from walls) whose path cost from ``place`` lies in [near, far]."""
+    config = config or PlannerConfig()
+    field = shortest_paths(cost_grid(occupancy, geometry, config), geometry, place)
+    if field is None:
+        return None
+    free = (occupancy >= 0) & (occupancy < 50)
+    candidates = free & (field.distances >= near) & (field.distances <= far)
+    if not candidates.any():
+        return None
+    walls = occupancy >= 50
+    clearance = scipy.ndimage.distance_transform_edt(~walls) if walls.any() else np.ones(occupancy.shape)
+    score = np.where(candidates, clearance + 0.01 * field.distances, -np.inf)
+    row, col = np.unravel_index(int(np.argmax(score)), score.shape)
+    return (geometry.origin_x + (col + 0.5) * geometry.resolution,
+            geometry.origin_y + (row + 0.5) * geometry.resolution)
+
+
 # ----------------------------------------------------------------------------------------- goal from a query
 
 

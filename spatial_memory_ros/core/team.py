@@ -12,7 +12,9 @@ takes in its teammates' packets (lost independently per receiver with probabilit
 merged into its memory with the sender as source; cells fill its team map where it has not looked), asks its
 memory for the goal every ``ask_every`` steps (and whenever a sighting arrives), and drives with the Navigator of
 core/planner.py on the team map, steering away from where it believes its teammates are. A robot that has arrived
-goes back to exploring, so it clears the way and keeps mapping for the others.
+drives off to wait in the most open place 2.5 to 8 m (path cost) from the target (planner.park_spot), so that it
+does not block the way of the others when the target stands in a corridor or a dead end (the simulator tells a
+robot when it has reached the target, as Memory-Maze's reward does).
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import numpy as np
 from spatial_memory_ros.core.comm import CommConfig, CommLayout, Sighting, TeamComm, shared_entry_arrays
 from spatial_memory_ros.core.mapping import (FLOOR_LABEL, WALL_LABEL, GridGeometry, Observations, map_scores,
                                              rasterize_maze)
-from spatial_memory_ros.core.planner import Navigator, Partner, PlannerConfig, goal_from_memory
+from spatial_memory_ros.core.planner import Navigator, Partner, PlannerConfig, goal_from_memory, park_spot
 from spatial_memory_ros.core.robot_memory import EMBEDDING_DIM, RobotMemory
 from spatial_memory_ros.core.world import CLASS_NAMES, World, generate_maze
 
@@ -147,6 +149,7 @@ class _Robot:
     navigator: Navigator
     new_sightings: list[Sighting] = field(default_factory=list)  # not yet offered to the link
     goal: tuple[float, float] | None = None
+    park: tuple[float, float] | None = None
     ask_now: bool = True
     active: bool = True
     reached_step: int | None = None
@@ -257,8 +260,10 @@ class TeamEpisode:
         if robot.reached_step is None and (robot.ask_now or t % self.config.ask_every == 0):
             robot.goal = goal_from_memory(robot.memory, self.query, seed=self.config.seed * 7919 + t)
             robot.ask_now = False
-        goal = robot.goal if robot.reached_step is None else None
         team_map = robot.comm.team_occupancy(own_map, self.geometry)
+        if robot.reached_step is not None and robot.park is None:
+            robot.park = park_spot(team_map, self.geometry, robot.goal or (pose.x, pose.y)) or (pose.x, pose.y)
+        goal = robot.goal if robot.reached_step is None else robot.park
         # A robot cannot tell that a teammate dropped out: its last believed place stays a soft obstacle.
         partners = tuple(Partner(p.x, p.y, p.sd) for p in robot.comm.partner_states(t))
         return robot.navigator.step(bev, pose, team_map, goal, partners, self.world.true_twist(robot.index))
