@@ -18,12 +18,16 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 # Camera images: best effort, keep the newest few (a late frame is worth less than a fresh one).
 SENSOR_QOS = qos_profile_sensor_data
-# Odometry, BEVs, poses, commands: reliable, a short queue.
-RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+# Odometry, BEVs, poses, commands: reliable, with a queue of a few seconds at 10 Hz, so a reader that falls
+# behind for a moment (a busy CPU, a replay) catches up instead of losing messages the belief and the memory need.
+RELIABLE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
                           history=HistoryPolicy.KEEP_LAST)
 # Maps and anything RViz or a late joiner must still get: reliable + transient local ("latched").
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)
+# A reader that needs every map in turn (the localizer picks the map of a given time): latched and queued.
+MAP_SEQUENCE_QOS = QoSProfile(depth=32, reliability=ReliabilityPolicy.RELIABLE,
+                              durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)
 
 
 @dataclass(frozen=True)

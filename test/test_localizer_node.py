@@ -13,16 +13,16 @@ from conftest import spin_until
 pytestmark = pytest.mark.ros
 
 
-def _localizer(ros):
+def _localizer(ros, namespace: str = "/robot1", **parameters):
     from spatial_memory_ros.nodes.localizer import LocalizerNode
 
-    node = LocalizerNode(context=ros.context_, namespace="/robot1",
-                         parameter_overrides=[Parameter("belief_period", value=0.2)])
+    overrides = [Parameter("belief_period", value=0.2)] + [Parameter(k, value=v) for k, v in parameters.items()]
+    node = LocalizerNode(context=ros.context_, namespace=namespace, parameter_overrides=overrides)
     ros.add_node(node)
     return node
 
 
-def _publishers(ros):
+def _publishers(ros, namespace: str = "/robot1"):
     import rclpy
     from geometry_msgs.msg import PoseWithCovarianceStamped
     from nav_msgs.msg import OccupancyGrid, Odometry
@@ -30,12 +30,12 @@ def _publishers(ros):
     from spatial_memory_ros.msg import BevMap
     from spatial_memory_ros.ros_common import LATCHED_QOS, RELIABLE_QOS
 
-    probe = rclpy.create_node("localizer_probe", context=ros.context_)
+    probe = rclpy.create_node(f"localizer_probe_{namespace.strip('/')}", context=ros.context_)
     ros.add_node(probe)
-    pubs = {"odom": probe.create_publisher(Odometry, "/robot1/odom", RELIABLE_QOS),
-            "bev": probe.create_publisher(BevMap, "/robot1/bev", RELIABLE_QOS),
-            "map": probe.create_publisher(OccupancyGrid, "/robot1/map", LATCHED_QOS),
-            "start": probe.create_publisher(PoseWithCovarianceStamped, "/robot1/initialpose", LATCHED_QOS)}
+    pubs = {"odom": probe.create_publisher(Odometry, f"{namespace}/odom", RELIABLE_QOS),
+            "bev": probe.create_publisher(BevMap, f"{namespace}/bev", RELIABLE_QOS),
+            "map": probe.create_publisher(OccupancyGrid, f"{namespace}/map", LATCHED_QOS),
+            "start": probe.create_publisher(PoseWithCovarianceStamped, f"{namespace}/initialpose", LATCHED_QOS)}
     assert spin_until(ros, lambda: all(p.get_subscription_count() for p in pubs.values()))
     return probe, pubs
 
@@ -60,7 +60,7 @@ def test_localizer_tracks_a_robot_and_publishes_everything(ros):
     from spatial_memory_ros.ros_common import LATCHED_QOS, RELIABLE_QOS
 
     world = World(generate_maze(9, seed=5), num_robots=1, seed=5)
-    node = _localizer(ros)
+    node = _localizer(ros, map_lag=0.0)  # a fixed, true map: used as soon as it arrives
     probe, pubs = _publishers(ros)
     got = {"pose": [], "grid": [], "belief": [], "path": []}
     probe.create_subscription(PoseWithCovarianceStamped, "/robot1/pose", got["pose"].append, RELIABLE_QOS)
@@ -94,7 +94,7 @@ def test_localizer_tracks_a_robot_and_publishes_everything(ros):
 def test_bad_odometry_and_bevs_are_dropped_and_belief_is_unchanged(ros, case):
     from spatial_memory_ros.msg import BevMap
 
-    node = _localizer(ros)
+    node = _localizer(ros, odom_hold=0.0)  # no BEV stream here: odometry goes in as it comes
     probe, pubs = _publishers(ros)
     pubs["odom"].publish(_odom(10.0, 0.5, 0.0))
     pubs["odom"].publish(_odom(10.1, 0.5, 0.0))
@@ -109,3 +109,86 @@ def test_bad_odometry_and_bevs_are_dropped_and_belief_is_unchanged(ros, case):
     bad[case]()
     assert spin_until(ros, lambda: node.guard.counts.get(reason, 0) == 1)
     np.testing.assert_array_equal(node.tem.belief, before)
+
+
+def _recorded_drive(steps: int):
+    """(stamp, twist, oracle BEV) of a short random walk, and the world it ran in."""
+    from spatial_memory_ros.core.explorer import RandomWalker
+    from spatial_memory_ros.core.world import World, generate_maze
+
+    world = World(generate_maze(9, seed=7), num_robots=1, seed=7)
+    walker = RandomWalker(seed=7)
+    frames = []
+    for _ in range(steps):
+        frames.append((world.time, world.odom_twist(0), world.oracle_bev(0)))
+        world.step([walker.command(world.oracle_bev(0), twist=world.odom_twist(0))])
+    return world, frames
+
+
+def _growing_maps(world, frames, period: float):
+    """Emulates the memory: after the first BEV of each `period`, a map stamped with it that reveals more of the
+    maze (so which map a BEV is matched against changes the belief)."""
+    from spatial_memory_ros.conversions import occupancy_to_msg, seconds_to_time
+    from spatial_memory_ros.core.mapping import GridGeometry, rasterize_maze
+
+    geometry = GridGeometry.covering(world.maze, 0.25)
+    truth = rasterize_maze(world.maze, geometry)
+    maps, slot = {}, None
+    for index, (stamp, _, _) in enumerate(frames):
+        if slot is None or math.floor(stamp / period) > slot:
+            slot = math.floor(stamp / period)
+            grid = np.full_like(truth, -1)
+            revealed = 6 + 4 * len(maps)
+            grid[:, :revealed] = truth[:, :revealed]
+            maps[index] = occupancy_to_msg(grid, geometry, seconds_to_time(stamp))
+    return maps
+
+
+def test_poses_do_not_depend_on_how_odometry_bevs_and_maps_interleave(ros):
+    """The same messages in the live order (odometry, BEV, then the memory's map) and in a replay-like order
+    (odometry half a second ahead, BEVs late, maps later still) give identical poses."""
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+
+    from spatial_memory_ros.conversions import bev_to_msg, pose_to_msg, seconds_to_time
+    from spatial_memory_ros.core.world import World, generate_maze
+    from spatial_memory_ros.ros_common import RELIABLE_QOS
+
+    world, frames = _recorded_drive(41)
+    maps = _growing_maps(world, frames, period=0.3)
+    poses = {}
+    feeds = {}
+    for namespace in ("/live", "/replay"):
+        _localizer(ros, namespace=namespace, map_lag=0.5)
+        probe, pubs = _publishers(ros, namespace)
+        poses[namespace] = []
+        probe.create_subscription(PoseWithCovarianceStamped, f"{namespace}/pose", poses[namespace].append,
+                                  RELIABLE_QOS)
+        feeds[namespace] = pubs
+    first = World(generate_maze(9, seed=7), num_robots=1, seed=7).true_pose(0)
+    for pubs in feeds.values():
+        pubs["start"].publish(pose_to_msg(first, seconds_to_time(0.0), "map", xy_sd=0.05))
+    spin_until(ros, lambda: False, timeout=0.3)
+
+    def send(pubs, kind: str, index: int) -> None:
+        stamp, twist, bev = frames[index]
+        if kind == "odom":
+            pubs["odom"].publish(_odom(stamp, *twist))
+        elif kind == "bev":
+            pubs["bev"].publish(bev_to_msg(bev, seconds_to_time(stamp), "base_link", "robot1"))
+        elif index in maps:
+            pubs["map"].publish(maps[index])
+
+    live = [(kind, i) for i in range(len(frames)) for kind in ("odom", "bev", "map")]
+    replay = sorted(live, key=lambda item: item[1] + {"odom": -5, "bev": 0, "map": 12}[item[0]])
+    for (kind_a, a), (kind_b, b) in zip(live, replay):
+        send(feeds["/live"], kind_a, a)
+        send(feeds["/replay"], kind_b, b)
+        spin_until(ros, lambda: False, timeout=0.005)
+    assert spin_until(ros, lambda: all(len(p) == len(frames) for p in poses.values()), timeout=20.0), \
+        {k: len(v) for k, v in poses.items()}
+
+    def track(msgs):
+        return np.array([(m.header.stamp.sec, m.header.stamp.nanosec, m.pose.pose.position.x,
+                          m.pose.pose.position.y) for m in msgs])
+
+    np.testing.assert_array_equal(track(poses["/live"]), track(poses["/replay"]))

@@ -1,9 +1,10 @@
 """localizer: where the robot is, from its own motion and what it sees (core/tem.py, core/grid_code.py).
 
 Subscribes  odom         nav_msgs/Odometry (only the twist is used: the belief is path-integrated from it)
-            bev          spatial_memory_ros/BevMap (oracle or predicted): corrects the belief against the map, once
-                         the odometry has reached the BEV's stamp
-            map          nav_msgs/OccupancyGrid (this robot's memory map; transient local)
+            bev          spatial_memory_ros/BevMap (oracle or predicted): corrects the belief against the map of
+                         map_lag seconds earlier, once the odometry has reached the BEV's stamp
+            map          nav_msgs/OccupancyGrid (this robot's memory map, stamped with its newest BEV; transient
+                         local)
             initialpose  geometry_msgs/PoseWithCovarianceStamped (the start pose: the sim's, or RViz's 2D Pose Estimate)
 Publishes   pose         geometry_msgs/PoseWithCovarianceStamped in `map`, after each BEV (same stamp as the BEV)
             grid_code    spatial_memory_ros/GridCode (the estimate as multi-module grid phases)
@@ -13,8 +14,11 @@ Publishes   pose         geometry_msgs/PoseWithCovarianceStamped in `map`, after
 """
 from __future__ import annotations
 
+import bisect
 import math
 import sys
+from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
@@ -30,8 +34,8 @@ from spatial_memory_ros.core.mapping import GridGeometry
 from spatial_memory_ros.core.tem import OccupancyMap, TemConfig, TemLocalizer
 from spatial_memory_ros.core.world import Pose2D
 from spatial_memory_ros.msg import BevMap, GridCode
-from spatial_memory_ros.ros_common import (LATCHED_QOS, RELIABLE_QOS, InputGuard, Param, declare_parameters,
-                                           robot_id_of)
+from spatial_memory_ros.ros_common import (LATCHED_QOS, MAP_SEQUENCE_QOS, RELIABLE_QOS, InputGuard, Param,
+                                           declare_parameters, robot_id_of)
 
 PARAMETERS = [
     Param("initial_x", 0.0, "start x in `map` (m), until an initialpose arrives", -1e6, 1e6),
@@ -42,6 +46,14 @@ PARAMETERS = [
     Param("linear_noise", 0.05, "odometry speed noise, fraction of speed (the sim's odom_linear_noise)", 0.0, 1.0),
     Param("angular_noise_deg", 2.0, "odometry yaw-rate noise (deg/s)", 0.0, 90.0),
     Param("observation_weight", 0.15, "how strongly one BEV reshapes the belief", 0.0, 10.0),
+    Param("map_lag", 2.0, "a BEV stamped T is matched against the memory map of T - map_lag (s): then the "
+                          "belief does not depend on message timing (replays give the live poses), and the map "
+                          "holds no cells drawn from the pose being corrected; must exceed the memory's map_period "
+                          "plus one BEV period; 0 = the newest map, whatever its stamp (for a fixed prior map)", 0.0, 60.0),
+    Param("map_wait", 3.0, "seconds of odometry a BEV waits for its map before it is corrected against the newest "
+                           "one (with no memory running)", 0.1, 60.0),
+    Param("odom_hold", 2.0, "seconds of odometry held back waiting for a BEV stamped at or after it (so corrections "
+                            "go in stamp order) before it is applied anyway", 0.0, 60.0),
     Param("max_odom_gap", 1.0, "an odometry gap longer than this (s) is a jump: dropped, with a warning", 0.01, 60.0),
     Param("belief_period", 0.5, "seconds between belief heat map and path publications", 0.05, 60.0),
     Param("path_length", 5000, "poses kept in the published path", 10, 1_000_000),
@@ -51,7 +63,18 @@ PARAMETERS = [
 ]
 
 
-MAX_PENDING_BEVS = 20
+MAX_PENDING_BEVS = 50
+MAX_MAPS = 64
+STAMP_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class OdomStep:
+    """One odometry message, as the belief uses it."""
+    stamp: float
+    v: float
+    omega: float
+    pose: Pose2D
 
 
 class LocalizerNode(Node):
@@ -69,7 +92,13 @@ class LocalizerNode(Node):
         self.guard = InputGuard(self)
         self.robot_id = robot_id_of(self)
         self._odom_pose: Pose2D | None = None
-        self._pending_bevs: list = []
+        self._odometry: deque[OdomStep] = deque(maxlen=10_000)
+        self._bevs: list = []
+        self._maps: deque = deque(maxlen=MAX_MAPS)
+        self._map_in_use: OccupancyMap | None = None
+        self._first_bev: float | None = None
+        self._newest_bev: float | None = None
+        self._newest_odom: float | None = None
         self._path = Path()
         self._path.header.frame_id = "map"
         self._make_interfaces()
@@ -84,20 +113,21 @@ class LocalizerNode(Node):
         self.tf_pub = self.create_publisher(TFMessage, "/tf", RELIABLE_QOS)
         self.create_subscription(Odometry, "odom", self._on_odom, RELIABLE_QOS)
         self.create_subscription(BevMap, "bev", self._on_bev, RELIABLE_QOS)
-        self.create_subscription(OccupancyGrid, "map", self._on_map, LATCHED_QOS)
+        self.create_subscription(OccupancyGrid, "map", self._on_map, MAP_SEQUENCE_QOS)
         self.create_subscription(PoseWithCovarianceStamped, "initialpose", self._on_initial_pose, LATCHED_QOS)
         self.create_timer(self.params["belief_period"], self.publish_belief)
 
     def _on_odom(self, msg: Odometry) -> None:
-        position = msg.pose.pose.position
-        twist = msg.twist.twist
-        try:
-            self.tem.predict_stamped(float(twist.linear.x), float(twist.angular.z), time_to_seconds(msg.header.stamp))
-        except ValueError as error:
-            self.guard.reject("invalid odometry", str(error))
+        position, twist = msg.pose.pose.position, msg.twist.twist
+        step = OdomStep(time_to_seconds(msg.header.stamp), float(twist.linear.x), float(twist.angular.z),
+                        Pose2D(position.x, position.y, quaternion_to_yaw(msg.pose.pose.orientation)))
+        if not all(math.isfinite(value) for value in (step.stamp, step.v, step.omega)):
+            self.guard.reject("invalid odometry", f"stamp {step.stamp}, speed {step.v}, yaw rate {step.omega} "
+                                                  f"must be finite; message dropped")
             return
-        self._odom_pose = Pose2D(position.x, position.y, quaternion_to_yaw(msg.pose.pose.orientation))
-        self._correct_due()
+        self._odometry.append(step)
+        self._newest_odom = max(step.stamp, self._newest_odom if self._newest_odom is not None else step.stamp)
+        self._advance()
 
     def _on_bev(self, msg: BevMap) -> None:
         try:
@@ -105,34 +135,112 @@ class LocalizerNode(Node):
         except InvalidMessage as error:
             self.guard.reject("invalid BEV", str(error))
             return
-        self._pending_bevs.append((time_to_seconds(msg.header.stamp), bev, msg.header.stamp))
-        if len(self._pending_bevs) > MAX_PENDING_BEVS:
-            self._pending_bevs.pop(0)
+        stamp = time_to_seconds(msg.header.stamp)
+        if self._first_bev is None:
+            self._first_bev = stamp
+        self._newest_bev = max(stamp, self._newest_bev if self._newest_bev is not None else stamp)
+        bisect.insort(self._bevs, (stamp, bev, msg.header.stamp), key=lambda item: item[0])
+        if len(self._bevs) > MAX_PENDING_BEVS:
+            self._bevs.pop(0)
             self.guard.reject("BEV without odometry", "no odometry up to the BEV's stamp: is odom published?")
-        self._correct_due()
-
-    def _correct_due(self) -> None:
-        """Correct with every BEV whose stamp the odometry has reached, in stamp order, so the result does not
-        depend on which topic's message arrived first (a replayed bag gives the live run's belief)."""
-        odom_time = self.tem.last_stamp
-        due = [item for item in self._pending_bevs if odom_time is not None and item[0] <= odom_time + 1e-6]
-        self._pending_bevs = [item for item in self._pending_bevs if item not in due]
-        for _, bev, stamp in sorted(due, key=lambda item: item[0]):
-            try:
-                result = self.tem.correct(bev)
-            except ValueError as error:
-                self.guard.reject("invalid BEV", str(error))
-                continue
-            if result.message and result.applied:
-                self.get_logger().warning(result.message)
-            self.publish_pose(stamp)
+        self._advance()
 
     def _on_map(self, msg: OccupancyGrid) -> None:
         try:
             grid, geometry = msg_to_occupancy(msg)
-            self.tem.set_map(OccupancyMap(grid, geometry.resolution, geometry.origin_x, geometry.origin_y))
+            occupancy = OccupancyMap(grid, geometry.resolution, geometry.origin_x, geometry.origin_y)
         except (InvalidMessage, ValueError) as error:
             self.guard.reject("invalid map", str(error))
+            return
+        self._maps.append((time_to_seconds(msg.header.stamp), occupancy))
+        if self.params["map_lag"] <= 0.0:
+            self._use_map(occupancy)
+        self._advance()
+
+    # -- the belief's time line --------------------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        """Apply odometry steps and BEV corrections in stamp order, each as soon as its turn is certain.
+
+        Odometry waits until a BEV at or after its stamp has arrived (so a late BEV still goes in its place), a
+        BEV waits until the odometry has reached its stamp and the map it is corrected against is known (see
+        ``_map_for``). The belief is then the same function of the messages however their deliveries
+        interleave, which is what makes a replayed bag give the live run's poses."""
+        while True:
+            odom = self._odometry[0] if self._odometry else None
+            bev = self._bevs[0] if self._bevs else None
+            if odom is not None and (bev is None or odom.stamp <= bev[0] + STAMP_EPS):
+                if bev is None and not self._odom_may_go(odom.stamp):
+                    return
+                self._apply_odometry(self._odometry.popleft())
+            elif bev is not None and self._odometry_reached(bev[0]):
+                ready, occupancy = self._map_for(bev[0])
+                if not ready:
+                    return
+                self._bevs.pop(0)
+                self._correct(bev[1], bev[2], occupancy)
+            else:
+                return
+
+    def _odom_may_go(self, stamp: float) -> bool:
+        """With no BEV waiting: whether an odometry step at ``stamp`` can be applied now (no BEV stamped before
+        it can still come, or the odometry has waited odom_hold for one)."""
+        if self._newest_bev is not None and self._newest_bev >= stamp - STAMP_EPS:
+            return True
+        return self._newest_odom - stamp >= self.params["odom_hold"]
+
+    def _odometry_reached(self, stamp: float) -> bool:
+        last = self.tem.last_stamp
+        if last is not None and last >= stamp - STAMP_EPS:
+            return True
+        return bool(self._odometry) and self._odometry[0].stamp > stamp + STAMP_EPS
+
+    def _map_for(self, stamp: float) -> tuple[bool, OccupancyMap | None]:
+        """(ready, map) for a BEV at ``stamp``: the newest memory map stamped at or before stamp - map_lag.
+
+        The choice is final once a map stamped after that time has arrived (maps come in stamp order). The memory
+        publishes map(T) right after the BEV stamped T, so map_lag must exceed its map_period plus one BEV period;
+        otherwise, or with no memory running, the BEV waits at most map_wait seconds of odometry."""
+        lag = self.params["map_lag"]
+        if lag <= 0.0:
+            return True, None  # the newest map is in use already (_on_map)
+        target = stamp - lag
+        older = [occupancy for map_stamp, occupancy in self._maps if map_stamp <= target + STAMP_EPS]
+        if self._first_bev is not None and target < self._first_bev - STAMP_EPS:
+            return True, older[-1] if older else None  # no map of ours can be that old: only a prior map
+        settled = bool(self._maps) and self._maps[-1][0] > target + STAMP_EPS
+        waited_out = self._newest_odom is not None and self._newest_odom - stamp > self.params["map_wait"]
+        if not (settled or waited_out):
+            return False, None
+        if waited_out and not settled:
+            self.guard.reject("no recent map", f"no map stamped after {target:.2f} s by {self._newest_odom:.2f} s; "
+                                               f"correcting against the newest one (is spatial_memory running?)")
+        return True, older[-1] if older else None
+
+    def _apply_odometry(self, step: "OdomStep") -> None:
+        try:
+            self.tem.predict_stamped(step.v, step.omega, step.stamp)
+        except ValueError as error:
+            self.guard.reject("invalid odometry", str(error))
+            return
+        self._odom_pose = step.pose
+
+    def _use_map(self, occupancy: OccupancyMap) -> None:
+        if occupancy is not self._map_in_use:
+            self.tem.set_map(occupancy)
+            self._map_in_use = occupancy
+
+    def _correct(self, bev, stamp, occupancy: OccupancyMap | None) -> None:
+        if occupancy is not None:
+            self._use_map(occupancy)
+        try:
+            result = self.tem.correct(bev)
+        except ValueError as error:
+            self.guard.reject("invalid BEV", str(error))
+            return
+        if result.message and result.applied:
+            self.get_logger().warning(result.message)
+        self.publish_pose(stamp)
 
     def _on_initial_pose(self, msg: PoseWithCovarianceStamped) -> None:
         try:

@@ -4,9 +4,12 @@ Subscribes  bev             spatial_memory_ros/BevMap (oracle or predicted; grap
             pose            geometry_msgs/PoseWithCovarianceStamped (ground truth or the localizer; graph.py remaps)
             memory/merge    spatial_memory_ros/MemoryEntryArray (entries shared by teammates; an entry with no
                             value gets the embedding of its label)
-Publishes   map             nav_msgs/OccupancyGrid in `map` (reliable, transient local), every map_period
+Publishes   map             nav_msgs/OccupancyGrid in `map` (reliable, transient local), once per map_period of
+                            BEV time: right after observing the first BEV past each multiple of map_period, stamped
+                            with that BEV's stamp, so map(T) holds exactly the BEVs stamped up to T, live or replayed
             memory/entries  spatial_memory_ros/MemoryEntryArray (the entries each BEV added)
             memory/markers  visualization_msgs/MarkerArray (entries for RViz, transient local), every map_period
+                            of the node's clock
 Services    query           spatial_memory_ros/QueryMemory (text or embedding -> goal locations)
             ~/prune         std_srvs/Trigger (prune in the background; writes made meanwhile are kept)
             ~/save          std_srvs/Trigger (snapshot to snapshot_path)
@@ -15,6 +18,7 @@ A BEV is paired with the pose of the same stamp (within pose_tolerance); BEVs wi
 from __future__ import annotations
 
 import array
+import math
 import sys
 import threading
 from collections import deque
@@ -43,7 +47,8 @@ PARAMETERS = [
     Param("map_height_m", 20.0, "occupancy map extent along y (m)", 1.0, 2000.0),
     Param("map_origin_x", -10.0, "x of the map's lower-left corner in `map` (m)", -1e6, 1e6),
     Param("map_origin_y", -10.0, "y of the map's lower-left corner in `map` (m)", -1e6, 1e6),
-    Param("map_period", 1.0, "seconds between map and marker publications", 0.05, 60.0),
+    Param("map_period", 1.0, "seconds of BEV stamps between map publications (and of clock between marker "
+                             "publications)", 0.05, 60.0),
     Param("bin_size", 0.5, "one memory entry per bin of this size (m) and label", 0.05, 10.0),
     Param("max_entries", 1_000_000, "entries kept; the oldest are evicted past it", 100, 100_000_000),
     Param("pose_tolerance", 0.05, "largest stamp difference (s) between a BEV and the pose it is paired with",
@@ -80,7 +85,10 @@ class SpatialMemoryNode(Node):
         self._poses: deque = deque(maxlen=200)
         self._pending: deque = deque()
         self._prune_thread: threading.Thread | None = None
+        self._map_slot: int | None = None
         self._make_interfaces()
+        if len(self.memory.memory):
+            self.publish_map(self.get_clock().now().to_msg())
         self.get_logger().info(f"spatial memory of {self.robot_id}: map {geometry.width}x{geometry.height} cells "
                                f"at {geometry.resolution:g} m, values {VALUE_DIM}-D")
 
@@ -94,7 +102,7 @@ class SpatialMemoryNode(Node):
         self.create_service(QueryMemory, "query", self._on_query)
         self.create_service(Trigger, "~/prune", self._on_prune)
         self.create_service(Trigger, "~/save", self._on_save)
-        self.create_timer(self.params["map_period"], self.publish_map)
+        self.create_timer(self.params["map_period"], self.publish_markers)
 
     # -- inputs ----------------------------------------------------------------------------------------------
 
@@ -118,7 +126,7 @@ class SpatialMemoryNode(Node):
             self._pending.popleft()
             self.guard.reject("BEV without a pose", f"no pose within {self.params['pose_tolerance']:g} s "
                                                     f"of a BEV; is the pose topic published?")
-        self._pending.append((bev, time_to_seconds(msg.header.stamp)))
+        self._pending.append((bev, time_to_seconds(msg.header.stamp), msg.header.stamp))
         self._drain_pending()
 
     def _drain_pending(self) -> None:
@@ -127,7 +135,7 @@ class SpatialMemoryNode(Node):
         while self._pending and self._try_observe(*self._pending[0]):
             self._pending.popleft()
 
-    def _try_observe(self, bev, stamp: float) -> bool:
+    def _try_observe(self, bev, stamp: float, stamp_msg) -> bool:
         """Observe ``bev`` with the pose of the nearest stamp; False if no pose is close enough yet."""
         if not self._poses:
             return False
@@ -138,6 +146,10 @@ class SpatialMemoryNode(Node):
         self.bevs_observed += 1
         if len(entries):
             self.entries_pub.publish(entries_to_msg(entries, self.get_clock().now().to_msg()))
+        slot = math.floor(stamp / self.params["map_period"])
+        if self._map_slot is None or slot > self._map_slot:
+            self._map_slot = slot
+            self.publish_map(stamp_msg)
         return True
 
     def _on_merge(self, msg: MemoryEntryArray) -> None:
@@ -148,11 +160,14 @@ class SpatialMemoryNode(Node):
 
     # -- outputs ---------------------------------------------------------------------------------------------
 
-    def publish_map(self) -> None:
-        """Publish the fused occupancy map and the entry markers."""
-        stamp = self.get_clock().now().to_msg()
+    def publish_map(self, stamp) -> None:
+        """Publish the fused occupancy map with ``stamp`` (the newest BEV in it)."""
         self.map_pub.publish(occupancy_to_msg(self.memory.occupancy(), self.memory.map.geometry, stamp))
-        self.markers_pub.publish(memory_markers(self.memory.memory, stamp, f"{self.robot_id}/memory"))
+
+    def publish_markers(self) -> None:
+        """Publish the entries as RViz markers."""
+        self.markers_pub.publish(memory_markers(self.memory.memory, self.get_clock().now().to_msg(),
+                                                f"{self.robot_id}/memory"))
 
     # -- services --------------------------------------------------------------------------------------------
 
