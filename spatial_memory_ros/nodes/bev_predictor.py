@@ -56,6 +56,9 @@ class BevPredictorNode(Node):
         self.image_size = self.predictor.world_config.image_size
         self.guard = InputGuard(self)
         self.robots = [ns.strip("/") for ns in p["robots"]] or [""]
+        # torch's first call is several times slower; pay it now rather than on the first camera frames, which a
+        # replay at rate 1 would otherwise drop while they queue
+        self.predictor.predict_arrays(np.zeros((len(self.robots), self.image_size, self.image_size, 3), np.uint8))
         self._pending: dict[int, tuple[np.ndarray, Image]] = {}
         self._outputs = []
         for index, namespace in enumerate(self.robots):
