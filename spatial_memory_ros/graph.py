@@ -61,10 +61,11 @@ def robot_ids(robots: int) -> list[str]:
 def sim_team_graph(robots: int = 3, seed: int = 0, maze_size: int = 15, max_sim_time: float = 0.0,
                    real_time_factor: float = 0.0, use_sim_time: bool = True,
                    sources: Sources = Sources(bev="bev"), extra_bev_readers: int = 0, bits_per_step: int = 16,
-                   strategy: str = "ours") -> list[NodeSpec]:
+                   strategy: str = "ours", goal_query: str = "") -> list[NodeSpec]:
     """The simulated team: one sim_world for the maze, one bev_predictor batching every robot's frames (when the
     BEV is predicted) and, per robot namespace, its own stack. ``extra_bev_readers`` counts subscribers of the
-    oracle BEV outside the graph (a recorder) that the sim must also wait for."""
+    oracle BEV outside the graph (a recorder) that the sim must also wait for; ``goal_query`` is the text goal
+    every explorer asks its memory for (empty: explore only)."""
     ids = robot_ids(robots)
     sim = NodeSpec("sim_world", "sim_world", params_file="sim_world.yaml",
                    parameters={"robots": robots, "seed": seed, "maze_size": maze_size,
@@ -78,7 +79,8 @@ def sim_team_graph(robots: int = 3, seed: int = 0, maze_size: int = 15, max_sim_
     link = {**maze_extent, "team": ids, "bits_per_step": int(bits_per_step), "strategy": strategy}
     for index, robot in enumerate(ids):
         team.extend(robot_stack(robot, seed=seed * 100 + index, use_sim_time=use_sim_time, sources=sources,
-                                memory_parameters=maze_extent, predictor=False, comm_parameters=link))
+                                memory_parameters=maze_extent, predictor=False, comm_parameters=link,
+                                goal_query=goal_query))
     sim.parameters["ready_topics"] = ready_topics(ids, sources, team, extra_bev_readers)
     return [sim] + team
 
@@ -100,18 +102,20 @@ def ready_topics(ids: list[str], sources: Sources, team: list[NodeSpec], extra_b
 def robot_stack(namespace: str, seed: int = 0, use_sim_time: bool = False,
                 sources: Sources = Sources(bev="bev"),
                 memory_parameters: dict[str, Any] | None = None, predictor: bool = True,
-                comm_parameters: dict[str, Any] | None = None) -> list[NodeSpec]:
+                comm_parameters: dict[str, Any] | None = None, goal_query: str = "") -> list[NodeSpec]:
     """The nodes that run on one robot, under /<namespace> (with its own bev_predictor if ``predictor`` and the
-    BEV is predicted; the simulated team shares one that batches all robots instead)."""
+    BEV is predicted; the simulated team shares one that batches all robots instead). The explorer plans on the
+    team map, from the same pose source as the memory, towards ``goal_query`` once the memory answers it."""
     common = {"use_sim_time": use_sim_time}
     ns = f"/{namespace}"
     memory = NodeSpec("spatial_memory", "spatial_memory", namespace=ns, params_file="spatial_memory.yaml",
                       parameters={**common, **(memory_parameters or {})},
                       remappings=(("bev", sources.bev), ("pose", sources.pose)))
     explorer = NodeSpec("explorer", "explorer", namespace=ns, params_file="explorer.yaml",
-                        parameters={**common, "seed": seed}, remappings=(("bev", sources.bev),))
+                        parameters={**common, "seed": seed, "goal_query": goal_query},
+                        remappings=(("bev", sources.bev), ("pose", sources.pose), ("map", "team_map")))
     comm = NodeSpec("team_comm", "team_comm", namespace=ns, params_file="team_comm.yaml",
-                    parameters={**common, **(comm_parameters or {})})
+                    parameters={**common, **(comm_parameters or {})}, remappings=(("pose", sources.pose),))
     stack = [memory, explorer, comm]
     if predictor and sources.bev == "bev":
         stack.insert(0, NodeSpec("bev_predictor", "bev_predictor", namespace=ns, params_file="bev_predictor.yaml",

@@ -1,57 +1,122 @@
-"""explorer: moves one robot without collisions (random walk with wall avoidance, core/explorer.py).
+"""explorer: drives one robot: frontier exploration of the team's map, then a text goal found in the spatial
+memory, then a planned path to it (core/planner.py Navigator); or a plain random walk (core/explorer.py).
 
-Subscribes  bev      spatial_memory_ros/BevMap (graph.py remaps it to the oracle or predicted BEV)
-            odom     nav_msgs/Odometry (its twist tells the walker whether the last command moved the robot:
-                     teammates do not show in the BEV, so a bump is noticed only this way)
-Publishes   cmd_vel  geometry_msgs/Twist, one command per BEV received (so it keeps pace with the sim)
+Subscribes  bev             spatial_memory_ros/BevMap (graph.py remaps it to the oracle or predicted BEV); each one
+                            is answered with exactly one cmd_vel (the simulator steps in lockstep on them)
+            odom            nav_msgs/Odometry (its twist tells whether the last command moved the robot:
+                            teammates do not show in the BEV, so a bump is noticed only this way)
+            pose            geometry_msgs/PoseWithCovarianceStamped (graph.py remaps: localizer or ground truth)
+            map             nav_msgs/OccupancyGrid to plan on (graph.py remaps it to team_comm's team_map)
+            partners        spatial_memory_ros/PartnerStateArray (teammates' believed positions: kept away from)
+            memory/entries, memory/merge   spatial_memory_ros/MemoryEntryArray (a sighting matching the goal query,
+                            own or a teammate's, makes the explorer ask the memory at once)
+Calls       query           spatial_memory_ros/QueryMemory, asynchronously every query_period (never blocks)
+Publishes   cmd_vel         geometry_msgs/Twist, one command per BEV received
+            goal            geometry_msgs/PointStamped (latched): where the memory says the goal is
+            plan            nav_msgs/Path (latched): the path being followed (to the goal or a frontier)
+            ~/status        std_msgs/String (latched): walking | waiting | exploring | going to goal | arrived
+Mode 'navigate' random-walks until it has a pose and a map; 'walk' only random-walks. A robot that reaches its
+goal (by its own pose) parks out of the way, 2.5 to 8 m from it (planner.park_spot), and stops asking.
 """
 from __future__ import annotations
 
-import sys
-
 import math
+import sys
+import time
+from collections import OrderedDict
 
-from geometry_msgs.msg import Twist
-from nav_msgs.msg import Odometry
+import numpy as np
+from geometry_msgs.msg import PointStamped, PoseStamped, PoseWithCovarianceStamped, Twist
+from nav_msgs.msg import OccupancyGrid, Odometry, Path
 from rclpy.node import Node
+from std_msgs.msg import String
 
-from spatial_memory_ros.conversions import InvalidMessage, command_to_twist, msg_to_bev
+from spatial_memory_ros.conversions import (InvalidMessage, command_to_twist, msg_to_bev, msg_to_occupancy,
+                                            msg_to_pose, time_to_seconds, yaw_to_quaternion)
 from spatial_memory_ros.core.explorer import ExplorerConfig, RandomWalker
-from spatial_memory_ros.msg import BevMap
-from spatial_memory_ros.ros_common import RELIABLE_QOS, InputGuard, Param, declare_parameters
+from spatial_memory_ros.core.planner import (Navigator, Partner, PlannerConfig, goal_from_answer, label_matches,
+                                             park_spot, query_words)
+from spatial_memory_ros.msg import BevMap, MemoryEntryArray, PartnerStateArray
+from spatial_memory_ros.ros_common import LATCHED_QOS, RELIABLE_QOS, InputGuard, Param, declare_parameters
+from spatial_memory_ros.srv import QueryMemory
+
+MODES = ("walk", "navigate")
+MAX_MAP_CELLS = 1 << 21  # plans run Dijkstra over every cell; a larger map is refused
+POSE_STAMPS_KEPT = 20
 
 PARAMETERS = [
+    Param("mode", "navigate", "walk: random walk only; navigate: frontiers, then the goal_query, on the map"),
     Param("seed", 0, "seed of the random walk", 0, 2**31 - 1),
-    Param("max_linear_speed", 0.6, "forward speed limit of the commands (m/s)", 0.01, 10.0),
+    Param("goal_query", "", "text goal asked of the memory, e.g. 'the red target'; empty: explore only"),
+    Param("query_period", 1.0, "sim seconds between queries while the goal is not reached", 0.1, 600.0),
+    Param("query_timeout", 5.0, "wall seconds to wait for a query's answer before giving it up", 0.1, 600.0),
+    Param("query_samples", 10, "samples asked per query", 1, 1000),
+    Param("park", True, "after reaching the goal, wait out of the way (2.5 to 8 m from it) instead of on it"),
+    Param("max_linear_speed", 0.8, "forward speed limit of the commands (m/s)", 0.01, 10.0),
     Param("max_angular_speed", 1.5, "yaw rate limit of the commands (rad/s)", 0.01, 20.0),
+    Param("goal_tolerance", 0.2, "distance (m) to the goal at which the robot counts itself arrived", 0.01, 10.0),
+    Param("replan_every", 10, "steps between replans", 1, 1000),
     Param("control_period", 0.1, "seconds between BEVs (the walker's step; the sim's 1/rate_hz)", 0.01, 10.0),
 ]
 
 
 class ExplorerNode(Node):
-    """Turns each BEV into a velocity command."""
+    """Turns each BEV into a velocity command: random walk, or frontier and goal navigation on the map."""
 
     def __init__(self, **node_kwargs) -> None:
         super().__init__("explorer", **node_kwargs)
-        self.params = declare_parameters(self, PARAMETERS)
-        p = self.params
+        p = self.params = declare_parameters(self, PARAMETERS)
+        if p["mode"] not in MODES:
+            raise ValueError(f"mode '{p['mode']}' is not one of {', '.join(MODES)}")
         self.walker = RandomWalker(seed=p["seed"], config=ExplorerConfig(
             max_linear_speed=p["max_linear_speed"], max_angular_speed=p["max_angular_speed"], dt=p["control_period"]))
+        self.planner_config = PlannerConfig(max_linear_speed=p["max_linear_speed"],
+                                            max_angular_speed=p["max_angular_speed"], dt=p["control_period"],
+                                            goal_tolerance=p["goal_tolerance"], replan_every=p["replan_every"])
+        self.query = p["goal_query"].strip()
+        if self.query and not query_words(self.query):
+            self.get_logger().warning(f"goal_query '{self.query}' has no content words: exploring only")
+            self.query = ""
+        self.query_every = max(1, int(round(p["query_period"] / p["control_period"])))
         self.guard = InputGuard(self)
+        self.navigator: Navigator | None = None
+        self.steps = 0
+        self.goal: tuple[float, float] | None = None
+        self.arrived = False
+        self.park: tuple[float, float] | None = None
+        self.status = ""
+        self.queries_sent = self.queries_answered = 0
         self._twist: tuple[float, float] | None = None
+        self._pose = None
+        self._poses: OrderedDict[float, object] = OrderedDict()  # stamp -> Pose2D, the last few
+        self._map: tuple[np.ndarray, object] | None = None
+        self._partners: tuple[Partner, ...] = ()
+        self._ask_now = True
+        self._pending = None  # (future, wall time sent)
+        self._published_goal: tuple[float, float] | None = None
+        self._published_path = None
+        self._make_interfaces()
+        what = f"navigate, goal '{self.query}'" if p["mode"] == "navigate" and self.query else p["mode"]
+        self.get_logger().info(f"{what} (seed {p['seed']}) on {self.resolve_topic_name('bev')}")
+
+    def _make_interfaces(self) -> None:
         self.cmd_pub = self.create_publisher(Twist, "cmd_vel", RELIABLE_QOS)
+        self.goal_pub = self.create_publisher(PointStamped, "goal", LATCHED_QOS)
+        self.plan_pub = self.create_publisher(Path, "plan", LATCHED_QOS)
+        self.status_pub = self.create_publisher(String, "~/status", LATCHED_QOS)
         self.create_subscription(Odometry, "odom", self._on_odom, RELIABLE_QOS)
         self.create_subscription(BevMap, "bev", self._on_bev, RELIABLE_QOS)
-        self.get_logger().info(f"random walk (seed {self.params['seed']}) on {self.resolve_topic_name('bev')}")
+        if self.params["mode"] == "navigate":
+            self.create_subscription(PoseWithCovarianceStamped, "pose", self._on_pose, RELIABLE_QOS)
+            self.create_subscription(OccupancyGrid, "map", self._on_map, LATCHED_QOS)
+            self.create_subscription(PartnerStateArray, "partners", self._on_partners, RELIABLE_QOS)
+            if self.query:
+                self.query_client = self.create_client(QueryMemory, "query")
+                for topic in ("memory/entries", "memory/merge"):
+                    self.create_subscription(MemoryEntryArray, topic, self._on_entries, RELIABLE_QOS)
+        self._set_status("walking" if self.params["mode"] == "walk" else "waiting")
 
-    def _on_bev(self, msg: BevMap) -> None:
-        try:
-            bev = msg_to_bev(msg)
-        except InvalidMessage as error:
-            self.guard.reject("invalid BEV", str(error))
-            return
-        linear, angular = self.walker.command(bev, twist=self._twist)
-        self.cmd_pub.publish(command_to_twist(linear, angular))
+    # -- inputs ----------------------------------------------------------------------------------------------
 
     def _on_odom(self, msg: Odometry) -> None:
         twist = (msg.twist.twist.linear.x, msg.twist.twist.angular.z)
@@ -59,6 +124,178 @@ class ExplorerNode(Node):
             self.guard.reject("invalid odometry", f"twist {twist} is not finite")
             return
         self._twist = twist
+
+    def _on_pose(self, msg: PoseWithCovarianceStamped) -> None:
+        try:
+            pose, _ = msg_to_pose(msg)
+        except InvalidMessage as error:
+            self.guard.reject("invalid pose", str(error))
+            return
+        self._pose = pose
+        self._poses[time_to_seconds(msg.header.stamp)] = pose
+        while len(self._poses) > POSE_STAMPS_KEPT:
+            self._poses.popitem(last=False)
+
+    def _on_map(self, msg: OccupancyGrid) -> None:
+        try:
+            grid, geometry = msg_to_occupancy(msg, max_cells=MAX_MAP_CELLS)
+        except InvalidMessage as error:
+            self.guard.reject("invalid map", str(error))
+            return
+        if self.navigator is None or self.navigator.geometry != geometry:
+            if self.navigator is not None:
+                self.get_logger().warning(f"the map's geometry changed to {geometry}: planning afresh")
+            self.navigator = Navigator(geometry, self.planner_config, seed=self.params["seed"])
+        self._map = (grid, geometry)
+
+    def _on_partners(self, msg: PartnerStateArray) -> None:
+        partners = []
+        for state in msg.partners:
+            x, y = state.pose.pose.position.x, state.pose.pose.position.y
+            variance = 0.5 * (state.pose.covariance[0] + state.pose.covariance[7])
+            if all(math.isfinite(v) for v in (x, y, variance)) and variance >= 0.0:
+                partners.append(Partner(float(x), float(y), math.sqrt(variance)))
+            else:
+                self.guard.reject("invalid partner", f"{state.robot_id}: position or variance not finite")
+        self._partners = tuple(partners)
+
+    def _on_entries(self, msg: MemoryEntryArray) -> None:
+        if not self.arrived and any(label_matches(entry.label, self.query) for entry in msg.entries):
+            self._ask_now = True
+
+    # -- the step ---------------------------------------------------------------------------------------------
+
+    def _on_bev(self, msg: BevMap) -> None:
+        """One command per BEV, whatever else is missing or broken (the sim waits for it)."""
+        try:
+            bev = msg_to_bev(msg)
+        except InvalidMessage as error:
+            self.guard.reject("invalid BEV", str(error))
+            bev = None
+        try:
+            linear, angular = self._command(bev, time_to_seconds(msg.header.stamp))
+        except Exception as error:  # noqa: BLE001 - a planning bug must not stop the robot's stream of commands
+            self.guard.reject("planning error", f"{type(error).__name__}: {error}")
+            linear, angular = self._walk(bev)
+        self.cmd_pub.publish(command_to_twist(linear, angular))
+
+    def _walk(self, bev) -> tuple[float, float]:
+        if bev is None:
+            return 0.0, 0.0
+        return self.walker.command(bev, twist=self._twist)
+
+    def _command(self, bev, stamp: float) -> tuple[float, float]:
+        self.steps += 1
+        if self.params["mode"] == "walk":
+            return self._walk(bev)
+        pose = self._poses.get(stamp, self._pose)
+        if pose is None or self._map is None or self.navigator is None:
+            self._set_status("waiting")
+            return self._walk(bev)
+        self._maybe_ask(pose)
+        grid, geometry = self._map
+        if self.arrived and self.park is None:
+            self.park = (park_spot(grid, geometry, self.goal or (pose.x, pose.y), self.planner_config)
+                         if self.params["park"] else None) or (pose.x, pose.y)
+        target = self.park if self.arrived else self.goal
+        command = self.navigator.step(bev, pose, grid, target, self._partners, self._twist)
+        if not self.arrived and self.goal is not None and self.navigator.status.mode == "arrived":
+            self.arrived = True
+            self.get_logger().info(f"arrived at the goal ({self.goal[0]:.2f}, {self.goal[1]:.2f}) after "
+                                   f"{self.steps} steps")
+        self._publish_plan()
+        if self.arrived:
+            self._set_status("arrived")
+        else:
+            self._set_status("going to goal" if self.navigator.status.mode == "goal" else "exploring")
+        return command
+
+    # -- asking the memory -----------------------------------------------------------------------------------
+
+    def _maybe_ask(self, pose) -> None:
+        if not self.query or self.arrived:
+            return
+        if self._pending is not None:
+            future, sent = self._pending
+            if future.done() or time.monotonic() - sent <= self.params["query_timeout"]:
+                return
+            self.guard.reject("query timed out", f"no answer from {self.query_client.srv_name} within "
+                                                 f"{self.params['query_timeout']:g} s")
+            remove = getattr(self.query_client, "remove_pending_request", None)
+            if remove is not None:
+                remove(future)
+            future.cancel()
+            self._pending = None
+        if not (self._ask_now or self.steps % self.query_every == 0):
+            return
+        if not self.query_client.service_is_ready():
+            return
+        request = QueryMemory.Request(query=self.query, num_samples=self.params["query_samples"])
+        future = self.query_client.call_async(request)
+        self._pending = (future, time.monotonic())
+        self._ask_now = False
+        self.queries_sent += 1
+        future.add_done_callback(self._on_answer)
+
+    def _on_answer(self, future) -> None:
+        if self._pending is not None and self._pending[0] is future:
+            self._pending = None
+        if future.cancelled():
+            return
+        try:
+            response = future.result()
+        except Exception as error:  # noqa: BLE001 - a failed call is a missing answer, not a crash
+            self.guard.reject("query failed", f"{type(error).__name__}: {error}")
+            return
+        if response is None or not response.success:
+            self.guard.reject("query failed", response.message if response is not None else "no response")
+            return
+        xs, ys, labels = np.asarray(response.xs, np.float64), np.asarray(response.ys, np.float64), list(response.labels)
+        if not (len(xs) == len(ys) == len(labels)) or not np.isfinite(xs).all() or not np.isfinite(ys).all():
+            self.guard.reject("invalid query answer", f"{len(xs)} xs, {len(ys)} ys, {len(labels)} labels, or "
+                                                      f"non-finite locations")
+            return
+        self.queries_answered += 1
+        if self.arrived:
+            return
+        self.goal = goal_from_answer(np.column_stack([xs, ys]), labels, self.query) if len(labels) else None
+        self._publish_goal()
+
+    # -- outputs ----------------------------------------------------------------------------------------------
+
+    def _set_status(self, status: str) -> None:
+        if status != self.status:
+            self.status = status
+            self.status_pub.publish(String(data=status))
+
+    def _publish_goal(self) -> None:
+        goal, last = self.goal, self._published_goal
+        if goal is None or (last is not None and math.hypot(goal[0] - last[0], goal[1] - last[1]) < 0.05):
+            return
+        msg = PointStamped()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = "map"
+        msg.point.x, msg.point.y = float(goal[0]), float(goal[1])
+        self.goal_pub.publish(msg)
+        self._published_goal = goal
+
+    def _publish_plan(self) -> None:
+        path = self.navigator.status.path
+        if path is None or path is self._published_path:
+            return
+        self._published_path = path
+        msg = Path()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = "map"
+        for k, (x, y) in enumerate(path):
+            pose = PoseStamped()
+            pose.header = msg.header
+            pose.pose.position.x, pose.pose.position.y = float(x), float(y)
+            nx, ny = path[min(k + 1, len(path) - 1)]
+            heading = math.atan2(ny - y, nx - x) if k + 1 < len(path) else 0.0
+            pose.pose.orientation = yaw_to_quaternion(heading)
+            msg.poses.append(pose)
+        self.plan_pub.publish(msg)
 
 
 def main(args: list[str] | None = None) -> int:
