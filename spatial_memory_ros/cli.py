@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -40,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--wall-timeout", type=_positive_float, default=None,
                       help="give up after this many wall seconds (default max(120, 20 x duration))")
     demo.add_argument("--query", default=None,
-                      help="text query asked of every robot's memory at the end (default: 'the <colour> target' "
-                           "for the maze's first target)")
+                      help="the text goal every explorer asks its memory for and drives to, also asked at the end "
+                           "for the summary (default: 'the <colour> target' for the maze's first target)")
     demo.add_argument("--bev", choices=("predicted", "oracle"), default="predicted",
                       help="BEV source of the mapping stack: the bev_predictor (default) or the sim's oracle")
     demo.add_argument("--pose", choices=("estimate", "ground_truth"), default="estimate",
@@ -100,6 +101,7 @@ def _demo(args: argparse.Namespace) -> int:
         return 1
     summary = (run_dir / "summary.json").read_text()
     print(summary)
+    print(f"verdict: {json.loads(summary)['verdict']}")
     print(f"run folder: {run_dir}\n  summary:      {run_dir / 'summary.json'}\n"
           f"  trajectories: {run_dir / 'trajectories.png'}\n  node logs:    {run_dir / 'logs'}")
     if (run_dir / "bag").exists():

@@ -6,6 +6,7 @@ node, then writes the run folder (summary.json, trajectories.png, logs/).
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -229,6 +230,8 @@ class DemoOptions:
     bits: int = 16                  # team link budget, bits per step
     comm: str = "ours"              # ours | broadcast | quota | none
     pose: str = "estimate"          # or "ground_truth"
+    reach_radius: float = 0.6       # a robot has reached the goal within this distance of the true target (m)
+    stop_at_goal: bool = False      # end the run once every robot has reached the goal (benchmarks)
 
 
 def _sources(self) -> Sources:
@@ -261,7 +264,7 @@ def run_demo(options: DemoOptions) -> Path:
     graph = sim_team_graph(options.robots, seed=options.seed, maze_size=options.maze_size,
                            max_sim_time=options.duration, real_time_factor=options.real_time_factor,
                            extra_bev_readers=extra_bev_readers(options), sources=options.sources(),
-                           bits_per_step=options.bits, strategy=options.comm)
+                           bits_per_step=options.bits, strategy=options.comm, goal_query=demo_query(options))
     robots = robot_ids(options.robots)
     observation = RunObservation()
 
@@ -314,6 +317,8 @@ def _wait_for_end(options: DemoOptions, observation: RunObservation, runner, wal
             bar.n = min(sim_time, options.duration)
             bar.refresh()
             if sim_time >= options.duration - 1e-6:
+                return
+            if options.stop_at_goal and goal_results(options, observation)["team_success"]:
                 return
             failed = runner.failed()
             if failed:
@@ -375,7 +380,8 @@ def write_run_folder(run_dir: Path, options: DemoOptions, observation: RunObserv
 
 
 def build_summary(options: DemoOptions, observation: RunObservation, wall_seconds: float) -> dict:
-    """The demo's summary: per robot distance, mean speed, frames; overall sim and wall seconds."""
+    """The demo's summary: per robot distance, speed, frames, map scores, localization against dead reckoning,
+    link use and the goal; overall sim and wall seconds; and a one-line verdict."""
     status = observation.status
     sim_seconds = float(status.sim_time) if status is not None else 0.0
     per_robot = {}
@@ -388,7 +394,10 @@ def build_summary(options: DemoOptions, observation: RunObservation, wall_second
                 "poses_received": len(observation.trajectories.get(robot, [])),
             }
     _add_memory_results(per_robot, options, observation)
-    return {
+    goal = goal_results(options, observation)
+    for robot, entry in per_robot.items():
+        entry.update(goal["per_robot"].get(robot, {"goal_reached": False, "time_to_goal_s": None}))
+    summary = {
         "mode": "composed" if options.composed else "processes",
         "robots": options.robots,
         "seed": options.seed,
@@ -400,8 +409,70 @@ def build_summary(options: DemoOptions, observation: RunObservation, wall_second
         "bev_source": options.bev,
         "team_link": {"bits_per_step": options.bits, "strategy": options.comm},
         "pose_source": options.pose,
+        "goal": {k: v for k, v in goal.items() if k != "per_robot"},
         "per_robot": per_robot,
     }
+    summary["verdict"] = verdict(summary)
+    return summary
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def verdict(summary: dict) -> str:
+    """One line that says how the run went: speed, mapping, localization against dead reckoning, link, goal."""
+    robots = list(summary.get("per_robot", {}).values())
+    parts = [f"{summary['robots']} robot(s), {summary['sim_seconds']:.0f} s simulated at "
+             f"{summary['real_time_factor'] or 0:.2f}x real time"]
+    coverage = _mean([r.get("map", {}).get("coverage") for r in robots])
+    iou = _mean([r.get("map", {}).get("map_iou") for r in robots])
+    if coverage is not None:
+        parts.append(f"mapped {100 * coverage:.0f}% of the maze" + (f" (map IoU {iou:.2f})" if iou is not None else ""))
+    ate = _mean([r.get("localization", {}).get("ate_m") for r in robots])
+    dead = _mean([r.get("localization", {}).get("dead_reckoning_ate_m") for r in robots])
+    if ate is not None and dead is not None:
+        parts.append(f"localized to {ate:.2f} m ATE vs {dead:.2f} m dead reckoning "
+                     f"({'better' if ate < dead else 'WORSE'})")
+    bits = _mean([r.get("team_link", {}).get("payload_bits_per_step") for r in robots])
+    if bits is not None:
+        parts.append(f"{bits:.1f} of {summary['team_link']['bits_per_step']} bits/step used")
+    goal = summary.get("goal", {})
+    if goal.get("targets_xy"):
+        reached = goal.get("robots_reached", 0)
+        when = f" in {goal['time_to_success_s']:.0f} s" if goal.get("team_success") else ""
+        parts.append(f"'{goal['query']}' reached by {reached}/{summary['robots']}{when}")
+    return "; ".join(parts)
+
+
+def goal_results(options: DemoOptions, observation: RunObservation) -> dict:
+    """Whether and when (sim seconds) each robot came within ``reach_radius`` of the true target the query names,
+    judged from the ground-truth poses (not from what the explorers claim); the team succeeds when all have."""
+    import math
+
+    query = demo_query(options)
+    targets = _goal_targets(options.maze_size, options.seed, query)
+    per_robot = {}
+    for robot in robot_ids(options.robots):
+        reached = next((t for t, x, y in list(observation.trajectories.get(robot, []))
+                        if any(math.hypot(x - g.x, y - g.y) <= options.reach_radius for g in targets)), None)
+        per_robot[robot] = {"goal_reached": reached is not None,
+                            "time_to_goal_s": round(reached, 3) if reached is not None else None}
+    times = [entry["time_to_goal_s"] for entry in per_robot.values()]
+    success = bool(targets) and all(t is not None for t in times)
+    return {"query": query, "targets_xy": [[round(t.x, 3), round(t.y, 3)] for t in targets],
+            "reach_radius_m": options.reach_radius, "team_success": success,
+            "time_to_success_s": max(times) if success else None,
+            "robots_reached": sum(t is not None for t in times), "per_robot": per_robot}
+
+
+@functools.lru_cache(maxsize=8)
+def _goal_targets(maze_size: int, seed: int, query: str) -> tuple:
+    """The maze's targets whose colour the query names."""
+    from spatial_memory_ros.core.world import generate_maze
+
+    return tuple(t for t in generate_maze(size=maze_size, seed=seed).targets if t.color in query.lower().split())
 
 
 def localization_errors(observation: RunObservation, robot: str) -> dict:

@@ -22,6 +22,7 @@ def test_demo_writes_its_run_folder(tmp_path, mode, bev):
     (run_dir,) = list(tmp_path.iterdir())
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["mode"] == mode and summary["bev_source"] == bev
+    assert summary["verdict"].startswith("2 robot(s),") and "dead reckoning" in summary["verdict"]
     assert summary["sim_seconds"] >= 4.0 - 1e-6
     assert set(summary["per_robot"]) == {"robot1", "robot2"}
     for robot in summary["per_robot"].values():
@@ -30,6 +31,12 @@ def test_demo_writes_its_run_folder(tmp_path, mode, bev):
         assert robot["mean_speed_m_s"] > 0.0
         assert robot["map"]["coverage"] > 0.05, "the memory saw (almost) nothing: did the sim start too early?"
         assert robot["localization"]["poses"] >= 35 and robot["localization"]["ate_m"] is not None
+        assert isinstance(robot["goal_reached"], bool)
+        assert robot["goal_reached"] == (robot["time_to_goal_s"] is not None)
+        assert robot["time_to_goal_s"] is None or 0.0 <= robot["time_to_goal_s"] <= summary["sim_seconds"]
+    goal = summary["goal"]
+    assert goal["query"] == summary["query"] and len(goal["targets_xy"]) == 1 and goal["reach_radius_m"] == 0.6
+    assert goal["team_success"] == all(r["goal_reached"] for r in summary["per_robot"].values())
     assert (run_dir / "trajectories.png").stat().st_size > 1000
     assert str(run_dir) in result.stdout
 
@@ -37,3 +44,25 @@ def test_demo_writes_its_run_folder(tmp_path, mode, bev):
 def test_demo_refuses_bad_arguments_with_a_message():
     result = subprocess.run([str(CLI), "demo", "--robots", "0"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "must be in 1..16" in result.stderr
+
+
+def test_goal_is_judged_from_the_true_poses_and_the_true_target():
+    from spatial_memory_ros.core.world import generate_maze
+    from spatial_memory_ros.runner import DemoOptions, RunObservation, goal_results
+
+    target = generate_maze(size=9, seed=3).targets[0]
+    options = DemoOptions(robots=2, seed=3, maze_size=9, query=f"the {target.color} target")
+    observation = RunObservation()
+    far = (target.x + 3.0, target.y)
+    observation.trajectories["robot1"] = [(0.1, *far), (2.0, target.x + 0.7, target.y), (2.1, target.x + 0.5, target.y)]
+    observation.trajectories["robot2"] = [(0.1, *far), (5.0, target.x + 0.8, target.y + 0.1)]
+    result = goal_results(options, observation)
+    assert result["per_robot"]["robot1"] == {"goal_reached": True, "time_to_goal_s": 2.1}
+    assert result["per_robot"]["robot2"] == {"goal_reached": False, "time_to_goal_s": None}
+    assert not result["team_success"] and result["robots_reached"] == 1 and result["time_to_success_s"] is None
+    observation.trajectories["robot2"].append((7.5, target.x, target.y - 0.3))
+    result = goal_results(options, observation)
+    assert result["team_success"] and result["time_to_success_s"] == 7.5
+    other = next(t for t in generate_maze(size=9, seed=3).targets if t.color != target.color)
+    assert not goal_results(DemoOptions(robots=2, seed=3, maze_size=9, query=f"the {other.color} target"),
+                            observation)["team_success"]
