@@ -20,7 +20,8 @@ def _nodes(context):
         return LaunchConfiguration(name).perform(context)
 
     graph = sim_team_graph(robots=int(arg("robots")), seed=int(arg("seed")), maze_size=int(arg("maze_size")),
-                           real_time_factor=float(arg("real_time_factor")))
+                           real_time_factor=float(arg("real_time_factor")), goal_query=arg("goal_query"),
+                           bits_per_step=int(arg("bits")))
     return node_actions(graph)
 
 
@@ -31,5 +32,9 @@ def generate_launch_description():
         DeclareLaunchArgument("maze_size", default_value="15", description="maze side in cells (9..15)"),
         DeclareLaunchArgument("real_time_factor", default_value="1.0",
                               description="cap on sim speed over real time (0 = as fast as possible)"),
+        DeclareLaunchArgument("goal_query", default_value="",
+                              description="text goal every explorer asks its memory for, e.g. 'the red target' "
+                                          "(empty: explore only)"),
+        DeclareLaunchArgument("bits", default_value="16", description="team link budget, bits per step (1..1024)"),
         OpaqueFunction(function=_nodes),
     ])

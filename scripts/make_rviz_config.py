@@ -1,5 +1,5 @@
 """Write config/spatial_memory.rviz: fixed frame `map`, the true maze, and per robot its map, belief, paths,
-BEV, camera, memory entries and partners (run again after changing the displays; the test checks the result).
+BEV, camera, memory entries, partners and the explorer's plan and goal (run again after changing the displays; the test checks the result).
 
   .venv/bin/python scripts/make_rviz_config.py [--robots 3]
 """
@@ -41,6 +41,9 @@ def robot_group(robot: str, colour: str, enabled: bool) -> dict:
         display("Image", "camera", f"{ns}/camera/image_raw", BEST_EFFORT),
         display("MarkerArray", "memory entries", f"{ns}/memory/markers", LATCHED),
         display("MarkerArray", "partners", f"{ns}/partners/markers", RELIABLE),
+        display("Path", "plan (explorer)", f"{ns}/plan", LATCHED, Color=colour, **{"Line Style": "Billboards",
+                                                                                   "Line Width": 0.05}),
+        display("PointStamped", "goal (from memory)", f"{ns}/goal", LATCHED, Color=colour, Radius=0.3),
     ]
     return {"Class": "rviz_common/Group", "Name": robot, "Enabled": enabled, "Displays": displays}
 
