@@ -13,6 +13,10 @@ grid hash), in one run: a call is 1,000 reads (match threshold 5 m) plus 250 goa
 uniform over the tree world's 1 km x 1 km with 384-D values. Then prune throughput and write throughput at
 3 robots x 10 Hz x one BEV's cells.
 
+Peak MB is what tracemalloc sees (numpy and Python); the indexed read's weighted sum runs in torch, whose buffers
+(its 1,000 x 384 float32 output, 1.5 MB) tracemalloc does not see. The JSON records the machine's load average
+before and after the run, since the timings depend on it.
+
 Prints tables and writes JSON (default benchmarks/results/memory.json; memory_quick.json with --quick).
 """
 from __future__ import annotations
@@ -460,7 +464,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5, help="indexed calls timed per size (median reported)")
     parser.add_argument("--out", type=Path, help="JSON output (default benchmarks/results/memory.json, or "
                                                   "memory_quick.json with --quick)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads for embeddings and refine")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads for embeddings, refine and the indexed read's weighted sum")
     return parser.parse_args(argv)
 
 
@@ -472,6 +477,7 @@ def main(argv=None) -> int:
     sizes = [int(size) for size in (args.sizes or ([1e3, 1e4] if args.quick else [1e3, 1e4, 1e5, 1e6]))]
     out = args.out or REPO / "benchmarks" / "results" / ("memory_quick.json" if args.quick else "memory.json")
     started = time.perf_counter()
+    load_before = os.getloadavg()
     embedder = Embedder()
     world = build_world(embedder)
     classifier = GoalClassifier.from_examples(embedder, GOAL_EXAMPLES, **CLASSIFIER)
@@ -483,12 +489,15 @@ def main(argv=None) -> int:
     write_rows = write_throughput(world, 10_000 if args.quick else max(sizes), [300, 4096], 30 if args.quick else 90)
     print_performance_tables(performance_rows, prune_rows, write_rows)
     elapsed = time.perf_counter() - started
-    print(f"\n{'quick ' if args.quick else ''}run took {elapsed:.0f} s; JSON: {out}")
+    load_after = os.getloadavg()
+    print(f"\n{'quick ' if args.quick else ''}run took {elapsed:.0f} s; load average (1/5/15 min) "
+          f"{'/'.join(f'{x:.1f}' for x in load_before)} before, {'/'.join(f'{x:.1f}' for x in load_after)} after; "
+          f"JSON: {out}")
     results = {
         "seed": SEED, "ours": seed_results, "performance": performance_rows, "prune": prune_rows,
         "writes": write_rows, "quick": args.quick, "seconds": elapsed,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "torch_threads": args.threads,
-                    "numpy": np.__version__},
+                    "numpy": np.__version__, "load_average_before": load_before, "load_average_after": load_after},
         "settings": {"sensor_scale_m": SENSOR_SCALE_M, "classifier": CLASSIFIER,
                      "read_threshold_m": 5.0, "sample_threshold_m": 50.0, "world": "uniform in [-500, 500]^2"},
     }

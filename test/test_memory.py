@@ -90,8 +90,17 @@ def test_empty_memory_reads_zero_unmatched():
     assert result.values.shape == (3, 4) and not result.values.any() and not result.matched.any()
 
 
+@pytest.fixture(params=["cell directory", "binary search"])
+def index_lookup(request, monkeypatch):
+    """Run a test with the index's dense cell directory on every part, and with binary searches only."""
+    directory = request.param == "cell directory"
+    monkeypatch.setattr(memory_module, "_DIRECTORY_MIN_ENTRIES", 1 if directory else 1 << 40)
+    monkeypatch.setattr(memory_module, "_DIRECTORY_CELLS_PER_ENTRY", 1 << 40 if directory else 4)
+    return request.param
+
+
 @pytest.mark.parametrize("location_dim", [1, 2, 3])
-def test_dense_and_indexed_paths_agree(location_dim):
+def test_dense_and_indexed_paths_agree(location_dim, index_lookup):
     memory = filled_memory(3000, location_dim=location_dim, max_size=2500, spread=30.0)  # ring has wrapped
     rng = np.random.default_rng(2)
     memory.write(rng.normal(0, 30, (400, location_dim)), 2.0, rng.normal(size=(400, 8)))  # after index creation
@@ -101,6 +110,7 @@ def test_dense_and_indexed_paths_agree(location_dim):
         indexed = memory.read(queries, 1.5, threshold, use_index=True)
         np.testing.assert_array_equal(dense.matched, indexed.matched)
         np.testing.assert_allclose(dense.values, indexed.values, atol=1e-5)
+        assert bool(memory._synced_index(threshold)._main._directory()) == (index_lookup == "cell directory")
         memory.write(rng.normal(0, 30, (300, location_dim)), 1.0, rng.normal(size=(300, 8)))  # index updates
 
 
@@ -120,7 +130,7 @@ def test_dense_and_indexed_leave_one_out_and_sample_agree():
     np.testing.assert_allclose(a.locations, b.locations, atol=1e-5)
 
 
-def test_index_merges_and_drops_evicted_entries(monkeypatch):
+def test_index_merges_and_drops_evicted_entries(monkeypatch, index_lookup):
     """Many small writes into a full ring, with the index's recent part merged often (as at robot scale)."""
     monkeypatch.setattr(memory_module, "_RECENT_MIN", 50)
     rng = np.random.default_rng(8)
@@ -135,7 +145,7 @@ def test_index_merges_and_drops_evicted_entries(monkeypatch):
             np.testing.assert_allclose(dense.values, indexed.values, atol=1e-5)
 
 
-def test_index_is_exact_on_cell_edges_and_far_away():
+def test_index_is_exact_on_cell_edges_and_far_away(index_lookup):
     """Entries exactly at the threshold, on cell boundaries (power-of-two radii), and beyond the hashed range."""
     rng = np.random.default_rng(6)
     memory = SpatialMemory(2, 4)
@@ -151,6 +161,47 @@ def test_index_is_exact_on_cell_edges_and_far_away():
         indexed = memory.read(queries, 1.0, threshold, use_index=True)
         np.testing.assert_array_equal(dense.matched, indexed.matched)
         np.testing.assert_allclose(dense.values, indexed.values, atol=1e-5)
+
+
+def test_index_skips_the_stale_check_only_while_nothing_indexed_was_evicted():
+    memory = SpatialMemory(2, 4, max_size=3000)
+    rng = np.random.default_rng(9)
+    memory.write(rng.uniform(-20, 20, (3000, 2)), 1.0, rng.normal(size=(3000, 4)))
+    queries = rng.uniform(-20, 20, (40, 2))
+    memory.read(queries, 1.0, 3.0, use_index=True)
+    index = memory._synced_index(3.0)
+    assert memory._ids_to_check(index) is None  # full but nothing evicted yet
+    memory.write(rng.uniform(-20, 20, (10, 2)), 1.0, rng.normal(size=(10, 4)))  # evicts the 10 oldest
+    index = memory._synced_index(3.0)
+    assert memory._ids_to_check(index) is memory._ids
+    dense = memory.read(queries, 1.0, 3.0, use_index=False)
+    indexed = memory.read(queries, 1.0, 3.0, use_index=True)
+    np.testing.assert_array_equal(dense.matched, indexed.matched)
+    np.testing.assert_allclose(dense.values, indexed.values, atol=1e-5)
+
+
+def test_gathers_match_numpy_with_and_without_torch(monkeypatch):
+    rng = np.random.default_rng(10)
+    values = rng.normal(size=(500, 16)).astype(np.float32)
+    rows = rng.integers(0, 500, 3000)
+    key = rng.normal(size=16).astype(np.float32)
+    np.testing.assert_allclose(memory_module._gathered_dot(values, rows, key, chunk=64), values[rows] @ key,
+                               rtol=1e-5, atol=1e-5)
+    segments = np.sort(rng.integers(0, 40, 3000))
+    segments[segments == 7] = 8  # a row with no pairs reads zero
+    weights = rng.random(3000)
+    expected = np.zeros((40, 16))
+    np.add.at(expected, segments, weights[:, None] * values[rows])
+    none = np.empty(0, np.int64)
+    monkeypatch.setattr(memory_module, "_TORCH_MIN_PAIRS", 0)
+    for torch_available in (True, False):
+        if not torch_available:
+            monkeypatch.setattr(memory_module, "_TORCH", False)  # the scipy fallback
+        result = memory_module._sparse_weighted_sum(segments, rows, weights, 40, values)
+        assert result.dtype == np.float32 and result.shape == (40, 16) and not result[7].any()
+        np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-4)
+        nothing = memory_module._sparse_weighted_sum(none, none, np.empty(0), 5, values)
+        assert nothing.shape == (5, 16) and not nothing.any()
 
 
 def test_prune_of_an_empty_or_single_entry_memory():
