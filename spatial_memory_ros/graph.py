@@ -86,16 +86,18 @@ def sim_team_graph(robots: int = 3, seed: int = 0, maze_size: int = 15, max_sim_
 
 
 def ready_topics(ids: list[str], sources: Sources, team: list[NodeSpec], extra_bev_readers: int = 0) -> list[str]:
-    """'TOPIC=COUNT' for the sim: every robot's BEV (oracle or predicted) and camera with as many readers as the
-    graph has (plus ``extra_bev_readers`` outside it, e.g. a recorder of both), so the sim starts only when none of
-    them would miss the first frames."""
+    """'TOPIC=COUNT@READERS' for the sim: every robot's BEV (oracle or predicted) and camera, read by the graph's
+    nodes named in READERS, and by as many readers in all as the graph has plus ``extra_bev_readers`` outside it
+    (e.g. a recorder of both), so the sim starts only when none of them would miss the first frames. Naming the
+    readers matters: a recorder that is up early must not stand in for a node still loading its models."""
     entries = []
     for robot in ids:
-        bev_readers = sum(1 for spec in team if spec.namespace == f"/{robot}"
-                          and ("bev", sources.bev) in spec.remappings)
-        entries.append(f"/{robot}/{sources.bev}={bev_readers + extra_bev_readers}")
+        bev_readers = [spec.fully_qualified_name for spec in team if spec.namespace == f"/{robot}"
+                       and ("bev", sources.bev) in spec.remappings]
+        entries.append(f"/{robot}/{sources.bev}={len(bev_readers) + extra_bev_readers}@{','.join(bev_readers)}")
         if sources.bev == "bev":
-            entries.append(f"/{robot}/camera/image_raw={1 + extra_bev_readers}")
+            predictors = [spec.fully_qualified_name for spec in team if spec.executable == "bev_predictor"]
+            entries.append(f"/{robot}/camera/image_raw={1 + extra_bev_readers}@{','.join(predictors)}")
     return entries
 
 

@@ -116,3 +116,35 @@ def test_lockstep_waits_for_each_controller_answer(ros):
     assert spin_until(ros, lambda: sim.world.step_count == 1, timeout=5.0)
     spin_until(ros, lambda: False, timeout=0.5)
     assert sim.world.step_count == 1
+
+
+def test_ready_topics_parse_counts_and_named_readers():
+    from spatial_memory_ros.nodes.sim_world import parse_ready_topics
+
+    assert parse_ready_topics(["", "/r1/bev=2", "/r1/bev=3@/r1/localizer,/r1/explorer"]) == [
+        ("/r1/bev", 2, ()), ("/r1/bev", 3, ("/r1/localizer", "/r1/explorer"))]
+    for bad in ("/r1/bev", "/r1/bev=x", "/r1/bev=1@localizer"):
+        with pytest.raises(ValueError, match="TOPIC=COUNT"):
+            parse_ready_topics([bad])
+
+
+def test_sim_waits_for_the_named_reader_not_just_any_reader(ros):
+    """A recorder already listening must not let the sim start before the memory node it stands beside."""
+    from spatial_memory_ros.msg import BevMap
+    from spatial_memory_ros.ros_common import RELIABLE_QOS
+
+    sim = _sim(ros, robots=1, wait_for_controllers=30.0,
+               ready_topics=["/robot1/ground_truth/bev=1@/robot1/spatial_memory"])
+    recorder = _probe(ros, "recorder")
+    recorder.create_subscription(BevMap, "/robot1/ground_truth/bev", lambda _: None, RELIABLE_QOS)
+    from geometry_msgs.msg import Twist
+
+    recorder.create_publisher(Twist, "/robot1/cmd_vel", RELIABLE_QOS)  # the controller is up
+    spin_until(ros, lambda: False, timeout=2.0)
+    assert sim.world.time == 0.0 and sim._wall_start is None
+    import rclpy
+
+    memory = rclpy.create_node("spatial_memory", namespace="/robot1", context=ros.context_)
+    ros.add_node(memory)
+    memory.create_subscription(BevMap, "/robot1/ground_truth/bev", lambda _: None, RELIABLE_QOS)
+    assert spin_until(ros, lambda: sim.world.time > 0.0, timeout=15.0)

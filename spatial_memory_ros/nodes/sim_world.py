@@ -46,7 +46,9 @@ PARAMETERS = [
     Param("wait_for_controllers", 60.0, "hold sim time at 0 until every robot's cmd_vel has a publisher, at most "
           "this many wall seconds (0: start at once)", 0.0, 600.0),
     Param("ready_topics", [""], "before the first step, wait (see wait_for_controllers) until each listed topic has "
-          "that many subscribers: entries 'TOPIC=COUNT'; graph.py lists every reader of the sim's sensors"),
+          "that many subscribers, among them the named nodes if any: entries 'TOPIC=COUNT' or "
+          "'TOPIC=COUNT@/ns/node,/ns/node2'; graph.py lists every reader of the sim's sensors by name, so a "
+          "recorder listening already does not stand in for a node still starting"),
     Param("lockstep", True, "advance only when every robot with a controller has answered the last sensors "
           "with a cmd_vel (deterministic, and as fast as the controllers allow)"),
     Param("lockstep_timeout", 1.0, "in lockstep, step anyway after this many wall seconds without an answer",
@@ -138,7 +140,8 @@ class SimWorldNode(Node):
         CONTROLLER_SETTLE seconds more), or the wait_for_controllers time is up."""
         waited = time.monotonic() - self._created
         missing = [f"{robot}/cmd_vel" for robot in self.robot_ids if self.count_publishers(f"/{robot}/cmd_vel") == 0]
-        missing += [topic for topic, count in self._ready_topics if self.count_subscribers(topic) < count]
+        missing += [topic for topic, count, readers in self._ready_topics if not self._readers_present(topic, count,
+                                                                                                    readers)]
         if not missing:
             if self._controllers_seen is None:
                 self._controllers_seen = time.monotonic()
@@ -148,6 +151,15 @@ class SimWorldNode(Node):
                                       f"(no controller: the robot stands still; too few readers: they miss frames)")
             return True
         return False
+
+    def _readers_present(self, topic: str, count: int, readers: tuple[str, ...]) -> bool:
+        if self.count_subscribers(topic) < count:
+            return False
+        if not readers:
+            return True
+        present = {f"{info.node_namespace.rstrip('/')}/{info.node_name}"
+                   for info in self.get_subscriptions_info_by_topic(topic)}
+        return all(reader in present for reader in readers)
 
     def _steps_allowed(self) -> int:
         """How many world steps the wall clock allows now (pacing by real_time_factor)."""
@@ -239,14 +251,18 @@ class SimWorldNode(Node):
                                f"{self.world.step_count} steps; holding still")
 
 
-def parse_ready_topics(entries: list[str]) -> list[tuple[str, int]]:
-    """'TOPIC=COUNT' entries as (topic, count); empty entries are skipped, malformed ones raise ValueError."""
+def parse_ready_topics(entries: list[str]) -> list[tuple[str, int, tuple[str, ...]]]:
+    """'TOPIC=COUNT[@NODE,NODE...]' entries as (topic, count, fully qualified reader names); empty entries are
+    skipped, malformed ones raise ValueError."""
     parsed = []
     for entry in filter(None, (e.strip() for e in entries)):
-        topic, _, count = entry.rpartition("=")
-        if not topic or not count.isdigit():
-            raise ValueError(f"ready_topics entry '{entry}' is not TOPIC=COUNT, e.g. /robot1/bev=3")
-        parsed.append((topic, int(count)))
+        topic, _, rest = entry.partition("=")
+        count, _, names = rest.partition("@")
+        readers = tuple(filter(None, (name.strip() for name in names.split(","))))
+        if not topic or not count.isdigit() or any(not name.startswith("/") for name in readers):
+            raise ValueError(f"ready_topics entry '{entry}' is not TOPIC=COUNT or TOPIC=COUNT@/ns/node,..., e.g. "
+                             f"/robot1/bev=3@/robot1/localizer,/robot1/spatial_memory,/robot1/explorer")
+        parsed.append((topic, int(count), readers))
     return parsed
 
 
