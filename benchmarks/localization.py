@@ -9,6 +9,8 @@ particle filter of equal accuracy.
    at 5% and never worse than dead reckoning.
 2. Partially-known map (5% runs): the TEM's map starts empty and is built from its own estimates (BEV cells voted
    into a 0.25 m grid, handed to the localizer every 10 steps), as the spatial memory's map would be.
+   With --only-self-built: the live stack's case (predicted BEVs, map of its own estimates) with the node's old
+   settings (newest map, weight 0.15) and new ones (map of 2 s ago, weight 0.05, correct only views >= 80% mapped).
 3. Cost: milliseconds per update (predict + correct) of the TEM, and of a plain particle filter (x, y, theta
    particles, the same BEV likelihood, systematic resampling) with the fewest particles whose ATE is within 10% of
    the TEM's on the same runs.
@@ -200,6 +202,75 @@ class OnlineMap:
         return OccupancyMap(data, self.resolution, self.origin, self.origin)
 
 
+@dataclass(frozen=True)
+class SelfBuiltSettings:
+    """How the localizer uses a map it builds itself: the map of ``lag_steps`` ago (maps every 10 steps), the
+    observation weight, and the known-cell gate (TemConfig.min_known_fraction)."""
+    name: str
+    lag_steps: int
+    observation_weight: float
+    min_known_fraction: float
+
+
+SELF_BUILT = (SelfBuiltSettings("newest map, weight 0.15, no gate (node before)", 1, 0.15, 0.0),
+              SelfBuiltSettings("map of 2 s ago, weight 0.15, no gate", 20, 0.15, 0.0),
+              SelfBuiltSettings("map of 2 s ago, weight 0.05, gate 0.8 (node now)", 20, 0.05, 0.8))
+
+
+def run_tem_self_built(run: Run, bevs: list, settings: SelfBuiltSettings, refresh_every: int = 10) -> np.ndarray:
+    """TEM on a map built from its own estimates, as the live stack runs it (see SelfBuiltSettings)."""
+    import dataclasses
+
+    online = OnlineMap(run.maze)
+    snapshots: dict[int, OccupancyMap] = {}
+    config = dataclasses.replace(tem_config(run.noise), observation_weight=settings.observation_weight,
+                                 min_known_fraction=settings.min_known_fraction)
+    extent = (online.origin, online.origin, online.origin + online.wall_votes.shape[1] * online.resolution,
+              online.origin + online.wall_votes.shape[0] * online.resolution)
+    tem = TemLocalizer(config, initial_pose=run.start, extent=extent)
+    estimates, in_use = [run.start], None
+    for step, ((v, omega), bev) in enumerate(zip(run.twists, bevs), start=1):
+        tem.predict(v, omega, run.dt)
+        older = [k for k in snapshots if k <= step - settings.lag_steps]
+        if older and max(older) != in_use:
+            in_use = max(older)
+            tem.set_map(snapshots[in_use])
+        tem.correct(bev)
+        estimate = tem.estimate()
+        online.add(bev, estimate.x, estimate.y, estimate.theta)
+        if step == 1 or step % refresh_every == 0:
+            snapshots[step] = online.occupancy()
+        estimates.append((estimate.x, estimate.y, estimate.theta))
+    return np.array(estimates)
+
+
+def self_built_table(mazes: int, steps: int, noise: float = 0.05) -> list[dict]:
+    """The live stack's case: predicted BEVs and a map built from the localizer's own estimates, at 5% noise."""
+    from spatial_memory_ros.core.bev import BevPredictor
+
+    predictor = BevPredictor.load(num_threads=1)
+    rows = []
+    for maze_seed in range(mazes):
+        run = record_run(maze_seed, noise, steps)
+        images = render_run(run)
+        predicted = [bev for start in range(0, len(images), 64) for bev in predictor.predict(images[start:start + 64])]
+        row = {"maze_seed": maze_seed, "dead_reckoning_ate_m": ate_rmse(run.odometry, run.truth)}
+        for settings in SELF_BUILT:
+            row[settings.name] = ate_rmse(run_tem_self_built(run, predicted, settings), run.truth)
+        rows.append(row)
+        print(f"  self-built map, maze {maze_seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()
+                                                                    if k != "maze_seed"), flush=True)
+    return rows
+
+
+def print_self_built(rows: list[dict]) -> None:
+    print("\nSelf-built map, predicted BEVs, 5% noise: ATE (m), mean over mazes")
+    for name in ["dead_reckoning_ate_m"] + [s.name for s in SELF_BUILT]:
+        values = [r[name] for r in rows]
+        better = sum(v < r["dead_reckoning_ate_m"] for v, r in zip(values, rows))
+        print(f"  {name:<52} {np.mean(values):.3f}   better than dead reckoning in {better}/{len(rows)}")
+
+
 def run_tem_online_map(run: Run, refresh_every: int = 10) -> tuple[np.ndarray, float]:
     """TEM whose map starts empty and is built from its own estimates; returns estimates and ms per update."""
     online = OnlineMap(run.maze)
@@ -383,9 +454,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cost-runs", type=int, default=3, help="5%% runs used for the cost comparison (default 3)")
     parser.add_argument("--out", type=Path, default=None, help="JSON output (default benchmarks/results/...)")
     parser.add_argument("--quiet", action="store_true", help="no per-run lines")
+    parser.add_argument("--only-self-built", action="store_true",
+                        help="run only the live stack's case (predicted BEVs, self-built map, 5%% noise; the node's "
+                             "old and new settings) and add it to the existing JSON")
     parser.add_argument("--only-predicted", action="store_true",
                         help="run only the predicted-BEV rows (5%% noise) and add them to the existing JSON")
     args = parser.parse_args(argv)
+    if args.only_self_built:
+        out = args.out or RESULTS / "localization.json"
+        result = json.loads(out.read_text()) if out.exists() else {"benchmark": "localization"}
+        result["self_built_map"] = {"mazes": args.mazes, "steps": args.steps,
+                                    "rows": self_built_table(args.mazes, args.steps)}
+        print_self_built(result["self_built_map"]["rows"])
+        out.write_text(json.dumps(result, indent=2))
+        print(f"wrote {out}")
+        return 0
     if args.only_predicted:
         out = args.out or RESULTS / "localization.json"
         result = json.loads(out.read_text()) if out.exists() else {"benchmark": "localization"}

@@ -127,6 +127,26 @@ def test_unknown_map_cells_are_neutral():
     np.testing.assert_allclose(tem.belief, before, atol=1e-12)
 
 
+def test_views_of_mostly_unmapped_space_are_skipped_when_asked():
+    """min_known_fraction: a BEV that falls mostly outside the mapped part is not matched; inside, it is."""
+    maze = generate_maze(15, seed=3)
+    world = World(maze, num_robots=1, seed=3)
+    truth = world.true_pose(0)
+    full = maze_occupancy(maze)
+    unmapped = full.data.copy()
+    unmapped[:] = -1
+    config = TemConfig(min_known_fraction=0.8)
+    start = (truth.x + 0.4, truth.y - 0.3, truth.theta)
+    blind = TemLocalizer(config, OccupancyMap(unmapped, full.resolution), initial_pose=start, initial_sigma=0.5)
+    before = blind.belief.copy()
+    assert not blind.correct(world.oracle_bev(0)).applied
+    np.testing.assert_array_equal(blind.belief, before)
+    seeing = TemLocalizer(config, full, initial_pose=start, initial_sigma=0.5)
+    assert seeing.correct(world.oracle_bev(0)).applied
+    with pytest.raises(ValueError, match="min_known_fraction"):
+        TemConfig(min_known_fraction=1.5)
+
+
 def test_a_growing_map_grows_the_belief_grid_and_keeps_the_estimate():
     small = OccupancyMap(np.zeros((20, 20), dtype=np.int8), 0.25)
     tem = TemLocalizer(occupancy=small, initial_pose=(2.5, 2.5, 0.0), initial_sigma=0.3)

@@ -117,6 +117,10 @@ class TemConfig:
     miss_probability: float = 0.1
     unknown_log_likelihood: float = -0.5
     observation_weight: float = 0.15
+    # Correct only when at least this fraction of the BEV's cells lands on known map cells at the estimate. With a
+    # map the robot builds itself, a view of mostly unmapped space is matched against a few cells drawn from
+    # slightly wrong poses and pulls the belief astray; 0 always corrects (a complete, true map).
+    min_known_fraction: float = 0.0
     max_wall_points: int = 64
     max_free_points: int = 64
     candidate_mass: float = 0.999
@@ -144,6 +148,8 @@ class TemConfig:
             raise ValueError(f"TemConfig.heading_candidates must be odd and >= 1, got {self.heading_candidates}")
         if not 0.0 < self.miss_probability < 1.0:
             raise ValueError(f"TemConfig.miss_probability must be in (0, 1), got {self.miss_probability}")
+        if not 0.0 <= self.min_known_fraction <= 1.0:
+            raise ValueError(f"TemConfig.min_known_fraction must be in [0, 1], got {self.min_known_fraction}")
         self.bev_shape = tuple(int(v) for v in self.bev_shape)
 
 
@@ -663,6 +669,8 @@ class TemLocalizer:
             return CorrectionResult(applied=False, message="no map yet: belief carried by odometry only")
         if len(points.xy) == 0:
             return CorrectionResult(applied=False, message="BEV shows nothing: belief unchanged")
+        if self.config.min_known_fraction > 0.0 and self.known_fraction(points) < self.config.min_known_fraction:
+            return CorrectionResult(applied=False)
         result = self._correct_with(points)
         if result.fit < self.config.lost_fit:
             message = self._reinitialise(f"best BEV fit {result.fit:.2f} per cell < {self.config.lost_fit}")
@@ -672,6 +680,12 @@ class TemLocalizer:
             estimate = self.estimate()
             self._last_good = (estimate.x, estimate.y, estimate.theta)
         return result
+
+    def known_fraction(self, points: BevPoints) -> float:
+        """Fraction of ``points`` that land on known (wall or free) map cells at the current estimate."""
+        estimate = self.estimate()
+        expected = self._likelihood.expected_occupancy(points, estimate.x, estimate.y, estimate.theta)
+        return float(np.mean(expected != 0.5)) if len(expected) else 0.0
 
     def _candidates(self) -> np.ndarray:
         """Flat indices of the most likely belief cells holding ``candidate_mass`` of it (at most max_candidates)."""

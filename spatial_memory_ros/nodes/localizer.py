@@ -45,11 +45,16 @@ PARAMETERS = [
     Param("belief_resolution", 0.125, "cell size of the belief grid (m)", 0.02, 2.0),
     Param("linear_noise", 0.05, "odometry speed noise, fraction of speed (the sim's odom_linear_noise)", 0.0, 1.0),
     Param("angular_noise_deg", 2.0, "odometry yaw-rate noise (deg/s)", 0.0, 90.0),
-    Param("observation_weight", 0.15, "how strongly one BEV reshapes the belief", 0.0, 10.0),
+    Param("observation_weight", 0.05, "how strongly one BEV reshapes the belief (0.15 suits a true, complete map; "
+                                      "0.05 a map the robot builds itself from predicted BEVs)", 0.0, 10.0),
+    Param("min_known_fraction", 0.8, "correct only when this fraction of the BEV's cells falls on mapped cells at "
+                                     "the estimate (views of unmapped space pull a self-built map's belief astray; "
+                                     "0 = always)", 0.0, 1.0),
     Param("map_lag", 2.0, "a BEV stamped T is matched against the memory map of T - map_lag (s): then the "
                           "belief does not depend on message timing (replays give the live poses), and the map "
                           "holds no cells drawn from the pose being corrected; must exceed the memory's map_period "
-                          "plus one BEV period; 0 = the newest map, whatever its stamp (for a fixed prior map)", 0.0, 60.0),
+                          "plus one BEV period; 0 = the newest map, whatever its stamp (for a fixed prior map)",
+          0.0, 60.0),
     Param("map_wait", 3.0, "seconds of odometry a BEV waits for its map before it is corrected against the newest "
                            "one (with no memory running)", 0.1, 60.0),
     Param("odom_hold", 2.0, "seconds of odometry held back waiting for a BEV stamped at or after it (so corrections "
@@ -85,7 +90,8 @@ class LocalizerNode(Node):
         p = self.params = declare_parameters(self, PARAMETERS)
         config = TemConfig(resolution=p["belief_resolution"], linear_noise=p["linear_noise"],
                            angular_noise=math.radians(p["angular_noise_deg"]),
-                           observation_weight=p["observation_weight"], max_dt=p["max_odom_gap"])
+                           observation_weight=p["observation_weight"], max_dt=p["max_odom_gap"],
+                           min_known_fraction=p["min_known_fraction"])
         self.tem = TemLocalizer(config, initial_pose=(p["initial_x"], p["initial_y"], p["initial_theta"]),
                                 initial_sigma=p["initial_sd"])
         self.grid_code = GridCodeModel(p["grid_modules"], p["grid_base_period"], p["grid_ratio"])
