@@ -273,14 +273,13 @@ MAX_MARKER_POINTS = 50_000
 
 def memory_markers(memory: SpatialMemory, stamp: Time, namespace: str, frame_id: str = "map") -> MarkerArray:
     """One CUBE_LIST marker of the memory's newest entries (at most MAX_MARKER_POINTS), coloured by label."""
-    snapshot = memory.snapshot()
-    newest = slice(max(0, len(snapshot) - MAX_MARKER_POINTS), len(snapshot))
+    locations, labels = memory.newest(MAX_MARKER_POINTS)
     marker = Marker(type=Marker.CUBE_LIST, action=Marker.ADD, ns=namespace, id=0)
     marker.header.stamp = stamp
     marker.header.frame_id = frame_id
     marker.pose.orientation.w = 1.0
     marker.scale.x = marker.scale.y = marker.scale.z = 0.15
-    for (x, y), label in zip(snapshot.locations[newest], snapshot.labels[newest]):
+    for (x, y), label in zip(locations, labels):
         marker.points.append(Point(x=float(x), y=float(y), z=0.05))
         r, g, b = LABEL_COLOURS_RGB.get(str(label), (1.0, 0.6, 0.0))
         marker.colors.append(ColorRGBA(r=r, g=g, b=b, a=0.9))

@@ -517,3 +517,13 @@ def test_concurrent_writes_and_reads():
     np.testing.assert_allclose(memory.read(queries, 1.0, 10.0, use_index=True).values,
                                memory.read(queries, 1.0, 10.0, use_index=False).values, atol=1e-5)
 
+
+
+def test_newest_gives_the_latest_locations_and_labels_without_values():
+    memory = SpatialMemory(location_dim=2, value_dim=3, max_size=4)
+    for k in range(6):  # wraps around the ring: the two oldest are evicted
+        memory.write(np.array([[k, -k]], float), np.array([0.1]), np.ones((1, 3)), labels=[f"e{k}"])
+    locations, labels = memory.newest(3)
+    np.testing.assert_array_equal(locations, [[3, -3], [4, -4], [5, -5]])
+    assert labels == ["e3", "e4", "e5"]
+    assert memory.newest(10)[1] == ["e2", "e3", "e4", "e5"] and memory.newest(0)[1] == []

@@ -1385,6 +1385,13 @@ class SpatialMemory:
 
     # -- snapshots -------------------------------------------------------------------------------------------
 
+    def newest(self, count: int) -> tuple[np.ndarray, list[str]]:
+        """Locations (n, location_dim) and labels of the ``count`` newest entries, oldest first: a cheap look for
+        displays (no values are copied, unlike ``snapshot``)."""
+        with self._lock:
+            order = self._order()[-max(int(count), 0):] if count > 0 else np.arange(0)
+            return self._locations[order].copy(), [str(x) for x in self._labels[order]]
+
     def snapshot(self) -> MemorySnapshot:
         """A copy of every entry, oldest first (for saving, background pruning or export)."""
         with self._lock:
