@@ -2,8 +2,8 @@
 
 1. Accuracy on unseen mazes (seeds 2,000,000 up, disjoint from training and validation): free IoU, wall IoU,
    object precision / recall / F1 of the shipped checkpoint, next to a trivial baseline measured on the same frames
-   (every cell of the camera's view cone called free, no objects). Targets: free IoU >= 0.90, wall IoU >= 0.75,
-   object F1 >= 0.90.
+   (every cell of the camera's view cone called free, no objects), and the model's wall IoU by range from the
+   camera. Targets: free IoU >= 0.90, wall IoU >= 0.75, object F1 >= 0.90.
 2. Latency per frame at batch 1 and 3 with 1 and 2 torch threads, for the shipped model and, as the baseline, an
    untrained model of SSM-PC's size (convs 32-64-128-256, 3 encoder + 3 decoder transformer layers of width 256 with
    8 heads, 64 learned queries, upsampled to a 250x250 RGBA view). Target: >= 100 frames/s at batch 3 on 2 threads.
@@ -27,6 +27,8 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bev.json"
 TARGETS = {"free_iou": 0.90, "wall_iou": 0.75, "object_f1": 0.90, "frames_per_s_batch3_2threads": 100.0}
+RANGE_BANDS = {"<2 m": (0.0, 2.0), "2-4 m": (2.0, 4.0), "4-6 m": (4.0, 6.0), ">=6 m": (6.0, 99.0)}
+"""Distance bands from the camera (cell centres) for the wall IoU by range."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -66,13 +68,21 @@ def accuracy(predictor, mazes: int, frames_per_maze: int) -> dict:
     seeds = bev.maze_seed_range(bev.BENCHMARK_SEED_BASE, mazes)
     model_metrics, baseline_metrics = bev.BevMetrics(), bev.BevMetrics()
     everything_free = np.where(bev.view_cone_mask(), 0, -1).astype(np.int8)
+    ranges = bev.cell_ranges().reshape(everything_free.shape)
+    bands = {name: (ranges >= low) & (ranges < high) for name, (low, high) in RANGE_BANDS.items()}
+    band_counts = {name: [0, 0] for name in bands}  # wall intersection, union
     for seed in seeds:
         frames = bev.render_maze_frames(seed, frames_per_maze)
         occupancy, objects = predictor.predict_arrays(frames.images)
         model_metrics.update(occupancy, objects, frames.occupancy, frames.object_class)
         baseline_metrics.update(np.repeat(everything_free[None], len(frames), 0), np.zeros_like(objects),
                                 frames.occupancy, frames.object_class)
+        predicted_wall, true_wall = occupancy == 100, frames.occupancy == 100
+        for name, band in bands.items():
+            band_counts[name][0] += int(np.count_nonzero(predicted_wall & true_wall & band))
+            band_counts[name][1] += int(np.count_nonzero((predicted_wall | true_wall) & band))
     return {"maze_seeds": [seeds[0], seeds[-1]], "model": model_metrics.summary(),
+            "model_wall_iou_by_range": {name: i / u if u else float("nan") for name, (i, u) in band_counts.items()},
             "baseline_everything_free": baseline_metrics.summary()}
 
 
@@ -227,6 +237,9 @@ def print_table(result: dict) -> None:
               f"  {met}")
     print("object cell accuracy per class: " + ", ".join(
         f"{name} {value:.2f}" for name, value in model["object_cell_accuracy_per_class"].items()))
+    if "model_wall_iou_by_range" in acc:
+        print("wall IoU by range: " + ", ".join(f"{name} {value:.2f}"
+                                                for name, value in acc["model_wall_iou_by_range"].items()))
     print(f"\nlatency per frame ({result['parameters']:,} weights vs SSM-PC-sized "
           f"{result['ssm_pc_sized_parameters']:,}); OMP_WAIT_POLICY {result['omp_wait_policy']}, "
           f"load average {result['load_average']} on {result['cpu_count']} CPUs")

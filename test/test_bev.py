@@ -180,6 +180,60 @@ def test_loss_is_finite_and_trains_down(frames: bev.BevFrames) -> None:
     assert losses[-1] < losses[0]
 
 
+def test_depth_path_reads_each_cells_own_bearing_and_range() -> None:
+    """The depth features of a cell are P(wall nearer), P(wall within one cell), P(wall farther) along its bearing:
+    with every column's distribution on one distance, cells short of it read 'farther', cells past it 'nearer'."""
+    torch.manual_seed(4)
+    model = bev.build_model(bev.BevModelConfig(depth_bins=36)).eval()
+    with torch.no_grad():
+        model.depth.weight.zero_()
+        model.depth.bias.fill_(-50.0)
+        model.depth.bias[16] = 50.0  # every column: the wall in bin 16, i.e. 16.5 * 9 m / 36 = 4.1 m away
+    tokens = torch.zeros(1, model.config.columns, model.config.d_model)
+    with torch.no_grad():
+        features = model._depth_features(tokens)[0].reshape(3, 32, 32).numpy()
+    ranges = bev.cell_ranges().reshape(32, 32)
+    inside = bev.view_cone_mask()
+    assert features.min() > -1e-6 and features.max() < 1 + 1e-6
+    assert np.all(features[:, ~inside] == 0)
+    assert np.all(features[2][inside & (ranges < 3.5)] > 0.99)  # wall farther than these cells
+    assert np.all(features[0][inside & (ranges > 4.8)] > 0.99)  # and nearer than these
+    assert np.all(features[1][inside & (np.abs(ranges - 4.125) < 0.1)] > 0.5)
+
+
+def test_a_grown_model_initialised_from_a_checkpoint_computes_the_same(tmp_path, frames: bev.BevFrames) -> None:
+    from spatial_memory_ros.commands.train_bev import _initialise
+
+    torch.manual_seed(5)
+    old = bev.build_model().eval()
+    path = bev.save_checkpoint(tmp_path / "old.pt", old, {"train_command": "spatial-memory train bev --test"})
+    grown = bev.build_model(bev.BevModelConfig(depth_bins=36)).eval()
+    info = _initialise(grown, path)
+    assert info["path"] == str(path) and "--test" in info["train_command"]
+    images = bev.images_to_tensor(frames.images[:4])
+    with torch.inference_mode():
+        torch.testing.assert_close(grown(images), old(images))
+    round_trip = bev.load_model(bev.save_checkpoint(tmp_path / "grown.pt", grown))[0]
+    assert round_trip.config.depth_bins == 36
+
+
+def test_checkpoints_without_a_depth_path_still_load(tmp_path) -> None:
+    path = bev.save_checkpoint(tmp_path / "bev.pt", bev.build_model())
+    payload = torch.load(path, weights_only=True)
+    del payload["model_config"]["depth_bins"]  # as written before the depth path existed
+    torch.save(payload, path)
+    assert bev.load_model(path)[0].config.depth_bins == 0
+
+
+def test_wall_range_weight_counts_far_walls_more(frames: bev.BevFrames) -> None:
+    images, occupancy, objects = bev.training_tensors(frames)
+    mask = torch.from_numpy(bev.view_cone_mask())
+    logits = torch.zeros(len(frames), 10, 32, 32)
+    plain, _ = bev.bev_loss(logits, occupancy, objects, mask)
+    weighted, _ = bev.bev_loss(logits, occupancy, objects, mask, bev.BevLossWeights(wall_range=0.5))
+    assert weighted > plain
+
+
 # ------------------------------------------------------------------------------------------- checkpoints
 
 

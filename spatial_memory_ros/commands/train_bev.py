@@ -12,18 +12,23 @@ from spatial_memory_ros.commands import command_group
 
 DESCRIPTION = """Train the BEV predictor (core/bev.py) on the shards in --data, validating on frames rendered from
 unseen mazes (seeds from 1,000,000 up). The run folder --out gets last.pt (the full training state, for --resume),
-best.pt (the best model by validation so far, loadable by BevPredictor) and log.jsonl. --export copies the best
-model, with its data, command, time and validation metrics, to a path such as spatial_memory_ros/models/bev.pt."""
+best.pt (the best model by validation so far, loadable by BevPredictor) and log.jsonl. --export calibrates the
+decision biases of best.pt and of the final weights on the validation mazes and writes the better of the two, with
+its data, command, time and validation metrics, to a path such as spatial_memory_ros/models/bev.pt. The shipped
+model is a first run from random weights, then a second with --init from it and --depth-bins 36 (models/bev.md)."""
 
 EXAMPLE = """example:
   spatial-memory data bev --mazes 300 --frames-per-maze 160 --out runs/bev-data
   spatial-memory train bev --data runs/bev-data --steps 3600 --export spatial_memory_ros/models/bev.pt
   spatial-memory train bev --data runs/bev-data --steps 3600 --resume      # continue an interrupted run
+  spatial-memory train bev --data runs/bev-data --out runs/bev-2 --init runs/train-bev/best.pt --depth-bins 36 \
+      --lr 0.001 --steps 5000 --val-every 250 --export bev.pt     # then go on from it with the depth path
 """
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train bev`` under the (shared) ``train`` command."""
+    from spatial_memory_ros.core import bev  # numpy only: the defaults below come from it
     models = command_group(subparsers, "train", "train a model")
     parser = models.add_parser("bev", help="train the BEV predictor", description=DESCRIPTION, epilog=EXAMPLE,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,6 +46,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--val-frames-per-maze", type=_positive_int, default=60, help="frames per validation maze")
     parser.add_argument("--val-every", type=_positive_int, default=400, help="validate every N steps (default 400)")
     parser.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--depth-bins", type=int, default=bev.BevModelConfig.depth_bins,
+                        help="bins of the per-column depth distribution the cells read (0: no depth path; "
+                             f"default {bev.BevModelConfig.depth_bins})")
+    parser.add_argument("--wall-weight", type=float, default=bev.BevLossWeights.wall,
+                        help=f"cross-entropy weight of wall cells (default {bev.BevLossWeights.wall})")
+    parser.add_argument("--wall-range-weight", type=float, default=bev.BevLossWeights.wall_range,
+                        help="extra weight of wall cells per metre of range: weight * (1 + this * range) "
+                             f"(default {bev.BevLossWeights.wall_range})")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from the weights of this BEV checkpoint (e.g. the shipped bev.pt) instead of "
+                             "random ones; layers it lacks (the depth path) start at zero effect")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
@@ -76,15 +92,43 @@ def run(args: argparse.Namespace) -> int:
     best = args.out / "best.pt"
     print(f"best validation (step {trainer.best_step}): {_brief(trainer.best_summary)}\nbest model: {best}")
     if args.export:
-        model, info, _ = bev.load_model(best)
-        bias, calibrated = bev.calibrate(model, validation)
-        print(f"decision biases from the validation mazes: wall {bias.wall:+.1f}, object {bias.object:+.1f} -> "
-              f"{_brief(calibrated)}")
+        model, info, bias, calibrated = _pick_export(trainer, best, validation)
         info.update(data=manifest, data_dir=str(args.data), train_command=_command_line(args),
                     train_seconds=round(trainer.elapsed, 1), validation_calibrated=calibrated)
+        if args.init is not None:
+            info.update(init=trainer.init_info)
         bev.save_checkpoint(args.export, model, info, bias)
         print(f"exported to {args.export} ({args.export.stat().st_size / 1e6:.2f} MB)")
     return 0
+
+
+def _pick_export(trainer, best: Path, validation) -> tuple:
+    """The model to export, its info, decision biases and calibrated validation metrics.
+
+    best.pt is picked during training by metrics without decision biases, where the object F1 (few objects, and
+    under-called before calibration) is noisy; so the final weights are calibrated as well and the one with the
+    better calibrated score is exported (on the validation mazes, never the benchmark's).
+    """
+    import copy
+
+    from spatial_memory_ros.core import bev
+
+    candidates = [bev.load_model(best)[:2]]
+    if trainer.step != trainer.best_step:
+        final = copy.deepcopy(trainer.model).eval()
+        candidates.append((final, {"step": trainer.step, "validation": bev.evaluate(final, validation),
+                                   "validation_mazes": trainer.args.val_mazes,
+                                   "validation_frames": len(validation)}))
+    picked = None
+    for model, info in candidates:
+        bias, calibrated = bev.calibrate(model, validation)
+        score = bev.headline_score(calibrated)
+        print(f"step {info['step']} with decision biases wall {bias.wall:+.1f}, object {bias.object:+.1f} from the "
+              f"validation mazes: {_brief(calibrated)}")
+        if picked is None or score > picked[0]:
+            picked = (score, model, info, bias, calibrated)
+    print(f"exporting step {picked[2]['step']}")
+    return picked[1:]
 
 
 class _Trainer:
@@ -98,7 +142,9 @@ class _Trainer:
 
         self.args, self.validation = args, validation
         torch.manual_seed(args.seed)
-        self.model = bev.build_model()
+        self.model = bev.build_model(bev.BevModelConfig(depth_bins=args.depth_bins))
+        self.init_info = _initialise(self.model, args.init) if args.init is not None else None
+        self.loss_weights = bev.BevLossWeights(wall=args.wall_weight, wall_range=args.wall_range_weight)
         self.images, self.occupancy, self.objects = bev.training_tensors(frames)
         self.view_mask = torch.from_numpy(bev.view_cone_mask())
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -158,7 +204,7 @@ class _Trainer:
         images, occupancy, objects = bev.mirror_left_right(self.images[index], self.occupancy[index],
                                                            self.objects[index], flip)
         logits = self.model(images.permute(0, 3, 1, 2).float().div_(255.0))
-        loss, parts = bev.bev_loss(logits, occupancy, objects, self.view_mask)
+        loss, parts = bev.bev_loss(logits, occupancy, objects, self.view_mask, self.loss_weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -193,6 +239,36 @@ class _Trainer:
         return summary
 
 
+def _initialise(model, path: Path) -> dict:
+    """Copy the weights of the checkpoint at ``path`` into ``model``; a tensor the model has grown (the head's
+    first layer when the depth path is added) is copied into its leading part and the rest set to zero, so the
+    model starts out computing what the checkpoint did. Returns the checkpoint's training record."""
+    import torch
+
+    from spatial_memory_ros.core import bev
+
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != bev.CHECKPOINT_FORMAT:
+        raise SystemExit(f"error: --init {path} is not a BEV predictor checkpoint")
+    state = model.state_dict()
+    for key, value in payload["state_dict"].items():
+        if key not in state:
+            raise SystemExit(f"error: --init {path}: {key} is not a weight of this model")
+        target = state[key]
+        if target.shape == value.shape:
+            target.copy_(value)
+        elif target.dim() == value.dim() and all(a >= b for a, b in zip(target.shape, value.shape)):
+            target.zero_()
+            target[tuple(slice(0, n) for n in value.shape)].copy_(value)
+        else:
+            raise SystemExit(f"error: --init {path}: {key} is {tuple(value.shape)}, the model needs "
+                             f"{tuple(target.shape)}")
+    info = payload.get("info", {})
+    print(f"initialised from {path} ({info.get('train_command', 'unknown command')})")
+    return {"path": str(path), "train_command": info.get("train_command"), "init": info.get("init"),
+            "train_seconds": info.get("train_seconds")}
+
+
 def _brief(summary: dict) -> str:
     if not summary:
         return "none"
@@ -205,8 +281,9 @@ def _command_line(args: argparse.Namespace) -> str:
     return (f"spatial-memory train bev --data {args.data} --out {args.out} --steps {args.steps} "
             f"--batch-size {args.batch_size} --lr {args.lr} --weight-decay {args.weight_decay} --seed {args.seed} "
             f"--val-mazes {args.val_mazes} --val-frames-per-maze {args.val_frames_per_maze} "
-            f"--val-every {args.val_every} --threads {args.threads}" + (f" --export {args.export}" if args.export
-                                                                        else ""))
+            f"--val-every {args.val_every} --threads {args.threads} --depth-bins {args.depth_bins} "
+            f"--wall-weight {args.wall_weight} --wall-range-weight {args.wall_range_weight}"
+            + (f" --init {args.init}" if args.init else "") + (f" --export {args.export}" if args.export else ""))
 
 
 def _positive_int(text: str) -> int:

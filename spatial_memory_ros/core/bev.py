@@ -37,7 +37,11 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "bev.pt
 CHECKPOINT_FORMAT = "spatial_memory_ros.bev"
 CHECKPOINT_VERSION = 1
 TRAIN_COMMAND = ("spatial-memory data bev --mazes 300 --frames-per-maze 160 --out runs/bev-data && "
-                 "spatial-memory train bev --data runs/bev-data --steps 3600 --export {path}")
+                 "spatial-memory train bev --data runs/bev-data --out runs/bev-1 --steps 3600 && "
+                 "spatial-memory train bev --data runs/bev-data --out runs/bev-2 --init runs/bev-1/best.pt "
+                 "--depth-bins 36 --lr 0.001 --steps 5000 --val-every 250 --export {path}")
+"""How the shipped checkpoint was made (models/bev.md): a first run, then a second that goes on from its weights
+with the depth path added. Named in every checkpoint error."""
 
 TRAIN_SEED_BASE = 0
 VALIDATION_SEED_BASE = 1_000_000
@@ -362,18 +366,39 @@ class BevModelConfig:
     head_channels: int = 32
     image_size: int = 64
     bev_size: int = 32
+    depth_bins: int = 0
+    """Bins of the per-column depth distribution (0: no depth path). With K > 0 every column token also predicts a
+    distribution of the distance to the first wall along its bearing over K bins up to ``DEPTH_RANGE_MARGIN`` past
+    the view range, and each cell reads three numbers from the distributions of its bearing: the probability that
+    the wall is nearer than the cell, that it lies within one cell of the cell's range, and that it is farther."""
 
     @classmethod
     def from_dict(cls, values: dict) -> BevModelConfig:
-        """The config stored in a checkpoint (lists back to tuples)."""
+        """The config stored in a checkpoint (lists back to tuples; checkpoints older than the depth path have
+        none)."""
         values = dict(values)
         values["conv_channels"] = tuple(values["conv_channels"])
+        values.setdefault("depth_bins", 0)
         return cls(**values)
+
+
+DEPTH_RANGE_MARGIN = 1.0
+"""Metres past the camera's view range that the depth path's last bin reaches (farther walls fall in it)."""
 
 
 def build_model(config: BevModelConfig | None = None, world: WorldConfig | None = None) -> torch.nn.Module:
     """A fresh BevNet for the camera and grid of ``world`` (default WorldConfig); torch is imported here."""
     return _model_classes()["BevNet"](config or BevModelConfig(), world or WorldConfig())
+
+
+def cell_ranges(config: WorldConfig | None = None) -> np.ndarray:
+    """(H * W,) float32: the distance in metres from the camera to each BEV cell's centre (along its bearing)."""
+    config = config or WorldConfig()
+    origin_x, origin_y = config.bev_origin
+    iy, ix = np.mgrid[0:config.bev_height, 0:config.bev_width]
+    x = origin_x + (ix + 0.5) * config.bev_resolution
+    y = origin_y + (iy + 0.5) * config.bev_resolution
+    return np.hypot(x, y).reshape(-1).astype(np.float32)
 
 
 def column_lift_matrix(columns: int, config: WorldConfig | None = None) -> np.ndarray:
@@ -402,6 +427,29 @@ def column_lift_matrix(columns: int, config: WorldConfig | None = None) -> np.nd
     return weights
 
 
+def _depth_gather(columns: int, bins: int, bin_width: float,
+                  config: WorldConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices into a flattened (columns, bins + 1) cumulative depth distribution and their weights, each
+    (3, 4, H * W): for each cell, its range less one cell, its range and its range plus one cell, read from the two
+    columns of its bearing (``column_lift_matrix``) at the two bin edges around that distance."""
+    config = config or WorldConfig()
+    lift = column_lift_matrix(columns, config)  # (columns, HW), at most two non-zero weights per cell
+    order = np.argsort(-lift, axis=0, kind="stable")[:2]  # (2, HW)
+    column_weight = np.take_along_axis(lift, order, axis=0)
+    ranges = cell_ranges(config)
+    index = np.zeros((3, 4, ranges.size), dtype=np.int64)
+    weight = np.zeros((3, 4, ranges.size), dtype=np.float32)
+    for q, offset in enumerate((-config.bev_resolution, 0.0, config.bev_resolution)):
+        position = np.clip((ranges + offset) / bin_width, 0, bins)
+        low = np.minimum(np.floor(position).astype(np.int64), bins - 1)
+        share = (position - low).astype(np.float32)
+        for j in range(2):
+            for k, (edge, edge_weight) in enumerate(((low, 1 - share), (low + 1, share))):
+                index[q, 2 * j + k] = order[j] * (bins + 1) + edge
+                weight[q, 2 * j + k] = column_weight[j] * edge_weight
+    return index, weight
+
+
 _CLASSES: dict = {}
 
 
@@ -424,8 +472,10 @@ def _model_classes() -> dict:
         columns (2.8 degrees of bearing); a transformer encoder mixes them. Two paths then fill the 32x32 grid:
         each cell takes the token of its own bearing (a fixed interpolation given by the camera) plus a learned
         embedding of its place, and a transformer decoder's learned queries, one per 4x4 patch, attend to all
-        tokens and are unfolded into their patches (SSM-PC's decoder). A small conv head turns the sum into
-        (B, 3 + 7, 32, 32) logits: occupancy (unseen, free, wall), then object (none + 6 colours).
+        tokens and are unfolded into their patches (SSM-PC's decoder). With ``depth_bins`` > 0 each cell also gets
+        three depth features from its bearing's predicted wall-distance distribution (``_depth_features``). A small
+        conv head turns the sum into (B, 3 + 7, 32, 32) logits: occupancy (unseen, free, wall), then object
+        (none + 6 colours).
         """
 
         def __init__(self, config: BevModelConfig, world: WorldConfig) -> None:
@@ -453,8 +503,16 @@ def _model_classes() -> dict:
                                  persistent=False)
             self.cell_embedding = nn.Parameter(torch.randn(1, d_model, size, size) * 0.02)
             hidden = config.head_channels
+            extra = 0
+            if config.depth_bins:
+                self.depth = nn.Linear(d_model, config.depth_bins)
+                bin_width = (world.view_range + DEPTH_RANGE_MARGIN) / config.depth_bins
+                index, weight = _depth_gather(config.columns, config.depth_bins, bin_width, world)
+                self.register_buffer("depth_index", torch.from_numpy(index), persistent=False)
+                self.register_buffer("depth_weight", torch.from_numpy(weight), persistent=False)
+                extra = 3
             self.head = nn.Sequential(
-                nn.Conv2d(d_model, hidden, 1), nn.ReLU(inplace=True),
+                nn.Conv2d(d_model + extra, hidden, 1), nn.ReLU(inplace=True),
                 nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(inplace=True),
                 nn.Conv2d(hidden, 3 + NUM_OBJECT_LABELS, 1))
 
@@ -469,7 +527,19 @@ def _model_classes() -> dict:
             decoded = self.query_decoder(self.queries.expand(batch, -1, -1), tokens)
             patches = self.to_patches(decoded).transpose(1, 2).reshape(batch, -1, grid, grid)
             cells = lifted + nn.functional.pixel_shuffle(patches, self.patch) + self.cell_embedding
+            if self.config.depth_bins:
+                cells = torch.cat([cells, self._depth_features(tokens).reshape(batch, 3, size, size)], dim=1)
             return self.head(cells)
+
+        def _depth_features(self, tokens: torch.Tensor) -> torch.Tensor:
+            """(B, 3, H * W): P(wall nearer than the cell), P(wall within one cell of it), P(wall farther)."""
+            probabilities = torch.softmax(self.depth(tokens), dim=-1)  # (B, columns, K)
+            cumulative = nn.functional.pad(probabilities.cumsum(-1), (1, 0))  # (B, columns, K + 1): P(depth < k)
+            # P(depth < range - 1 cell, range, range + 1 cell) of each cell, interpolated between its bearing's two
+            # nearest columns and two nearest bin edges: (B, 3, HW)
+            cdf = (cumulative.flatten(1)[:, self.depth_index] * self.depth_weight).sum(2)
+            inside = self.depth_weight[2].sum(0)  # 1 inside the view cone, 0 outside
+            return torch.stack([cdf[:, 1], cdf[:, 2] - cdf[:, 0], inside - cdf[:, 2]], dim=1)
 
     _CLASSES.update(BevNet=BevNet)
     return _CLASSES
@@ -531,6 +601,10 @@ class BevLossWeights:
     object_class: float = 1.0
     object_present: float = 8.0
     total_variation: float = 0.05
+    wall_range: float = 0.0
+    """Extra weight of true wall cells per metre of range: a wall cell r metres away counts
+    ``wall * (1 + wall_range * r)``. Far walls are few and hard (depth errors along the ray), so they are otherwise
+    a small part of the loss."""
 
 
 def training_tensors(frames: BevFrames) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -567,8 +641,12 @@ def bev_loss(logits: torch.Tensor, occupancy: torch.Tensor, objects: torch.Tenso
     object_weight[0] = 1.0
     mask = view_mask.to(logits.dtype)
     cells = mask.sum() * len(logits)
+    cell_weight = mask
+    if weights.wall_range:
+        ranges = torch.from_numpy(cell_ranges()).reshape(mask.shape).to(logits.device)
+        cell_weight = mask * torch.where(occupancy == WALL, 1 + weights.wall_range * ranges, 1.0)
     occupancy_term = (functional.cross_entropy(logits[:, :3], occupancy, weight=occupancy_weight,
-                                               reduction="none") * mask).sum() / cells
+                                               reduction="none") * cell_weight).sum() / cells
     object_term = (functional.cross_entropy(logits[:, 3:], objects, weight=object_weight,
                                             reduction="none") * mask).sum() / cells
     free = torch.softmax(logits[:, :3], dim=1)[:, FREE]
