@@ -14,10 +14,8 @@ Publishes   pose         geometry_msgs/PoseWithCovarianceStamped in `map`, after
 """
 from __future__ import annotations
 
-import bisect
 import math
 import sys
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +29,7 @@ from spatial_memory_ros.conversions import (InvalidMessage, compose, grid_code_t
                                             quaternion_to_yaw, time_to_seconds, transform_msg)
 from spatial_memory_ros.core.grid_code import GridCode as GridCodeModel
 from spatial_memory_ros.core.mapping import GridGeometry
+from spatial_memory_ros.core.stamp_order import StampOrder, StampOrderConfig
 from spatial_memory_ros.core.tem import OccupancyMap, TemConfig, TemLocalizer
 from spatial_memory_ros.core.world import Pose2D
 from spatial_memory_ros.msg import BevMap, GridCode
@@ -68,11 +67,6 @@ PARAMETERS = [
 ]
 
 
-MAX_PENDING_BEVS = 50
-MAX_MAPS = 64
-STAMP_EPS = 1e-6
-
-
 @dataclass(frozen=True)
 class OdomStep:
     """One odometry message, as the belief uses it."""
@@ -98,13 +92,9 @@ class LocalizerNode(Node):
         self.guard = InputGuard(self)
         self.robot_id = robot_id_of(self)
         self._odom_pose: Pose2D | None = None
-        self._odometry: deque[OdomStep] = deque(maxlen=10_000)
-        self._bevs: list = []
-        self._maps: deque = deque(maxlen=MAX_MAPS)
+        self.inputs = StampOrder(StampOrderConfig(map_lag=p["map_lag"], map_wait=p["map_wait"],
+                                                  odom_hold=p["odom_hold"]))
         self._map_in_use: OccupancyMap | None = None
-        self._first_bev: float | None = None
-        self._newest_bev: float | None = None
-        self._newest_odom: float | None = None
         self._path = Path()
         self._path.header.frame_id = "map"
         self._make_interfaces()
@@ -131,9 +121,8 @@ class LocalizerNode(Node):
             self.guard.reject("invalid odometry", f"stamp {step.stamp}, speed {step.v}, yaw rate {step.omega} "
                                                   f"must be finite; message dropped")
             return
-        self._odometry.append(step)
-        self._newest_odom = max(step.stamp, self._newest_odom if self._newest_odom is not None else step.stamp)
-        self._advance()
+        self.inputs.add_odometry(step.stamp, step)
+        self._apply_releases()
 
     def _on_bev(self, msg: BevMap) -> None:
         try:
@@ -141,15 +130,9 @@ class LocalizerNode(Node):
         except InvalidMessage as error:
             self.guard.reject("invalid BEV", str(error))
             return
-        stamp = time_to_seconds(msg.header.stamp)
-        if self._first_bev is None:
-            self._first_bev = stamp
-        self._newest_bev = max(stamp, self._newest_bev if self._newest_bev is not None else stamp)
-        bisect.insort(self._bevs, (stamp, bev, msg.header.stamp), key=lambda item: item[0])
-        if len(self._bevs) > MAX_PENDING_BEVS:
-            self._bevs.pop(0)
+        if not self.inputs.add_bev(time_to_seconds(msg.header.stamp), (bev, msg.header.stamp)):
             self.guard.reject("BEV without odometry", "no odometry up to the BEV's stamp: is odom published?")
-        self._advance()
+        self._apply_releases()
 
     def _on_map(self, msg: OccupancyGrid) -> None:
         try:
@@ -158,70 +141,23 @@ class LocalizerNode(Node):
         except (InvalidMessage, ValueError) as error:
             self.guard.reject("invalid map", str(error))
             return
-        self._maps.append((time_to_seconds(msg.header.stamp), occupancy))
+        self.inputs.add_map(time_to_seconds(msg.header.stamp), occupancy)
         if self.params["map_lag"] <= 0.0:
             self._use_map(occupancy)
-        self._advance()
+        self._apply_releases()
 
-    # -- the belief's time line --------------------------------------------------------------------------------
-
-    def _advance(self) -> None:
-        """Apply odometry steps and BEV corrections in stamp order, each as soon as its turn is certain.
-
-        Odometry waits until a BEV at or after its stamp has arrived (so a late BEV still goes in its place), a
-        BEV waits until the odometry has reached its stamp and the map it is corrected against is known (see
-        ``_map_for``). The belief is then the same function of the messages however their deliveries
-        interleave, which is what makes a replayed bag give the live run's poses."""
-        while True:
-            odom = self._odometry[0] if self._odometry else None
-            bev = self._bevs[0] if self._bevs else None
-            if odom is not None and (bev is None or odom.stamp <= bev[0] + STAMP_EPS):
-                if bev is None and not self._odom_may_go(odom.stamp):
-                    return
-                self._apply_odometry(self._odometry.popleft())
-            elif bev is not None and self._odometry_reached(bev[0]):
-                ready, occupancy = self._map_for(bev[0])
-                if not ready:
-                    return
-                self._bevs.pop(0)
-                self._correct(bev[1], bev[2], occupancy)
-            else:
-                return
-
-    def _odom_may_go(self, stamp: float) -> bool:
-        """With no BEV waiting: whether an odometry step at ``stamp`` can be applied now (no BEV stamped before
-        it can still come, or the odometry has waited odom_hold for one)."""
-        if self._newest_bev is not None and self._newest_bev >= stamp - STAMP_EPS:
-            return True
-        return self._newest_odom - stamp >= self.params["odom_hold"]
-
-    def _odometry_reached(self, stamp: float) -> bool:
-        last = self.tem.last_stamp
-        if last is not None and last >= stamp - STAMP_EPS:
-            return True
-        return bool(self._odometry) and self._odometry[0].stamp > stamp + STAMP_EPS
-
-    def _map_for(self, stamp: float) -> tuple[bool, OccupancyMap | None]:
-        """(ready, map) for a BEV at ``stamp``: the newest memory map stamped at or before stamp - map_lag.
-
-        The choice is final once a map stamped after that time has arrived (maps come in stamp order). The memory
-        publishes map(T) right after the BEV stamped T, so map_lag must exceed its map_period plus one BEV period;
-        otherwise, or with no memory running, the BEV waits at most map_wait seconds of odometry."""
-        lag = self.params["map_lag"]
-        if lag <= 0.0:
-            return True, None  # the newest map is in use already (_on_map)
-        target = stamp - lag
-        older = [occupancy for map_stamp, occupancy in self._maps if map_stamp <= target + STAMP_EPS]
-        if self._first_bev is not None and target < self._first_bev - STAMP_EPS:
-            return True, older[-1] if older else None  # no map of ours can be that old: only a prior map
-        settled = bool(self._maps) and self._maps[-1][0] > target + STAMP_EPS
-        waited_out = self._newest_odom is not None and self._newest_odom - stamp > self.params["map_wait"]
-        if not (settled or waited_out):
-            return False, None
-        if waited_out and not settled:
-            self.guard.reject("no recent map", f"no map stamped after {target:.2f} s by {self._newest_odom:.2f} s; "
-                                               f"correcting against the newest one (is spatial_memory running?)")
-        return True, older[-1] if older else None
+    def _apply_releases(self) -> None:
+        """Apply odometry and BEVs in stamp order as core/stamp_order.py releases them (see there for why)."""
+        for release in self.inputs.releases():
+            if release.kind == "odometry":
+                self._apply_odometry(release.item)
+                continue
+            if release.map_waited_out:
+                wanted = release.stamp - self.params["map_lag"]
+                self.guard.reject("no recent map", f"no map stamped after {wanted:.2f} s came in time; correcting "
+                                                   f"against an older one (is spatial_memory running?)")
+            bev, stamp = release.item
+            self._correct(bev, stamp, release.map)
 
     def _apply_odometry(self, step: "OdomStep") -> None:
         try:
