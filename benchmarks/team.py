@@ -34,6 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from spatial_memory_ros.core.metrics import wilson_interval  # noqa: E402
 from spatial_memory_ros.core.team import LabelEmbedder, TeamTaskConfig, run_episode  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -48,16 +49,6 @@ FIRST_SEED = 1000
 QUICK_WINDOW_S = 50.0
 
 _EMBEDDER: LabelEmbedder | None = None
-
-
-def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a success rate."""
-    if trials == 0:
-        return float("nan"), float("nan")
-    p = successes / trials
-    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _init_worker(table: dict) -> None:
@@ -126,7 +117,7 @@ def summarise(episodes: list[dict]) -> dict:
     n = len(episodes)
     wins = sum(e["success"] for e in episodes)
     times = [e["time_to_success_s"] for e in episodes if e["success"]]
-    low, high = wilson(wins, n)
+    low, high = wilson_interval(wins, n)
     quick_wins = sum(e["success"] and e["time_to_success_s"] <= QUICK_WINDOW_S for e in episodes)
 
     def mean(key: str) -> float:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import subprocess
@@ -30,19 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from spatial_memory_ros.core.metrics import wilson_interval  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 FIRST_SEED = 1000  # benchmarks/team.py's
 MAZE_SIZE, ROBOTS, MAX_SIM_S, REACH_RADIUS = 15, 3, 150.0, 0.6
-
-
-def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a success rate."""
-    if trials == 0:
-        return float("nan"), float("nan")
-    p = successes / trials
-    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def task_query(seed: int) -> str:
@@ -140,7 +131,7 @@ def summarise(ros: list[dict], in_process: list[dict], sweep: dict, budgets: lis
     for bits in budgets:
         done = [e for e in ros if e["bits_per_step"] == bits and "error" not in e]
         wins = sum(e["success"] for e in done)
-        low, high = wilson(wins, len(done))
+        low, high = wilson_interval(wins, len(done))
         local = [e for e in in_process if e["bits_per_step"] == bits]
         rate = sweep.get("rates", {}).get(bits)
         times = [e["time_to_success_s"] for e in done if e["success"]]

@@ -59,3 +59,12 @@ def test_heading_errors_wrap_around():
 def test_bad_input_is_a_clear_value_error(estimate, truth, words):
     with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
         ate_rmse(estimate, truth)
+
+
+def test_wilson_interval_brackets_the_rate_and_stays_in_zero_one():
+    from spatial_memory_ros.core.metrics import wilson_interval
+
+    low, high = wilson_interval(47, 50)
+    assert round(low, 2) == 0.84 and round(high, 2) == 0.98
+    assert wilson_interval(5, 5)[1] == 1.0 and wilson_interval(0, 5)[0] == 0.0
+    assert all(v != v for v in wilson_interval(0, 0))  # NaN without trials

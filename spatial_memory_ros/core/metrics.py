@@ -73,3 +73,13 @@ def pair_by_stamp(estimate: list[tuple[float, float, float]], truth: list[tuple[
         return np.zeros((0, 2)), np.zeros((0, 2))
     est, true = zip(*pairs)
     return np.asarray(est, float), np.asarray(true, float)
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95% for z = 1.96) of a success rate of ``successes`` in ``trials``; NaNs for none."""
+    if trials == 0:
+        return float("nan"), float("nan")
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)
