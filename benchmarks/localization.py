@@ -443,6 +443,16 @@ def print_tables(summary: list[dict], costs: list[dict]) -> None:
         print(f"{row['method']:<18} {size:>9} {row['ate_m']:>7.3f} {row['ms_per_update']:>10.2f}{mark}")
 
 
+def add_to_results(out: Path | None, key: str, value) -> int:
+    """Store ``value`` under ``key`` in the existing results JSON (the --only-* modes); exit code 0."""
+    out = out or RESULTS / "localization.json"
+    result = json.loads(out.read_text()) if out.exists() else {"benchmark": "localization"}
+    result[key] = value
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -461,22 +471,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only the predicted-BEV rows (5%% noise) and add them to the existing JSON")
     args = parser.parse_args(argv)
     if args.only_self_built:
-        out = args.out or RESULTS / "localization.json"
-        result = json.loads(out.read_text()) if out.exists() else {"benchmark": "localization"}
-        result["self_built_map"] = {"mazes": args.mazes, "steps": args.steps,
-                                    "rows": self_built_table(args.mazes, args.steps)}
-        print_self_built(result["self_built_map"]["rows"])
-        out.write_text(json.dumps(result, indent=2))
-        print(f"wrote {out}")
-        return 0
+        rows = self_built_table(args.mazes, args.steps)
+        print_self_built(rows)
+        return add_to_results(args.out, "self_built_map", {"mazes": args.mazes, "steps": args.steps, "rows": rows})
     if args.only_predicted:
-        out = args.out or RESULTS / "localization.json"
-        result = json.loads(out.read_text()) if out.exists() else {"benchmark": "localization"}
-        result["predicted_bev"] = predicted_bev_table(args.mazes, args.steps)
-        print_predicted(result["predicted_bev"])
-        out.write_text(json.dumps(result, indent=2))
-        print(f"wrote {out}")
-        return 0
+        rows = predicted_bev_table(args.mazes, args.steps)
+        print_predicted(rows)
+        return add_to_results(args.out, "predicted_bev", rows)
     if args.quick:
         args.mazes, args.steps, args.cost_runs = min(args.mazes, 3), min(args.steps, 600), min(args.cost_runs, 2)
     if 0.05 not in args.noise:
