@@ -68,3 +68,40 @@ def test_wilson_interval_brackets_the_rate_and_stays_in_zero_one():
     assert round(low, 2) == 0.84 and round(high, 2) == 0.98
     assert wilson_interval(5, 5)[1] == 1.0 and wilson_interval(0, 5)[0] == 0.0
     assert all(v != v for v in wilson_interval(0, 0))  # NaN without trials
+
+
+def test_mcnemar_exact_p_is_a_two_sided_sign_test_on_the_discordant_pairs():
+    from spatial_memory_ros.core.metrics import mcnemar_exact_p
+
+    assert mcnemar_exact_p(5, 0) == pytest.approx(2 / 32)  # 5 of 5 one way
+    assert mcnemar_exact_p(3, 3) == 1.0 and mcnemar_exact_p(0, 0) == 1.0
+    assert mcnemar_exact_p(12, 1) == pytest.approx(mcnemar_exact_p(1, 12))
+    assert mcnemar_exact_p(12, 1) == pytest.approx(28 / 8192)  # 2 * (1 + 13) / 2**13
+    with pytest.raises(ValueError, match="non-negative"):
+        mcnemar_exact_p(-1, 2)
+
+
+def test_paired_difference_interval_matches_a_hand_worked_table():
+    from spatial_memory_ros.core.metrics import paired_difference_interval
+
+    # 12 seeds both solve, 9 only the first, 2 only the second, 21 neither: the difference 7/44 with the interval
+    # 0.011 to 0.295, worked by hand from the formula of Newcombe's method 10 (continuity-corrected phi = 0.471).
+    first = [True] * 21 + [False] * 23
+    second = [True] * 12 + [False] * 9 + [True] * 2 + [False] * 21
+    diff, low, high = paired_difference_interval(first, second)
+    assert diff == pytest.approx(7 / 44)
+    assert low == pytest.approx(0.0112, abs=5e-4) and high == pytest.approx(0.2954, abs=5e-4)
+
+
+def test_paired_difference_interval_uses_the_pairing_and_rejects_unequal_lengths():
+    from spatial_memory_ros.core.metrics import paired_difference_interval, wilson_interval
+
+    # 50 seeds, the second method fails on 5 seeds the first solves and never the other way round
+    first, second = [True] * 47 + [False] * 3, [True] * 42 + [False] * 8
+    diff, low, high = paired_difference_interval(first, second)
+    assert diff == pytest.approx(0.10) and 0.0 < low < diff < high
+    # the intervals of the two rates alone overlap: pairing is what separates them
+    assert wilson_interval(42, 50)[1] > wilson_interval(47, 50)[0]
+    assert all(v != v for v in paired_difference_interval([], []))
+    with pytest.raises(ValueError, match="equal lengths"):
+        paired_difference_interval([True], [True, False])

@@ -83,3 +83,51 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
     centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mcnemar_exact_p(only_first: int, only_second: int) -> float:
+    """Two-sided exact McNemar p-value for paired successes (the same seeds under two methods).
+
+    ``only_first``: pairs where only the first method succeeded; ``only_second``: where only the second did. Under
+    the null hypothesis each discordant pair goes either way with probability 1/2 (a binomial sign test); 1.0 when
+    there are no discordant pairs.
+    """
+    if only_first < 0 or only_second < 0:
+        raise ValueError("discordant pair counts must be non-negative")
+    n = only_first + only_second
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(only_first, only_second) + 1)) / 2.0**n
+    return min(1.0, 2.0 * tail)
+
+
+def paired_difference_interval(first: list[bool], second: list[bool], z: float = 1.96) -> tuple[float, float, float]:
+    """Difference of success rates of paired outcomes (first minus second) with its Newcombe 95% interval.
+
+    Newcombe's method 10 (1998): Wilson intervals of each rate combined with the correlation of the pairs, so that
+    seeds shared by both methods narrow the interval. Returns (difference, low, high); NaNs without pairs.
+    """
+    if len(first) != len(second):
+        raise ValueError(f"paired outcomes need equal lengths, got {len(first)} and {len(second)}")
+    n = len(first)
+    if n == 0:
+        return float("nan"), float("nan"), float("nan")
+    a = sum(f and s for f, s in zip(first, second))
+    b = sum(f and not s for f, s in zip(first, second))
+    c = sum(s and not f for f, s in zip(first, second))
+    d = n - a - b - c
+    p1, p2 = (a + b) / n, (a + c) / n
+    l1, u1 = wilson_interval(a + b, n, z)
+    l2, u2 = wilson_interval(a + c, n, z)
+    margins = (a + b) * (c + d) * (a + c) * (b + d)
+    if margins == 0:
+        phi = 0.0
+    else:
+        numerator = a * d - b * c
+        # the continuity-corrected phi of Newcombe's method 10
+        numerator = max(abs(numerator) - n / 2, 0.0) * (1 if numerator >= 0 else -1)
+        phi = numerator / math.sqrt(margins)
+    diff = p1 - p2
+    low = diff - math.sqrt(max((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2, 0.0))
+    high = diff + math.sqrt(max((p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2, 0.0))
+    return diff, max(-1.0, low), min(1.0, high)
