@@ -280,6 +280,23 @@ def test_a_near_wall_fills_more_of_the_image_than_a_far_one():
     assert wall_rows_in_top_half(world.render(0), centre) == centre
 
 
+def test_sub_pixel_changes_of_a_far_walls_depth_show_in_its_edge_pixels():
+    """Area-sampled edges: 5 cm more depth at 5.5 m moves the wall's top edge by a twentieth of a pixel, which must
+    show as a fainter edge pixel (with all-or-nothing pixels the image would not change at all)."""
+    world = World(Maze.from_strings(CORRIDOR), num_robots=1)
+    centre = world.config.image_size // 2
+    ceiling = ceiling_rgb(world.config.image_size).astype(int)
+    edge_rows, edge_contrast = [], []
+    for x in (3.5, 3.45, 3.4):  # depths 5.5, 5.55, 5.6 m
+        world.set_pose(0, Pose2D(x, 1.5, 0.0))
+        top_half = world.render(0)[:centre, centre].astype(int)
+        differs = np.flatnonzero(np.abs(top_half - ceiling).sum(axis=1))
+        edge_rows.append(int(differs[0]))
+        edge_contrast.append(int(np.abs(top_half[differs[0]] - ceiling[differs[0]]).sum()))
+    assert len(set(edge_rows)) == 1
+    assert edge_contrast[0] > edge_contrast[1] > edge_contrast[2] > 0
+
+
 def test_the_image_changes_with_motion():
     world = World(generate_maze(13, seed=2), num_robots=1, seed=2)
     before = world.render(0)

@@ -1,7 +1,8 @@
 """A simulated team of camera robots in Memory-Maze-style mazes (numpy only, no ROS).
 
 The maze is a grid of square cells (walls and free space) with rooms joined by corridors and coloured target
-objects. Each robot is a differential-drive disc with a forward camera rendered by ray casting, noisy wheel
+objects. Each robot is a differential-drive disc with a forward camera rendered by ray casting (one ray per image
+column; a wall's top and bottom edge pixels are blended by how much of them the wall covers), noisy wheel
 odometry, and an oracle bird's-eye view (BEV): the true geometry around it masked to what the camera sees.
 
 Frames: the map frame has x along the grid's columns and y along its rows, in metres; cell (r, c) spans
@@ -593,14 +594,18 @@ class _Renderer:
 
     def _draw_walls(self, image: np.ndarray, depth: np.ndarray, hits: _RayHits) -> None:
         projected = self.focal * self.wall_height / np.maximum(depth, 1e-6)
-        on_wall = self.abs_screen_y[:, None] < (0.5 * projected)[None, :]
+        # Each pixel shows the wall in proportion to how much of its height the wall covers (area sampling, as a
+        # real sensor integrates): the top and bottom edge pixels then carry the wall's sub-pixel height, the only
+        # cue to the depth of far walls, where a quarter metre moves an edge by a fraction of a pixel.
+        coverage = np.clip(0.5 * projected[None, :] - self.abs_screen_y[:, None] + 0.5, 0.0, 1.0)
         texture_row = self.screen_y[:, None] * (_TEXTURE_ROWS / projected)[None, :] + 0.5 * _TEXTURE_ROWS
         texture_row = np.minimum(np.maximum(texture_row, 0.0), _TEXTURE_ROWS - 1).astype(np.intp)
         texture_col = np.minimum((hits.u * _TEXTURE_COLS).astype(np.intp), _TEXTURE_COLS - 1)
         column_base = hits.face * (_TEXTURE_ROWS * _TEXTURE_COLS) + texture_col
         texels = self.texels.take(texture_row * _TEXTURE_COLS + column_base[None, :], axis=0)
         shade = (_distance_shade(depth, self.cell_size) * np.where(hits.side, 1.0, 0.78)).astype(np.float32)
-        np.copyto(image, texels * shade[None, :, None], where=on_wall[..., None])
+        wall = texels * shade[None, :, None]
+        image += (wall - image) * coverage.astype(np.float32)[..., None]
 
     def _draw_sprites(self, image: np.ndarray, pose: Pose2D, depth: np.ndarray, sprites: Sequence[_Sprite]) -> None:
         cos_t, sin_t = math.cos(pose.theta), math.sin(pose.theta)
