@@ -19,7 +19,7 @@ team_over_time.png (share of episodes solved by each time, at the smallest budge
 
 Since every method runs on the same seeds, ours and full broadcast at 4 bits are also compared pair by pair: the
 difference of success rates with its Newcombe 95% interval and the exact McNemar p-value. The decisive 4-bit
-comparison can be run alone on more seeds (about 25 min on 2 jobs for 200 seeds of three methods):
+comparison can be run alone on more seeds (38 min on 2 busy CPUs for 200 seeds of three methods):
   .venv/bin/python benchmarks/team.py [--episodes 50] [--jobs 2] [--time-budget-min 60] [--quick]
   .venv/bin/python benchmarks/team.py --budgets 4 --methods ours broadcast none --episodes 200 \
       --fault-episodes 0 --name team_4bit
