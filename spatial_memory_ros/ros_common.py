@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
@@ -73,6 +73,34 @@ def map_geometry(params: dict[str, Any]):
     return GridGeometry(resolution, int(round(params["map_width_m"] / resolution)),
                         int(round(params["map_height_m"] / resolution)), params["map_origin_x"],
                         params["map_origin_y"])
+
+
+def call_with_retries(client, request, wait_until: Callable[[Callable[[], bool], float], bool], timeout: float,
+                      attempt_s: float = 3.0):
+    """Call a read-only service and return its response, or None if no answer came within ``timeout`` seconds.
+
+    The request is sent again whenever ``attempt_s`` passes without an answer, and the first answer to any of the
+    copies is taken (earlier copies stay pending, so a slow server is not starved by its own queue). Why: a ROS 2
+    service is a pair of DDS topics, and a request can reach a server that has not yet matched the client's reply
+    reader; Fast DDS then drops the reply ("failed to send response (timeout): client will not receive response",
+    ros2/ros2 issue 1253, rmw_fastrtps issue 842) and a single call waits forever.
+    ``wait_until(predicate, seconds)`` spins or sleeps until the predicate holds or the seconds pass, and returns it.
+    """
+    pending: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while (remaining := deadline - time.monotonic()) > 0:
+            pending.append(client.call_async(request))
+            if wait_until(lambda: any(future.done() for future in pending), min(attempt_s, remaining)):
+                return next(future for future in pending if future.done()).result()
+        return None
+    finally:
+        remove = getattr(client, "remove_pending_request", None)
+        for future in pending:
+            if not future.done():
+                if remove is not None:
+                    remove(future)
+                future.cancel()
 
 
 class InputGuard:

@@ -340,8 +340,17 @@ def demo_query(options: DemoOptions) -> str:
     return f"the {generate_maze(size=options.maze_size, seed=options.seed).targets[0].color} target"
 
 
+def _sleep_until_done(done, seconds: float) -> bool:
+    """Wait until ``done()`` holds (futures that an executor spinning in another thread completes)."""
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return done()
+
+
 def ask_robots(node, robots: list[str], query: str, observation: RunObservation, timeout: float = 30.0) -> None:
     """Call every robot's QueryMemory service with ``query`` and keep the best answer (executor spins elsewhere)."""
+    from spatial_memory_ros.ros_common import call_with_retries
     from spatial_memory_ros.srv import QueryMemory
 
     for robot in robots:
@@ -350,10 +359,7 @@ def ask_robots(node, robots: list[str], query: str, observation: RunObservation,
         while not client.service_is_ready() and time.monotonic() < deadline:
             time.sleep(0.05)
         request = QueryMemory.Request(query=query, num_samples=20)
-        future = client.call_async(request)
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        response = future.result() if future.done() else None
+        response = call_with_retries(client, request, _sleep_until_done, deadline - time.monotonic())
         if response is None:
             observation.answers[robot] = {"query": query, "error": "no answer within the timeout"}
         elif not response.success or not response.xs:

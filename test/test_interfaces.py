@@ -55,10 +55,12 @@ def test_every_message_type_across_processes(ros):
 
 
 def _call(ros, client, request, timeout: float = 20.0):
+    from spatial_memory_ros.ros_common import call_with_retries
+
     assert spin_until(ros, lambda: client.service_is_ready(), timeout=timeout), "service never appeared"
-    future = client.call_async(request)
-    assert spin_until(ros, future.done, timeout=timeout), "no answer"
-    return future.result()
+    response = call_with_retries(client, request, lambda done, s: spin_until(ros, done, timeout=s), timeout)
+    assert response is not None, "no answer"
+    return response
 
 
 def test_query_service_in_one_process(ros):

@@ -79,11 +79,14 @@ def _feed(ros, node, frames):
 def _ask(ros, probe, **fields):
     from spatial_memory_ros.srv import QueryMemory
 
+    from spatial_memory_ros.ros_common import call_with_retries
+
     client = probe.create_client(QueryMemory, "/robot1/query")
     assert spin_until(ros, client.service_is_ready)
-    future = client.call_async(QueryMemory.Request(**fields))
-    assert spin_until(ros, future.done, timeout=30.0)
-    return future.result()
+    response = call_with_retries(client, QueryMemory.Request(**fields),
+                                 lambda done, s: spin_until(ros, done, timeout=s), 30.0)
+    assert response is not None, "no answer from /robot1/query"
+    return response
 
 
 def test_bevs_become_a_map_entries_and_an_answer(ros, scene):

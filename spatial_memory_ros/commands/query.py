@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     """Call the service and print the answer; exit 1 if it cannot be reached or says no."""
     import rclpy
 
+    from spatial_memory_ros.ros_common import call_with_retries
     from spatial_memory_ros.srv import QueryMemory
 
     rclpy.init(args=[])
@@ -39,14 +40,17 @@ def run(args: argparse.Namespace) -> int:
         request = QueryMemory.Request(query=args.text, num_samples=max(args.samples, 0))
         if args.near is not None:
             request.x, request.y, request.location_sd = args.near[0], args.near[1], args.near_sd
-        future = client.call_async(request)
-        deadline = time.monotonic() + args.timeout
-        while not future.done() and time.monotonic() < deadline:
-            rclpy.spin_once(node, timeout_sec=0.1)
-        if not future.done():
+        def spin_until_done(done, seconds: float) -> bool:
+            deadline = time.monotonic() + seconds
+            while not done() and time.monotonic() < deadline:
+                rclpy.spin_once(node, timeout_sec=0.1)
+            return done()
+
+        response = call_with_retries(client, request, spin_until_done, args.timeout)
+        if response is None:
             print(f"/{args.robot}/query did not answer within {args.timeout:g} s", file=sys.stderr)
             return 1
-        return _print_answer(args, future.result())
+        return _print_answer(args, response)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
