@@ -165,12 +165,17 @@ def group(results: list[dict], budgets: tuple[int, ...] = BUDGETS) -> tuple[list
     return sweep, faults
 
 
+def fault_free_episodes(results: list[dict], method: str, bits: int) -> list[dict]:
+    """A method's episodes at ``bits`` without faults ("no communication" ran once, stored at the first budget)."""
+    stored_bits = BUDGETS[0] if method == "none" else bits
+    return [e for e in results if e["strategy"] == method and e["bits_per_step"] == stored_bits
+            and e["packet_loss"] == 0.0 and e["dropout_step"] is None]
+
+
 def paired_outcomes(results: list[dict], first: str, second: str, bits: int) -> tuple[list[bool], list[bool]]:
     """Success of two methods on the seeds both ran at ``bits`` (no faults), in seed order."""
     def by_seed(method: str) -> dict[int, bool]:
-        stored_bits = BUDGETS[0] if method == "none" else bits
-        return {e["seed"]: bool(e["success"]) for e in results if e["strategy"] == method
-                and e["bits_per_step"] == stored_bits and e["packet_loss"] == 0.0 and e["dropout_step"] is None}
+        return {e["seed"]: bool(e["success"]) for e in fault_free_episodes(results, method, bits)}
 
     a, b = by_seed(first), by_seed(second)
     seeds = sorted(set(a) & set(b))
@@ -280,9 +285,7 @@ def plot_success_over_time(results: list[dict], bits: int, max_s: float, path: P
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
     grid = np.linspace(0.0, max_s, 301)
     for method in METHODS:
-        stored_bits = BUDGETS[0] if method == "none" else bits
-        episodes = [e for e in results if e["strategy"] == method and e["bits_per_step"] == stored_bits
-                    and e["packet_loss"] == 0.0 and e["dropout_step"] is None]
+        episodes = fault_free_episodes(results, method, bits)
         if not episodes:
             continue
         times = np.array([e["time_to_success_s"] for e in episodes if e["success"]], dtype=float)
