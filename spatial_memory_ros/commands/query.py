@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         request = QueryMemory.Request(query=args.text, num_samples=max(args.samples, 0))
         if args.near is not None:
             request.x, request.y, request.location_sd = args.near[0], args.near[1], args.near_sd
+
         def spin_until_done(done, seconds: float) -> bool:
             deadline = time.monotonic() + seconds
             while not done() and time.monotonic() < deadline:
