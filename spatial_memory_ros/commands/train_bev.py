@@ -15,7 +15,8 @@ unseen mazes (seeds from 1,000,000 up). The run folder --out gets last.pt (the f
 best.pt (the best model by validation so far, loadable by BevPredictor) and log.jsonl. --export calibrates the
 decision biases of best.pt and of the final weights on the validation mazes and writes the better of the two, with
 its data, command, time and validation metrics, to a path such as spatial_memory_ros/models/bev.pt. The shipped
-model is a first run from random weights, then a second with --init from it and --depth-bins 36 (models/bev.md)."""
+model is a first run from random weights, a second with --init from it and --depth-bins 36, and a third with
+--init from the second on frames with area-sampled wall edges (models/bev.md)."""
 
 EXAMPLE = """example:
   spatial-memory data bev --mazes 300 --frames-per-maze 160 --out runs/bev-data
