@@ -245,13 +245,27 @@ def print_tables(sweep: list[dict], faults: list[dict]) -> None:
                   f"partner {row['partner_error_m']:.2f} m  drops {row['drops']}")
 
 
-def plot(sweep: list[dict], path: Path) -> None:
+def _new_axes():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    return plt.subplots(figsize=(6.4, 4.2))
+
+
+def _save(figure, axis, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    axis.legend(fontsize=8, loc="lower right")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot(sweep: list[dict], path: Path) -> None:
+    figure, axis = _new_axes()
     for method, marker in zip(METHODS, "osD^"):
         rows = [row for row in sweep if row["method"] == method]
         if not rows:
@@ -268,21 +282,12 @@ def plot(sweep: list[dict], path: Path) -> None:
     axis.set_ylim(0, 1.05)
     n = max((row["episodes"] for row in sweep), default=0)
     axis.set_title(f"3 robots, 15x15 maze, find the named target in 150 s ({n} episodes each)", fontsize=9)
-    axis.legend(fontsize=8, loc="lower right")
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    _save(figure, axis, path)
 
 
 def plot_success_over_time(results: list[dict], bits: int, max_s: float, path: Path) -> None:
     """Share of episodes solved by each time, one line per method at ``bits`` (no faults): where the methods part."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    figure, axis = _new_axes()
     grid = np.linspace(0.0, max_s, 301)
     for method in METHODS:
         episodes = fault_free_episodes(results, method, bits)
@@ -295,11 +300,7 @@ def plot_success_over_time(results: list[dict], bits: int, max_s: float, path: P
     axis.set_ylabel("share of episodes solved")
     axis.set_ylim(0, 1.02)
     axis.set_title(f"success over time at {bits} bits per robot per step", fontsize=9)
-    axis.legend(fontsize=8, loc="lower right")
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    _save(figure, axis, path)
 
 
 def print_comparisons(targets: dict) -> None:
