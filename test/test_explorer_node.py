@@ -126,6 +126,14 @@ def _query_service(ros, probe: Probe, answer, spin: bool = True):
     return calls, service, node
 
 
+def calls_refused(ros, probe: Probe, explorer, calls: list, reason: str) -> bool:
+    """Feed BEVs so the explorer asks the installed service; true once it was asked and refused the answer."""
+    for _ in range(4):
+        probe.bev(stamp=2.0)
+        probe.settle(0.05)
+    return bool(calls) and spin_until(ros, lambda: explorer.guard.counts.get(reason), timeout=5.0)
+
+
 def red_target_at(x: float, y: float):
     def answer(request, response):
         response.success = True
@@ -231,10 +239,7 @@ def test_bad_input_never_stops_the_commands(ros):
         return response
 
     calls, service, _ = _query_service(ros, probe, failing)
-    for _ in range(4):
-        probe.bev(stamp=2.0)
-        probe.settle(0.05)
-    assert calls and spin_until(ros, lambda: explorer.guard.counts.get("query failed"), timeout=5.0)
+    assert calls_refused(ros, probe, explorer, calls, "query failed")
     probe.node.destroy_service(service)
 
     def garbage(request, response):
@@ -243,10 +248,7 @@ def test_bad_input_never_stops_the_commands(ros):
         return response
 
     calls, service, _ = _query_service(ros, probe, garbage)
-    for _ in range(4):
-        probe.bev(stamp=2.0)
-        probe.settle(0.05)
-    assert calls and spin_until(ros, lambda: explorer.guard.counts.get("invalid query answer"), timeout=5.0)
+    assert calls_refused(ros, probe, explorer, calls, "invalid query answer")
     assert explorer.goal is None and not probe.goals
     probe.node.destroy_service(service)
     # A service that never answers (its node is not spun): given up after query_timeout, asked again later.

@@ -99,6 +99,14 @@ def index_lookup(request, monkeypatch):
     return request.param
 
 
+def assert_paths_agree(memory: SpatialMemory, queries: np.ndarray, query_sd: float, threshold: float) -> None:
+    """The dense and the indexed read give the same matches and (to float32 rounding) the same values."""
+    dense = memory.read(queries, query_sd, threshold, use_index=False)
+    indexed = memory.read(queries, query_sd, threshold, use_index=True)
+    np.testing.assert_array_equal(dense.matched, indexed.matched)
+    np.testing.assert_allclose(dense.values, indexed.values, atol=1e-5)
+
+
 @pytest.mark.parametrize("location_dim", [1, 2, 3])
 def test_dense_and_indexed_paths_agree(location_dim, index_lookup):
     memory = filled_memory(3000, location_dim=location_dim, max_size=2500, spread=30.0)  # ring has wrapped
@@ -106,10 +114,7 @@ def test_dense_and_indexed_paths_agree(location_dim, index_lookup):
     memory.write(rng.normal(0, 30, (400, location_dim)), 2.0, rng.normal(size=(400, 8)))  # after index creation
     for threshold in (3.0, 10.0, 33.0):
         queries = rng.normal(0, 40, (200, location_dim))
-        dense = memory.read(queries, 1.5, threshold, use_index=False)
-        indexed = memory.read(queries, 1.5, threshold, use_index=True)
-        np.testing.assert_array_equal(dense.matched, indexed.matched)
-        np.testing.assert_allclose(dense.values, indexed.values, atol=1e-5)
+        assert_paths_agree(memory, queries, 1.5, threshold)
         assert bool(memory._synced_index(threshold)._main._directory()) == (index_lookup == "cell directory")
         memory.write(rng.normal(0, 30, (300, location_dim)), 1.0, rng.normal(size=(300, 8)))  # index updates
 
@@ -139,10 +144,7 @@ def test_index_merges_and_drops_evicted_entries(monkeypatch, index_lookup):
     for step in range(40):
         memory.write(rng.uniform(-30, 30, (70, 2)), 1.0, rng.normal(size=(70, 4)))
         if step % 3 == 0:
-            dense = memory.read(queries, 1.0, 4.0, use_index=False)
-            indexed = memory.read(queries, 1.0, 4.0, use_index=True)
-            np.testing.assert_array_equal(dense.matched, indexed.matched)
-            np.testing.assert_allclose(dense.values, indexed.values, atol=1e-5)
+            assert_paths_agree(memory, queries, 1.0, 4.0)
 
 
 def test_index_is_exact_on_cell_edges_and_far_away(index_lookup):
@@ -157,10 +159,7 @@ def test_index_is_exact_on_cell_edges_and_far_away(index_lookup):
     memory.write(locations, 1.0, rng.normal(size=(len(locations), 4)))
     queries = np.concatenate([centres, lattice[::7], rng.uniform(-20, 20, (50, 2))])
     for threshold in (2.0, 4.0, 8.0, 3.0):
-        dense = memory.read(queries, 1.0, threshold, use_index=False)
-        indexed = memory.read(queries, 1.0, threshold, use_index=True)
-        np.testing.assert_array_equal(dense.matched, indexed.matched)
-        np.testing.assert_allclose(dense.values, indexed.values, atol=1e-5)
+        assert_paths_agree(memory, queries, 1.0, threshold)
 
 
 def test_index_skips_the_stale_check_only_while_nothing_indexed_was_evicted():
@@ -174,10 +173,7 @@ def test_index_skips_the_stale_check_only_while_nothing_indexed_was_evicted():
     memory.write(rng.uniform(-20, 20, (10, 2)), 1.0, rng.normal(size=(10, 4)))  # evicts the 10 oldest
     index = memory._synced_index(3.0)
     assert memory._ids_to_check(index) is memory._ids
-    dense = memory.read(queries, 1.0, 3.0, use_index=False)
-    indexed = memory.read(queries, 1.0, 3.0, use_index=True)
-    np.testing.assert_array_equal(dense.matched, indexed.matched)
-    np.testing.assert_allclose(dense.values, indexed.values, atol=1e-5)
+    assert_paths_agree(memory, queries, 1.0, 3.0)
 
 
 def test_gathers_match_numpy_with_and_without_torch(monkeypatch):
