@@ -63,7 +63,7 @@ def accuracy(predictor, mazes: int, frames_per_maze: int) -> dict:
     """Metrics of the predictor and of the everything-free baseline on frames of unseen mazes."""
     import numpy as np
 
-    from spatial_memory_ros.core import bev
+    from spatial_memory_ros.perception import bev
 
     seeds = bev.maze_seed_range(bev.BENCHMARK_SEED_BASE, mazes)
     model_metrics, baseline_metrics = bev.BevMetrics(), bev.BevMetrics()
@@ -144,7 +144,7 @@ def latency(predictor, repeats: int) -> list[dict]:
     import numpy as np
     import torch
 
-    from spatial_memory_ros.core import bev
+    from spatial_memory_ros.perception import bev
 
     images = bev.render_maze_frames(bev.BENCHMARK_SEED_BASE, 3).images
     reference = ssm_pc_sized_model()
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import torch
 
-    from spatial_memory_ros.core import bev
+    from spatial_memory_ros.perception import bev
 
     try:
         predictor = bev.BevPredictor.load(args.checkpoint or bev.DEFAULT_CHECKPOINT)

@@ -7,7 +7,7 @@
    the rate maps of its 16 best units in benchmarks/results/grid_cells_ratemaps.png.
    Baselines measured in the same run: the same network untrained (its initial weights), and exact integration of
    the velocities read out through the same place cells (the floor that the place-cell decoder allows).
-2. The analytic multi-module grid code (core/grid_code.py) that teammates send: message size, decoding error and
+2. The analytic multi-module grid code (localization/grid_code.py) that teammates send: message size, decoding error and
    far-off rate over a 15 m x 15 m maze with each phase quantised to 2, 3, 4, 6 bits (and unquantised), the
    decoding range (largest square decoded without a far-off error), and the error when the receiver has a prior.
 
@@ -29,8 +29,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from spatial_memory_ros.core import grid_cells as gc  # noqa: E402
-from spatial_memory_ros.core.grid_code import GridCode, decoding_stats  # noqa: E402
+from spatial_memory_ros.localization import grid_cells as gc  # noqa: E402
+from spatial_memory_ros.localization.grid_code import GridCode, decoding_stats  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 BITS = (2, 3, 4, 6, None)

@@ -35,16 +35,16 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from spatial_memory_ros.core.explorer import RandomWalker  # noqa: E402
-from spatial_memory_ros.core.metrics import ate_rmse, drift_per_100m, path_length  # noqa: E402
-from spatial_memory_ros.core.tem import (  # noqa: E402
+from spatial_memory_ros.behaviour.walker import RandomWalker  # noqa: E402
+from spatial_memory_ros.evaluation.metrics import ate_rmse, drift_per_100m, path_length  # noqa: E402
+from spatial_memory_ros.localization.tem import (  # noqa: E402
     MapLikelihood,
     OccupancyMap,
     TemConfig,
     TemLocalizer,
     maze_occupancy,
 )
-from spatial_memory_ros.core.world import World, WorldConfig, generate_maze  # noqa: E402
+from spatial_memory_ros.sim.world import World, WorldConfig, generate_maze  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 ANGULAR_DEG_PER_FRACTION = 40.0
@@ -246,7 +246,7 @@ def run_tem_self_built(run: Run, bevs: list, settings: SelfBuiltSettings, refres
 
 def self_built_table(mazes: int, steps: int, noise: float = 0.05) -> list[dict]:
     """The live stack's case: predicted BEVs and a map built from the localizer's own estimates, at 5% noise."""
-    from spatial_memory_ros.core.bev import BevPredictor
+    from spatial_memory_ros.perception.bev import BevPredictor
 
     predictor = BevPredictor.load(num_threads=1)
     rows = []
@@ -372,7 +372,7 @@ def cost_table(kept: dict, cost_runs: int) -> list[dict]:
 
 def predicted_bev_table(mazes: int, steps: int, noise: float = 0.05) -> list[dict]:
     """At 5% noise, true map: TEM corrected by the BEV predictor's BEVs (from the camera) vs by the oracle's."""
-    from spatial_memory_ros.core.bev import BevPredictor
+    from spatial_memory_ros.perception.bev import BevPredictor
 
     predictor = BevPredictor.load(num_threads=1)
     rows = []

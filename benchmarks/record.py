@@ -81,7 +81,7 @@ def run_recorded_demo(duration: float, robots: int, work: Path,
 
 def bag_stats(bag: Path, robots: int, duration: float) -> dict:
     """Size of the bag, per robot-minute of sim time, and by topic kind."""
-    from spatial_memory_ros.core.bags import BagReader
+    from spatial_memory_ros.recording.bags import BagReader
 
     size = sum(f.stat().st_size for f in bag.iterdir())
     by_kind: dict[str, int] = {}

@@ -41,9 +41,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from spatial_memory_ros.core.metrics import (mcnemar_exact_p, paired_difference_interval,  # noqa: E402
+from spatial_memory_ros.evaluation.metrics import (mcnemar_exact_p, paired_difference_interval,  # noqa: E402
                                              wilson_interval)
-from spatial_memory_ros.core.team import LabelEmbedder, TeamTaskConfig, run_episode  # noqa: E402
+from spatial_memory_ros.evaluation.team_task import LabelEmbedder, TeamTaskConfig, run_episode  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 BUDGETS = (4, 8, 16, 32, 64, 128)
@@ -85,7 +85,7 @@ def settings(quick: bool, budgets: tuple[int, ...] = BUDGETS,
 
 def embedding_table() -> dict:
     """Embeddings of the task's texts with the packaged sentence model (loaded once, here)."""
-    from spatial_memory_ros.core.semantics import Embedder
+    from spatial_memory_ros.memory.semantics import Embedder
 
     return LabelEmbedder.from_embedder(Embedder()).table()
 

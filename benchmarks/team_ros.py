@@ -1,5 +1,5 @@
 """The team task through the real nodes and DDS (Team communication issue: "a ROS run of a few episodes at two
-budgets gives the same success within its interval"), beside the in-process task (core/team.py) on the same seeds.
+budgets gives the same success within its interval"), beside the in-process task (evaluation/team_task.py) on the same seeds.
 
 Each ROS episode is one `spatial-memory demo` run (runner.run_demo, one process per node, in a child process of
 its own): 3 robots in the 15x15 maze of the seed, oracle BEV and ground-truth pose (the in-process sweep's setting),
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from spatial_memory_ros.core.metrics import wilson_interval  # noqa: E402
+from spatial_memory_ros.evaluation.metrics import wilson_interval  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 FIRST_SEED = 1000  # benchmarks/team.py's
@@ -38,7 +38,7 @@ MAZE_SIZE, ROBOTS, MAX_SIM_S, REACH_RADIUS = 15, 3, 150.0, 0.6
 
 def task_query(seed: int) -> str:
     """The in-process team task's text goal for a seed (core/team.TeamEpisode draws the target this way)."""
-    from spatial_memory_ros.core.world import generate_maze
+    from spatial_memory_ros.sim.world import generate_maze
 
     maze = generate_maze(MAZE_SIZE, seed=seed)
     rng = np.random.default_rng([seed, 0x7EA])
@@ -90,9 +90,9 @@ def episode_main(seed: int, bits: int, out: Path, wall_timeout: float) -> None:
 
 
 def run_in_process(seeds: list[int], budgets: list[int]) -> list[dict]:
-    """The in-process team task (core/team.py) on the same seeds and budgets, with the real language model."""
-    from spatial_memory_ros.core.semantics import Embedder
-    from spatial_memory_ros.core.team import LabelEmbedder, TeamTaskConfig, run_episode
+    """The in-process team task (evaluation/team_task.py) on the same seeds and budgets, with the real language model."""
+    from spatial_memory_ros.memory.semantics import Embedder
+    from spatial_memory_ros.evaluation.team_task import LabelEmbedder, TeamTaskConfig, run_episode
 
     embedder = LabelEmbedder.from_embedder(Embedder())
     results = []

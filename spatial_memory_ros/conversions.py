@@ -16,10 +16,11 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
-from spatial_memory_ros.core.mapping import GridGeometry
-from spatial_memory_ros.core.memory import SpatialMemory
-from spatial_memory_ros.core.robot_memory import Entries
-from spatial_memory_ros.core.world import BevGrid, Maze, Pose2D
+from spatial_memory_ros.types import GridGeometry
+from spatial_memory_ros.memory.spatial_memory import SpatialMemory
+from spatial_memory_ros.memory.robot_memory import Entries
+from spatial_memory_ros.sim.world import Maze
+from spatial_memory_ros.types import BevGrid, Pose2D
 from spatial_memory_ros.msg import (BevMap, MemoryEntry, MemoryEntryArray, PartnerState, PartnerStateArray,
                                     TeamPacket)
 from spatial_memory_ros.msg import GridCode as GridCodeMsg

@@ -67,7 +67,7 @@ def robot_id_of(node: Node, configured: str = "") -> str:
 
 def map_geometry(params: dict[str, Any]):
     """The memory map's GridGeometry from the map_* parameters that spatial_memory and team_comm share."""
-    from spatial_memory_ros.core.mapping import GridGeometry
+    from spatial_memory_ros.types import GridGeometry
 
     resolution = params["map_resolution"]
     return GridGeometry(resolution, int(round(params["map_width_m"] / resolution)),

@@ -335,7 +335,7 @@ def demo_query(options: DemoOptions) -> str:
     """The demo's text query: the target colour given, else the colour of the maze's first target."""
     if options.query:
         return options.query
-    from spatial_memory_ros.core.world import generate_maze
+    from spatial_memory_ros.sim.world import generate_maze
 
     return f"the {generate_maze(size=options.maze_size, seed=options.seed).targets[0].color} target"
 
@@ -373,8 +373,8 @@ def ask_robots(node, robots: list[str], query: str, observation: RunObservation,
 def write_run_folder(run_dir: Path, options: DemoOptions, observation: RunObservation, wall_seconds: float) -> None:
     """summary.json and trajectories.png."""
     from spatial_memory_ros.conversions import msg_to_occupancy
-    from spatial_memory_ros.core.plots import draw_occupancy, draw_trajectories, save_png
-    from spatial_memory_ros.core.world import generate_maze
+    from spatial_memory_ros.evaluation.plots import draw_occupancy, draw_trajectories, save_png
+    from spatial_memory_ros.sim.world import generate_maze
 
     summary = build_summary(options, observation, wall_seconds)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -476,14 +476,14 @@ def goal_results(options: DemoOptions, observation: RunObservation) -> dict:
 @functools.lru_cache(maxsize=8)
 def _goal_targets(maze_size: int, seed: int, query: str) -> tuple:
     """The maze's targets whose colour the query names."""
-    from spatial_memory_ros.core.world import generate_maze
+    from spatial_memory_ros.sim.world import generate_maze
 
     return tuple(t for t in generate_maze(size=maze_size, seed=seed).targets if t.color in query.lower().split())
 
 
 def localization_errors(observation: RunObservation, robot: str) -> dict:
     """ATE of the localizer's estimate and of dead reckoning against the ground truth, on the same run."""
-    from spatial_memory_ros.core.metrics import ate_rmse, pair_by_stamp
+    from spatial_memory_ros.evaluation.metrics import ate_rmse, pair_by_stamp
 
     truth = observation.trajectories.get(robot, [])
     result = {}
@@ -512,8 +512,8 @@ def link_summary(observation: RunObservation, robot: str) -> dict:
 def oracle_bev_map(observation: RunObservation, robot: str, geometry):
     """The map the robot would have fused from the oracle BEVs, with the same poses its memory used."""
     from spatial_memory_ros.conversions import msg_to_bev
-    from spatial_memory_ros.core.mapping import LogOddsMap, bev_to_map
-    from spatial_memory_ros.core.world import Pose2D
+    from spatial_memory_ros.memory.mapping import LogOddsMap, bev_to_map
+    from spatial_memory_ros.types import Pose2D
 
     fused = LogOddsMap(geometry)
     headings = observation.estimate_headings.get(robot, {})
@@ -529,8 +529,8 @@ def _add_memory_results(per_robot: dict, options: DemoOptions, observation: RunO
     import math
 
     from spatial_memory_ros.conversions import msg_to_occupancy
-    from spatial_memory_ros.core.mapping import map_scores, rasterize_maze
-    from spatial_memory_ros.core.world import generate_maze
+    from spatial_memory_ros.memory.mapping import map_scores, rasterize_maze
+    from spatial_memory_ros.sim.world import generate_maze
 
     maze = generate_maze(size=options.maze_size, seed=options.seed)
     query = demo_query(options)

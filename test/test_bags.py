@@ -149,7 +149,7 @@ def _timing_bag(path: Path, count: int = 31, period: float = 0.1) -> Path:
     from std_msgs.msg import Int32
     from rclpy.serialization import serialize_message
 
-    from spatial_memory_ros.core.bags import BagWriter
+    from spatial_memory_ros.recording.bags import BagWriter
 
     start = 1_700_000_000_000_000_000
     with BagWriter(path) as writer:
@@ -233,7 +233,7 @@ def test_damaged_bag_is_refused_before_anything_is_published(ros, recorded, tmp_
 
     from spatial_memory_ros.cli import main
     from spatial_memory_ros.commands.replay import replay
-    from spatial_memory_ros.core.bags import BagError
+    from spatial_memory_ros.recording.bags import BagError
     from spatial_memory_ros.ros_common import LATCHED_QOS, RELIABLE_QOS
 
     bag = tmp_path / "damaged"
@@ -259,7 +259,7 @@ def test_record_command_records_the_sim_and_closes_the_bag_on_ctrl_c(ros, tmp_pa
 
     from rclpy.parameter import Parameter
 
-    from spatial_memory_ros.core.bags import validate_bag
+    from spatial_memory_ros.recording.bags import validate_bag
     from spatial_memory_ros.nodes.sim_world import SimWorldNode
 
     params = {"robots": 2, "maze_size": 9, "seed": 3, "wait_for_controllers": 0.0, "lockstep": False,

@@ -8,8 +8,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from spatial_memory_ros.core import bev  # noqa: E402
-from spatial_memory_ros.core.world import CLASS_NAMES, BevGrid  # noqa: E402
+from spatial_memory_ros.perception import bev  # noqa: E402
+from spatial_memory_ros.sim.world import CLASS_NAMES  # noqa: E402
+from spatial_memory_ros.types import BevGrid
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 VENV = Path(sys.prefix)
 
 CHECK = """
-import spatial_memory_ros.msg as msg, spatial_memory_ros.core.world as world, spatial_memory_ros.graph as graph
+import spatial_memory_ros.msg as msg, spatial_memory_ros.sim.world as world, spatial_memory_ros.graph as graph
 from spatial_memory_ros.msg import BevMap
 from spatial_memory_ros.srv import QueryMemory
 print(msg.__file__); print(world.__file__); print(graph.__file__)

@@ -1,19 +1,19 @@
-"""Tests of the team link (core/comm.py): codec round trips, bit accounting, partner model, policies, security."""
+"""Tests of the team link (comm/link.py): codec round trips, bit accounting, partner model, policies, security."""
 import math
 
 import numpy as np
 import pytest
 
-from spatial_memory_ros.core import comm
-from spatial_memory_ros.core.comm import (
+from spatial_memory_ros.comm import link as comm
+from spatial_memory_ros.comm.link import (
     DROP_BAD_TAG, DROP_MALFORMED_ENVELOPE, DROP_MALFORMED_PAYLOAD, DROP_OVER_BUDGET, DROP_OVERSIZED, DROP_PADDED,
     DROP_REASONS, DROP_REPLAYED, DROP_TRUNCATED, DROP_UNKNOWN_SENDER, DROP_WINDOW, MAX_PAYLOAD_BYTES, BlockCode,
     CellCode, CommConfig, CommLayout, MalformedPayload, Message, PacketSigner, PoseCode, PredictionModel, PoseAnchor,
     Sighting, SightingCode, SymbolReader, SymbolWriter, TeamComm, TokenBucket, WirePacket, block_bits,
     coarse_states, decode_message, encode_message, framing_bits, load_team_key, pose_bits, raw_cell_bits,
     sighting_bits)
-from spatial_memory_ros.core.mapping import GridGeometry
-from spatial_memory_ros.core.world import Pose2D
+from spatial_memory_ros.types import GridGeometry
+from spatial_memory_ros.types import Pose2D
 
 KEY = b"0123456789abcdef-team-key"
 TEAM = ["robot1", "robot2", "robot3"]
@@ -378,8 +378,8 @@ def test_own_echoes_are_ignored_and_a_stranger_using_my_id_is_dropped(layout):
 
 
 def test_ten_thousand_fuzzed_packets_are_all_dropped_and_counted(layout):
-    from spatial_memory_ros.core.robot_memory import RobotMemory
-    from spatial_memory_ros.core.team import LabelEmbedder
+    from spatial_memory_ros.memory.robot_memory import RobotMemory
+    from spatial_memory_ros.evaluation.team_task import LabelEmbedder
 
     rng = np.random.default_rng(5)
     receiver = TeamComm("robot1", TEAM, KEY, layout, CommConfig(bits_per_step=64))

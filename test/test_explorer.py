@@ -1,10 +1,11 @@
-"""Tests of the random-walk explorer (core/explorer.py) on its own and driving the simulated world."""
+"""Tests of the random-walk explorer (behaviour/walker.py) on its own and driving the simulated world."""
 import math
 
 import numpy as np
 
-from spatial_memory_ros.core.explorer import ExplorerConfig, RandomWalker
-from spatial_memory_ros.core.world import CLASS_NAMES, BevGrid, World, generate_maze
+from spatial_memory_ros.behaviour.walker import ExplorerConfig, RandomWalker
+from spatial_memory_ros.sim.world import CLASS_NAMES, World, generate_maze
+from spatial_memory_ros.types import BevGrid
 
 
 def blank_bev(fill: int) -> BevGrid:

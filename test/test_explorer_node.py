@@ -57,7 +57,7 @@ class Probe:
 
     def pose(self, x: float, y: float, theta: float, stamp: float = 0.0, nan: bool = False) -> None:
         from spatial_memory_ros.conversions import pose_to_msg, seconds_to_time
-        from spatial_memory_ros.core.world import Pose2D
+        from spatial_memory_ros.types import Pose2D
 
         msg = pose_to_msg(Pose2D(x, y, theta), seconds_to_time(stamp), "map", xy_sd=0.05)
         if nan:
@@ -76,7 +76,8 @@ class Probe:
     def bev(self, stamp: float = 0.0, broken: bool = False) -> None:
         """One BEV (free all round); waits for the explorer's command to it."""
         from spatial_memory_ros.conversions import bev_to_msg, seconds_to_time
-        from spatial_memory_ros.core.world import CLASS_NAMES, BevGrid
+        from spatial_memory_ros.sim.world import CLASS_NAMES
+        from spatial_memory_ros.types import BevGrid
 
         bev = BevGrid(np.zeros((32, 32), np.int8), np.zeros((32, 32), np.uint8), 0.25, 0.0, -4.0, CLASS_NAMES)
         msg = bev_to_msg(bev, seconds_to_time(stamp), "base_link", "robot1")
@@ -91,7 +92,7 @@ class Probe:
 
 
 def _geometry():
-    from spatial_memory_ros.core.mapping import GridGeometry
+    from spatial_memory_ros.types import GridGeometry
 
     return GridGeometry(0.25, 36, 36, 0.0, 0.0)  # 9 x 9 m
 

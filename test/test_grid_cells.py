@@ -1,11 +1,11 @@
-"""Tests of the grid-cell path integrators and their analysis (core/grid_cells.py) and `train grid-cells`."""
+"""Tests of the grid-cell path integrators and their analysis (localization/grid_cells.py) and `train grid-cells`."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from spatial_memory_ros.core import grid_cells as gc
+from spatial_memory_ros.localization import grid_cells as gc
 
 torch.set_num_threads(1)
 

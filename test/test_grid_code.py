@@ -1,10 +1,10 @@
-"""Tests of the analytic hexagonal grid code (core/grid_code.py)."""
+"""Tests of the analytic hexagonal grid code (localization/grid_code.py)."""
 import math
 
 import numpy as np
 import pytest
 
-from spatial_memory_ros.core.grid_code import GridCode, decoding_stats
+from spatial_memory_ros.localization.grid_code import GridCode, decoding_stats
 
 
 @pytest.fixture(scope="module")

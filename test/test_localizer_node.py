@@ -42,7 +42,7 @@ def _publishers(ros, namespace: str = "/robot1"):
 
 def _odom(stamp: float, v: float, omega: float):
     from spatial_memory_ros.conversions import odometry_to_msg, seconds_to_time
-    from spatial_memory_ros.core.world import Pose2D
+    from spatial_memory_ros.types import Pose2D
 
     return odometry_to_msg(Pose2D(0, 0, 0), (v, omega), seconds_to_time(stamp), "robot1/odom", "robot1/base_link",
                            0.05, 0.03)
@@ -53,9 +53,10 @@ def test_localizer_tracks_a_robot_and_publishes_everything(ros):
     from nav_msgs.msg import OccupancyGrid, Path
 
     from spatial_memory_ros.conversions import bev_to_msg, maze_to_occupancy_grid, pose_to_msg, seconds_to_time
-    from spatial_memory_ros.core.explorer import RandomWalker
-    from spatial_memory_ros.core.mapping import GridGeometry, rasterize_maze
-    from spatial_memory_ros.core.world import World, generate_maze
+    from spatial_memory_ros.behaviour.walker import RandomWalker
+    from spatial_memory_ros.memory.mapping import rasterize_maze
+    from spatial_memory_ros.types import GridGeometry
+    from spatial_memory_ros.sim.world import World, generate_maze
     from spatial_memory_ros.msg import GridCode
     from spatial_memory_ros.ros_common import LATCHED_QOS, RELIABLE_QOS
 
@@ -113,8 +114,8 @@ def test_bad_odometry_and_bevs_are_dropped_and_belief_is_unchanged(ros, case):
 
 def _recorded_drive(steps: int):
     """(stamp, twist, oracle BEV) of a short random walk, and the world it ran in."""
-    from spatial_memory_ros.core.explorer import RandomWalker
-    from spatial_memory_ros.core.world import World, generate_maze
+    from spatial_memory_ros.behaviour.walker import RandomWalker
+    from spatial_memory_ros.sim.world import World, generate_maze
 
     world = World(generate_maze(9, seed=7), num_robots=1, seed=7)
     walker = RandomWalker(seed=7)
@@ -129,7 +130,8 @@ def _growing_maps(world, frames, period: float):
     """Emulates the memory: after the first BEV of each `period`, a map stamped with it that reveals more of the
     maze (so which map a BEV is matched against changes the belief)."""
     from spatial_memory_ros.conversions import occupancy_to_msg, seconds_to_time
-    from spatial_memory_ros.core.mapping import GridGeometry, rasterize_maze
+    from spatial_memory_ros.memory.mapping import rasterize_maze
+    from spatial_memory_ros.types import GridGeometry
 
     geometry = GridGeometry.covering(world.maze, 0.25)
     truth = rasterize_maze(world.maze, geometry)
@@ -150,7 +152,7 @@ def test_poses_do_not_depend_on_how_odometry_bevs_and_maps_interleave(ros):
     from geometry_msgs.msg import PoseWithCovarianceStamped
 
     from spatial_memory_ros.conversions import bev_to_msg, pose_to_msg, seconds_to_time
-    from spatial_memory_ros.core.world import World, generate_maze
+    from spatial_memory_ros.sim.world import World, generate_maze
     from spatial_memory_ros.ros_common import RELIABLE_QOS
 
     world, frames = _recorded_drive(41)

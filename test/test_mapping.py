@@ -1,4 +1,4 @@
-"""core/mapping.py: BEVs moved into the map frame land on the true geometry, fused maps converge to the maze,
+"""memory/mapping.py: BEVs moved into the map frame land on the true geometry, fused maps converge to the maze,
 and the observation binner reports each bin once per label."""
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from spatial_memory_ros.core.explorer import RandomWalker
-from spatial_memory_ros.core.mapping import (FLOOR_LABEL, WALL, WALL_LABEL, GridGeometry, LogOddsMap,
-                                             ObservationBinner, bev_to_map, map_scores, rasterize_maze,
-                                             wall_surfaces)
-from spatial_memory_ros.core.world import World, generate_maze
+from spatial_memory_ros.behaviour.walker import RandomWalker
+from spatial_memory_ros.memory.mapping import FLOOR_LABEL, WALL, WALL_LABEL, LogOddsMap, ObservationBinner, bev_to_map, map_scores, rasterize_maze, wall_surfaces
+from spatial_memory_ros.types import GridGeometry
+from spatial_memory_ros.sim.world import World, generate_maze
 
 
 @pytest.fixture(scope="module")

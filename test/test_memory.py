@@ -6,8 +6,8 @@ import threading
 import numpy as np
 import pytest
 
-from spatial_memory_ros.core import memory as memory_module
-from spatial_memory_ros.core.memory import (
+from spatial_memory_ros.memory import spatial_memory as memory_module
+from spatial_memory_ros.memory.spatial_memory import (
     MAX_SAMPLES_PER_CALL,
     MemoryChange,
     SpatialMemory,

@@ -1,10 +1,10 @@
-"""Tests of the localisation metrics (core/metrics.py)."""
+"""Tests of the localisation metrics (evaluation/metrics.py)."""
 import math
 
 import numpy as np
 import pytest
 
-from spatial_memory_ros.core.metrics import ate_rmse, drift_per_100m, heading_errors, path_length, position_errors
+from spatial_memory_ros.evaluation.metrics import ate_rmse, drift_per_100m, heading_errors, path_length, position_errors
 
 
 def straight_line(steps: int = 101, length: float = 100.0) -> np.ndarray:
@@ -62,7 +62,7 @@ def test_bad_input_is_a_clear_value_error(estimate, truth, words):
 
 
 def test_wilson_interval_brackets_the_rate_and_stays_in_zero_one():
-    from spatial_memory_ros.core.metrics import wilson_interval
+    from spatial_memory_ros.evaluation.metrics import wilson_interval
 
     low, high = wilson_interval(47, 50)
     assert round(low, 2) == 0.84 and round(high, 2) == 0.98
@@ -71,7 +71,7 @@ def test_wilson_interval_brackets_the_rate_and_stays_in_zero_one():
 
 
 def test_mcnemar_exact_p_is_a_two_sided_sign_test_on_the_discordant_pairs():
-    from spatial_memory_ros.core.metrics import mcnemar_exact_p
+    from spatial_memory_ros.evaluation.metrics import mcnemar_exact_p
 
     assert mcnemar_exact_p(5, 0) == pytest.approx(2 / 32)  # 5 of 5 one way
     assert mcnemar_exact_p(3, 3) == 1.0 and mcnemar_exact_p(0, 0) == 1.0
@@ -82,7 +82,7 @@ def test_mcnemar_exact_p_is_a_two_sided_sign_test_on_the_discordant_pairs():
 
 
 def test_paired_difference_interval_matches_a_hand_worked_table():
-    from spatial_memory_ros.core.metrics import paired_difference_interval
+    from spatial_memory_ros.evaluation.metrics import paired_difference_interval
 
     # 12 seeds both solve, 9 only the first, 2 only the second, 21 neither: the difference 7/44 with the interval
     # 0.011 to 0.295, worked by hand from the formula of Newcombe's method 10 (continuity-corrected phi = 0.471).
@@ -94,7 +94,7 @@ def test_paired_difference_interval_matches_a_hand_worked_table():
 
 
 def test_paired_difference_interval_uses_the_pairing_and_rejects_unequal_lengths():
-    from spatial_memory_ros.core.metrics import paired_difference_interval, wilson_interval
+    from spatial_memory_ros.evaluation.metrics import paired_difference_interval, wilson_interval
 
     # 50 seeds, the second method fails on 5 seeds the first solves and never the other way round
     first, second = [True] * 47 + [False] * 3, [True] * 42 + [False] * 8

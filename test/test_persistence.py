@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spatial_memory_ros.core.memory import SpatialMemory
-from spatial_memory_ros.core.persistence import (
+from spatial_memory_ros.memory.spatial_memory import SpatialMemory
+from spatial_memory_ros.memory.persistence import (
     CorruptFileError,
     DurableMemory,
     Journal,
@@ -232,7 +232,7 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     import numpy as np
-    from spatial_memory_ros.core.persistence import DurableMemory
+    from spatial_memory_ros.memory.persistence import DurableMemory
     durable = DurableMemory.open(sys.argv[1], 2, 16, max_size=20_000, fsync_interval_s=0.2)
     rng = np.random.default_rng(0)
     writes = 0

@@ -1,16 +1,18 @@
-"""Tests of planning on an occupancy grid (core/planner.py): costs, paths, frontiers, goals from queries, driving."""
+"""Tests of planning on an occupancy grid (behaviour/planner.py): costs, paths, frontiers, goals from queries, driving."""
 import math
 
 import numpy as np
 import pytest
 
-from spatial_memory_ros.core.mapping import GridGeometry, rasterize_maze
-from spatial_memory_ros.core.planner import (
+from spatial_memory_ros.memory.mapping import rasterize_maze
+from spatial_memory_ros.types import GridGeometry
+from spatial_memory_ros.behaviour.planner import (
     Navigator, Partner, PlannerConfig, WallCells, choose_frontier, clearance_ahead, cost_grid, frontier_mask,
     goal_from_answer, goal_from_memory, label_matches, park_spot, plan_path, shortest_paths)
-from spatial_memory_ros.core.robot_memory import RobotMemory
-from spatial_memory_ros.core.team import LabelEmbedder
-from spatial_memory_ros.core.world import CLASS_NAMES, BevGrid, Maze, Pose2D, World
+from spatial_memory_ros.memory.robot_memory import RobotMemory
+from spatial_memory_ros.evaluation.team_task import LabelEmbedder
+from spatial_memory_ros.sim.world import CLASS_NAMES, Maze, World
+from spatial_memory_ros.types import BevGrid, Pose2D
 
 LAYOUT = [
     "#########",
@@ -153,7 +155,7 @@ def test_navigator_drives_a_simulated_robot_to_a_goal_in_a_known_map(maze, known
 
 
 def test_navigator_explores_an_unknown_map_by_frontiers(maze, known):
-    from spatial_memory_ros.core.mapping import LogOddsMap, bev_to_map
+    from spatial_memory_ros.memory.mapping import LogOddsMap, bev_to_map
 
     truth, geometry = known
     world = World(maze, num_robots=1, seed=5)

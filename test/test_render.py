@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from spatial_memory_ros.cli import main
-from spatial_memory_ros.core.plots import ROBOT_COLOURS_RGB
-from spatial_memory_ros.core.render import (HEADER, TITLE, Scene, View, belief_colours, frame_times, render_frame,
+from spatial_memory_ros.evaluation.plots import ROBOT_COLOURS_RGB
+from spatial_memory_ros.evaluation.render import (HEADER, TITLE, Scene, View, belief_colours, frame_times, render_frame,
                                             snapshot_times)
 
 ROBOTS, DURATION = 2, 5.0

@@ -31,7 +31,7 @@ def _live_run(out: Path) -> Path:
 
 
 def _recorded(bag: Path, topic: str) -> list:
-    from spatial_memory_ros.core.bags import BagReader
+    from spatial_memory_ros.recording.bags import BagReader
 
     with BagReader(bag) as reader:
         return [reader.deserialize(m) for m in reader.messages([topic])]

@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from spatial_memory_ros.core.memory import SpatialMemory
-from spatial_memory_ros.core.semantics import Embedder, GoalClassifier, QueryEncoder
+from spatial_memory_ros.memory.spatial_memory import SpatialMemory
+from spatial_memory_ros.memory.semantics import Embedder, GoalClassifier, QueryEncoder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -1,11 +1,11 @@
-"""core/stamp_order.py: odometry, BEVs and maps released in stamp order, whatever order they arrive in."""
+"""localization/stamp_order.py: odometry, BEVs and maps released in stamp order, whatever order they arrive in."""
 from __future__ import annotations
 
 import random
 
 import pytest
 
-from spatial_memory_ros.core.stamp_order import StampOrder, StampOrderConfig
+from spatial_memory_ros.localization.stamp_order import StampOrder, StampOrderConfig
 
 DT = 0.1
 

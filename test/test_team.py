@@ -1,10 +1,10 @@
-"""Tests of the in-process team task (core/team.py): short episodes end to end, faults, determinism."""
+"""Tests of the in-process team task (evaluation/team_task.py): short episodes end to end, faults, determinism."""
 import math
 
 import numpy as np
 import pytest
 
-from spatial_memory_ros.core.team import LabelEmbedder, TeamEpisode, TeamTaskConfig, run_episode, task_texts
+from spatial_memory_ros.evaluation.team_task import LabelEmbedder, TeamEpisode, TeamTaskConfig, run_episode, task_texts
 
 
 @pytest.fixture(scope="module")

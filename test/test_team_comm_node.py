@@ -28,7 +28,7 @@ def _feed_pose(ros, probe, robot: str, x: float, y: float):
     from geometry_msgs.msg import PoseWithCovarianceStamped
 
     from spatial_memory_ros.conversions import pose_to_msg, seconds_to_time
-    from spatial_memory_ros.core.world import Pose2D
+    from spatial_memory_ros.types import Pose2D
     from spatial_memory_ros.ros_common import RELIABLE_QOS
 
     pub = probe.create_publisher(PoseWithCovarianceStamped, f"/{robot}/pose", RELIABLE_QOS)
@@ -68,7 +68,7 @@ def test_a_sighting_reaches_the_teammate_memory_merge(ros):
 def test_bad_packets_are_dropped_counted_and_never_applied(ros):
     import rclpy
 
-    from spatial_memory_ros.core.comm import WirePacket
+    from spatial_memory_ros.comm.link import WirePacket
     from spatial_memory_ros.msg import TeamPacket
     from spatial_memory_ros.nodes.team_comm import PACKET_QOS
 

@@ -1,13 +1,13 @@
-"""Tests of the TEM belief localizer (core/tem.py): kernel, prediction, BEV correction, recovery and bad input."""
+"""Tests of the TEM belief localizer (localization/tem.py): kernel, prediction, BEV correction, recovery and bad input."""
 import math
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from spatial_memory_ros.core.explorer import RandomWalker
-from spatial_memory_ros.core.metrics import ate_rmse
-from spatial_memory_ros.core.tem import (
+from spatial_memory_ros.behaviour.walker import RandomWalker
+from spatial_memory_ros.evaluation.metrics import ate_rmse
+from spatial_memory_ros.localization.tem import (
     OccupancyMap,
     TemConfig,
     TemLocalizer,
@@ -16,7 +16,8 @@ from spatial_memory_ros.core.tem import (
     translation_kernel,
     translation_kernel_1d,
 )
-from spatial_memory_ros.core.world import Maze, Pose2D, World, WorldConfig, generate_maze
+from spatial_memory_ros.sim.world import Maze, World, WorldConfig, generate_maze
+from spatial_memory_ros.types import Pose2D
 
 ROOM = ["#" * 14] + ["#" + "." * 12 + "#"] * 12 + ["#" * 14]
 

@@ -1,4 +1,4 @@
-"""Tests of the simulated world (core/world.py): mazes, motion, collisions, odometry, camera and oracle BEV."""
+"""Tests of the simulated world (sim/world.py): mazes, motion, collisions, odometry, camera and oracle BEV."""
 import itertools
 import math
 from collections import deque
@@ -6,18 +6,8 @@ from collections import deque
 import numpy as np
 import pytest
 
-from spatial_memory_ros.core.world import (
-    CLASS_NAMES,
-    CLASS_RGB,
-    BevGrid,
-    Maze,
-    Pose2D,
-    World,
-    WorldConfig,
-    ceiling_rgb,
-    generate_maze,
-    top_down_image,
-)
+from spatial_memory_ros.sim.world import CLASS_NAMES, CLASS_RGB, Maze, World, WorldConfig, ceiling_rgb, generate_maze, top_down_image
+from spatial_memory_ros.types import BevGrid, Pose2D
 
 CORRIDOR = [
     "##########",

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     """Write the shards; returns a process exit code."""
     from tqdm import tqdm
 
-    from spatial_memory_ros.core import bev
+    from spatial_memory_ros.perception import bev
 
     seeds = bev.maze_seed_range(args.first_seed, args.mazes)
     if args.first_seed < 0 or seeds[-1] >= bev.VALIDATION_SEED_BASE:
@@ -97,7 +97,7 @@ def _command_line(args: argparse.Namespace) -> str:
 
 def _write_atomically(path: Path, frames) -> None:
     """Write a shard under a temporary name first so an interrupted run never leaves a truncated shard."""
-    from spatial_memory_ros.core import bev
+    from spatial_memory_ros.perception import bev
 
     partial = path.with_name(path.name + ".partial")
     bev.write_shard(partial, frames)

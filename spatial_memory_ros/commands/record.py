@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
-from spatial_memory_ros.core.bags import BagError, BagWriter, make_qos
+from spatial_memory_ros.recording.bags import BagError, BagWriter, make_qos
 
 ROBOT_TOPICS = ("camera/image_raw", "odom", "initialpose", "ground_truth/pose", "ground_truth/bev", "bev", "pose",
                 "map", "belief", "memory/entries", "partners", "comm/stats")

@@ -81,7 +81,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Render; print what was written; exit 1 with the reason if the source or an option is unusable."""
-    from spatial_memory_ros.core.bags import BagError
+    from spatial_memory_ros.recording.bags import BagError
 
     options = RenderOptions(fps=args.fps, every=args.every, video=not args.no_video, snapshots=args.snapshots,
                             progress=not args.no_progress)
@@ -134,7 +134,7 @@ class _Plan:
 
 def render_bag(bag: Path, out: Path, options: RenderOptions = RenderOptions()) -> RenderResult:
     """Check the bag, then write the snapshots and the video into ``out``; raise BagError or RenderError."""
-    from spatial_memory_ros.core.bags import BagReader
+    from spatial_memory_ros.recording.bags import BagReader
 
     began = time.monotonic()
     with BagReader(bag) as reader:
@@ -155,7 +155,7 @@ def _title(bag: Path) -> str:
 
 def _plan(reader) -> _Plan:
     """First pass: the robots, the sim-time span and the area to draw."""
-    from spatial_memory_ros.core import render
+    from spatial_memory_ros.evaluation import render
 
     names = list(reader.topics)
     robots = list(render.robot_topics(names))
@@ -195,7 +195,7 @@ def _sim_span(clock_times: list[float], stamps: list[float]) -> tuple[float, flo
 
 def _moments(plan: _Plan, options: RenderOptions) -> list[tuple[float, bool, bool]]:
     """(time, in the video, as a snapshot) for every frame to draw, in time order."""
-    from spatial_memory_ros.core.render import frame_times, snapshot_times
+    from spatial_memory_ros.evaluation.render import frame_times, snapshot_times
 
     moments: dict[float, list[bool]] = {}
     if options.video:
@@ -210,7 +210,7 @@ def _render(reader, plan: _Plan, out: Path, options: RenderOptions, title: str) 
     """Second pass: apply the messages in order and draw a frame each time sim time passes a moment."""
     from tqdm import tqdm
 
-    from spatial_memory_ros.core import render
+    from spatial_memory_ros.evaluation import render
 
     scene, view = render.Scene(plan.robots), render.View.around(plan.extent)
     moments = _moments(plan, options)
@@ -238,7 +238,7 @@ def _render(reader, plan: _Plan, out: Path, options: RenderOptions, title: str) 
 
 def _message_time(topic: str, msg, clocked: bool) -> float | None:
     """The sim time a message moves the scene to: /clock's if the bag has it, else the header stamp."""
-    from spatial_memory_ros.core.render import CLOCK_TOPIC, stamp_seconds
+    from spatial_memory_ros.evaluation.render import CLOCK_TOPIC, stamp_seconds
 
     if clocked and topic != CLOCK_TOPIC:
         return None
@@ -256,8 +256,8 @@ class _Sink:
 
     def take(self, scene, view, moment: tuple[float, bool, bool], title: str) -> None:
         """Draw the scene at ``moment`` and write it where the moment says."""
-        from spatial_memory_ros.core.plots import save_png
-        from spatial_memory_ros.core.render import render_frame
+        from spatial_memory_ros.evaluation.plots import save_png
+        from spatial_memory_ros.evaluation.render import render_frame
 
         when, in_video, as_snapshot = moment
         scene.time = when

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from spatial_memory_ros.commands.record import StatusLine, init_context, message_class
-from spatial_memory_ros.core.bags import BagError, BagMessage, BagReader, BagTopic
+from spatial_memory_ros.recording.bags import BagError, BagMessage, BagReader, BagTopic
 
 CLOCK_TOPIC = "/clock"
 CLOCK_RATE = 40.0          # Hz of bag time, as ros2 bag play --clock

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from spatial_memory_ros.commands import command_group
 
-DESCRIPTION = """Train the BEV predictor (core/bev.py) on the shards in --data, validating on frames rendered from
+DESCRIPTION = """Train the BEV predictor (perception/bev.py) on the shards in --data, validating on frames rendered from
 unseen mazes (seeds from 1,000,000 up). The run folder --out gets last.pt (the full training state, for --resume),
 best.pt (the best model by validation so far, loadable by BevPredictor) and log.jsonl. --export calibrates the
 decision biases of best.pt and of the final weights on the validation mazes and writes the better of the two, with
@@ -29,7 +29,7 @@ EXAMPLE = """example:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train bev`` under the (shared) ``train`` command."""
-    from spatial_memory_ros.core import bev  # numpy only: the defaults below come from it
+    from spatial_memory_ros.perception import bev  # numpy only: the defaults below come from it
     models = command_group(subparsers, "train", "train a model")
     parser = models.add_parser("bev", help="train the BEV predictor", description=DESCRIPTION, epilog=EXAMPLE,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     """Train; returns a process exit code."""
     import torch
 
-    from spatial_memory_ros.core import bev
+    from spatial_memory_ros.perception import bev
 
     torch.set_num_threads(args.threads)
     try:
@@ -112,7 +112,7 @@ def _pick_export(trainer, best: Path, validation) -> tuple:
     """
     import copy
 
-    from spatial_memory_ros.core import bev
+    from spatial_memory_ros.perception import bev
 
     candidates = [bev.load_model(best)[:2]]
     if trainer.step != trainer.best_step:
@@ -139,7 +139,7 @@ class _Trainer:
         import numpy as np
         import torch
 
-        from spatial_memory_ros.core import bev
+        from spatial_memory_ros.perception import bev
 
         self.args, self.validation = args, validation
         torch.manual_seed(args.seed)
@@ -198,7 +198,7 @@ class _Trainer:
     def _train_step(self) -> dict[str, float]:
         import torch
 
-        from spatial_memory_ros.core import bev
+        from spatial_memory_ros.perception import bev
 
         index = torch.from_numpy(self.rng.integers(0, len(self.images), size=self.args.batch_size))
         flip = torch.from_numpy(self.rng.random(self.args.batch_size) < 0.5)
@@ -216,7 +216,7 @@ class _Trainer:
     def _validate(self, parts: dict[str, float]) -> dict:
         import torch
 
-        from spatial_memory_ros.core import bev
+        from spatial_memory_ros.perception import bev
 
         summary = bev.evaluate(self.model, self.validation)
         score = bev.headline_score(summary)
@@ -246,7 +246,7 @@ def _initialise(model, path: Path) -> dict:
     model starts out computing what the checkpoint did. Returns the checkpoint's training record."""
     import torch
 
-    from spatial_memory_ros.core import bev
+    from spatial_memory_ros.perception import bev
 
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != bev.CHECKPOINT_FORMAT:

@@ -62,7 +62,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Train, then analyse the final model (rate maps, grid scores, decoding error) into the run folder."""
-    from spatial_memory_ros.core import grid_cells as gc
+    from spatial_memory_ros.localization import grid_cells as gc
 
     try:
         config = _config(args, gc)

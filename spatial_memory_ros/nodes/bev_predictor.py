@@ -1,4 +1,4 @@
-"""bev_predictor: camera image -> bird's-eye view (core/bev.py), for one robot or, batched, for several.
+"""bev_predictor: camera image -> bird's-eye view (perception/bev.py), for one robot or, batched, for several.
 
 For each robot namespace in ``robots`` (default [""]: this node's own namespace):
 Subscribes  <ns>/camera/image_raw   sensor_msgs/Image (rgb8 or bgr8, 64x64; other sizes resized with a warning)
@@ -23,9 +23,9 @@ from sensor_msgs.msg import Image
 
 from spatial_memory_ros.conversions import (InvalidMessage, bev_to_msg, image_to_msg, msg_to_image,
                                             occupancy_to_msg)
-from spatial_memory_ros.core.bev import DEFAULT_CHECKPOINT, BevPredictor, CheckpointError
-from spatial_memory_ros.core.mapping import GridGeometry
-from spatial_memory_ros.core.plots import draw_bev
+from spatial_memory_ros.perception.bev import DEFAULT_CHECKPOINT, BevPredictor, CheckpointError
+from spatial_memory_ros.types import GridGeometry
+from spatial_memory_ros.evaluation.plots import draw_bev
 from spatial_memory_ros.msg import BevMap
 from spatial_memory_ros.ros_common import (RELIABLE_QOS, SENSOR_QOS, InputGuard, Param, declare_parameters,
                                            robot_id_of)

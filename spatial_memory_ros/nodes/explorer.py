@@ -1,5 +1,5 @@
 """explorer: drives one robot: frontier exploration of the team's map, then a text goal found in the spatial
-memory, then a planned path to it (core/planner.py Navigator); or a plain random walk (core/explorer.py).
+memory, then a planned path to it (behaviour/planner.py Navigator); or a plain random walk (behaviour/walker.py).
 
 Subscribes  bev             spatial_memory_ros/BevMap (graph.py remaps it to the oracle or predicted BEV); each one
                             is answered with exactly one cmd_vel (the simulator steps in lockstep on them)
@@ -33,8 +33,8 @@ from std_msgs.msg import String
 
 from spatial_memory_ros.conversions import (InvalidMessage, command_to_twist, msg_to_bev, msg_to_occupancy,
                                             msg_to_pose, time_to_seconds, yaw_to_quaternion)
-from spatial_memory_ros.core.explorer import ExplorerConfig, RandomWalker
-from spatial_memory_ros.core.planner import (Navigator, Partner, PlannerConfig, goal_from_answer, label_matches,
+from spatial_memory_ros.behaviour.walker import ExplorerConfig, RandomWalker
+from spatial_memory_ros.behaviour.planner import (Navigator, Partner, PlannerConfig, goal_from_answer, label_matches,
                                              park_spot, query_words)
 from spatial_memory_ros.msg import BevMap, MemoryEntryArray, PartnerStateArray
 from spatial_memory_ros.ros_common import LATCHED_QOS, RELIABLE_QOS, InputGuard, Param, declare_parameters

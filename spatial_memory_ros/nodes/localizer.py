@@ -1,4 +1,4 @@
-"""localizer: where the robot is, from its own motion and what it sees (core/tem.py, core/grid_code.py).
+"""localizer: where the robot is, from its own motion and what it sees (localization/tem.py, localization/grid_code.py).
 
 Subscribes  odom         nav_msgs/Odometry (only the twist is used: the belief is path-integrated from it)
             bev          spatial_memory_ros/BevMap (oracle or predicted): corrects the belief against the map of
@@ -27,11 +27,11 @@ from tf2_msgs.msg import TFMessage
 from spatial_memory_ros.conversions import (InvalidMessage, compose, grid_code_to_msg, inverse, msg_to_bev,
                                             msg_to_occupancy, msg_to_pose, occupancy_to_msg, pose_to_msg,
                                             quaternion_to_yaw, time_to_seconds, transform_msg)
-from spatial_memory_ros.core.grid_code import GridCode as GridCodeModel
-from spatial_memory_ros.core.mapping import GridGeometry
-from spatial_memory_ros.core.stamp_order import StampOrder, StampOrderConfig
-from spatial_memory_ros.core.tem import OccupancyMap, TemConfig, TemLocalizer
-from spatial_memory_ros.core.world import Pose2D
+from spatial_memory_ros.localization.grid_code import GridCode as GridCodeModel
+from spatial_memory_ros.types import GridGeometry
+from spatial_memory_ros.localization.stamp_order import StampOrder, StampOrderConfig
+from spatial_memory_ros.localization.tem import OccupancyMap, TemConfig, TemLocalizer
+from spatial_memory_ros.types import Pose2D
 from spatial_memory_ros.msg import BevMap, GridCode
 from spatial_memory_ros.ros_common import (LATCHED_QOS, MAP_SEQUENCE_QOS, RELIABLE_QOS, InputGuard, Param,
                                            declare_parameters, robot_id_of)
@@ -147,7 +147,7 @@ class LocalizerNode(Node):
         self._apply_releases()
 
     def _apply_releases(self) -> None:
-        """Apply odometry and BEVs in stamp order as core/stamp_order.py releases them (see there for why)."""
+        """Apply odometry and BEVs in stamp order as localization/stamp_order.py releases them (see there for why)."""
         for release in self.inputs.releases():
             if release.kind == "odometry":
                 self._apply_odometry(release.item)

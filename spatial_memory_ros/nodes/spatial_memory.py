@@ -1,4 +1,4 @@
-"""spatial_memory: one robot's spatial memory and fused occupancy map (core/robot_memory.py).
+"""spatial_memory: one robot's spatial memory and fused occupancy map (memory/robot_memory.py).
 
 Subscribes  bev             spatial_memory_ros/BevMap (oracle or predicted; graph.py remaps)
             pose            geometry_msgs/PoseWithCovarianceStamped (ground truth or the localizer; graph.py remaps)
@@ -32,9 +32,9 @@ from visualization_msgs.msg import MarkerArray
 
 from spatial_memory_ros.conversions import (InvalidMessage, entries_to_msg, memory_markers, msg_to_bev, msg_to_entries,
                                             msg_to_pose, occupancy_to_msg, time_to_seconds)
-from spatial_memory_ros.core.robot_memory import (EMBEDDING_DIM, MAX_QUERY_CHARS, MAX_SAMPLES, VALUE_DIM,
+from spatial_memory_ros.memory.robot_memory import (EMBEDDING_DIM, MAX_QUERY_CHARS, MAX_SAMPLES, VALUE_DIM,
                                                   QuerySettings, RobotMemory, load_or_create_memory)
-from spatial_memory_ros.core.semantics import Embedder
+from spatial_memory_ros.memory.semantics import Embedder
 from spatial_memory_ros.msg import BevMap, MemoryEntryArray
 from spatial_memory_ros.ros_common import (LATCHED_QOS, RELIABLE_QOS, InputGuard, Param, declare_parameters,
                                            map_geometry, robot_id_of)

@@ -1,4 +1,4 @@
-"""team_comm: one robot's end of the bandwidth-limited team link (core/comm.py).
+"""team_comm: one robot's end of the bandwidth-limited team link (comm/link.py).
 
 Subscribes  pose            geometry_msgs/PoseWithCovarianceStamped (own estimate)
             odom            nav_msgs/Odometry (own speed: teammates path-integrate it)
@@ -27,9 +27,9 @@ from visualization_msgs.msg import MarkerArray
 
 from spatial_memory_ros.conversions import (InvalidMessage, msg_to_occupancy, msg_to_pose, occupancy_to_msg,
                                             partner_markers, partner_states_to_msg, sightings_to_msg, wire_to_msg)
-from spatial_memory_ros.core.comm import (STRATEGIES, CommConfig, CommLayout, Sighting, TeamComm, WirePacket,
+from spatial_memory_ros.comm.link import (STRATEGIES, CommConfig, CommLayout, Sighting, TeamComm, WirePacket,
                                           load_team_key)
-from spatial_memory_ros.core.world import Pose2D
+from spatial_memory_ros.types import Pose2D
 from spatial_memory_ros.msg import CommStats, MemoryEntryArray, PartnerStateArray, TeamPacket
 from spatial_memory_ros.ros_common import (LATCHED_QOS, RELIABLE_QOS, InputGuard, Param, declare_parameters,
                                            map_geometry, robot_id_of)

@@ -7,11 +7,11 @@ within ``max_steps`` steps of ``dt`` = 0.1 s. A robot that drops out is excused 
 
 Each robot has the oracle BEV and its TRUE pose (oracle localisation, sd ``pose_sd``): the question here is what
 the link carries, not how well a robot localises; the localizer is benchmarked on its own. Per step each robot
-writes its BEV into its own RobotMemory, offers a packet to the link (core/comm.py, one strategy for the team),
+writes its BEV into its own RobotMemory, offers a packet to the link (comm/link.py, one strategy for the team),
 takes in its teammates' packets (lost independently per receiver with probability ``packet_loss``; sightings are
 merged into its memory with the sender as source; cells fill its team map where it has not looked), asks its
 memory for the goal every ``ask_every`` steps (and whenever a sighting arrives), and drives with the Navigator of
-core/planner.py on the team map, steering away from where it believes its teammates are. A robot that has arrived
+behaviour/planner.py on the team map, steering away from where it believes its teammates are. A robot that has arrived
 drives off to wait in the most open place 2.5 to 8 m (path cost) from the target (planner.park_spot), so that it
 does not block the way of the others when the target stands in a corridor or a dead end (the simulator tells a
 robot when it has reached the target, as Memory-Maze's reward does).
@@ -24,12 +24,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from spatial_memory_ros.core.comm import CommConfig, CommLayout, Sighting, TeamComm, shared_entry_arrays
-from spatial_memory_ros.core.mapping import (FLOOR_LABEL, WALL_LABEL, GridGeometry, Observations, map_scores,
-                                             rasterize_maze)
-from spatial_memory_ros.core.planner import Navigator, Partner, PlannerConfig, goal_from_memory, park_spot
-from spatial_memory_ros.core.robot_memory import EMBEDDING_DIM, RobotMemory
-from spatial_memory_ros.core.world import CLASS_NAMES, World, generate_maze
+from spatial_memory_ros.comm.link import CommConfig, CommLayout, Sighting, TeamComm, shared_entry_arrays
+from spatial_memory_ros.memory.mapping import FLOOR_LABEL, WALL_LABEL, Observations, map_scores, rasterize_maze
+from spatial_memory_ros.types import GridGeometry
+from spatial_memory_ros.behaviour.planner import Navigator, Partner, PlannerConfig, goal_from_memory, park_spot
+from spatial_memory_ros.memory.robot_memory import EMBEDDING_DIM, RobotMemory
+from spatial_memory_ros.sim.world import CLASS_NAMES, World, generate_maze
 
 TEAM_KEY = b"spatial_memory_ros team benchmark key"
 

@@ -4,7 +4,7 @@ After SSM-PC's predictive BEV: a strided conv encoder over the 64x64 RGB image, 
 columns (each column is a bearing), a transformer decoder whose learned queries each own one 4x4 patch of the
 egocentric grid, and an upsampling head. One addition of ours: each BEV cell also reads the column token of its own
 bearing directly (a fixed interpolation given by the pinhole camera), which in short trials on 1 CPU thread gave
-much better walls for the same number of steps. It predicts the oracle BEV of ``core/world.py``: per cell unseen /
+much better walls for the same number of steps. It predicts the oracle BEV of ``sim/world.py``: per cell unseen /
 free / wall, and the colour class of any target object. It is sized for 2 CPU cores (see ``BevModelConfig``).
 
 Also here: the frames the model is trained on (rendered from seeded mazes, stored as compressed npz shards), the
@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from spatial_memory_ros.core.world import CLASS_NAMES, BevGrid, Pose2D, World, WorldConfig, generate_maze
+from spatial_memory_ros.sim.world import CLASS_NAMES, World, WorldConfig, generate_maze
+from spatial_memory_ros.types import BevGrid, Pose2D
 
 if TYPE_CHECKING:
     import torch
@@ -130,7 +131,7 @@ def render_maze_frames(seed: int, frames: int, walker_fraction: float = 0.5, num
     along corridors, near walls), the rest from uniformly random free poses and headings. ``num_robots`` robots
     share the maze, so teammates appear in some images as they do in a team run.
     """
-    from spatial_memory_ros.core.explorer import RandomWalker
+    from spatial_memory_ros.behaviour.walker import RandomWalker
 
     rng = np.random.default_rng([seed, 0xBE7])
     world = World(generate_maze(maze_size_for_seed(seed), seed), num_robots=num_robots, seed=seed,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from spatial_memory_ros.core.plots import ROBOT_COLOURS_RGB
+from spatial_memory_ros.evaluation.plots import ROBOT_COLOURS_RGB
 
 MAZE_TOPIC = "/ground_truth/map"
 CLOCK_TOPIC = "/clock"

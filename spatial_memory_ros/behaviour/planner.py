@@ -11,7 +11,7 @@
   matches the text query (all the query's content words appear in the label, e.g. 'red target' for
   'the red target'), when the best sample matches.
 * :class:`PathFollower` gives (v, omega) by pure pursuit along the path and keeps the BEV-based wall avoidance of
-  core/explorer.py as a safety layer: it never drives forward into less clearance than ``stop_distance``.
+  behaviour/walker.py as a safety layer: it never drives forward into less clearance than ``stop_distance``.
 * :class:`Navigator` ties them: goal if any, else frontier, else a random walk; it replans every
   ``replan_every`` steps or when the goal moves. When forward commands stop moving the robot (a teammate the map
   does not show, usually) it backs off and plans around the spot for a while; when it makes no progress for
@@ -28,9 +28,9 @@ import scipy.ndimage
 import scipy.sparse
 import scipy.sparse.csgraph
 
-from spatial_memory_ros.core.explorer import ExplorerConfig, RandomWalker
-from spatial_memory_ros.core.mapping import GridGeometry
-from spatial_memory_ros.core.world import BevGrid, Pose2D
+from spatial_memory_ros.behaviour.walker import ExplorerConfig, RandomWalker
+from spatial_memory_ros.types import GridGeometry
+from spatial_memory_ros.types import BevGrid, Pose2D
 
 _NEIGHBOURS = ((0, 1), (1, 0), (1, 1), (1, -1))  # each undirected 8-neighbour edge once
 _STOP_WORDS = {"the", "a", "an", "to", "go", "find", "some", "something", "any", "please", "of"}

@@ -1,6 +1,6 @@
 """From egocentric BEVs to the map frame: a log-odds occupancy map, memory observations, and map scores.
 
-A BEV (core.world.BevGrid, robot frame) seen from a pose is moved into the map frame cell by cell. The
+A BEV (sim.world.BevGrid, robot frame) seen from a pose is moved into the map frame cell by cell. The
 occupancy map fuses every BEV in log odds; the :class:`ObservationBinner` turns BEVs into memory entries,
 one per map bin of ``bin_size`` metres and label, written again only when a bin's label changes, so the
 memory grows with the area seen rather than with time.
@@ -12,46 +12,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spatial_memory_ros.core.world import BevGrid, Maze, Pose2D
+from spatial_memory_ros.sim.world import Maze
+from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D
 
 UNKNOWN, FREE, WALL = -1, 0, 100
 FLOOR_LABEL, WALL_LABEL = "open floor", "wall"
 PATCH_FEATURES = ("free_fraction", "wall_fraction", "object_fraction", "range_fraction")
-
-
-@dataclass(frozen=True)
-class GridGeometry:
-    """A map-frame grid: cell (row r, col c) covers x in [origin_x + c*res, ...), y in [origin_y + r*res, ...)."""
-
-    resolution: float
-    width: int
-    height: int
-    origin_x: float = 0.0
-    origin_y: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.resolution) and self.resolution > 0):
-            raise ValueError(f"grid resolution must be > 0 metres, got {self.resolution}")
-        if self.width < 1 or self.height < 1 or self.width * self.height > 1 << 24:
-            raise ValueError(f"grid must have 1..16M cells, got {self.width} x {self.height}")
-
-    @classmethod
-    def covering(cls, maze: Maze, resolution: float = 0.25) -> GridGeometry:
-        """The grid that covers a maze exactly."""
-        return cls(resolution, int(round(maze.width_m / resolution)), int(round(maze.height_m / resolution)))
-
-    def cell_indices(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(rows, cols, inside) of map-frame points."""
-        cols = np.floor((x - self.origin_x) / self.resolution).astype(np.int64)
-        rows = np.floor((y - self.origin_y) / self.resolution).astype(np.int64)
-        inside = (cols >= 0) & (cols < self.width) & (rows >= 0) & (rows < self.height)
-        return rows, cols, inside
-
-    def cell_centres(self) -> tuple[np.ndarray, np.ndarray]:
-        """Map-frame x and y of every cell centre, each (height, width)."""
-        xs = self.origin_x + (np.arange(self.width) + 0.5) * self.resolution
-        ys = self.origin_y + (np.arange(self.height) + 0.5) * self.resolution
-        return np.meshgrid(xs, ys)
 
 
 @dataclass

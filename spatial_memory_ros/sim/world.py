@@ -21,6 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
+from spatial_memory_ros.types import BevGrid, Pose2D
+
 CLASS_NAMES: tuple[str, ...] = ("red", "green", "blue", "yellow", "magenta", "cyan")
 CLASS_RGB: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
@@ -319,47 +321,6 @@ def top_down_image(maze: Maze, pixels_per_cell: int = 16) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------- robots, sensors
-
-
-@dataclass
-class Pose2D:
-    """A planar pose: position in metres and heading in radians (counter-clockwise from the x axis)."""
-
-    x: float
-    y: float
-    theta: float
-
-
-@dataclass
-class BevGrid:
-    """An egocentric bird's-eye-view grid in the robot frame (x forward, y left).
-
-    ``occupancy[iy, ix]`` is -1 unseen, 0 free or 100 wall; ``object_class[iy, ix]`` is 0 for none or k for
-    ``class_names[k - 1]``. Cell [iy, ix] covers x in [origin_x + ix * resolution, ...) and
-    y in [origin_y + iy * resolution, ...).
-    """
-
-    occupancy: np.ndarray
-    object_class: np.ndarray
-    resolution: float
-    origin_x: float
-    origin_y: float
-    class_names: tuple[str, ...] = CLASS_NAMES
-
-    @property
-    def height(self) -> int:
-        """Number of cells along y."""
-        return int(self.occupancy.shape[0])
-
-    @property
-    def width(self) -> int:
-        """Number of cells along x."""
-        return int(self.occupancy.shape[1])
-
-    def cell_centers(self) -> tuple[np.ndarray, np.ndarray]:
-        """Robot-frame (x, y) of every cell centre, each shaped like ``occupancy``."""
-        iy, ix = np.mgrid[0:self.height, 0:self.width]
-        return self.origin_x + (ix + 0.5) * self.resolution, self.origin_y + (iy + 0.5) * self.resolution
 
 
 @dataclass

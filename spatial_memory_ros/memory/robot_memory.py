@@ -1,7 +1,7 @@
 """One robot's spatial memory: what the spatial_memory node does, without ROS.
 
 Each BEV seen from a pose is fused into a log-odds occupancy map and turned into memory entries (one per map
-bin and label, see core/mapping.py). An entry's value is the sentence embedding of its label ('wall', 'open
+bin and label, see memory/mapping.py). An entry's value is the sentence embedding of its label ('wall', 'open
 floor', 'red target', ...) followed by a few patch features; a text query becomes a search key over the same
 layout (the query's embedding, zeros for the patch features), so "something red" finds red targets.
 """
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from spatial_memory_ros.core.mapping import (PATCH_FEATURES, GridGeometry, LogOddsMap, ObservationBinner,
-                                             Observations, bev_to_map)
-from spatial_memory_ros.core.memory import MemorySnapshot, SpatialMemory, plan_prune
-from spatial_memory_ros.core.semantics import DEFAULT_SHARPNESS, Embedder
-from spatial_memory_ros.core.world import BevGrid, Pose2D
+from spatial_memory_ros.memory.mapping import PATCH_FEATURES, LogOddsMap, ObservationBinner, Observations, bev_to_map
+from spatial_memory_ros.types import GridGeometry
+from spatial_memory_ros.memory.spatial_memory import MemorySnapshot, SpatialMemory, plan_prune
+from spatial_memory_ros.memory.semantics import DEFAULT_SHARPNESS, Embedder
+from spatial_memory_ros.types import BevGrid, Pose2D
 
 EMBEDDING_DIM = 384
 VALUE_DIM = EMBEDDING_DIM + len(PATCH_FEATURES)
@@ -89,8 +89,8 @@ class RobotMemory:
 
     def warm_up(self) -> None:
         """Load the language model and cache the embeddings of the labels the BEVs produce."""
-        from spatial_memory_ros.core.world import CLASS_NAMES
-        from spatial_memory_ros.core.mapping import FLOOR_LABEL, WALL_LABEL
+        from spatial_memory_ros.sim.world import CLASS_NAMES
+        from spatial_memory_ros.memory.mapping import FLOOR_LABEL, WALL_LABEL
 
         self.embedder.embed([FLOOR_LABEL, WALL_LABEL] + [f"{name} target" for name in CLASS_NAMES])
 
@@ -200,7 +200,7 @@ def load_or_create_memory(snapshot_path: str | Path | None, max_entries: int):
     """A DurableMemory at ``snapshot_path`` (its snapshot and journal replayed), or a plain SpatialMemory."""
     if not snapshot_path:
         return None, SpatialMemory(2, VALUE_DIM, max_entries)
-    from spatial_memory_ros.core.persistence import DurableMemory
+    from spatial_memory_ros.memory.persistence import DurableMemory
 
     durable = DurableMemory.open(snapshot_path, 2, VALUE_DIM, max_entries)
     return durable, durable.memory

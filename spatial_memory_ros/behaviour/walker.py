@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spatial_memory_ros.core.world import BevGrid
+from spatial_memory_ros.types import BevGrid
 
 WALL = 100
 UNSEEN = -1

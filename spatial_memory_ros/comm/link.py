@@ -12,7 +12,7 @@ overdraw it.
 
 Codec (exact: ``decode_message(*encode_message(m)) == m``). The payload is ONE arithmetic-coded stream:
 * own pose, either as a delta (in ``pose_quantum`` steps, signed exp-Golomb) against the position the receiver
-  predicts from an earlier packet (named by how many packets back), or as grid-code phases (core/grid_code.py:
+  predicts from an earlier packet (named by how many packets back), or as grid-code phases (localization/grid_code.py:
   3..M modules, 2..4 bits a phase) that the receiver decodes inside a disc around its prediction (or the whole map on
   first contact), plus heading (16 sectors) and speed (4 levels), the last known motion teammates path-integrate;
 * target sightings (class, position on a grid 4x finer than the comm grid);
@@ -63,9 +63,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from spatial_memory_ros.core.grid_code import GridCode
-from spatial_memory_ros.core.mapping import GridGeometry
-from spatial_memory_ros.core.world import CLASS_NAMES, Pose2D
+from spatial_memory_ros.localization.grid_code import GridCode
+from spatial_memory_ros.types import GridGeometry
+from spatial_memory_ros.sim.world import CLASS_NAMES
+from spatial_memory_ros.types import Pose2D
 
 MAX_PAYLOAD_BYTES = 4096  # TeamPacket.MAX_PAYLOAD_BYTES
 MAX_PAYLOAD_BITS = 8 * MAX_PAYLOAD_BYTES

@@ -29,7 +29,7 @@ from typing import BinaryIO, Callable
 
 import numpy as np
 
-from .memory import MemoryChange, MemorySnapshot, SpatialMemory
+from spatial_memory_ros.memory.spatial_memory import MemoryChange, MemorySnapshot, SpatialMemory
 
 SNAPSHOT_FORMAT = "spatial_memory_ros.snapshot"
 SNAPSHOT_VERSION = 1

@@ -82,7 +82,7 @@ class OccupancyMap:
 
 
 def maze_occupancy(maze: Any, resolution: float = 0.25) -> OccupancyMap:
-    """The true maze (core.world.Maze) rasterised to an OccupancyMap: 100 in walls, 0 elsewhere."""
+    """The true maze (sim.world.Maze) rasterised to an OccupancyMap: 100 in walls, 0 elsewhere."""
     rows = int(round(maze.rows * maze.cell_size / resolution))
     cols = int(round(maze.cols * maze.cell_size / resolution))
     centre_y = (np.arange(rows) + 0.5) * resolution
@@ -659,7 +659,7 @@ class TemLocalizer:
     # ------------------------------------------------------------------------------------- correction
 
     def correct(self, bev: Any) -> CorrectionResult:
-        """Multiply the belief by the likelihood of ``bev`` (a core.world.BevGrid or alike) against the map.
+        """Multiply the belief by the likelihood of ``bev`` (a sim.world.BevGrid or alike) against the map.
 
         The BEV is checked first (shape ``bev_shape``, resolution ``bev_resolution``, values -1/0/100, finite
         origin): ValueError, belief unchanged, if it does not fit. Without a map, nothing happens.
