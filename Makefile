@@ -28,7 +28,12 @@ SOURCES := CMakeLists.txt package.xml $(shell find msg srv spatial_memory_ros la
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
 
-setup: $(VENV)/.build-stamp  ## create .venv, install dependencies, build and install the package (idempotent)
+# The real ROS 2 launch system and CLI (ros2 launch/topic/param/service, launch_testing) are not wheels: when the
+# vendored sources sit beside this clone (../shared/vendor/ros2_tools), setup installs them into the venv too.
+ROS2_TOOLS ?= $(abspath ../shared/vendor/ros2_tools)
+ROS2_TOOLS_STAMP := $(if $(wildcard $(ROS2_TOOLS)/install.sh),$(VENV)/.ros2-tools-stamp,)
+
+setup: $(VENV)/.build-stamp $(ROS2_TOOLS_STAMP)  ## create .venv, install dependencies, build and install the package (idempotent)
 
 build: setup  ## same as setup
 
@@ -70,6 +75,13 @@ $(VENV)/.build-stamp: $(VENV)/.deps-stamp $(VENV)/.tf2-stamp $(SOURCES)
 	  && cmake --build $(BUILD_DIR) -j 2 >> build/cmake.log 2>&1 \
 	  && cmake --install $(BUILD_DIR) >> build/cmake.log 2>&1 \
 	  || { tail -n 30 build/cmake.log; echo "setup: the CMake build failed; the full log is build/cmake.log"; exit 1; }
+	@touch $@
+
+$(VENV)/.ros2-tools-stamp: $(VENV)/.deps-stamp
+	@echo "setup: installing the ROS 2 launch system and CLI from $(ROS2_TOOLS) into $(VENV) (log: build/ros2_tools.log)"
+	@mkdir -p build
+	@bash $(ROS2_TOOLS)/install.sh $(VENV) > build/ros2_tools.log 2>&1 \
+	  || { tail -n 30 build/ros2_tools.log; echo "setup: installing the ROS 2 tools failed; see build/ros2_tools.log"; exit 1; }
 	@touch $@
 
 clean:  ## remove the CMake build (the next setup rebuilds the interfaces)
