@@ -37,13 +37,9 @@ sys.path.insert(0, str(REPO))
 
 from spatial_memory_ros.behaviour.walker import RandomWalker  # noqa: E402
 from spatial_memory_ros.evaluation.metrics import ate_rmse, drift_per_100m, path_length  # noqa: E402
-from spatial_memory_ros.localization.tem import (  # noqa: E402
-    MapLikelihood,
-    OccupancyMap,
-    TemConfig,
-    TemLocalizer,
-    maze_occupancy,
-)
+from spatial_memory_ros.localization.map_likelihood import MapLikelihood, OccupancyMap, maze_occupancy  # noqa: E402
+from spatial_memory_ros.localization.tem import TemLocalizer  # noqa: E402
+from spatial_memory_ros.localization.tem_config import TemConfig  # noqa: E402
 from spatial_memory_ros.sim.world import World, WorldConfig, generate_maze  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"

@@ -30,7 +30,9 @@ from spatial_memory_ros.conversions import (InvalidMessage, compose, grid_code_t
 from spatial_memory_ros.localization.grid_code import GridCode as GridCodeModel
 from spatial_memory_ros.types import GridGeometry
 from spatial_memory_ros.localization.stamp_order import StampOrder, StampOrderConfig
-from spatial_memory_ros.localization.tem import OccupancyMap, TemConfig, TemLocalizer
+from spatial_memory_ros.localization.map_likelihood import OccupancyMap
+from spatial_memory_ros.localization.tem import TemLocalizer
+from spatial_memory_ros.localization.tem_config import TemConfig
 from spatial_memory_ros.types import Pose2D
 from spatial_memory_ros.msg import BevMap, GridCode
 from spatial_memory_ros.ros_common import (LATCHED_QOS, MAP_SEQUENCE_QOS, RELIABLE_QOS, InputGuard, Param,

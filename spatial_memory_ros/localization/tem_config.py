@@ -1,0 +1,66 @@
+"""Settings of the TEM belief localizer: belief grid, motion noise, BEV likelihood and recovery (numpy-free).
+
+One dataclass read by the belief's motion update (tem.py), by the map likelihood (map_likelihood.py) and by the BEV
+check (map_likelihood.bev_points); it has its own module so that both can import it without importing each other.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass
+class TemConfig:
+    """Belief grid, motion noise, BEV likelihood and recovery settings (SI units, radians)."""
+
+    resolution: float = 0.125
+    margin: float = 1.0
+    linear_noise: float = 0.05
+    angular_noise: float = math.radians(2.0)
+    process_noise: float = 0.02
+    sharpen: float = 1.02
+    robot_radius: float = 0.2
+    clearance_weight: float = 0.05
+    heading_candidates: int = 5
+    min_heading_step: float = math.radians(0.5)
+    max_heading_step: float = math.radians(3.0)
+    min_heading_sigma: float = math.radians(0.3)
+    field_resolution: float = 0.1
+    hit_sigma: float = 0.15
+    miss_probability: float = 0.1
+    unknown_log_likelihood: float = -0.5
+    observation_weight: float = 0.15
+    # Correct only when at least this fraction of the BEV's cells lands on known map cells at the estimate. With a
+    # map the robot builds itself, a view of mostly unmapped space is matched against a few cells drawn from
+    # slightly wrong poses and pulls the belief astray; 0 always corrects (a complete, true map).
+    min_known_fraction: float = 0.0
+    max_wall_points: int = 64
+    max_free_points: int = 64
+    candidate_mass: float = 0.999
+    max_candidates: int = 600
+    lost_fit: float = -1.2
+    good_fit: float = -0.6
+    lost_mass: float = 1e-9
+    negligible: float = 1e-9
+    reinit_sigma: float = 1.0
+    reinit_heading_sigma: float = math.radians(10.0)
+    bev_shape: tuple[int, int] = (32, 32)
+    bev_resolution: float = 0.25
+    max_dt: float = 1.0
+    max_speed: float = 5.0
+    max_angular_speed: float = 10.0
+
+    def __post_init__(self) -> None:
+        positive = ("resolution", "field_resolution", "hit_sigma", "observation_weight", "reinit_sigma",
+                    "bev_resolution", "max_dt", "max_speed", "max_angular_speed", "sharpen")
+        for name in positive:
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"TemConfig.{name} must be a positive finite number, got {value}")
+        if self.heading_candidates < 1 or self.heading_candidates % 2 == 0:
+            raise ValueError(f"TemConfig.heading_candidates must be odd and >= 1, got {self.heading_candidates}")
+        if not 0.0 < self.miss_probability < 1.0:
+            raise ValueError(f"TemConfig.miss_probability must be in (0, 1), got {self.miss_probability}")
+        if not 0.0 <= self.min_known_fraction <= 1.0:
+            raise ValueError(f"TemConfig.min_known_fraction must be in [0, 1], got {self.min_known_fraction}")
+        self.bev_shape = tuple(int(v) for v in self.bev_shape)
