@@ -40,7 +40,8 @@ from spatial_memory_ros.evaluation.metrics import ate_rmse, drift_per_100m, path
 from spatial_memory_ros.localization.map_likelihood import MapLikelihood, OccupancyMap, maze_occupancy  # noqa: E402
 from spatial_memory_ros.localization.tem import TemLocalizer  # noqa: E402
 from spatial_memory_ros.localization.tem_config import TemConfig  # noqa: E402
-from spatial_memory_ros.sim.world import World, WorldConfig, generate_maze  # noqa: E402
+from spatial_memory_ros.sim.maze import generate_maze  # noqa: E402
+from spatial_memory_ros.sim.world import World, WorldConfig  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 ANGULAR_DEG_PER_FRACTION = 40.0

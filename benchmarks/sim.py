@@ -66,7 +66,8 @@ except BaseException:
 
 def core_steps_per_second(robots: int, steps: int) -> float:
     """The baseline: the core world alone (step + render + oracle BEV for every robot), no ROS."""
-    from spatial_memory_ros.sim.world import World, generate_maze
+    from spatial_memory_ros.sim.maze import generate_maze
+    from spatial_memory_ros.sim.world import World
 
     world = World(generate_maze(15, seed=0), num_robots=robots, seed=0)
     start = time.perf_counter()

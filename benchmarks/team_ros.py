@@ -38,7 +38,7 @@ MAZE_SIZE, ROBOTS, MAX_SIM_S, REACH_RADIUS = 15, 3, 150.0, 0.6
 
 def task_query(seed: int) -> str:
     """The in-process team task's text goal for a seed (core/team.TeamEpisode draws the target this way)."""
-    from spatial_memory_ros.sim.world import generate_maze
+    from spatial_memory_ros.sim.maze import generate_maze
 
     maze = generate_maze(MAZE_SIZE, seed=seed)
     rng = np.random.default_rng([seed, 0x7EA])

@@ -19,7 +19,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from spatial_memory_ros.types import GridGeometry
 from spatial_memory_ros.memory.spatial_memory import SpatialMemory
 from spatial_memory_ros.memory.robot_memory import Entries
-from spatial_memory_ros.sim.world import Maze
+from spatial_memory_ros.sim.maze import Maze
 from spatial_memory_ros.types import BevGrid, Pose2D
 from spatial_memory_ros.msg import (BevMap, MemoryEntry, MemoryEntryArray, PartnerState, PartnerStateArray,
                                     TeamPacket)

@@ -335,7 +335,7 @@ def demo_query(options: DemoOptions) -> str:
     """The demo's text query: the target colour given, else the colour of the maze's first target."""
     if options.query:
         return options.query
-    from spatial_memory_ros.sim.world import generate_maze
+    from spatial_memory_ros.sim.maze import generate_maze
 
     return f"the {generate_maze(size=options.maze_size, seed=options.seed).targets[0].color} target"
 
@@ -374,7 +374,7 @@ def write_run_folder(run_dir: Path, options: DemoOptions, observation: RunObserv
     """summary.json and trajectories.png."""
     from spatial_memory_ros.conversions import msg_to_occupancy
     from spatial_memory_ros.evaluation.plots import draw_occupancy, draw_trajectories, save_png
-    from spatial_memory_ros.sim.world import generate_maze
+    from spatial_memory_ros.sim.maze import generate_maze
 
     summary = build_summary(options, observation, wall_seconds)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -476,7 +476,7 @@ def goal_results(options: DemoOptions, observation: RunObservation) -> dict:
 @functools.lru_cache(maxsize=8)
 def _goal_targets(maze_size: int, seed: int, query: str) -> tuple:
     """The maze's targets whose colour the query names."""
-    from spatial_memory_ros.sim.world import generate_maze
+    from spatial_memory_ros.sim.maze import generate_maze
 
     return tuple(t for t in generate_maze(size=maze_size, seed=seed).targets if t.color in query.lower().split())
 
@@ -530,7 +530,7 @@ def _add_memory_results(per_robot: dict, options: DemoOptions, observation: RunO
 
     from spatial_memory_ros.conversions import msg_to_occupancy
     from spatial_memory_ros.memory.mapping import map_scores, rasterize_maze
-    from spatial_memory_ros.sim.world import generate_maze
+    from spatial_memory_ros.sim.maze import generate_maze
 
     maze = generate_maze(size=options.maze_size, seed=options.seed)
     query = demo_query(options)

@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from spatial_memory_ros.perception import bev  # noqa: E402
-from spatial_memory_ros.sim.world import CLASS_NAMES  # noqa: E402
+from spatial_memory_ros.sim.maze import CLASS_NAMES  # noqa: E402
 from spatial_memory_ros.types import BevGrid
 
 

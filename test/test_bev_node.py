@@ -45,7 +45,8 @@ def _probe(ros):
 
 def test_images_become_bevs_with_their_stamps(ros):
     from spatial_memory_ros.conversions import image_to_msg, seconds_to_time
-    from spatial_memory_ros.sim.world import World, generate_maze
+    from spatial_memory_ros.sim.maze import generate_maze
+    from spatial_memory_ros.sim.world import World
 
     node = _predictor(ros)
     pubs, got = _probe(ros)

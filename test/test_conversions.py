@@ -8,7 +8,8 @@ import pytest
 
 from spatial_memory_ros.conversions import (InvalidMessage, bev_to_msg, compose, image_to_msg, inverse,
                                             msg_to_bev, msg_to_image, seconds_to_time, time_to_seconds)
-from spatial_memory_ros.sim.world import World, generate_maze
+from spatial_memory_ros.sim.maze import generate_maze
+from spatial_memory_ros.sim.world import World
 from spatial_memory_ros.types import Pose2D
 
 

@@ -47,7 +47,7 @@ def test_demo_refuses_bad_arguments_with_a_message():
 
 
 def test_goal_is_judged_from_the_true_poses_and_the_true_target():
-    from spatial_memory_ros.sim.world import generate_maze
+    from spatial_memory_ros.sim.maze import generate_maze
     from spatial_memory_ros.runner import DemoOptions, RunObservation, goal_results
 
     target = generate_maze(size=9, seed=3).targets[0]

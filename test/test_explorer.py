@@ -4,7 +4,8 @@ import math
 import numpy as np
 
 from spatial_memory_ros.behaviour.walker import ExplorerConfig, RandomWalker
-from spatial_memory_ros.sim.world import CLASS_NAMES, World, generate_maze
+from spatial_memory_ros.sim.maze import CLASS_NAMES, generate_maze
+from spatial_memory_ros.sim.world import World
 from spatial_memory_ros.types import BevGrid
 
 

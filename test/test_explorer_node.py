@@ -76,7 +76,7 @@ class Probe:
     def bev(self, stamp: float = 0.0, broken: bool = False) -> None:
         """One BEV (free all round); waits for the explorer's command to it."""
         from spatial_memory_ros.conversions import bev_to_msg, seconds_to_time
-        from spatial_memory_ros.sim.world import CLASS_NAMES
+        from spatial_memory_ros.sim.maze import CLASS_NAMES
         from spatial_memory_ros.types import BevGrid
 
         bev = BevGrid(np.zeros((32, 32), np.int8), np.zeros((32, 32), np.uint8), 0.25, 0.0, -4.0, CLASS_NAMES)

@@ -56,7 +56,8 @@ def test_localizer_tracks_a_robot_and_publishes_everything(ros):
     from spatial_memory_ros.behaviour.walker import RandomWalker
     from spatial_memory_ros.memory.mapping import rasterize_maze
     from spatial_memory_ros.types import GridGeometry
-    from spatial_memory_ros.sim.world import World, generate_maze
+    from spatial_memory_ros.sim.maze import generate_maze
+    from spatial_memory_ros.sim.world import World
     from spatial_memory_ros.msg import GridCode
     from spatial_memory_ros.ros_common import LATCHED_QOS, RELIABLE_QOS
 
@@ -115,7 +116,8 @@ def test_bad_odometry_and_bevs_are_dropped_and_belief_is_unchanged(ros, case):
 def _recorded_drive(steps: int):
     """(stamp, twist, oracle BEV) of a short random walk, and the world it ran in."""
     from spatial_memory_ros.behaviour.walker import RandomWalker
-    from spatial_memory_ros.sim.world import World, generate_maze
+    from spatial_memory_ros.sim.maze import generate_maze
+    from spatial_memory_ros.sim.world import World
 
     world = World(generate_maze(9, seed=7), num_robots=1, seed=7)
     walker = RandomWalker(seed=7)
@@ -152,7 +154,8 @@ def test_poses_do_not_depend_on_how_odometry_bevs_and_maps_interleave(ros):
     from geometry_msgs.msg import PoseWithCovarianceStamped
 
     from spatial_memory_ros.conversions import bev_to_msg, pose_to_msg, seconds_to_time
-    from spatial_memory_ros.sim.world import World, generate_maze
+    from spatial_memory_ros.sim.maze import generate_maze
+    from spatial_memory_ros.sim.world import World
     from spatial_memory_ros.ros_common import RELIABLE_QOS
 
     world, frames = _recorded_drive(41)

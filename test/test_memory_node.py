@@ -17,7 +17,8 @@ pytestmark = pytest.mark.ros
 def scene():
     """A world whose robot 1 stands looking at a target: BEV and pose messages of 5 frames, and the target."""
     from spatial_memory_ros.conversions import bev_to_msg, pose_to_msg, seconds_to_time
-    from spatial_memory_ros.sim.world import World, generate_maze
+    from spatial_memory_ros.sim.maze import generate_maze
+    from spatial_memory_ros.sim.world import World
     from spatial_memory_ros.types import Pose2D
 
     world = World(generate_maze(9, seed=2), num_robots=1, seed=2)

@@ -11,7 +11,8 @@ from spatial_memory_ros.behaviour.planner import (
     goal_from_answer, goal_from_memory, label_matches, park_spot, plan_path, shortest_paths)
 from spatial_memory_ros.memory.robot_memory import RobotMemory
 from spatial_memory_ros.evaluation.team_task import LabelEmbedder
-from spatial_memory_ros.sim.world import CLASS_NAMES, Maze, World
+from spatial_memory_ros.sim.maze import CLASS_NAMES, Maze
+from spatial_memory_ros.sim.world import World
 from spatial_memory_ros.types import BevGrid, Pose2D
 
 LAYOUT = [

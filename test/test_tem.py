@@ -10,7 +10,8 @@ from spatial_memory_ros.evaluation.metrics import ate_rmse
 from spatial_memory_ros.localization.map_likelihood import OccupancyMap, maze_occupancy
 from spatial_memory_ros.localization.tem import TemLocalizer
 from spatial_memory_ros.localization.tem_config import TemConfig
-from spatial_memory_ros.sim.world import Maze, World, WorldConfig, generate_maze
+from spatial_memory_ros.sim.maze import Maze, generate_maze
+from spatial_memory_ros.sim.world import World, WorldConfig
 from spatial_memory_ros.types import Pose2D
 
 ROOM = ["#" * 14] + ["#" + "." * 12 + "#"] * 12 + ["#" * 14]

@@ -1,4 +1,5 @@
-"""Tests of the simulated world (sim/world.py): mazes, motion, collisions, odometry, camera and oracle BEV."""
+"""Tests of the simulated world (sim/: maze.py, world.py, camera.py, oracle.py): mazes, motion, collisions,
+odometry, camera and oracle BEV."""
 import itertools
 import math
 from collections import deque
@@ -6,7 +7,9 @@ from collections import deque
 import numpy as np
 import pytest
 
-from spatial_memory_ros.sim.world import CLASS_NAMES, CLASS_RGB, Maze, World, WorldConfig, ceiling_rgb, generate_maze, top_down_image
+from spatial_memory_ros.sim.camera import ceiling_rgb
+from spatial_memory_ros.sim.maze import CLASS_NAMES, CLASS_RGB, Maze, generate_maze, top_down_image
+from spatial_memory_ros.sim.world import World, WorldConfig
 from spatial_memory_ros.types import BevGrid, Pose2D
 
 CORRIDOR = [

@@ -65,7 +65,7 @@ import numpy as np
 
 from spatial_memory_ros.localization.grid_code import GridCode
 from spatial_memory_ros.types import GridGeometry
-from spatial_memory_ros.sim.world import CLASS_NAMES
+from spatial_memory_ros.sim.maze import CLASS_NAMES
 from spatial_memory_ros.types import Pose2D
 
 MAX_PAYLOAD_BYTES = 4096  # TeamPacket.MAX_PAYLOAD_BYTES

@@ -6,7 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from spatial_memory_ros.sim.world import Maze
+from spatial_memory_ros.sim.maze import Maze
 
 ROBOT_COLOURS_RGB = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
                      (70, 240, 240), (240, 50, 230), (128, 128, 0)]
@@ -50,7 +50,7 @@ def draw_occupancy(grid: np.ndarray, geometry, pixels_per_cell: int = 10) -> np.
 def draw_bev(bev, pixels_per_cell: int = 4) -> np.ndarray:
     """An RGB picture of an egocentric BEV with the robot at the bottom centre looking up: unseen grey, free
     white, walls dark, target cells in their colour."""
-    from spatial_memory_ros.sim.world import CLASS_RGB
+    from spatial_memory_ros.sim.maze import CLASS_RGB
 
     occupancy, objects = bev.occupancy.T[::-1, ::-1], bev.object_class.T[::-1, ::-1]
     image = np.full(occupancy.shape + (3,), 150, np.uint8)

@@ -29,7 +29,8 @@ from spatial_memory_ros.memory.mapping import FLOOR_LABEL, WALL_LABEL, Observati
 from spatial_memory_ros.types import GridGeometry
 from spatial_memory_ros.behaviour.planner import Navigator, Partner, PlannerConfig, goal_from_memory, park_spot
 from spatial_memory_ros.memory.robot_memory import EMBEDDING_DIM, RobotMemory
-from spatial_memory_ros.sim.world import CLASS_NAMES, World, generate_maze
+from spatial_memory_ros.sim.maze import CLASS_NAMES, generate_maze
+from spatial_memory_ros.sim.world import World
 
 TEAM_KEY = b"spatial_memory_ros team benchmark key"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spatial_memory_ros.sim.world import Maze
+from spatial_memory_ros.sim.maze import Maze
 from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D
 
 UNKNOWN, FREE, WALL = -1, 0, 100

@@ -89,7 +89,7 @@ class RobotMemory:
 
     def warm_up(self) -> None:
         """Load the language model and cache the embeddings of the labels the BEVs produce."""
-        from spatial_memory_ros.sim.world import CLASS_NAMES
+        from spatial_memory_ros.sim.maze import CLASS_NAMES
         from spatial_memory_ros.memory.mapping import FLOOR_LABEL, WALL_LABEL
 
         self.embedder.embed([FLOOR_LABEL, WALL_LABEL] + [f"{name} target" for name in CLASS_NAMES])

@@ -31,7 +31,8 @@ from tf2_msgs.msg import TFMessage
 from spatial_memory_ros.conversions import (InvalidMessage, bev_to_msg, image_to_msg, maze_to_occupancy_grid,
                                             odometry_to_msg, pose_to_msg, seconds_to_time, transform_msg,
                                             twist_to_command)
-from spatial_memory_ros.sim.world import World, WorldConfig, generate_maze
+from spatial_memory_ros.sim.maze import generate_maze
+from spatial_memory_ros.sim.world import World, WorldConfig
 from spatial_memory_ros.types import Pose2D
 from spatial_memory_ros.msg import BevMap, SimStatus
 from spatial_memory_ros.ros_common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, InputGuard, Param, declare_parameters

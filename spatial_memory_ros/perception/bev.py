@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from spatial_memory_ros.sim.world import CLASS_NAMES, World, WorldConfig, generate_maze
+from spatial_memory_ros.sim.maze import CLASS_NAMES, generate_maze
+from spatial_memory_ros.sim.world import World, WorldConfig
 from spatial_memory_ros.types import BevGrid, Pose2D
 
 if TYPE_CHECKING:
