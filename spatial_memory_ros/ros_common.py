@@ -7,6 +7,7 @@ rate-limited warning per reason and publishes the drop counters.
 from __future__ import annotations
 
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -103,6 +104,9 @@ def call_with_retries(client, request, wait_until: Callable[[Callable[[], bool],
                 future.cancel()
 
 
+FAULT_PREFIX = "fault: "  # drop reasons that are failures of the node's own code, not bad input
+
+
 class InputGuard:
     """Counts refused inputs by reason, warns at most once per ``warn_period`` per reason, publishes counts."""
 
@@ -132,6 +136,16 @@ class InputGuard:
             suffix = f": {detail}" if detail else ""
             self._node.get_logger().warning(f"dropped input ({reason}){suffix} [{total} so far]")
             self.publish()
+
+    def fault(self, reason: str, error: BaseException) -> None:
+        """Record one failure of the node's own code on an input (a bug, not bad input): the first of each reason
+        is logged as an error with its traceback, later ones are counted and warned about like rejects. Counted
+        as ``fault: <reason>``, so a run's summary can tell its own errors from refused input."""
+        reason = FAULT_PREFIX + reason
+        if reason not in self._counts:
+            detail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            self._node.get_logger().error(f"{reason}: {type(error).__name__}: {error}\n{detail.rstrip()}")
+        self.reject(reason, f"{type(error).__name__}: {error}")
 
     def publish(self) -> None:
         """Publish the current counters."""

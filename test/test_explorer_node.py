@@ -160,7 +160,7 @@ def test_map_pose_and_answer_give_a_goal_a_plan_and_commands_toward_it(ros):
     assert spin_until(ros, lambda: probe.goals, timeout=5.0), "no goal published"
     goal = probe.goals[-1]
     assert goal.header.frame_id == "map" and abs(goal.point.x - 7.0) < 0.1 and abs(goal.point.y - 2.0) < 0.1
-    assert explorer.goal is not None and abs(explorer.goal[0] - 7.0) < 0.1
+    assert explorer.robot.goal is not None and abs(explorer.robot.goal[0] - 7.0) < 0.1
     probe.bev(stamp=0.0)
     probe.bev(stamp=0.0)
     assert spin_until(ros, lambda: probe.statuses[-1] == "going to goal", timeout=5.0), probe.statuses
@@ -181,8 +181,8 @@ def test_map_pose_and_answer_give_a_goal_a_plan_and_commands_toward_it(ros):
     probe.bev(stamp=2.0)
     assert spin_until(ros, lambda: probe.statuses[-1] == "arrived", timeout=5.0), probe.statuses
     probe.bev(stamp=2.0)
-    assert explorer.arrived and explorer.park is not None
-    assert 2.0 <= math.hypot(explorer.park[0] - 7.0, explorer.park[1] - 2.0)
+    assert explorer.robot.arrived and explorer.robot.park is not None
+    assert 2.0 <= math.hypot(explorer.robot.park[0] - 7.0, explorer.robot.park[1] - 2.0)
     probe.settle()
     asked = len(calls)
     for step in range(5):
@@ -229,7 +229,7 @@ def test_bad_input_never_stops_the_commands(ros):
     probe.settle()
     probe.bev(stamp=1.0)
     probe.bev(stamp=1.0)
-    assert explorer.navigator is not None and explorer.navigator.geometry == GEOMETRY
+    assert explorer.robot.navigator is not None and explorer.robot.navigator.geometry == GEOMETRY
     # A query service that fails, then one that answers garbage: counted, no goal.
     probe.map()
     probe.pose(2.0, 2.0, 0.0, stamp=2.0)
@@ -250,7 +250,7 @@ def test_bad_input_never_stops_the_commands(ros):
 
     calls, service, _ = _query_service(ros, probe, garbage)
     assert calls_refused(ros, probe, explorer, calls, "invalid query answer")
-    assert explorer.goal is None and not probe.goals
+    assert explorer.robot.goal is None and not probe.goals
     probe.node.destroy_service(service)
     # A service that never answers (its node is not spun): given up after query_timeout, asked again later.
     _, _, deaf = _query_service(ros, probe, red_target_at(7.0, 2.0), spin=False)
@@ -259,7 +259,7 @@ def test_bad_input_never_stops_the_commands(ros):
         probe.bev(stamp=2.0)
         probe.settle(0.08)
     assert explorer.guard.counts.get("query timed out"), explorer.guard.counts
-    assert explorer.queries_sent > sent + 1 and explorer.goal is None
+    assert explorer.queries_sent > sent + 1 and explorer.robot.goal is None
     assert len(probe.commands) == probe.bevs and explorer.context.ok()
     deaf.destroy_node()
 
@@ -276,3 +276,79 @@ def test_graph_gives_every_explorer_the_goal_the_team_map_and_the_pose_source():
     for spec in graph:  # the link needs the same pose the memory and the explorer use (no localizer runs here)
         if spec.executable == "team_comm":
             assert dict(spec.remappings)["pose"] == "ground_truth/pose"
+
+
+def test_the_node_decides_exactly_as_the_in_process_robot_on_the_same_senses(ros):
+    """The explorer node runs behaviour.Robot: fed through topics the senses that an in-process Robot of the same
+    seed and settings gets (a simulated robot's oracle BEV, true pose and measured motion, the true map), it gives
+    the same command at every one of 60 steps. (A whole episode through the nodes differs from the in-process
+    team task in its inputs only: the node's map comes from the memory node a period late, its odometry twist is
+    noisy and its query answers arrive asynchronously; the decisions on given inputs are the same code.)"""
+    from nav_msgs.msg import Odometry
+
+    from spatial_memory_ros.behaviour.planner import PlannerConfig
+    from spatial_memory_ros.behaviour.robot import Robot, RobotConfig, Senses
+    from spatial_memory_ros.conversions import bev_to_msg, occupancy_to_msg, seconds_to_time
+    from spatial_memory_ros.evaluation.map_scores import rasterize_maze
+    from spatial_memory_ros.ros_common import RELIABLE_QOS
+    from spatial_memory_ros.sim.maze import generate_maze
+    from spatial_memory_ros.sim.world import World
+    from spatial_memory_ros.types import GridGeometry
+
+    maze = generate_maze(9, seed=3)
+    geometry = GridGeometry.covering(maze, 0.25)
+    truth = rasterize_maze(maze, geometry)
+    explorer = _explorer(ros, goal_query="", seed=7)
+    probe = Probe(ros, explorer)
+    odom_pub = probe.node.create_publisher(Odometry, f"{NS}/odom", RELIABLE_QOS)
+    assert spin_until(ros, odom_pub.get_subscription_count)
+    probe.map_pub.publish(occupancy_to_msg(truth, geometry, seconds_to_time(0.0)))
+    assert spin_until(ros, lambda: explorer.robot.geometry == geometry, timeout=5.0)
+    p = explorer.params
+    robot = Robot("", RobotConfig(PlannerConfig(max_linear_speed=p["max_linear_speed"],
+                                                max_angular_speed=p["max_angular_speed"], dt=p["control_period"],
+                                                goal_tolerance=p["goal_tolerance"], replan_every=p["replan_every"]),
+                                  ask_every=10, seed=7), geometry)
+    world = World(maze, 1, seed=3)
+    expected, twist = [], None
+    for step in range(60):
+        stamp = 1.0 + 0.1 * step
+        bev, pose = world.oracle_bev(0), world.true_pose(0)
+        if twist is not None:
+            odom = Odometry()
+            odom.header.stamp = seconds_to_time(stamp)
+            odom.twist.twist.linear.x, odom.twist.twist.angular.z = twist
+            odom_pub.publish(odom)
+            assert spin_until(ros, lambda: explorer._twist == twist, timeout=5.0)
+        before = explorer._pose
+        probe.pose(pose.x, pose.y, pose.theta, stamp=stamp)
+        assert spin_until(ros, lambda: explorer._pose is not before, timeout=5.0)
+        expected.append(robot.step(Senses(bev, explorer._pose, truth, (), twist)))
+        probe.bev_pub.publish(bev_to_msg(bev, seconds_to_time(stamp), "base_link", "robot1"))
+        assert spin_until(ros, lambda: len(probe.commands) > step, timeout=5.0)
+        world.step([expected[-1]])
+        twist = tuple(float(v) for v in world.true_twist(0))
+    got = [(c.linear.x, c.angular.z) for c in probe.commands]
+    assert np.allclose(got, expected, atol=1e-9), next(k for k, (a, b) in enumerate(zip(got, expected))
+                                                        if not np.allclose(a, b, atol=1e-9))
+    assert robot.status == explorer.robot.status == "exploring"
+    assert sum(abs(v) > 0.05 for v, _ in expected) > 20  # it did drive, so the comparison means something
+
+
+def test_a_planner_failure_is_logged_counted_and_answered_with_a_stop(ros):
+    """A bug in the control path is not swallowed: counted as 'fault: planning error' on ~/dropped_inputs, the robot
+    stops (no random walk that hides it), and the next BEV is served again."""
+    explorer = _explorer(ros, goal_query="")
+    probe = Probe(ros, explorer)
+    probe.map()
+    probe.pose(2.0, 2.0, 0.0)
+    assert spin_until(ros, lambda: explorer._pose is not None and explorer._map is not None, timeout=5.0)
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("planner bug")
+
+    explorer.robot.navigator.step = broken
+    probe.bev()
+    probe.bev()
+    assert explorer.guard.counts.get("fault: planning error") == 2
+    assert [(c.linear.x, c.angular.z) for c in probe.commands[-2:]] == [(0.0, 0.0), (0.0, 0.0)]

@@ -4,11 +4,10 @@ import math
 import numpy as np
 import pytest
 
-from spatial_memory_ros.memory.mapping import rasterize_maze
+from spatial_memory_ros.evaluation.map_scores import rasterize_maze
 from spatial_memory_ros.types import GridGeometry
-from spatial_memory_ros.behaviour.planner import (
-    Navigator, Partner, PlannerConfig, WallCells, choose_frontier, clearance_ahead, cost_grid, frontier_mask,
-    goal_from_answer, goal_from_memory, label_matches, park_spot, plan_path, shortest_paths)
+from spatial_memory_ros.behaviour.planner import Navigator, Partner, PlannerConfig, WallCells, choose_frontier, clearance_ahead, cost_grid, frontier_mask, park_spot, plan_path, shortest_paths
+from spatial_memory_ros.behaviour.goals import goal_from_answer, goal_from_memory, label_matches
 from spatial_memory_ros.memory.robot_memory import RobotMemory
 from spatial_memory_ros.evaluation.team_task import LabelEmbedder
 from spatial_memory_ros.sim.maze import CLASS_NAMES, Maze

@@ -7,9 +7,6 @@
   per replan; frontier choice and path extraction both read its distances and predecessors.
 * :func:`choose_frontier` picks the frontier (known free cells next to unknown ones, in clusters) that is near,
   large and away from where teammates are believed to be.
-* :func:`goal_from_answer` reads a memory query's samples: the goal is the mean of the samples whose label
-  matches the text query (all the query's content words appear in the label, e.g. 'red target' for
-  'the red target'), when the best sample matches.
 * :class:`PathFollower` gives (v, omega) by pure pursuit along the path and keeps the BEV-based wall avoidance of
   behaviour/walker.py as a safety layer: it never drives forward into less clearance than ``stop_distance``.
 * :class:`Navigator` ties them: goal if any, else frontier, else a random walk; it replans every
@@ -20,7 +17,6 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +29,6 @@ from spatial_memory_ros.types import GridGeometry
 from spatial_memory_ros.types import BevGrid, Pose2D
 
 _NEIGHBOURS = ((0, 1), (1, 0), (1, 1), (1, -1))  # each undirected 8-neighbour edge once
-_STOP_WORDS = {"the", "a", "an", "to", "go", "find", "some", "something", "any", "please", "of"}
 
 
 @dataclass
@@ -297,37 +292,6 @@ def park_spot(occupancy: np.ndarray, geometry: GridGeometry, place: tuple[float,
     row, col = np.unravel_index(int(np.argmax(score)), score.shape)
     return (geometry.origin_x + (col + 0.5) * geometry.resolution,
             geometry.origin_y + (row + 0.5) * geometry.resolution)
-
-
-# ----------------------------------------------------------------------------------------- goal from a query
-
-
-def query_words(text: str) -> set[str]:
-    """The content words of a query or label, lower case ('the red target' -> {'red', 'target'})."""
-    return {word for word in re.findall(r"[a-z0-9]+", text.lower()) if word not in _STOP_WORDS}
-
-
-def label_matches(label: str, query: str) -> bool:
-    """Whether a memory label answers a query: every content word of the query is in the label."""
-    wanted = query_words(query)
-    return bool(wanted) and wanted <= query_words(label)
-
-
-def goal_from_answer(locations: np.ndarray, labels: list[str], query: str) -> tuple[float, float] | None:
-    """A goal from a query's samples (best first): the mean of the matching samples, if the best one matches."""
-    if not len(labels) or not label_matches(labels[0], query):
-        return None
-    matching = [k for k, label in enumerate(labels) if label_matches(label, query)]
-    x, y = np.asarray(locations, np.float64)[matching].mean(axis=0)
-    return float(x), float(y)
-
-
-def goal_from_memory(memory, query: str, num_samples: int = 10, seed: int = 0) -> tuple[float, float] | None:
-    """Sample a RobotMemory with a text query and read a goal with :func:`goal_from_answer`."""
-    if len(memory.memory) == 0:
-        return None
-    answer = memory.ask(query, num_samples=num_samples, seed=seed)
-    return goal_from_answer(answer.locations, answer.labels, query)
 
 
 # --------------------------------------------------------------------------------------------- following

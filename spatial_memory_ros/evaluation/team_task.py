@@ -24,10 +24,15 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from spatial_memory_ros.comm.link import CommConfig, CommLayout, Sighting, TeamComm, shared_entry_arrays
-from spatial_memory_ros.memory.mapping import FLOOR_LABEL, WALL_LABEL, Observations, map_scores, rasterize_maze
+from spatial_memory_ros.comm.layout import CommLayout
+from spatial_memory_ros.comm.link import CommConfig, TeamComm, shared_entry_arrays
+from spatial_memory_ros.comm.partners import Sighting
+from spatial_memory_ros.evaluation.map_scores import map_scores, rasterize_maze
+from spatial_memory_ros.memory.mapping import FLOOR_LABEL, WALL_LABEL, Observations
 from spatial_memory_ros.types import GridGeometry
-from spatial_memory_ros.behaviour.planner import Navigator, Partner, PlannerConfig, goal_from_memory, park_spot
+from spatial_memory_ros.behaviour.goals import ask_memory
+from spatial_memory_ros.behaviour.planner import Partner, PlannerConfig
+from spatial_memory_ros.behaviour.robot import Robot, RobotConfig, Senses, sightings_in
 from spatial_memory_ros.memory.robot_memory import EMBEDDING_DIM, RobotMemory
 from spatial_memory_ros.sim.maze import CLASS_NAMES, generate_maze
 from spatial_memory_ros.sim.world import World
@@ -139,19 +144,23 @@ def task_texts() -> list[str]:
     return labels + [f"the {name} target" for name in CLASS_NAMES]
 
 
+def draw_goal_target(maze, seed: int):
+    """The target an episode of ``seed`` sends the team to (every benchmark of the team task draws it so)."""
+    rng = np.random.default_rng([seed, 0x7EA])
+    return maze.targets[int(rng.integers(len(maze.targets)))]
+
+
 @dataclass
-class _Robot:
-    """One team member's state in the episode."""
+class _Member:
+    """One team member in the episode: the shipped robot loop with its memory and link, and what the episode
+    knows of it."""
 
     index: int
     robot_id: str
     memory: RobotMemory
     comm: TeamComm
-    navigator: Navigator
+    robot: Robot
     new_sightings: list[Sighting] = field(default_factory=list)  # not yet offered to the link
-    goal: tuple[float, float] | None = None
-    park: tuple[float, float] | None = None
-    ask_now: bool = True
     active: bool = True
     reached_step: int | None = None
 
@@ -164,12 +173,11 @@ class TeamEpisode:
         seed = config.seed
         self.maze = generate_maze(config.maze_size, seed=seed, num_targets=config.num_targets)
         self.world = World(self.maze, config.num_robots, seed=seed)
-        rng = np.random.default_rng([seed, 0x7EA])
-        self.target = self.maze.targets[int(rng.integers(len(self.maze.targets)))]
+        self.target = draw_goal_target(self.maze, seed)
         self.query = f"the {self.target.color} target"
         self.geometry = GridGeometry.covering(self.maze, config.map_resolution)
         self.truth = rasterize_maze(self.maze, self.geometry)
-        self.layout = CommLayout.for_map(self.geometry, config.comm_resolution)
+        self.layout = CommLayout.for_map(self.geometry, CLASS_NAMES, config.comm_resolution)
         self._loss_rng = np.random.default_rng([seed, 0x1055])
         ids = [f"robot{k + 1}" for k in range(config.num_robots)]
         comm_config = CommConfig(bits_per_step=config.bits_per_step, strategy=config.strategy, **config.comm)
@@ -178,13 +186,14 @@ class TeamEpisode:
         self._partner_errors: list[float] = []
         self._active_robot_steps = 0
 
-    def _make_robot(self, index: int, ids: list[str], embedder, comm_config: CommConfig) -> _Robot:
+    def _make_robot(self, index: int, ids: list[str], embedder, comm_config: CommConfig) -> _Member:
         robot_id = ids[index]
-        memory = RobotMemory(self.geometry, embedder, robot_id)
+        memory = RobotMemory(self.geometry, embedder, robot_id, class_names=CLASS_NAMES)
         comm = TeamComm(robot_id, ids, TEAM_KEY, self.layout, _copy_config(comm_config))
         comm.goal_label = f"{self.target.color} target"
-        navigator = Navigator(self.geometry, PlannerConfig(dt=self.world.config.dt), seed=self.config.seed * 31 + index)
-        return _Robot(index, robot_id, memory, comm, navigator)
+        robot = Robot(self.query, RobotConfig(PlannerConfig(dt=self.world.config.dt), ask_every=self.config.ask_every,
+                                              seed=self.config.seed * 31 + index), self.geometry)
+        return _Member(index, robot_id, memory, comm, robot)
 
     # --------------------------------------------------------------------------------------------- stepping
 
@@ -224,14 +233,12 @@ class TeamEpisode:
         if self.config.dropout_step is not None and t == self.config.dropout_step:
             self.robots[-1].active = False
 
-    def _observe(self, robot: _Robot, bev, pose, t: int) -> None:
+    def _observe(self, robot: _Member, bev, pose, t: int) -> None:
         entries = robot.memory.observe(bev, pose, self.config.pose_sd, t * self.world.config.dt)
-        for (x, y), label in zip(entries.locations, entries.labels):
-            if label.endswith(" target"):
-                robot.new_sightings.append(Sighting(label, float(x), float(y)))
-                robot.ask_now = True
+        robot.new_sightings.extend(sightings_in(entries.labels, entries.locations))
+        robot.robot.notice(entries.labels)
 
-    def _exchange(self, active: list[_Robot], poses: dict, maps: dict, t: int) -> None:
+    def _exchange(self, active: list[_Member], poses: dict, maps: dict, t: int) -> None:
         """Every active robot offers a packet; each other active robot gets it unless the link loses it."""
         packets = []
         for robot in active:
@@ -248,26 +255,24 @@ class TeamEpisode:
                 if decoded is not None:
                     self._merge(receiver, receiver.comm.apply(decoded, t), packet.sender, t)
 
-    def _merge(self, robot: _Robot, sightings: list[Sighting], sender: str, t: int) -> None:
+    def _merge(self, robot: _Member, sightings: list[Sighting], sender: str, t: int) -> None:
         if not sightings:
             return
         locations, sds, labels, sources, stamps, features = shared_entry_arrays(
             sightings, sender, t * self.world.config.dt, self.layout)
         values = robot.memory.values(Observations(locations, labels, features))
         robot.memory.merge(locations, sds, values, labels, sources, stamps)
-        robot.ask_now = True
+        robot.robot.notice(labels)
 
-    def _command(self, robot: _Robot, bev, pose, own_map: np.ndarray, t: int) -> tuple[float, float]:
-        if robot.reached_step is None and (robot.ask_now or t % self.config.ask_every == 0):
-            robot.goal = goal_from_memory(robot.memory, self.query, seed=self.config.seed * 7919 + t)
-            robot.ask_now = False
+    def _command(self, robot: _Member, bev, pose, own_map: np.ndarray, t: int) -> tuple[float, float]:
+        if robot.robot.should_ask():
+            answer = ask_memory(robot.memory, self.query, seed=self.config.seed * 7919 + t)
+            robot.robot.asked()
+            robot.robot.take_answer(*answer)
         team_map = robot.comm.team_occupancy(own_map, self.geometry)
-        if robot.reached_step is not None and robot.park is None:
-            robot.park = park_spot(team_map, self.geometry, robot.goal or (pose.x, pose.y)) or (pose.x, pose.y)
-        goal = robot.goal if robot.reached_step is None else robot.park
         # A robot cannot tell that a teammate dropped out: its last believed place stays a soft obstacle.
         partners = tuple(Partner(p.x, p.y, p.sd) for p in robot.comm.partner_states(t))
-        return robot.navigator.step(bev, pose, team_map, goal, partners, self.world.true_twist(robot.index))
+        return robot.robot.step(Senses(bev, pose, team_map, partners, self.world.true_twist(robot.index)))
 
     def _check_reached(self) -> None:
         for robot in self.robots:
@@ -275,8 +280,9 @@ class TeamEpisode:
                 pose = self.world.true_pose(robot.index)
                 if math.hypot(pose.x - self.target.x, pose.y - self.target.y) <= self.config.reach_radius:
                     robot.reached_step = self.step_count
+                    robot.robot.reached()  # the simulator tells the robot, as Memory-Maze's reward does
 
-    def _measure_partner_error(self, active: list[_Robot], t: int) -> None:
+    def _measure_partner_error(self, active: list[_Member], t: int) -> None:
         """Error of each robot's belief about each active teammate; no belief yet = the map centre."""
         centre = (0.5 * self.maze.width_m, 0.5 * self.maze.height_m)
         for robot in active:

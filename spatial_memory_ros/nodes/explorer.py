@@ -15,8 +15,9 @@ Publishes   cmd_vel         geometry_msgs/Twist, one command per BEV received
             goal            geometry_msgs/PointStamped (latched): where the memory says the goal is
             plan            nav_msgs/Path (latched): the path being followed (to the goal or a frontier)
             ~/status        std_msgs/String (latched): walking | waiting | exploring | going to goal | arrived
-Mode 'navigate' random-walks until it has a pose and a map; 'walk' only random-walks. A robot that reaches its
-goal (by its own pose) parks out of the way, 2.5 to 8 m from it (planner.park_spot), and stops asking.
+Every decision (when to ask, where to go, arriving, parking) is behaviour/robot.py's Robot, the same loop the
+benchmarks run; this node only turns messages into its Senses and its command into a Twist. A control-path error
+is logged once with its traceback, counted on ~/dropped_inputs as 'planning error', and answered with a stop.
 """
 from __future__ import annotations
 
@@ -33,14 +34,12 @@ from std_msgs.msg import String
 
 from spatial_memory_ros.conversions import (InvalidMessage, command_to_twist, msg_to_bev, msg_to_occupancy,
                                             msg_to_pose, time_to_seconds, yaw_to_quaternion)
-from spatial_memory_ros.behaviour.walker import ExplorerConfig, RandomWalker
-from spatial_memory_ros.behaviour.planner import (Navigator, Partner, PlannerConfig, goal_from_answer, label_matches,
-                                             park_spot, query_words)
+from spatial_memory_ros.behaviour.planner import Partner, PlannerConfig
+from spatial_memory_ros.behaviour.robot import Robot, RobotConfig, Senses
 from spatial_memory_ros.msg import BevMap, MemoryEntryArray, PartnerStateArray
 from spatial_memory_ros.ros_common import LATCHED_QOS, RELIABLE_QOS, InputGuard, Param, declare_parameters
 from spatial_memory_ros.srv import QueryMemory
 
-MODES = ("walk", "navigate")
 MAX_MAP_CELLS = 1 << 21  # plans run Dijkstra over every cell; a larger map is refused
 POSE_STAMPS_KEPT = 20
 
@@ -61,42 +60,30 @@ PARAMETERS = [
 
 
 class ExplorerNode(Node):
-    """Turns each BEV into a velocity command: random walk, or frontier and goal navigation on the map."""
+    """Turns each BEV into a velocity command by the shipped robot loop (behaviour.robot.Robot)."""
 
     def __init__(self, **node_kwargs) -> None:
         super().__init__("explorer", **node_kwargs)
         p = self.params = declare_parameters(self, PARAMETERS)
-        if p["mode"] not in MODES:
-            raise ValueError(f"mode '{p['mode']}' is not one of {', '.join(MODES)}")
-        self.walker = RandomWalker(seed=p["seed"], config=ExplorerConfig(
-            max_linear_speed=p["max_linear_speed"], max_angular_speed=p["max_angular_speed"], dt=p["control_period"]))
-        self.planner_config = PlannerConfig(max_linear_speed=p["max_linear_speed"],
-                                            max_angular_speed=p["max_angular_speed"], dt=p["control_period"],
-                                            goal_tolerance=p["goal_tolerance"], replan_every=p["replan_every"])
-        self.query = p["goal_query"].strip()
-        if self.query and not query_words(self.query):
-            self.get_logger().warning(f"goal_query '{self.query}' has no content words: exploring only")
-            self.query = ""
-        self.query_every = max(1, int(round(p["query_period"] / p["control_period"])))
+        planner = PlannerConfig(max_linear_speed=p["max_linear_speed"], max_angular_speed=p["max_angular_speed"],
+                                dt=p["control_period"], goal_tolerance=p["goal_tolerance"],
+                                replan_every=p["replan_every"])
+        config = RobotConfig(planner, mode=p["mode"], park=p["park"], seed=p["seed"],
+                             ask_every=max(1, int(round(p["query_period"] / p["control_period"]))))
+        self.robot = Robot(p["goal_query"], config)
+        if p["goal_query"].strip() and not self.robot.query:
+            self.get_logger().warning(f"goal_query '{p['goal_query']}' has no content words: exploring only")
         self.guard = InputGuard(self)
-        self.navigator: Navigator | None = None
-        self.steps = 0
-        self.goal: tuple[float, float] | None = None
-        self.arrived = False
-        self.park: tuple[float, float] | None = None
-        self.status = ""
         self.queries_sent = self.queries_answered = 0
         self._twist: tuple[float, float] | None = None
         self._pose = None
         self._poses: OrderedDict[float, object] = OrderedDict()  # stamp -> Pose2D, the last few
-        self._map: tuple[np.ndarray, object] | None = None
+        self._map: np.ndarray | None = None
         self._partners: tuple[Partner, ...] = ()
-        self._ask_now = True
         self._pending = None  # (future, wall time sent)
-        self._published_goal: tuple[float, float] | None = None
-        self._published_path = None
+        self._published = {"status": None, "goal": None, "plan": None}
         self._make_interfaces()
-        what = f"navigate, goal '{self.query}'" if p["mode"] == "navigate" and self.query else p["mode"]
+        what = f"navigate, goal '{self.robot.query}'" if p["mode"] == "navigate" and self.robot.query else p["mode"]
         self.get_logger().info(f"{what} (seed {p['seed']}) on {self.resolve_topic_name('bev')}")
 
     def _make_interfaces(self) -> None:
@@ -110,11 +97,11 @@ class ExplorerNode(Node):
             self.create_subscription(PoseWithCovarianceStamped, "pose", self._on_pose, RELIABLE_QOS)
             self.create_subscription(OccupancyGrid, "map", self._on_map, LATCHED_QOS)
             self.create_subscription(PartnerStateArray, "partners", self._on_partners, RELIABLE_QOS)
-            if self.query:
+            if self.robot.asks:
                 self.query_client = self.create_client(QueryMemory, "query")
                 for topic in ("memory/entries", "memory/merge"):
                     self.create_subscription(MemoryEntryArray, topic, self._on_entries, RELIABLE_QOS)
-        self._set_status("walking" if self.params["mode"] == "walk" else "waiting")
+        self._publish_status()
 
     # -- inputs ----------------------------------------------------------------------------------------------
 
@@ -142,11 +129,10 @@ class ExplorerNode(Node):
         except InvalidMessage as error:
             self.guard.reject("invalid map", str(error))
             return
-        if self.navigator is None or self.navigator.geometry != geometry:
-            if self.navigator is not None:
-                self.get_logger().warning(f"the map's geometry changed to {geometry}: planning afresh")
-            self.navigator = Navigator(geometry, self.planner_config, seed=self.params["seed"])
-        self._map = (grid, geometry)
+        previous = self.robot.geometry
+        if self.robot.use_geometry(geometry) and previous is not None:
+            self.get_logger().warning(f"the map's geometry changed to {geometry}: planning afresh")
+        self._map = grid
 
     def _on_partners(self, msg: PartnerStateArray) -> None:
         partners = []
@@ -160,8 +146,7 @@ class ExplorerNode(Node):
         self._partners = tuple(partners)
 
     def _on_entries(self, msg: MemoryEntryArray) -> None:
-        if not self.arrived and any(label_matches(entry.label, self.query) for entry in msg.entries):
-            self._ask_now = True
+        self.robot.notice(entry.label for entry in msg.entries)
 
     # -- the step ---------------------------------------------------------------------------------------------
 
@@ -172,49 +157,22 @@ class ExplorerNode(Node):
         except InvalidMessage as error:
             self.guard.reject("invalid BEV", str(error))
             bev = None
+        senses = Senses(bev, self._poses.get(time_to_seconds(msg.header.stamp), self._pose), self._map,
+                        self._partners, self._twist)
         try:
-            linear, angular = self._command(bev, time_to_seconds(msg.header.stamp))
-        except Exception as error:  # noqa: BLE001 - a planning bug must not stop the robot's stream of commands
-            self.guard.reject("planning error", f"{type(error).__name__}: {error}")
-            linear, angular = self._walk(bev)
+            self._maybe_ask()
+            linear, angular = self.robot.step(senses)
+        except Exception as error:  # noqa: BLE001 - a planning bug must not stop the commands: seen and counted
+            self.guard.fault("planning error", error)
+            linear, angular = 0.0, 0.0
         self.cmd_pub.publish(command_to_twist(linear, angular))
-
-    def _walk(self, bev) -> tuple[float, float]:
-        if bev is None:
-            return 0.0, 0.0
-        return self.walker.command(bev, twist=self._twist)
-
-    def _command(self, bev, stamp: float) -> tuple[float, float]:
-        self.steps += 1
-        if self.params["mode"] == "walk":
-            return self._walk(bev)
-        pose = self._poses.get(stamp, self._pose)
-        if pose is None or self._map is None or self.navigator is None:
-            self._set_status("waiting")
-            return self._walk(bev)
-        self._maybe_ask(pose)
-        grid, geometry = self._map
-        if self.arrived and self.park is None:
-            self.park = (park_spot(grid, geometry, self.goal or (pose.x, pose.y), self.planner_config)
-                         if self.params["park"] else None) or (pose.x, pose.y)
-        target = self.park if self.arrived else self.goal
-        command = self.navigator.step(bev, pose, grid, target, self._partners, self._twist)
-        if not self.arrived and self.goal is not None and self.navigator.status.mode == "arrived":
-            self.arrived = True
-            self.get_logger().info(f"arrived at the goal ({self.goal[0]:.2f}, {self.goal[1]:.2f}) after "
-                                   f"{self.steps} steps")
+        self._publish_status()
+        self._publish_goal()
         self._publish_plan()
-        if self.arrived:
-            self._set_status("arrived")
-        else:
-            self._set_status("going to goal" if self.navigator.status.mode == "goal" else "exploring")
-        return command
 
     # -- asking the memory -----------------------------------------------------------------------------------
 
-    def _maybe_ask(self, pose) -> None:
-        if not self.query or self.arrived:
-            return
+    def _maybe_ask(self) -> None:
         if self._pending is not None:
             future, sent = self._pending
             if future.done() or time.monotonic() - sent <= self.params["query_timeout"]:
@@ -226,14 +184,12 @@ class ExplorerNode(Node):
                 remove(future)
             future.cancel()
             self._pending = None
-        if not (self._ask_now or self.steps % self.query_every == 0):
+        if not self.robot.should_ask() or not self.query_client.service_is_ready():
             return
-        if not self.query_client.service_is_ready():
-            return
-        request = QueryMemory.Request(query=self.query, num_samples=self.params["query_samples"])
+        request = QueryMemory.Request(query=self.robot.query, num_samples=self.params["query_samples"])
         future = self.query_client.call_async(request)
         self._pending = (future, time.monotonic())
-        self._ask_now = False
+        self.robot.asked()
         self.queries_sent += 1
         future.add_done_callback(self._on_answer)
 
@@ -256,20 +212,20 @@ class ExplorerNode(Node):
                                                       f"non-finite locations")
             return
         self.queries_answered += 1
-        if self.arrived:
-            return
-        self.goal = goal_from_answer(np.column_stack([xs, ys]), labels, self.query) if len(labels) else None
-        self._publish_goal()
+        self.robot.take_answer(np.column_stack([xs, ys]), labels)
 
     # -- outputs ----------------------------------------------------------------------------------------------
 
-    def _set_status(self, status: str) -> None:
-        if status != self.status:
-            self.status = status
-            self.status_pub.publish(String(data=status))
+    def _publish_status(self) -> None:
+        if self.robot.status != self._published["status"]:
+            if self.robot.status == "arrived" and self.robot.goal is not None:
+                self.get_logger().info(f"arrived at the goal ({self.robot.goal[0]:.2f}, {self.robot.goal[1]:.2f}) "
+                                       f"after {self.robot.steps} steps")
+            self._published["status"] = self.robot.status
+            self.status_pub.publish(String(data=self.robot.status))
 
     def _publish_goal(self) -> None:
-        goal, last = self.goal, self._published_goal
+        goal, last = self.robot.goal, self._published["goal"]
         if goal is None or (last is not None and math.hypot(goal[0] - last[0], goal[1] - last[1]) < 0.05):
             return
         msg = PointStamped()
@@ -277,13 +233,13 @@ class ExplorerNode(Node):
         msg.header.frame_id = "map"
         msg.point.x, msg.point.y = float(goal[0]), float(goal[1])
         self.goal_pub.publish(msg)
-        self._published_goal = goal
+        self._published["goal"] = goal
 
     def _publish_plan(self) -> None:
-        path = self.navigator.status.path
-        if path is None or path is self._published_path:
+        path = self.robot.plan
+        if path is None or path is self._published["plan"]:
             return
-        self._published_path = path
+        self._published["plan"] = path
         msg = Path()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = "map"

@@ -1,0 +1,169 @@
+"""The robot loop: everything one robot decides each control step, in one ROS-free class.
+
+The explorer node and every benchmark (the in-process team task, the team benchmark through the nodes) run this
+class, so a benchmark measures the robot that ships. Per step (:meth:`Robot.step`) the robot:
+
+1. takes what it has (:class:`Senses`): its BEV, its pose estimate, the team map to plan on, its teammates'
+   believed positions and its measured motion. Without a pose or a map yet it random-walks ("waiting").
+2. drives with the :class:`~spatial_memory_ros.behaviour.planner.Navigator`: to the goal if it has one, else to
+   the best frontier of the map ("exploring"), else a random walk.
+3. arrives when its own pose is within ``goal_tolerance`` of the goal, or when the world says it has reached the
+   target (:meth:`Robot.reached`, as Memory-Maze's reward does); then it parks in the most open place 2.5 to 8 m
+   (path cost) from the goal, out of its teammates' way, and stops asking.
+
+Asking the memory for the text goal is the caller's to carry out (a service call in the node, a direct call in
+process) because only the caller knows how; *when* to ask is decided here: :meth:`Robot.should_ask` holds every
+``ask_every`` steps and at once when :meth:`Robot.notice` saw news that answers the query; the answer comes
+back through :meth:`Robot.take_answer`. Which news answers the query is :func:`goals.label_matches`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+
+from spatial_memory_ros.behaviour.goals import goal_from_answer, label_matches, query_words
+from spatial_memory_ros.behaviour.planner import Navigator, Partner, PlannerConfig, park_spot
+from spatial_memory_ros.behaviour.walker import ExplorerConfig, RandomWalker
+from spatial_memory_ros.comm.partners import Sighting
+from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D, is_target_label
+
+MODES = ("walk", "navigate")
+STATUSES = ("walking", "waiting", "exploring", "going to goal", "arrived")
+
+
+@dataclass(frozen=True)
+class RobotConfig:
+    """How a robot behaves: ``mode`` 'navigate' (frontiers, then the text goal, on the map) or 'walk' (random walk
+    only); ``ask_every`` control steps between memory queries until the goal is reached; ``park`` out of the way
+    after arriving (else stay where it arrived); ``seed`` of everything random it does."""
+
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    mode: str = "navigate"
+    ask_every: int = 10
+    park: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode '{self.mode}' is not one of {', '.join(MODES)}")
+        if self.ask_every < 1:
+            raise ValueError(f"ask_every must be at least 1 step, got {self.ask_every}")
+
+
+@dataclass
+class Senses:
+    """What the robot has at one control step; any part may be missing (None)."""
+
+    bev: BevGrid | None
+    pose: Pose2D | None = None
+    plan_map: np.ndarray | None = None          # occupancy (int8) on the robot's map geometry
+    partners: tuple[Partner, ...] = ()
+    twist: tuple[float, float] | None = None    # measured (v, omega) of the last step
+
+
+def sightings_in(labels: Iterable[str], locations: Iterable) -> list[Sighting]:
+    """The object sightings among memory entries (labels with map-frame (x, y)), which the robot offers its team;
+    entries with a non-finite location are not sightings."""
+    return [Sighting(label, float(x), float(y)) for label, (x, y) in zip(labels, locations)
+            if is_target_label(label) and math.isfinite(x) and math.isfinite(y)]
+
+
+class Robot:
+    """One robot's decisions, step by step; seeded, so the same senses give the same commands."""
+
+    def __init__(self, query: str = "", config: RobotConfig | None = None,
+                 geometry: GridGeometry | None = None) -> None:
+        self.config = config or RobotConfig()
+        planner = self.config.planner
+        self.query = query.strip() if query_words(query) else ""
+        self.walker = RandomWalker(seed=self.config.seed, config=ExplorerConfig(
+            max_linear_speed=planner.max_linear_speed, max_angular_speed=planner.max_angular_speed, dt=planner.dt))
+        self.navigator: Navigator | None = None
+        self.geometry: GridGeometry | None = None
+        if geometry is not None:
+            self.use_geometry(geometry)
+        self.goal: tuple[float, float] | None = None
+        self.park: tuple[float, float] | None = None
+        self.arrived = False
+        self.steps = 0
+        self.status = "walking" if self.config.mode == "walk" else "waiting"
+        self._ask_now = True
+
+    @property
+    def asks(self) -> bool:
+        """Whether this robot has a text goal to ask its memory for."""
+        return bool(self.query) and self.config.mode == "navigate"
+
+    def use_geometry(self, geometry: GridGeometry) -> bool:
+        """Plan on maps of ``geometry`` from now on; a changed geometry starts planning afresh. True if changed."""
+        if geometry == self.geometry:
+            return False
+        self.geometry = geometry
+        self.navigator = Navigator(geometry, self.config.planner, seed=self.config.seed)
+        return True
+
+    # -- the memory ----------------------------------------------------------------------------------------------
+
+    def notice(self, labels: Iterable[str]) -> None:
+        """News reached the memory (own sightings or teammates'): ask again at once if any label answers the query."""
+        if self.asks and not self.arrived and any(label_matches(label, self.query) for label in labels):
+            self._ask_now = True
+
+    def should_ask(self) -> bool:
+        """Whether to ask the memory for the goal before this step's command (call once per step, before step())."""
+        if not self.asks or self.arrived:
+            return False
+        return self._ask_now or self.steps % self.config.ask_every == 0
+
+    def asked(self) -> None:
+        """The caller sent the query it was told to send."""
+        self._ask_now = False
+
+    def take_answer(self, locations: np.ndarray, labels: list[str]) -> None:
+        """The memory's samples for the query (best first): the goal is their matching mean, or none."""
+        if not self.arrived:
+            self.goal = goal_from_answer(locations, labels, self.query) if len(labels) else None
+
+    def reached(self) -> None:
+        """The world says this robot has reached the target (a reward signal): it has arrived."""
+        self.arrived = True
+
+    # -- the step ------------------------------------------------------------------------------------------------
+
+    def step(self, senses: Senses) -> tuple[float, float]:
+        """The (v m/s, omega rad/s) command for this step."""
+        self.steps += 1
+        if self.config.mode == "walk":
+            return self._walk(senses)
+        pose, plan_map = senses.pose, senses.plan_map
+        if pose is None or plan_map is None or self.navigator is None:
+            self.status = "waiting"
+            return self._walk(senses)
+        if self.arrived and self.park is None:
+            self.park = self._park_spot(plan_map, pose)
+        target = self.park if self.arrived else self.goal
+        command = self.navigator.step(senses.bev, pose, plan_map, target, senses.partners, senses.twist)
+        if not self.arrived and self.goal is not None and self.navigator.status.mode == "arrived":
+            self.arrived = True
+        if self.arrived:
+            self.status = "arrived"
+        else:
+            self.status = "going to goal" if self.navigator.status.mode == "goal" else "exploring"
+        return command
+
+    def _walk(self, senses: Senses) -> tuple[float, float]:
+        return self.walker.command(senses.bev, twist=senses.twist) if senses.bev is not None else (0.0, 0.0)
+
+    def _park_spot(self, plan_map: np.ndarray, pose: Pose2D) -> tuple[float, float]:
+        if not self.config.park:
+            return pose.x, pose.y
+        spot = park_spot(plan_map, self.geometry, self.goal or (pose.x, pose.y), self.config.planner)
+        return spot or (pose.x, pose.y)
+
+    @property
+    def plan(self) -> np.ndarray | None:
+        """The path the robot follows now (map frame, (n, 2)), if any."""
+        return self.navigator.status.path if self.navigator is not None else None
