@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from spatial_memory_ros.shared_parameters import SharedParameters, check_graph
+
 PACKAGE = "spatial_memory_ros"
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,28 +63,31 @@ def robot_ids(robots: int) -> list[str]:
 def sim_team_graph(robots: int = 3, seed: int = 0, maze_size: int = 15, max_sim_time: float = 0.0,
                    real_time_factor: float = 0.0, use_sim_time: bool = True,
                    sources: Sources = Sources(bev="bev"), extra_bev_readers: int = 0, bits_per_step: int = 16,
-                   strategy: str = "ours", goal_query: str = "") -> list[NodeSpec]:
+                   strategy: str = "ours", goal_query: str = "", shared: SharedParameters | None = None
+                   ) -> list[NodeSpec]:
     """The simulated team: one sim_world for the maze, one bev_predictor batching every robot's frames (when the
     BEV is predicted) and, per robot namespace, its own stack. ``extra_bev_readers`` counts subscribers of the
     oracle BEV outside the graph (a recorder) that the sim must also wait for; ``goal_query`` is the text goal
-    every explorer asks its memory for (empty: explore only)."""
+    every explorer asks its memory for (empty: explore only); ``shared`` the cross-node values (default: the
+    package's, with the map fitted to the maze). Raises GraphMismatch if the nodes would disagree."""
     ids = robot_ids(robots)
+    shared = shared or SharedParameters.for_maze(maze_size, ids)  # the sim's maze cells are 1 m
     sim = NodeSpec("sim_world", "sim_world", params_file="sim_world.yaml",
                    parameters={"robots": robots, "seed": seed, "maze_size": maze_size,
-                               "max_sim_time": float(max_sim_time), "real_time_factor": float(real_time_factor)})
-    maze_extent = {"map_origin_x": 0.0, "map_origin_y": 0.0, "map_width_m": float(maze_size),
-                   "map_height_m": float(maze_size)}  # the sim's maze cells are 1 m
+                               "max_sim_time": float(max_sim_time), "real_time_factor": float(real_time_factor),
+                               **shared.for_node("sim_world")})
     team = []
     if sources.bev == "bev":
         team.append(NodeSpec("bev_predictor", "bev_predictor", params_file="bev_predictor.yaml",
                              parameters={"use_sim_time": use_sim_time, "robots": ids}))
-    link = {**maze_extent, "team": ids, "bits_per_step": int(bits_per_step), "strategy": strategy}
+    link = {"bits_per_step": int(bits_per_step), "strategy": strategy}
     for index, robot in enumerate(ids):
         team.extend(robot_stack(robot, seed=seed * 100 + index, use_sim_time=use_sim_time, sources=sources,
-                                memory_parameters=maze_extent, predictor=False, comm_parameters=link,
-                                goal_query=goal_query))
+                                shared=shared, predictor=False, comm_parameters=link, goal_query=goal_query))
     sim.parameters["ready_topics"] = ready_topics(ids, sources, team, extra_bev_readers)
-    return [sim] + team
+    graph = [sim] + team
+    check_graph(graph, config_dir())
+    return graph
 
 
 def ready_topics(ids: list[str], sources: Sources, team: list[NodeSpec], extra_bev_readers: int = 0) -> list[str]:
@@ -103,28 +108,32 @@ def ready_topics(ids: list[str], sources: Sources, team: list[NodeSpec], extra_b
 
 def robot_stack(namespace: str, seed: int = 0, use_sim_time: bool = False,
                 sources: Sources = Sources(bev="bev"),
-                memory_parameters: dict[str, Any] | None = None, predictor: bool = True,
+                shared: SharedParameters | None = None, predictor: bool = True,
                 comm_parameters: dict[str, Any] | None = None, goal_query: str = "") -> list[NodeSpec]:
     """The nodes that run on one robot, under /<namespace> (with its own bev_predictor if ``predictor`` and the
     BEV is predicted; the simulated team shares one that batches all robots instead). The explorer plans on the
-    team map, from the same pose source as the memory, towards ``goal_query`` once the memory answers it."""
+    team map, from the same pose source as the memory, towards ``goal_query`` once the memory answers it. Every
+    node gets its share of ``shared`` (default: the package's values)."""
+    shared = shared or SharedParameters()
     common = {"use_sim_time": use_sim_time}
     ns = f"/{namespace}"
     memory = NodeSpec("spatial_memory", "spatial_memory", namespace=ns, params_file="spatial_memory.yaml",
-                      parameters={**common, **(memory_parameters or {})},
+                      parameters={**common, **shared.for_node("spatial_memory")},
                       remappings=(("bev", sources.bev), ("pose", sources.pose)))
     explorer = NodeSpec("explorer", "explorer", namespace=ns, params_file="explorer.yaml",
-                        parameters={**common, "seed": seed, "goal_query": goal_query},
+                        parameters={**common, **shared.for_node("explorer"), "seed": seed, "goal_query": goal_query},
                         remappings=(("bev", sources.bev), ("pose", sources.pose), ("map", "team_map")))
     comm = NodeSpec("team_comm", "team_comm", namespace=ns, params_file="team_comm.yaml",
-                    parameters={**common, **(comm_parameters or {})}, remappings=(("pose", sources.pose),))
+                    parameters={**common, **shared.for_node("team_comm"), **(comm_parameters or {})},
+                    remappings=(("pose", sources.pose),))
     stack = [memory, explorer, comm]
     if predictor and sources.bev == "bev":
         stack.insert(0, NodeSpec("bev_predictor", "bev_predictor", namespace=ns, params_file="bev_predictor.yaml",
                                  parameters=dict(common)))
     if sources.localized:
         stack.insert(0, NodeSpec("localizer", "localizer", namespace=ns, params_file="localizer.yaml",
-                                 parameters=dict(common), remappings=(("bev", sources.bev),)))
+                                 parameters={**common, **shared.for_node("localizer")},
+                                 remappings=(("bev", sources.bev),)))
     return stack
 
 
@@ -133,8 +142,10 @@ def real_robot_graph(namespace: str = "robot1", camera: str = "/camera/image_raw
     """A real robot: its camera and odometry topics are remapped into the robot's namespace."""
     stack = robot_stack(namespace, use_sim_time=use_sim_time)
     sensor_remaps = (("camera/image_raw", camera), ("odom", odom))
-    return [NodeSpec(s.executable, s.name, s.namespace, s.params_file, s.parameters,
-                     s.remappings + sensor_remaps) for s in stack]
+    graph = [NodeSpec(s.executable, s.name, s.namespace, s.params_file, s.parameters,
+                      s.remappings + sensor_remaps) for s in stack]
+    check_graph(graph, config_dir())
+    return graph
 
 
 def config_dir() -> Path:

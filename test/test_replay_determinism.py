@@ -53,9 +53,10 @@ def test_replayed_images_and_odometry_give_the_live_poses_and_memory(ros, tmp_pa
 
     from spatial_memory_ros.commands.replay import replay
     from spatial_memory_ros.graph import Sources, robot_stack
+    from spatial_memory_ros.shared_parameters import SharedParameters
     from spatial_memory_ros.msg import MemoryEntryArray
     from spatial_memory_ros.ros_common import MAP_SEQUENCE_QOS, RELIABLE_QOS
-    from spatial_memory_ros.runner import ComposedGraph
+    from spatial_memory_ros.demo.processes import ComposedGraph
 
     bag = _live_run(tmp_path / "live")
     live_entries = _entries(_recorded(bag, "/robot1/memory/entries"))
@@ -63,9 +64,9 @@ def test_replayed_images_and_odometry_give_the_live_poses_and_memory(ros, tmp_pa
     live_poses = _poses(_recorded(bag, "/robot1/pose"))
     assert len(live_entries) > 20 and live_maps and len(live_poses) > 50
 
-    extent = {"map_origin_x": 0.0, "map_origin_y": 0.0, "map_width_m": 9.0, "map_height_m": 9.0}
+    shared = SharedParameters.for_maze(9, ["robot1"])
     stack = [spec for spec in robot_stack("robot1", use_sim_time=True,
-                                          sources=Sources(bev="bev", pose="pose"), memory_parameters=extent)
+                                          sources=Sources(bev="bev", pose="pose"), shared=shared)
              if spec.executable in ("bev_predictor", "localizer", "spatial_memory")]
     assert len(stack) == 3
     graph = ComposedGraph(stack, tmp_path / "params")
