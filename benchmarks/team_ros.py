@@ -78,7 +78,8 @@ def run_ros_episode(seed: int, bits: int, out: Path, wall_timeout: float) -> dic
 
 def episode_main(seed: int, bits: int, out: Path, wall_timeout: float) -> None:
     """Child process: run the demo for one episode and print its run folder."""
-    from spatial_memory_ros.runner import DemoOptions, run_demo
+    from spatial_memory_ros.demo.options import DemoOptions
+    from spatial_memory_ros.demo.run import run_demo
 
     options = DemoOptions(duration=MAX_SIM_S, robots=ROBOTS, seed=seed, maze_size=MAZE_SIZE, out=out,
                           progress=False, query=task_query(seed), bev="oracle", pose="ground_truth", bits=bits,

@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from spatial_memory_ros.runner import DemoOptions, run_demo
+    from spatial_memory_ros.demo.options import DemoOptions
+    from spatial_memory_ros.demo.run import run_demo
 
     options = DemoOptions(duration=args.duration, robots=args.robots, seed=args.seed, maze_size=args.maze_size,
                           out=args.out, composed=args.composed, real_time_factor=args.real_time_factor,

@@ -24,6 +24,7 @@ def test_demo_writes_its_run_folder(tmp_path, mode, bev):
     assert summary["mode"] == mode and summary["bev_source"] == bev
     assert summary["verdict"].startswith("2 robot(s),") and "dead reckoning" in summary["verdict"]
     assert summary["sim_seconds"] >= 4.0 - 1e-6
+    assert summary["control_errors"] == 0, summary["dropped_inputs"]  # a broken planner must fail the demo
     assert set(summary["per_robot"]) == {"robot1", "robot2"}
     for robot in summary["per_robot"].values():
         assert robot["frames_published"] >= 41
@@ -48,7 +49,9 @@ def test_demo_refuses_bad_arguments_with_a_message():
 
 def test_goal_is_judged_from_the_true_poses_and_the_true_target():
     from spatial_memory_ros.sim.maze import generate_maze
-    from spatial_memory_ros.runner import DemoOptions, RunObservation, goal_results
+    from spatial_memory_ros.demo.observer import RunObservation
+    from spatial_memory_ros.demo.options import DemoOptions
+    from spatial_memory_ros.demo.scoring import goal_results
 
     target = generate_maze(size=9, seed=3).targets[0]
     options = DemoOptions(robots=2, seed=3, maze_size=9, query=f"the {target.color} target")
@@ -63,6 +66,19 @@ def test_goal_is_judged_from_the_true_poses_and_the_true_target():
     observation.trajectories["robot2"].append((7.5, target.x, target.y - 0.3))
     result = goal_results(options, observation)
     assert result["team_success"] and result["time_to_success_s"] == 7.5
+    shouted = goal_results(DemoOptions(robots=2, seed=3, maze_size=9, query=f"The {target.color.upper()} Target"),
+                           observation)
+    assert shouted["team_success"] and shouted["targets_xy"] == result["targets_xy"]  # one case-blind match
     other = next(t for t in generate_maze(size=9, seed=3).targets if t.color != target.color)
     assert not goal_results(DemoOptions(robots=2, seed=3, maze_size=9, query=f"the {other.color} target"),
                             observation)["team_success"]
+
+
+def test_summary_counts_control_errors_apart_from_refused_input():
+    from spatial_memory_ros.demo.observer import RunObservation
+    from spatial_memory_ros.demo.report import control_errors
+
+    observation = RunObservation()
+    observation.drops = {"/robot1/explorer": {"invalid BEV": 3, "fault: planning error": 2},
+                         "/robot2/localizer": {"invalid odometry": 1}}
+    assert control_errors(observation) == 2

@@ -73,7 +73,7 @@ def test_graph_comes_up_with_sensors_at_their_configured_rates(ros, tmp_path):
 
     from spatial_memory_ros.msg import BevMap
     from spatial_memory_ros.ros_common import RELIABLE_QOS, SENSOR_QOS
-    from spatial_memory_ros.runner import ProcessGraph
+    from spatial_memory_ros.demo.processes import ProcessGraph
 
     graph = sim_team_graph(robots=2, maze_size=9, real_time_factor=1.0)
     probe = rclpy.create_node("rate_probe", context=ros.context_)

@@ -34,7 +34,7 @@ def test_every_display_is_fed_by_the_graph_with_compatible_qos(ros, tmp_path):
     from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 
     from spatial_memory_ros.graph import sim_team_graph
-    from spatial_memory_ros.runner import ComposedGraph
+    from spatial_memory_ros.demo.processes import ComposedGraph
 
     config = yaml.safe_load(CONFIG.read_text())
     assert config["Visualization Manager"]["Global Options"]["Fixed Frame"] == "map"

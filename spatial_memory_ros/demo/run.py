@@ -1,0 +1,132 @@
+"""``spatial-memory demo``: start the simulated team's graph, watch it to the end, ask every robot's memory the
+text goal, and write the run folder."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from spatial_memory_ros.demo.observer import RunObservation, make_observer
+from spatial_memory_ros.demo.options import DemoOptions, demo_query
+from spatial_memory_ros.demo.processes import BagRecorderThread, ComposedGraph, ProcessGraph
+from spatial_memory_ros.demo.report import write_run_folder
+from spatial_memory_ros.demo.scoring import goal_results
+from spatial_memory_ros.graph import robot_ids, sim_team_graph
+
+
+def extra_bev_readers(options: DemoOptions) -> int:
+    """Readers of the BEV topics the sim waits for that are not in the graph: the recorder, and the observer
+    (it reads the oracle BEV, which is the stack's own BEV in --bev oracle runs). Without counting them, the sim
+    could start before a memory node that was still loading its language model."""
+    return int(options.record) + int(options.bev == "oracle")
+
+
+def run_demo(options: DemoOptions) -> Path:
+    """Run the simulated team for ``options.duration`` sim seconds; return the run folder."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+
+    run_dir = options.out / time.strftime("%Y%m%d-%H%M%S")
+    suffix = 1
+    while run_dir.exists():
+        run_dir = options.out / f"{time.strftime('%Y%m%d-%H%M%S')}-{suffix}"
+        suffix += 1
+    run_dir.mkdir(parents=True)
+    graph = sim_team_graph(options.robots, seed=options.seed, maze_size=options.maze_size,
+                           max_sim_time=options.duration, real_time_factor=options.real_time_factor,
+                           extra_bev_readers=extra_bev_readers(options), sources=options.sources(),
+                           bits_per_step=options.bits, strategy=options.comm, goal_query=demo_query(options))
+    robots = robot_ids(options.robots)
+    observation = RunObservation()
+
+    rclpy.init(args=[])
+    executor = MultiThreadedExecutor(num_threads=2) if options.composed else SingleThreadedExecutor()
+    observer = make_observer(robots, observation, [spec.fully_qualified_name for spec in graph])
+    executor.add_node(observer)
+    runner = ComposedGraph(graph, run_dir / "logs" / "params") if options.composed else ProcessGraph(
+        graph, run_dir / "logs")
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    recorder = BagRecorderThread(run_dir / "bag", options.robots) if options.record else None
+    wall_start = time.monotonic()
+    try:
+        if recorder is not None:
+            recorder.start()
+        if options.composed:
+            runner.start(executor)
+        else:
+            runner.start()
+        spinner.start()
+        _wait_for_end(options, observation, runner, wall_start)
+        ask_robots(observer, robots, demo_query(options), observation)
+    finally:
+        if recorder is not None:
+            recorder.stop()
+        runner.stop()
+        executor.shutdown(timeout_sec=2.0)
+        observer.destroy_node()
+        rclpy.try_shutdown()
+    wall_seconds = time.monotonic() - wall_start
+    write_run_folder(run_dir, options, observation, wall_seconds)
+    if recorder is not None:
+        from spatial_memory_ros.commands.render import RenderOptions, render_bag
+
+        render_bag(run_dir / "bag", run_dir, RenderOptions(progress=options.progress))
+    return run_dir
+
+
+def _wait_for_end(options: DemoOptions, observation: RunObservation, runner, wall_start: float) -> None:
+    """Block until the sim reports ``duration`` sim seconds, a node dies, or the wall timeout passes."""
+    from tqdm import tqdm
+
+    timeout = options.wall_timeout or max(120.0, 20.0 * options.duration)
+    bar = tqdm(total=options.duration, unit="sim s", disable=not options.progress, desc="demo",
+               bar_format="{l_bar}{bar}| {n:.1f}/{total:.0f} sim s [{elapsed}<{remaining}]")
+    try:
+        while True:
+            status = observation.status
+            sim_time = float(status.sim_time) if status is not None else 0.0
+            bar.n = min(sim_time, options.duration)
+            bar.refresh()
+            if sim_time >= options.duration - 1e-6:
+                return
+            if options.stop_at_goal and goal_results(options, observation)["team_success"]:
+                return
+            failed = runner.failed()
+            if failed:
+                raise RuntimeError(f"demo: node(s) exited with an error: {', '.join(failed)}; see the logs/ folder")
+            if time.monotonic() - wall_start > timeout:
+                raise TimeoutError(f"demo: the sim reached {sim_time:.1f} of {options.duration:g} sim seconds "
+                                   f"within {timeout:.0f} wall seconds; is the machine overloaded?")
+            time.sleep(0.1)
+    finally:
+        bar.close()
+
+
+def _sleep_until_done(done, seconds: float) -> bool:
+    """Wait until ``done()`` holds (futures that an executor spinning in another thread completes)."""
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return done()
+
+
+def ask_robots(node, robots: list[str], query: str, observation: RunObservation, timeout: float = 30.0) -> None:
+    """Call every robot's QueryMemory service with ``query`` and keep the best answer (executor spins elsewhere)."""
+    from spatial_memory_ros.ros_common import call_with_retries
+    from spatial_memory_ros.srv import QueryMemory
+
+    for robot in robots:
+        client = node.create_client(QueryMemory, f"/{robot}/query")
+        deadline = time.monotonic() + timeout
+        while not client.service_is_ready() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        request = QueryMemory.Request(query=query, num_samples=20)
+        response = call_with_retries(client, request, _sleep_until_done, deadline - time.monotonic())
+        if response is None:
+            observation.answers[robot] = {"query": query, "error": "no answer within the timeout"}
+        elif not response.success or not response.xs:
+            observation.answers[robot] = {"query": query, "error": response.message}
+        else:
+            observation.answers[robot] = {"query": query, "x": float(response.xs[0]), "y": float(response.ys[0]),
+                                          "label": response.labels[0], "score": float(response.scores[0])}
+        node.destroy_client(client)
