@@ -37,12 +37,11 @@ MAZE_SIZE, ROBOTS, MAX_SIM_S, REACH_RADIUS = 15, 3, 150.0, 0.6
 
 
 def task_query(seed: int) -> str:
-    """The in-process team task's text goal for a seed (core/team.TeamEpisode draws the target this way)."""
+    """The in-process team task's text goal for a seed: the target its episodes draw."""
+    from spatial_memory_ros.evaluation.team_task import draw_goal_target
     from spatial_memory_ros.sim.maze import generate_maze
 
-    maze = generate_maze(MAZE_SIZE, seed=seed)
-    rng = np.random.default_rng([seed, 0x7EA])
-    return f"the {maze.targets[int(rng.integers(len(maze.targets)))].color} target"
+    return f"the {draw_goal_target(generate_maze(MAZE_SIZE, seed=seed), seed).color} target"
 
 
 # -------------------------------------------------------------------------------------------------- ROS episode
