@@ -68,7 +68,7 @@ def test_a_sighting_reaches_the_teammate_memory_merge(ros):
 def test_bad_packets_are_dropped_counted_and_never_applied(ros):
     import rclpy
 
-    from spatial_memory_ros.comm.link import WirePacket
+    from spatial_memory_ros.comm.security import WirePacket
     from spatial_memory_ros.msg import TeamPacket
     from spatial_memory_ros.nodes.team_comm import PACKET_QOS
 

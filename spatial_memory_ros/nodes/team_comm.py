@@ -27,9 +27,12 @@ from visualization_msgs.msg import MarkerArray
 
 from spatial_memory_ros.conversions import (InvalidMessage, msg_to_occupancy, msg_to_pose, occupancy_to_msg,
                                             partner_markers, partner_states_to_msg, sightings_to_msg, wire_to_msg)
-from spatial_memory_ros.comm.link import (STRATEGIES, CommConfig, CommLayout, Sighting, TeamComm, WirePacket,
-                                          load_team_key)
-from spatial_memory_ros.types import Pose2D
+from spatial_memory_ros.comm.layout import CommLayout
+from spatial_memory_ros.comm.link import STRATEGIES, CommConfig, TeamComm
+from spatial_memory_ros.comm.partners import Sighting
+from spatial_memory_ros.comm.security import WirePacket, load_team_key
+from spatial_memory_ros.sim.maze import CLASS_NAMES
+from spatial_memory_ros.types import Pose2D, is_target_label
 from spatial_memory_ros.msg import CommStats, MemoryEntryArray, PartnerStateArray, TeamPacket
 from spatial_memory_ros.ros_common import (LATCHED_QOS, RELIABLE_QOS, InputGuard, Param, declare_parameters,
                                            map_geometry, robot_id_of)
@@ -45,6 +48,8 @@ PARAMETERS = [
     Param("team_key", DEMO_KEY, "HMAC key: 'hex:<digits>' or a key file path (at least 16 bytes)"),
     Param("step_period", 0.1, "seconds per budget step (the sim's 1/rate_hz)", 0.01, 10.0),
     Param("comm_resolution", 0.5, "cell size of the shared map (m); a whole multiple of map_resolution", 0.05, 10.0),
+    Param("class_names", list(CLASS_NAMES), "the world's object classes, lower case; sightings are sent as an index "
+          "into this list, so every teammate must list the same classes in the same order"),
     Param("threshold", 0.3, "send when expected error reduction per bit reaches this (x bucket emptiness)", 0.0,
           100.0),
     Param("map_resolution", 0.25, "the memory map's cell size (m)", 0.01, 5.0),
@@ -66,7 +71,7 @@ class TeamCommNode(Node):
         if p["strategy"] not in STRATEGIES:
             raise ValueError(f"strategy '{p['strategy']}' is not one of {', '.join(STRATEGIES)}")
         self.map_geometry = map_geometry(p)
-        layout = CommLayout.for_map(self.map_geometry, p["comm_resolution"])
+        layout = CommLayout.for_map(self.map_geometry, p["class_names"], p["comm_resolution"])
         config = CommConfig(bits_per_step=p["bits_per_step"], strategy=p["strategy"], threshold=p["threshold"])
         self.comm = TeamComm(self.robot_id, list(p["team"]), load_team_key(p["team_key"]), layout, config)
         if p["team_key"] == DEMO_KEY:
@@ -130,7 +135,7 @@ class TeamCommNode(Node):
 
     def _on_entries(self, msg: MemoryEntryArray) -> None:
         for entry in msg.entries:
-            if entry.label.endswith(" target") and math.isfinite(entry.x) and math.isfinite(entry.y):
+            if is_target_label(entry.label) and math.isfinite(entry.x) and math.isfinite(entry.y):
                 self._new_sightings.append(Sighting(entry.label, float(entry.x), float(entry.y)))
 
     # -- the link --------------------------------------------------------------------------------------------

@@ -1,0 +1,209 @@
+"""The receiving half of the team link: check, decode and apply what teammates send (no ROS).
+
+A packet first passes :func:`.security.authenticate` (envelope, sender, payload length, tag); then the checks that
+need what this robot knows of the sender: its own echo or impersonation, a sequence number above the last one
+accepted, a budget window neither behind the sender's ledger nor too far ahead of my clock, the sender's replayed
+token bucket, and a canonical payload. Only then is it resolved into map-frame content (the pose needs my anchors of
+the sender) and applied to the partner model, the team map layer and the shared sightings.
+
+Why this is its own module: receiving shares no code path with choosing what to send (:mod:`.policy`); the two meet
+only in the partner model (:mod:`.partners`). :class:`Receiver` is the receiving half of :class:`.link.TeamComm`
+and works on the state TeamComm keeps (listed on the class).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from spatial_memory_ros.comm.arithmetic import MalformedPayload
+from spatial_memory_ros.comm.codec import UNKNOWN_CELL, Message, PoseCode, decode_message
+from spatial_memory_ros.comm.layout import CommLayout
+from spatial_memory_ros.comm.partners import PartnerModel, PoseAnchor, Sighting, decode_grid_pose, grid_pose_sd
+from spatial_memory_ros.comm.security import (DROP_IMPERSONATION, DROP_MALFORMED_PAYLOAD, DROP_OVER_BUDGET,
+                                              DROP_REPLAYED, DROP_WINDOW, PacketSigner, WirePacket, authenticate)
+from spatial_memory_ros.types import target_label
+
+if TYPE_CHECKING:
+    from spatial_memory_ros.comm.link import CommConfig, CommStats
+
+
+@dataclass
+class DecodedPacket:
+    """A verified, decoded packet: its envelope, the message, and the sender's pose as this receiver resolved it
+    (None when absent or when its delta reference never arrived here)."""
+
+    sender: str
+    sequence: int
+    window: int
+    payload_bits: int
+    message: Message
+    anchor: PoseAnchor | None
+    sightings: list[Sighting]
+    cells: np.ndarray    # flat comm-cell indices
+    states: np.ndarray   # FREE_CELL / WALL_CELL per cell
+
+
+class Receiver:
+    """The receiving half of :class:`.link.TeamComm`: verifies, decodes and applies teammates' packets."""
+
+    robot_id: str
+    team_ids: frozenset[str]                             # every robot id, mine included
+    layout: CommLayout
+    config: CommConfig
+    signer: PacketSigner
+    partners: dict[str, PartnerModel]
+    stats: CommStats
+    sequence: int                                        # the last sequence number I sent
+    sightings: dict[tuple[int, int], Sighting]
+    team_layer: np.ndarray                               # comm-cell states heard from teammates
+    _state: np.ndarray                                   # my comm-grid view (own + team)
+
+    def receive(self, packet: object, step: int) -> DecodedPacket | None:
+        """Verify, decode and apply a teammate's packet; None if it was dropped (counted by reason) or my own."""
+        decoded = self.verify(packet, step)
+        if decoded is not None:
+            self.apply(decoded, step)
+        return decoded
+
+    def verify(self, packet: object, step: int) -> DecodedPacket | None:
+        """Check and decode a packet without applying it; drops are counted in ``stats.drops``."""
+        wire, problem = authenticate(packet, self.signer, self.team_ids)
+        if problem is not None:
+            return self._drop(problem)
+        partner = self.partners.get(wire.sender)
+        if partner is None:  # my own id: the echo of a packet I sent, or someone else using my name
+            if wire.sequence <= self.sequence:
+                self.stats.own_packets_ignored += 1
+                return None
+            return self._drop(DROP_IMPERSONATION)
+        if partner.last_sequence is not None and wire.sequence <= partner.last_sequence:
+            return self._drop(DROP_REPLAYED)
+        if not self._window_ok(partner, wire.budget_window, step):
+            return self._drop(DROP_WINDOW)
+        if not self._budget_ok(partner, wire):
+            return self._drop(DROP_OVER_BUDGET)
+        try:
+            message = decode_message(wire.payload, wire.payload_bits, self.layout)
+        except (MalformedPayload, ValueError, IndexError):
+            return self._drop(DROP_MALFORMED_PAYLOAD)
+        self._accept(partner, wire)
+        return self._resolve(partner, wire, message)
+
+    def _drop(self, reason: str) -> None:
+        self.stats.drops[reason] += 1
+        return None
+
+    def _window_ok(self, partner: PartnerModel, window: int, step: int) -> bool:
+        ledger = partner.ledger
+        if ledger.window is not None and window < ledger.window:
+            return False
+        return window <= step + self.config.max_window_skew
+
+    def _budget_ok(self, partner: PartnerModel, wire: WirePacket) -> bool:
+        """Replay the sender's bucket (lenient: a packet lost on the way only leaves it fuller)."""
+        ledger = partner.ledger
+        if ledger.window is None:
+            ledger.window = wire.budget_window
+        else:
+            ledger.advance(wire.budget_window)
+        return ledger.can_spend(wire.payload_bits)
+
+    def _accept(self, partner: PartnerModel, wire: WirePacket) -> None:
+        partner.ledger.spend(wire.payload_bits)
+        if partner.first_sequence is None:
+            partner.first_sequence = wire.sequence
+        partner.last_sequence = wire.sequence
+        partner.packets_received += 1
+        self.stats.packets_received += 1
+        self.stats.payload_bits_received += wire.payload_bits
+
+    def _resolve(self, partner: PartnerModel, wire: WirePacket, message: Message) -> DecodedPacket:
+        """Turn a message into map-frame content (the pose needs this receiver's anchors of the sender)."""
+        anchor = self._resolve_pose(partner, wire, message.pose) if message.pose is not None else None
+        sightings = []
+        for sighting in message.sightings:
+            x, y = self.layout.sighting_centre(sighting.cell)
+            sightings.append(Sighting(target_label(self.layout.class_names[sighting.class_index]), x, y))
+        cells, states = [], []
+        for block in message.blocks:
+            block_cells = self.layout.block_cells(block.block)
+            block_states = np.asarray(block.states, np.int8)
+            keep = block_states != UNKNOWN_CELL
+            cells.append(block_cells[keep])
+            states.append(block_states[keep])
+        if message.cells:
+            cells.append(np.array([c.cell for c in message.cells], np.int64))
+            states.append(np.array([c.state for c in message.cells], np.int8))
+        return DecodedPacket(wire.sender, wire.sequence, wire.budget_window, wire.payload_bits, message, anchor,
+                             sightings, np.concatenate(cells) if cells else np.zeros(0, np.int64),
+                             np.concatenate(states) if states else np.zeros(0, np.int8))
+
+    def _resolve_pose(self, partner: PartnerModel, wire: WirePacket, code: PoseCode) -> PoseAnchor | None:
+        layout, prediction = self.layout, self.config.prediction
+        heading, speed = layout.heading(code.heading_index), layout.speed_levels[code.speed_index]
+        if code.delta is not None:
+            reference = partner.anchors.get(wire.sequence - code.reference_back)
+            if reference is None:
+                return None
+            x, y, _ = prediction.predict(reference, wire.budget_window, layout.extent)
+            x, y = x + code.delta[0] * layout.pose_quantum, y + code.delta[1] * layout.pose_quantum
+            sd = layout.pose_quantum / math.sqrt(12.0)
+        else:
+            latest = partner.anchors[next(reversed(partner.anchors))] if partner.anchors else None
+            prior = prediction.predict(latest, wire.budget_window, layout.extent) if latest is not None else None
+            x, y = decode_grid_pose(code, layout, prior)
+            sd = grid_pose_sd(layout, code.modules, code.phase_bits)
+        x0, y0, x1, y1 = layout.extent
+        if not (x0 <= x <= x1 and y0 <= y <= y1):
+            return None
+        return PoseAnchor(x, y, heading, speed, wire.budget_window, sd, wire.sequence)
+
+    def apply(self, decoded: DecodedPacket, step: int) -> list[Sighting]:
+        """Apply a verified packet: partner pose and model, team map layer, sightings. Returns the sightings that
+        are new to me (to merge into the memory, source robot = the sender)."""
+        partner = self.partners[decoded.sender]
+        partner.last_heard_step = step
+        if decoded.anchor is not None:
+            partner.remember_anchor(decoded.anchor)
+            self._mark_seen_near(partner, decoded.anchor)
+        if len(decoded.cells):
+            self.team_layer[decoded.cells] = decoded.states
+            self._credit_team(partner, decoded.cells, decoded.states)
+        new = []
+        for sighting, code in zip(decoded.sightings, decoded.message.sightings):
+            key = (code.class_index, code.cell)
+            partner.sightings_known[key] = 1.0
+            for other in self.partners.values():
+                if other is not partner:
+                    other.sightings_known[key] = max(other.sightings_known.get(key, 0.0), 1.0 - other.loss_rate())
+            if key not in self.sightings:
+                self.sightings[key] = sighting
+                new.append(sighting)
+        return new
+
+    def _credit_team(self, sender: PartnerModel, cells: np.ndarray, states: np.ndarray) -> None:
+        """The sender holds what it sent; the others probably heard the same broadcast."""
+        unknown_here = self._state[cells] == UNKNOWN_CELL
+        self._state[cells[unknown_here]] = states[unknown_here]
+        agree = self._state[cells] == states
+        sender.known[cells[agree]] = 1.0
+        for other in self.partners.values():
+            if other is not sender:
+                heard = 1.0 - other.loss_rate()
+                other.known[cells[agree]] = np.maximum(other.known[cells[agree]], heard)
+
+    def _mark_seen_near(self, partner: PartnerModel, anchor: PoseAnchor) -> None:
+        """A teammate has probably seen the cells around where it reports itself."""
+        g = self.layout.geometry
+        radius = self.config.seen_radius
+        cols = np.arange(max(0, math.floor((anchor.x - radius - g.origin_x) / g.resolution)),
+                         min(g.width, math.floor((anchor.x + radius - g.origin_x) / g.resolution) + 1))
+        rows = np.arange(max(0, math.floor((anchor.y - radius - g.origin_y) / g.resolution)),
+                         min(g.height, math.floor((anchor.y + radius - g.origin_y) / g.resolution) + 1))
+        if not len(cols) or not len(rows):
+            return
+        cells = (rows[:, None] * g.width + cols[None, :]).reshape(-1)
+        partner.known[cells] = np.maximum(partner.known[cells], self.config.seen_probability)
