@@ -38,11 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from spatial_memory_ros.memory.spatial_memory import (  # noqa: E402
-    RefineReference,
-    SpatialMemory,
-    select_prune_candidates,
-)
+from spatial_memory_ros.memory.pruning import RefineReference, select_prune_candidates  # noqa: E402
+from spatial_memory_ros.memory.spatial_memory import SpatialMemory  # noqa: E402
 from spatial_memory_ros.memory.persistence import Journal  # noqa: E402
 from spatial_memory_ros.memory.semantics import Embedder, GoalClassifier  # noqa: E402
 

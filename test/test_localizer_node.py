@@ -54,7 +54,7 @@ def test_localizer_tracks_a_robot_and_publishes_everything(ros):
 
     from spatial_memory_ros.conversions import bev_to_msg, maze_to_occupancy_grid, pose_to_msg, seconds_to_time
     from spatial_memory_ros.behaviour.walker import RandomWalker
-    from spatial_memory_ros.memory.mapping import rasterize_maze
+    from spatial_memory_ros.evaluation.map_scores import rasterize_maze
     from spatial_memory_ros.types import GridGeometry
     from spatial_memory_ros.sim.maze import generate_maze
     from spatial_memory_ros.sim.world import World
@@ -132,7 +132,7 @@ def _growing_maps(world, frames, period: float):
     """Emulates the memory: after the first BEV of each `period`, a map stamped with it that reveals more of the
     maze (so which map a BEV is matched against changes the belief)."""
     from spatial_memory_ros.conversions import occupancy_to_msg, seconds_to_time
-    from spatial_memory_ros.memory.mapping import rasterize_maze
+    from spatial_memory_ros.evaluation.map_scores import rasterize_maze
     from spatial_memory_ros.types import GridGeometry
 
     geometry = GridGeometry.covering(world.maze, 0.25)

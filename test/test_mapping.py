@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from spatial_memory_ros.behaviour.walker import RandomWalker
-from spatial_memory_ros.memory.mapping import FLOOR_LABEL, WALL, WALL_LABEL, LogOddsMap, ObservationBinner, bev_to_map, map_scores, rasterize_maze, wall_surfaces
+from spatial_memory_ros.evaluation.map_scores import map_scores, rasterize_maze, wall_surfaces
+from spatial_memory_ros.memory.mapping import FLOOR_LABEL, WALL, WALL_LABEL, LogOddsMap, ObservationBinner, bev_to_map
 from spatial_memory_ros.types import GridGeometry
 from spatial_memory_ros.sim.maze import generate_maze
 from spatial_memory_ros.sim.world import World

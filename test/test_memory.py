@@ -6,15 +6,12 @@ import threading
 import numpy as np
 import pytest
 
-from spatial_memory_ros.memory import spatial_memory as memory_module
-from spatial_memory_ros.memory.spatial_memory import (
-    MAX_SAMPLES_PER_CALL,
-    MemoryChange,
-    SpatialMemory,
-    plan_prune,
-    plan_refine,
-    select_prune_candidates,
-)
+from spatial_memory_ros.memory import index as index_module
+from spatial_memory_ros.memory import kernels
+from spatial_memory_ros.memory.pruning import plan_prune, plan_refine, select_prune_candidates
+from spatial_memory_ros.memory.results import MemoryChange
+from spatial_memory_ros.memory.spatial_memory import SpatialMemory
+from spatial_memory_ros.memory.validation import MAX_SAMPLES_PER_CALL
 
 
 def smooth_field(locations: np.ndarray, value_dim: int = 8) -> np.ndarray:
@@ -94,8 +91,8 @@ def test_empty_memory_reads_zero_unmatched():
 def index_lookup(request, monkeypatch):
     """Run a test with the index's dense cell directory on every part, and with binary searches only."""
     directory = request.param == "cell directory"
-    monkeypatch.setattr(memory_module, "_DIRECTORY_MIN_ENTRIES", 1 if directory else 1 << 40)
-    monkeypatch.setattr(memory_module, "_DIRECTORY_CELLS_PER_ENTRY", 1 << 40 if directory else 4)
+    monkeypatch.setattr(index_module, "_DIRECTORY_MIN_ENTRIES", 1 if directory else 1 << 40)
+    monkeypatch.setattr(index_module, "_DIRECTORY_CELLS_PER_ENTRY", 1 << 40 if directory else 4)
     return request.param
 
 
@@ -137,7 +134,7 @@ def test_dense_and_indexed_leave_one_out_and_sample_agree():
 
 def test_index_merges_and_drops_evicted_entries(monkeypatch, index_lookup):
     """Many small writes into a full ring, with the index's recent part merged often (as at robot scale)."""
-    monkeypatch.setattr(memory_module, "_RECENT_MIN", 50)
+    monkeypatch.setattr(index_module, "_RECENT_MIN", 50)
     rng = np.random.default_rng(8)
     memory = SpatialMemory(2, 4, max_size=1000)
     queries = rng.uniform(-30, 30, (60, 2))
@@ -181,7 +178,7 @@ def test_gathers_match_numpy_with_and_without_torch(monkeypatch):
     values = rng.normal(size=(500, 16)).astype(np.float32)
     rows = rng.integers(0, 500, 3000)
     key = rng.normal(size=16).astype(np.float32)
-    np.testing.assert_allclose(memory_module._gathered_dot(values, rows, key, chunk=64), values[rows] @ key,
+    np.testing.assert_allclose(kernels.gathered_dot(values, rows, key, chunk=64), values[rows] @ key,
                                rtol=1e-5, atol=1e-5)
     segments = np.sort(rng.integers(0, 40, 3000))
     segments[segments == 7] = 8  # a row with no pairs reads zero
@@ -189,14 +186,14 @@ def test_gathers_match_numpy_with_and_without_torch(monkeypatch):
     expected = np.zeros((40, 16))
     np.add.at(expected, segments, weights[:, None] * values[rows])
     none = np.empty(0, np.int64)
-    monkeypatch.setattr(memory_module, "_TORCH_MIN_PAIRS", 0)
+    monkeypatch.setattr(kernels, "_TORCH_MIN_PAIRS", 0)
     for torch_available in (True, False):
         if not torch_available:
-            monkeypatch.setattr(memory_module, "_TORCH", False)  # the scipy fallback
-        result = memory_module._sparse_weighted_sum(segments, rows, weights, 40, values)
+            monkeypatch.setattr(kernels, "_TORCH", False)  # the scipy fallback
+        result = kernels._sparse_weighted_sum(segments, rows, weights, 40, values)
         assert result.dtype == np.float32 and result.shape == (40, 16) and not result[7].any()
         np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-4)
-        nothing = memory_module._sparse_weighted_sum(none, none, np.empty(0), 5, values)
+        nothing = kernels._sparse_weighted_sum(none, none, np.empty(0), 5, values)
         assert nothing.shape == (5, 16) and not nothing.any()
 
 

@@ -1,6 +1,6 @@
-"""From egocentric BEVs to the map frame: a log-odds occupancy map, memory observations, and map scores.
+"""From egocentric BEVs to the map frame: a log-odds occupancy map and memory observations.
 
-A BEV (sim.world.BevGrid, robot frame) seen from a pose is moved into the map frame cell by cell. The
+A BEV (types.BevGrid, robot frame) seen from a pose is moved into the map frame cell by cell. The
 occupancy map fuses every BEV in log odds; the :class:`ObservationBinner` turns BEVs into memory entries,
 one per map bin of ``bin_size`` metres and label, written again only when a bin's label changes, so the
 memory grows with the area seen rather than with time.
@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spatial_memory_ros.sim.maze import Maze
-from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D
+from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D, target_label
 
 UNKNOWN, FREE, WALL = -1, 0, 100
 FLOOR_LABEL, WALL_LABEL = "open floor", "wall"
@@ -78,51 +77,6 @@ class LogOddsMap:
         return grid
 
 
-def rasterize_maze(maze: Maze, geometry: GridGeometry) -> np.ndarray:
-    """The true maze on ``geometry``: int8 WALL where a cell centre is inside a wall, else FREE."""
-    xs, ys = geometry.cell_centres()
-    rows = np.floor(ys / maze.cell_size).astype(np.int64)
-    cols = np.floor(xs / maze.cell_size).astype(np.int64)
-    inside = (rows >= 0) & (rows < maze.walls.shape[0]) & (cols >= 0) & (cols < maze.walls.shape[1])
-    walls = np.ones(xs.shape, bool)
-    walls[inside] = maze.walls[rows[inside], cols[inside]]
-    return np.where(walls, WALL, FREE).astype(np.int8)
-
-
-def map_scores(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """Coverage and IoU of an occupancy estimate (int8, -1/0..100) against the truth (FREE/WALL).
-
-    coverage: fraction of the true free cells that the estimate has seen; free_iou / wall_iou: IoU of the
-    estimate's free (p < 0.5) and wall (p >= 0.5) cells with the truth's, over the whole grid; map_iou: their mean.
-    The true walls are their surfaces (wall cells next to free space): a camera never sees a wall's inside.
-    accuracy_seen: fraction of the seen cells whose free/wall call agrees with the truth (how right the map is
-    where it has looked, whatever the coverage).
-    """
-    if estimate.shape != truth.shape:
-        raise ValueError(f"estimate {estimate.shape} and truth {truth.shape} differ in shape")
-    seen = estimate != UNKNOWN
-    est_free, est_wall = seen & (estimate < 50), seen & (estimate >= 50)
-    true_free, true_wall = truth == FREE, wall_surfaces(truth)
-
-    def iou(a: np.ndarray, b: np.ndarray) -> float:
-        union = np.count_nonzero(a | b)
-        return float(np.count_nonzero(a & b) / union) if union else 1.0
-
-    free_iou, wall_iou = iou(est_free, true_free), iou(est_wall, true_wall)
-    coverage = float(np.count_nonzero(seen & true_free) / max(np.count_nonzero(true_free), 1))
-    agree = np.count_nonzero(est_free & true_free) + np.count_nonzero(est_wall & (truth == WALL))
-    accuracy_seen = float(agree / np.count_nonzero(seen)) if seen.any() else 1.0
-    return {"coverage": coverage, "free_iou": free_iou, "wall_iou": wall_iou, "map_iou": 0.5 * (free_iou + wall_iou),
-            "accuracy_seen": accuracy_seen}
-
-
-def wall_surfaces(truth: np.ndarray) -> np.ndarray:
-    """Wall cells with a free 4-neighbour (bool, same shape)."""
-    free = np.pad(truth == FREE, 1)
-    next_to_free = free[:-2, 1:-1] | free[2:, 1:-1] | free[1:-1, :-2] | free[1:-1, 2:]
-    return (truth == WALL) & next_to_free
-
-
 @dataclass
 class Observations:
     """Memory entries made from one BEV: one row per (bin, label)."""
@@ -172,7 +126,7 @@ class ObservationBinner:
         if classes.any():
             names = seen.class_names
             index = int(np.bincount(classes[classes > 0]).argmax())
-            return f"{names[index - 1]} target" if index - 1 < len(names) else "object"
+            return target_label(names[index - 1]) if index - 1 < len(names) else "object"
         return WALL_LABEL if np.any(seen.occupancy[members] >= 50) else FLOOR_LABEL
 
 

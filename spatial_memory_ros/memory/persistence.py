@@ -29,7 +29,8 @@ from typing import BinaryIO, Callable
 
 import numpy as np
 
-from spatial_memory_ros.memory.spatial_memory import MemoryChange, MemorySnapshot, SpatialMemory
+from spatial_memory_ros.memory.results import MemoryChange, MemorySnapshot
+from spatial_memory_ros.memory.spatial_memory import SpatialMemory
 
 SNAPSHOT_FORMAT = "spatial_memory_ros.snapshot"
 SNAPSHOT_VERSION = 1

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from spatial_memory_ros.memory.mapping import PATCH_FEATURES, LogOddsMap, ObservationBinner, Observations, bev_to_map
-from spatial_memory_ros.types import GridGeometry
-from spatial_memory_ros.memory.spatial_memory import MemorySnapshot, SpatialMemory, plan_prune
+from spatial_memory_ros.memory.mapping import (FLOOR_LABEL, PATCH_FEATURES, WALL_LABEL, LogOddsMap, ObservationBinner,
+                                              Observations, bev_to_map)
+from spatial_memory_ros.memory.pruning import plan_prune
+from spatial_memory_ros.memory.results import MemorySnapshot
 from spatial_memory_ros.memory.semantics import DEFAULT_SHARPNESS, Embedder
-from spatial_memory_ros.types import BevGrid, Pose2D
+from spatial_memory_ros.memory.spatial_memory import SpatialMemory
+from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D, target_label
 
 EMBEDDING_DIM = 384
 VALUE_DIM = EMBEDDING_DIM + len(PATCH_FEATURES)
@@ -70,12 +73,17 @@ class QuerySettings:
 
 
 class RobotMemory:
-    """Occupancy map + spatial memory of one robot, fed with BEVs and poses, asked with text."""
+    """Occupancy map + spatial memory of one robot, fed with BEVs and poses, asked with text.
+
+    ``class_names`` are the object classes the world's BEVs may name; ``warm_up`` embeds their labels ahead of
+    time (labels not known ahead are embedded when first seen).
+    """
 
     def __init__(self, geometry: GridGeometry, embedder: Embedder, robot_id: str = "robot1", *,
                  bin_size: float = 0.5, max_entries: int = 1_000_000, memory: SpatialMemory | None = None,
-                 query: QuerySettings | None = None) -> None:
+                 query: QuerySettings | None = None, class_names: Sequence[str] = ()) -> None:
         self.robot_id = robot_id
+        self.class_names = tuple(class_names)
         self.embedder = embedder
         self.map = LogOddsMap(geometry)
         self.binner = ObservationBinner(bin_size)
@@ -88,11 +96,9 @@ class RobotMemory:
         self._map_lock = threading.Lock()
 
     def warm_up(self) -> None:
-        """Load the language model and cache the embeddings of the labels the BEVs produce."""
-        from spatial_memory_ros.sim.maze import CLASS_NAMES
-        from spatial_memory_ros.memory.mapping import FLOOR_LABEL, WALL_LABEL
-
-        self.embedder.embed([FLOOR_LABEL, WALL_LABEL] + [f"{name} target" for name in CLASS_NAMES])
+        """Load the language model and cache the embeddings of the labels the BEVs produce: floor, wall and a
+        sighting of each of ``class_names``."""
+        self.embedder.embed([FLOOR_LABEL, WALL_LABEL] + [target_label(name) for name in self.class_names])
 
     def observe(self, bev: BevGrid, pose: Pose2D, pose_sd: float, stamp: float) -> Entries:
         """Fuse one BEV seen from ``pose`` (position sd ``pose_sd`` metres) and write its new entries; return

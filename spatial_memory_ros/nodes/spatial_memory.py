@@ -38,6 +38,7 @@ from spatial_memory_ros.memory.semantics import Embedder
 from spatial_memory_ros.msg import BevMap, MemoryEntryArray
 from spatial_memory_ros.ros_common import (LATCHED_QOS, RELIABLE_QOS, InputGuard, Param, declare_parameters,
                                            map_geometry, robot_id_of)
+from spatial_memory_ros.sim.maze import CLASS_NAMES
 from spatial_memory_ros.srv import QueryMemory
 
 PARAMETERS = [
@@ -78,7 +79,8 @@ class SpatialMemoryNode(Node):
             self.get_logger().info(f"loaded {len(memory)} entries from {p['snapshot_path']}")
         self.memory = RobotMemory(geometry, Embedder(), self.robot_id, bin_size=p["bin_size"], memory=memory,
                                   query=QuerySettings(p["query_temperature"], p["query_location_weight"],
-                                                      p["query_sigma_scale"]))
+                                                      p["query_sigma_scale"]),
+                                  class_names=CLASS_NAMES)  # the built-in world's object classes, embedded ahead
         self.memory.warm_up()  # load the language model before subscribing, so no BEV waits behind it
         self.guard = InputGuard(self)
         self.bevs_received = self.bevs_observed = 0
