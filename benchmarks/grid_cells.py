@@ -29,7 +29,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from spatial_memory_ros.localization import grid_cells as gc  # noqa: E402
+from spatial_memory_ros.localization.grid_cells.analysis import analyse, plot_rate_maps, summary_metrics  # noqa: E402
+from spatial_memory_ros.localization.grid_cells.model import build_model  # noqa: E402
+from spatial_memory_ros.localization.grid_cells.training import (  # noqa: E402
+    DEFAULT_CHECKPOINT, CheckpointError, LoadedIntegrator, load_path_integrator)
+from spatial_memory_ros.localization.grid_cells.trajectories import generate_trajectories  # noqa: E402
 from spatial_memory_ros.localization.grid_code import GridCode, decoding_stats  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
@@ -38,19 +42,19 @@ RANGES_M = (10.0, 15.0, 20.0, 30.0)
 THRESHOLD = 0.3
 
 
-def network_rows(loaded: gc.LoadedIntegrator, batches: int, walks: int) -> list[dict]:
+def network_rows(loaded: LoadedIntegrator, batches: int, walks: int) -> list[dict]:
     """Trained vs untrained network (same architecture and seed) vs exact integration through the place code."""
     import torch
 
     torch.set_num_threads(1)
     trajectory = loaded.config.trajectory
     torch.manual_seed(loaded.config.seed)
-    untrained = gc.build_model(loaded.config.model)
+    untrained = build_model(loaded.config.model)
     rows = []
     for name, model in (("trained network", loaded.model), ("untrained network", untrained)):
         started = time.perf_counter()
-        result = gc.analyse(model, loaded.place_cells, loaded.hd_cells, trajectory, batches=batches)
-        rows.append({"model": name, **gc.summary_metrics(result), "analysis_seconds": time.perf_counter() - started,
+        result = analyse(model, loaded.place_cells, loaded.hd_cells, trajectory, batches=batches)
+        rows.append({"model": name, **summary_metrics(result), "analysis_seconds": time.perf_counter() - started,
                      "_maps": result["maps"], "_scores": result["score_60"]})
     control = float(np.percentile(rows[1]["_scores"], 99))
     for row in rows[:2]:
@@ -62,9 +66,9 @@ def network_rows(loaded: gc.LoadedIntegrator, batches: int, walks: int) -> list[
     return rows
 
 
-def exact_decoding_error_cm(loaded: gc.LoadedIntegrator, steps: int, walks: int, seed: int = 4321) -> float:
+def exact_decoding_error_cm(loaded: LoadedIntegrator, steps: int, walks: int, seed: int = 4321) -> float:
     """Error of decoding the true end point's place code: what a perfect integrator would score."""
-    trajectories = gc.generate_trajectories(walks, steps, loaded.config.trajectory, seed=seed)
+    trajectories = generate_trajectories(walks, steps, loaded.config.trajectory, seed=seed)
     end = trajectories.positions[:, -1]
     decoded = loaded.place_cells.decode(loaded.place_cells.encode(end))
     return float(100.0 * np.linalg.norm(decoded - end, axis=-1).mean())
@@ -89,7 +93,7 @@ def grid_code_rows(code: GridCode, samples: int) -> list[dict]:
     return rows
 
 
-def print_tables(rows: list[dict], code_rows: list[dict], code: GridCode, loaded: gc.LoadedIntegrator) -> None:
+def print_tables(rows: list[dict], code_rows: list[dict], code: GridCode, loaded: LoadedIntegrator) -> None:
     model = loaded.config.model
     size = (f"{model.hidden_size} units" if model.kind == "rnn"
             else f"LSTM {model.hidden_size} + {model.bottleneck_size}")
@@ -120,13 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer walks and decodes (a smoke run)")
-    parser.add_argument("--checkpoint", type=Path, default=gc.DEFAULT_CHECKPOINT, help="path integrator to measure")
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="path integrator to measure")
     parser.add_argument("--out", type=Path, default=None, help="JSON output (default benchmarks/results/...)")
     args = parser.parse_args(argv)
     started = time.time()
     try:
-        loaded = gc.load_path_integrator(args.checkpoint)
-    except (FileNotFoundError, gc.CheckpointError) as error:
+        loaded = load_path_integrator(args.checkpoint)
+    except (FileNotFoundError, CheckpointError) as error:
         print(error, file=sys.stderr)
         return 1
     batches, walks, samples = (4, 100, 30) if args.quick else (20, 500, 100)
@@ -137,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     suffix = "_quick" if args.quick else ""
     figure = RESULTS / f"grid_cells_ratemaps{suffix}.png"
     best = np.argsort(-rows[0]["_scores"])[:16]
-    gc.plot_rate_maps(rows[0]["_maps"][best], rows[0]["_scores"][best], figure,
-                      "16 best units by grid score 60 (trained network)")
+    plot_rate_maps(rows[0]["_maps"][best], rows[0]["_scores"][best], figure,
+                   "16 best units by grid score 60 (trained network)")
     out = args.out or RESULTS / f"grid_cells{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     clean = [{k: v for k, v in row.items() if not k.startswith("_")} for row in rows]

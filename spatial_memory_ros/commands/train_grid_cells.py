@@ -62,10 +62,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Train, then analyse the final model (rate maps, grid scores, decoding error) into the run folder."""
-    from spatial_memory_ros.localization import grid_cells as gc
+    from spatial_memory_ros.localization.grid_cells.analysis import write_report
+    from spatial_memory_ros.localization.grid_cells.training import (CheckpointError, load_path_integrator,
+                                                                     save_checkpoint, train_path_integrator)
 
     try:
-        config = _config(args, gc)
+        config = _config(args)
     except ValueError as error:
         print(f"train grid-cells: {error}", file=sys.stderr)
         return 2
@@ -73,33 +75,37 @@ def run(args: argparse.Namespace) -> int:
     (args.out / "command.txt").write_text(" ".join(sys.argv) + "\n")
     started = time.time()
     try:
-        checkpoint = gc.train_path_integrator(config, args.out, resume=args.resume, progress=not args.no_progress)
-        loaded = gc.load_path_integrator(checkpoint)
-    except (gc.CheckpointError, FileNotFoundError) as error:
+        checkpoint = train_path_integrator(config, args.out, resume=args.resume, progress=not args.no_progress)
+        loaded = load_path_integrator(checkpoint)
+    except (CheckpointError, FileNotFoundError) as error:
         print(f"train grid-cells: {error}", file=sys.stderr)
         return 1
     print(f"trained to step {loaded.step} in {loaded.metadata.get('train_seconds', 0.0) / 60:.1f} min of training; "
           "analysing ...")
-    metrics = gc.write_report(loaded, args.out)
+    metrics = write_report(loaded, args.out)
     if args.export is not None:
-        gc.save_checkpoint(args.export, loaded.model, None, loaded.place_cells, loaded.hd_cells, loaded.config,
-                           loaded.step, loaded.metadata | {"metrics": metrics})
+        save_checkpoint(args.export, loaded.model, None, loaded.place_cells, loaded.hd_cells, loaded.config,
+                        loaded.step, loaded.metadata | {"metrics": metrics})
         print(f"exported {args.export}")
     print(json.dumps(metrics, indent=2))
     print(f"run folder {args.out} ({(time.time() - started) / 60:.1f} min wall in this call)")
     return 0
 
 
-def _config(args: argparse.Namespace, gc):
-    trajectory = gc.TrajectoryConfig(
+def _config(args: argparse.Namespace):
+    from spatial_memory_ros.localization.grid_cells.model import ModelConfig
+    from spatial_memory_ros.localization.grid_cells.training import TrainConfig
+    from spatial_memory_ros.localization.grid_cells.trajectories import TrajectoryConfig
+
+    trajectory = TrajectoryConfig(
         speed_scale=args.traj_speed_scale, speed_max=args.traj_speed_max,
         velocity_smoothing=args.traj_velocity_smoothing, turn_sigma_scale=args.traj_turn_sigma_scale,
         border_region=args.traj_border_region, wall_slowdown=args.traj_wall_slowdown,
         wall_turn_scale=args.traj_wall_turn_scale)
-    model = gc.ModelConfig(kind=args.kind, hidden_size=args.hidden, bottleneck_size=args.bottleneck,
-                           num_place_cells=args.place_cells, place_cell_sigma=args.place_sigma,
-                           difference_of_gaussians=not args.gaussian, weight_decay=args.weight_decay)
-    return gc.TrainConfig(model=model, trajectory=trajectory, steps=args.steps, batch_size=args.batch_size,
-                          sequence_length=args.sequence_length, learning_rate=args.lr, optimizer=args.optimizer,
-                          seed=args.seed, threads=args.threads, checkpoint_every=args.checkpoint_every,
-                          max_minutes=args.max_minutes, clip_grad_norm=args.clip_grad_norm)
+    model = ModelConfig(kind=args.kind, hidden_size=args.hidden, bottleneck_size=args.bottleneck,
+                        num_place_cells=args.place_cells, place_cell_sigma=args.place_sigma,
+                        difference_of_gaussians=not args.gaussian, weight_decay=args.weight_decay)
+    return TrainConfig(model=model, trajectory=trajectory, steps=args.steps, batch_size=args.batch_size,
+                       sequence_length=args.sequence_length, learning_rate=args.lr, optimizer=args.optimizer,
+                       seed=args.seed, threads=args.threads, checkpoint_every=args.checkpoint_every,
+                       max_minutes=args.max_minutes, clip_grad_norm=args.clip_grad_norm)
