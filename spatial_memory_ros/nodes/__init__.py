@@ -11,6 +11,7 @@ from typing import Callable
 
 NODE_MODULES = ("sim_world", "explorer", "spatial_memory", "localizer", "bev_predictor",
                 "team_comm")
+STOP_CHECK_PERIOD = 0.1  # s: how soon a node notices SIGINT/SIGTERM while nothing arrives
 
 
 def node_class(executable: str) -> type:
@@ -32,28 +33,53 @@ def print_help(node_module_name: str) -> None:
 
 
 def spin_node(make_node: Callable, args: list[str]) -> int:
-    """Init rclpy with ``args`` (``--ros-args`` included), spin one node until Ctrl-C or shutdown."""
+    """Init rclpy with ``args`` (``--ros-args`` included), spin one node until Ctrl-C, SIGTERM or shutdown; 0 then.
+
+    A terminal's Ctrl-C sends SIGINT to every node and to ``ros2 launch``, which then sends each node a second
+    SIGINT (and SIGTERM after its timeout). rclpy's own handlers would shut the context down under a running
+    callback (its next publish raises RCLError 'publisher's context is invalid') and the second signal would raise
+    KeyboardInterrupt inside destroy_node. So rclpy installs no handlers here; SIGINT and SIGTERM only ask the spin
+    loop to stop (however many arrive), and the node is closed and destroyed while its context is still valid;
+    once stopped by a signal, the process ignores further ones until it has exited.
+    """
+    import signal
+    import threading
+
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
     user_args = args[1: args.index("--ros-args")] if "--ros-args" in args else args[1:]
     if "-h" in user_args or "--help" in user_args:
         print_help(make_node.__module__)
         return 0
-    rclpy.init(args=args)
-    node = None
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    node = executor = None
     try:
         node = make_node()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=STOP_CHECK_PERIOD)  # Python runs the signal handlers in between
+    except ExternalShutdownException:
         pass
     finally:
+        if executor is not None:
+            executor.shutdown(timeout_sec=1.0)
         if node is not None:
             close = getattr(node, "close", None)
             if close is not None:
                 close()
             node.destroy_node()
         rclpy.try_shutdown()
+        if stop.is_set():
+            # Being stopped: the interpreter's exit would reset Python-handled signals to their default (death
+            # by SIGINT, exit code -2) while modules unload; ignored ones stay ignored.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_IGN)
     return 0
 
 
