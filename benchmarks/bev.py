@@ -63,16 +63,18 @@ def accuracy(predictor, mazes: int, frames_per_maze: int) -> dict:
     """Metrics of the predictor and of the everything-free baseline on frames of unseen mazes."""
     import numpy as np
 
-    from spatial_memory_ros.perception import bev
+    from spatial_memory_ros.perception.frames import BENCHMARK_SEED_BASE, maze_seed_range, render_maze_frames
+    from spatial_memory_ros.perception.geometry import cell_ranges, view_cone_mask
+    from spatial_memory_ros.perception.metrics import BevMetrics
 
-    seeds = bev.maze_seed_range(bev.BENCHMARK_SEED_BASE, mazes)
-    model_metrics, baseline_metrics = bev.BevMetrics(), bev.BevMetrics()
-    everything_free = np.where(bev.view_cone_mask(), 0, -1).astype(np.int8)
-    ranges = bev.cell_ranges().reshape(everything_free.shape)
+    seeds = maze_seed_range(BENCHMARK_SEED_BASE, mazes)
+    model_metrics, baseline_metrics = (BevMetrics(predictor.geometry.class_names) for _ in range(2))
+    everything_free = np.where(view_cone_mask(predictor.geometry), 0, -1).astype(np.int8)
+    ranges = cell_ranges(predictor.geometry).reshape(everything_free.shape)
     bands = {name: (ranges >= low) & (ranges < high) for name, (low, high) in RANGE_BANDS.items()}
     band_counts = {name: [0, 0] for name in bands}  # wall intersection, union
     for seed in seeds:
-        frames = bev.render_maze_frames(seed, frames_per_maze)
+        frames = render_maze_frames(seed, frames_per_maze)
         occupancy, objects = predictor.predict_arrays(frames.images)
         model_metrics.update(occupancy, objects, frames.occupancy, frames.object_class)
         baseline_metrics.update(np.repeat(everything_free[None], len(frames), 0), np.zeros_like(objects),
@@ -144,16 +146,17 @@ def latency(predictor, repeats: int) -> list[dict]:
     import numpy as np
     import torch
 
-    from spatial_memory_ros.perception import bev
+    from spatial_memory_ros.perception.frames import BENCHMARK_SEED_BASE, render_maze_frames
+    from spatial_memory_ros.perception.model import images_to_tensor
 
-    images = bev.render_maze_frames(bev.BENCHMARK_SEED_BASE, 3).images
+    images = render_maze_frames(BENCHMARK_SEED_BASE, 3).images
     reference = ssm_pc_sized_model()
     rows = []
     for threads in (1, 2):
         torch.set_num_threads(threads)
         for batch in (1, 3):
             ours = seconds_per_call(lambda: predictor.predict_arrays(images[:batch]), repeats)
-            tensor = bev.images_to_tensor(np.ascontiguousarray(images[:batch]))
+            tensor = images_to_tensor(np.ascontiguousarray(images[:batch]))
             with torch.inference_mode():
                 theirs = seconds_per_call(lambda: reference(tensor), max(10, repeats // 10))
             rows.append({"threads": threads, "batch": batch, "ms_per_frame": 1e3 * ours / batch,
@@ -272,17 +275,17 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import torch
 
-    from spatial_memory_ros.perception import bev
+    from spatial_memory_ros.perception.predictor import DEFAULT_CHECKPOINT, BevPredictor, CheckpointError
 
     try:
-        predictor = bev.BevPredictor.load(args.checkpoint or bev.DEFAULT_CHECKPOINT)
-    except bev.CheckpointError as error:
+        predictor = BevPredictor.load(args.checkpoint or DEFAULT_CHECKPOINT)
+    except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     torch.set_num_threads(1)
     started = time.monotonic()
     result = {"benchmark": "bev", "quick": args.quick, "mazes": args.mazes, "frames_per_maze": args.frames_per_maze,
-              "checkpoint": str(args.checkpoint or bev.DEFAULT_CHECKPOINT), "machine": platform.platform(),
+              "checkpoint": str(args.checkpoint or DEFAULT_CHECKPOINT), "machine": platform.platform(),
               "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
               "parameters": parameter_count(predictor.model),

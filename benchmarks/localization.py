@@ -243,7 +243,7 @@ def run_tem_self_built(run: Run, bevs: list, settings: SelfBuiltSettings, refres
 
 def self_built_table(mazes: int, steps: int, noise: float = 0.05) -> list[dict]:
     """The live stack's case: predicted BEVs and a map built from the localizer's own estimates, at 5% noise."""
-    from spatial_memory_ros.perception.bev import BevPredictor
+    from spatial_memory_ros.perception.predictor import BevPredictor
 
     predictor = BevPredictor.load(num_threads=1)
     rows = []
@@ -369,7 +369,7 @@ def cost_table(kept: dict, cost_runs: int) -> list[dict]:
 
 def predicted_bev_table(mazes: int, steps: int, noise: float = 0.05) -> list[dict]:
     """At 5% noise, true map: TEM corrected by the BEV predictor's BEVs (from the camera) vs by the oracle's."""
-    from spatial_memory_ros.perception.bev import BevPredictor
+    from spatial_memory_ros.perception.predictor import BevPredictor
 
     predictor = BevPredictor.load(num_threads=1)
     rows = []

@@ -43,11 +43,13 @@ def run(args: argparse.Namespace) -> int:
     """Write the shards; returns a process exit code."""
     from tqdm import tqdm
 
-    from spatial_memory_ros.perception import bev
+    from spatial_memory_ros.perception.frames import (MANIFEST_NAME, SHARD_PATTERN, VALIDATION_SEED_BASE, BevFrames,
+                                                      maze_seed_range, read_manifest, render_maze_frames, shard_paths,
+                                                      sim_geometry)
 
-    seeds = bev.maze_seed_range(args.first_seed, args.mazes)
-    if args.first_seed < 0 or seeds[-1] >= bev.VALIDATION_SEED_BASE:
-        print(f"error: training maze seeds must lie in 0..{bev.VALIDATION_SEED_BASE - 1} (validation and "
+    seeds = maze_seed_range(args.first_seed, args.mazes)
+    if args.first_seed < 0 or seeds[-1] >= VALIDATION_SEED_BASE:
+        print(f"error: training maze seeds must lie in 0..{VALIDATION_SEED_BASE - 1} (validation and "
               f"benchmark mazes use the seeds above), got {seeds[0]}..{seeds[-1]}", file=sys.stderr)
         return 2
     if not 0.0 <= args.walker_fraction <= 1.0:
@@ -55,35 +57,35 @@ def run(args: argparse.Namespace) -> int:
         return 2
     manifest = {"first_seed": args.first_seed, "mazes": args.mazes, "frames_per_maze": args.frames_per_maze,
                 "walker_fraction": args.walker_fraction, "mazes_per_shard": args.mazes_per_shard,
-                "geometry": bev.geometry_of()}
-    previous = bev.read_manifest(args.out)
+                "geometry": sim_geometry().as_dict()}
+    previous = read_manifest(args.out)
     if previous and {k: previous.get(k) for k in manifest} != manifest:
-        print(f"error: {args.out} holds data made with other arguments ({args.out / bev.MANIFEST_NAME}); "
+        print(f"error: {args.out} holds data made with other arguments ({args.out / MANIFEST_NAME}); "
               f"choose another --out or delete it", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    manifest_path = args.out / bev.MANIFEST_NAME
+    manifest_path = args.out / MANIFEST_NAME
     if not previous:  # written first, so an interrupted run is resumed only with the same arguments
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     started = time.monotonic()
     shards = [seeds[k:k + args.mazes_per_shard] for k in range(0, len(seeds), args.mazes_per_shard)]
     progress = tqdm(total=len(seeds), unit="maze", desc="data bev", disable=args.no_progress)
     for index, shard_seeds in enumerate(shards):
-        path = args.out / bev.SHARD_PATTERN.format(index=index)
+        path = args.out / SHARD_PATTERN.format(index=index)
         if path.exists():
             progress.update(len(shard_seeds))
             continue
         parts = []
         for seed in shard_seeds:
-            parts.append(bev.render_maze_frames(seed, args.frames_per_maze, args.walker_fraction))
+            parts.append(render_maze_frames(seed, args.frames_per_maze, args.walker_fraction))
             progress.update(1)
-        _write_atomically(path, bev.BevFrames.concatenate(parts))
+        _write_atomically(path, BevFrames.concatenate(parts))
     progress.close()
     manifest.update(frames=args.mazes * args.frames_per_maze, shards=len(shards),
                     seconds=round(time.monotonic() - started, 1) + previous.get("seconds", 0.0),
                     command=_command_line(args))
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    size_mb = sum(p.stat().st_size for p in bev.shard_paths(args.out)) / 1e6
+    size_mb = sum(p.stat().st_size for p in shard_paths(args.out)) / 1e6
     print(f"wrote {manifest['frames']} frames from mazes {seeds[0]}..{seeds[-1]} in {len(shards)} shards "
           f"({size_mb:.0f} MB) to {args.out} in {time.monotonic() - started:.0f} s")
     return 0
@@ -97,10 +99,10 @@ def _command_line(args: argparse.Namespace) -> str:
 
 def _write_atomically(path: Path, frames) -> None:
     """Write a shard under a temporary name first so an interrupted run never leaves a truncated shard."""
-    from spatial_memory_ros.perception import bev
+    from spatial_memory_ros.perception.frames import write_shard
 
     partial = path.with_name(path.name + ".partial")
-    bev.write_shard(partial, frames)
+    write_shard(partial, frames)
     os.replace(partial, path)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from spatial_memory_ros.commands import command_group
 
-DESCRIPTION = """Train the BEV predictor (perception/bev.py) on the shards in --data, validating on frames rendered from
+DESCRIPTION = """Train the BEV predictor (perception/) on the shards in --data, validating on frames rendered from
 unseen mazes (seeds from 1,000,000 up). The run folder --out gets last.pt (the full training state, for --resume),
 best.pt (the best model by validation so far, loadable by BevPredictor) and log.jsonl. --export calibrates the
 decision biases of best.pt and of the final weights on the validation mazes and writes the better of the two, with
@@ -29,7 +29,8 @@ EXAMPLE = """example:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train bev`` under the (shared) ``train`` command."""
-    from spatial_memory_ros.perception import bev  # numpy only: the defaults below come from it
+    from spatial_memory_ros.perception.model import BevModelConfig  # numpy only: the defaults below come from it
+    from spatial_memory_ros.perception.training import BevLossWeights
     models = command_group(subparsers, "train", "train a model")
     parser = models.add_parser("bev", help="train the BEV predictor", description=DESCRIPTION, epilog=EXAMPLE,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,14 +48,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--val-frames-per-maze", type=_positive_int, default=60, help="frames per validation maze")
     parser.add_argument("--val-every", type=_positive_int, default=400, help="validate every N steps (default 400)")
     parser.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--depth-bins", type=int, default=bev.BevModelConfig.depth_bins,
+    parser.add_argument("--depth-bins", type=int, default=BevModelConfig.depth_bins,
                         help="bins of the per-column depth distribution the cells read (0: no depth path; "
-                             f"default {bev.BevModelConfig.depth_bins})")
-    parser.add_argument("--wall-weight", type=float, default=bev.BevLossWeights.wall,
-                        help=f"cross-entropy weight of wall cells (default {bev.BevLossWeights.wall})")
-    parser.add_argument("--wall-range-weight", type=float, default=bev.BevLossWeights.wall_range,
+                             f"default {BevModelConfig.depth_bins})")
+    parser.add_argument("--wall-weight", type=float, default=BevLossWeights.wall,
+                        help=f"cross-entropy weight of wall cells (default {BevLossWeights.wall})")
+    parser.add_argument("--wall-range-weight", type=float, default=BevLossWeights.wall_range,
                         help="extra weight of wall cells per metre of range: weight * (1 + this * range) "
-                             f"(default {bev.BevLossWeights.wall_range})")
+                             f"(default {BevLossWeights.wall_range})")
     parser.add_argument("--init", type=Path, default=None,
                         help="start from the weights of this BEV checkpoint (e.g. the shipped bev.pt) instead of "
                              "random ones; layers it lacks (the depth path) start at zero effect")
@@ -67,22 +68,23 @@ def run(args: argparse.Namespace) -> int:
     """Train; returns a process exit code."""
     import torch
 
-    from spatial_memory_ros.perception import bev
+    from spatial_memory_ros.perception.frames import (VALIDATION_SEED_BASE, frames_for_seeds, maze_seed_range,
+                                                      read_manifest, read_shards)
+    from spatial_memory_ros.perception.predictor import save_checkpoint
 
     torch.set_num_threads(args.threads)
     try:
-        frames = bev.read_shards(args.data)
+        frames = read_shards(args.data)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    manifest = bev.read_manifest(args.data)
-    if int(frames.maze_seeds.max()) >= bev.VALIDATION_SEED_BASE:
-        print(f"error: {args.data} holds frames of validation mazes (seed >= {bev.VALIDATION_SEED_BASE})",
+    manifest = read_manifest(args.data)
+    if int(frames.maze_seeds.max()) >= VALIDATION_SEED_BASE:
+        print(f"error: {args.data} holds frames of validation mazes (seed >= {VALIDATION_SEED_BASE})",
               file=sys.stderr)
         return 2
     print(f"training frames: {len(frames)} from {len(set(frames.maze_seeds.tolist()))} mazes in {args.data}")
-    validation = bev.frames_for_seeds(bev.maze_seed_range(bev.VALIDATION_SEED_BASE, args.val_mazes),
-                                      args.val_frames_per_maze)
+    validation = frames_for_seeds(maze_seed_range(VALIDATION_SEED_BASE, args.val_mazes), args.val_frames_per_maze)
     trainer = _Trainer(args, frames, validation)
     if args.resume:
         error = trainer.resume()
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                     train_seconds=round(trainer.elapsed, 1), validation_calibrated=calibrated)
         if args.init is not None:
             info.update(init=trainer.init_info)
-        bev.save_checkpoint(args.export, model, info, bias)
+        save_checkpoint(args.export, model, info, bias)
         print(f"exported to {args.export} ({args.export.stat().st_size / 1e6:.2f} MB)")
     return 0
 
@@ -112,18 +114,20 @@ def _pick_export(trainer, best: Path, validation) -> tuple:
     """
     import copy
 
-    from spatial_memory_ros.perception import bev
+    from spatial_memory_ros.perception.metrics import headline_score
+    from spatial_memory_ros.perception.predictor import load_model
+    from spatial_memory_ros.perception.training import calibrate, evaluate
 
-    candidates = [bev.load_model(best)[:2]]
+    candidates = [load_model(best)[:2]]
     if trainer.step != trainer.best_step:
         final = copy.deepcopy(trainer.model).eval()
-        candidates.append((final, {"step": trainer.step, "validation": bev.evaluate(final, validation),
+        candidates.append((final, {"step": trainer.step, "validation": evaluate(final, validation),
                                    "validation_mazes": trainer.args.val_mazes,
                                    "validation_frames": len(validation)}))
     picked = None
     for model, info in candidates:
-        bias, calibrated = bev.calibrate(model, validation)
-        score = bev.headline_score(calibrated)
+        bias, calibrated = calibrate(model, validation)
+        score = headline_score(calibrated)
         print(f"step {info['step']} with decision biases wall {bias.wall:+.1f}, object {bias.object:+.1f} from the "
               f"validation mazes: {_brief(calibrated)}")
         if picked is None or score > picked[0]:
@@ -139,15 +143,18 @@ class _Trainer:
         import numpy as np
         import torch
 
-        from spatial_memory_ros.perception import bev
+        from spatial_memory_ros.perception.frames import sim_geometry
+        from spatial_memory_ros.perception.geometry import view_cone_mask
+        from spatial_memory_ros.perception.model import BevModelConfig, build_model
+        from spatial_memory_ros.perception.training import BevLossWeights, training_tensors
 
         self.args, self.validation = args, validation
         torch.manual_seed(args.seed)
-        self.model = bev.build_model(bev.BevModelConfig(depth_bins=args.depth_bins))
+        self.model = build_model(sim_geometry(), BevModelConfig(depth_bins=args.depth_bins))
         self.init_info = _initialise(self.model, args.init) if args.init is not None else None
-        self.loss_weights = bev.BevLossWeights(wall=args.wall_weight, wall_range=args.wall_range_weight)
-        self.images, self.occupancy, self.objects = bev.training_tensors(frames)
-        self.view_mask = torch.from_numpy(bev.view_cone_mask())
+        self.loss_weights = BevLossWeights(wall=args.wall_weight, wall_range=args.wall_range_weight)
+        self.images, self.occupancy, self.objects = training_tensors(frames)
+        self.view_mask = torch.from_numpy(view_cone_mask(self.model.geometry))
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
         self.schedule = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, max_lr=args.lr, total_steps=args.steps,
                                                             pct_start=0.1)
@@ -198,14 +205,14 @@ class _Trainer:
     def _train_step(self) -> dict[str, float]:
         import torch
 
-        from spatial_memory_ros.perception import bev
+        from spatial_memory_ros.perception.training import bev_loss, mirror_left_right
 
         index = torch.from_numpy(self.rng.integers(0, len(self.images), size=self.args.batch_size))
         flip = torch.from_numpy(self.rng.random(self.args.batch_size) < 0.5)
-        images, occupancy, objects = bev.mirror_left_right(self.images[index], self.occupancy[index],
-                                                           self.objects[index], flip)
+        images, occupancy, objects = mirror_left_right(self.images[index], self.occupancy[index],
+                                                       self.objects[index], flip)
         logits = self.model(images.permute(0, 3, 1, 2).float().div_(255.0))
-        loss, parts = bev.bev_loss(logits, occupancy, objects, self.view_mask, self.loss_weights)
+        loss, parts = bev_loss(logits, occupancy, objects, self.view_mask, self.loss_weights, self.model.geometry)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -216,19 +223,21 @@ class _Trainer:
     def _validate(self, parts: dict[str, float]) -> dict:
         import torch
 
-        from spatial_memory_ros.perception import bev
+        from spatial_memory_ros.perception.metrics import headline_score
+        from spatial_memory_ros.perception.predictor import save_checkpoint
+        from spatial_memory_ros.perception.training import evaluate
 
-        summary = bev.evaluate(self.model, self.validation)
-        score = bev.headline_score(summary)
+        summary = evaluate(self.model, self.validation)
+        score = headline_score(summary)
         record = {"step": self.step, "seconds": round(self.elapsed, 1), "lr": self.schedule.get_last_lr()[0],
                   "train_loss": parts, "validation": summary}
         with (self.args.out / "log.jsonl").open("a") as log:
             log.write(json.dumps(record) + "\n")
         if score > self.best_score:
             self.best_score, self.best_step, self.best_summary = score, self.step, summary
-            bev.save_checkpoint(self.args.out / "best.pt", self.model,
-                                {"step": self.step, "validation": summary, "validation_mazes": self.args.val_mazes,
-                                 "validation_frames": len(self.validation)})
+            save_checkpoint(self.args.out / "best.pt", self.model,
+                            {"step": self.step, "validation": summary, "validation_mazes": self.args.val_mazes,
+                             "validation_frames": len(self.validation)})
         state = {"steps": self.args.steps, "step": self.step, "elapsed": self.elapsed,
                  "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "schedule": self.schedule.state_dict(), "rng": self.rng.bit_generator.state,
@@ -246,10 +255,10 @@ def _initialise(model, path: Path) -> dict:
     model starts out computing what the checkpoint did. Returns the checkpoint's training record."""
     import torch
 
-    from spatial_memory_ros.perception import bev
+    from spatial_memory_ros.perception.predictor import CHECKPOINT_FORMAT
 
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != bev.CHECKPOINT_FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise SystemExit(f"error: --init {path} is not a BEV predictor checkpoint")
     state = model.state_dict()
     for key, value in payload["state_dict"].items():

@@ -1,4 +1,4 @@
-"""bev_predictor: camera image -> bird's-eye view (perception/bev.py), for one robot or, batched, for several.
+"""bev_predictor: camera image -> bird's-eye view (perception/predictor.py), for one robot or, batched, for several.
 
 For each robot namespace in ``robots`` (default [""]: this node's own namespace):
 Subscribes  <ns>/camera/image_raw   sensor_msgs/Image (rgb8 or bgr8, 64x64; other sizes resized with a warning)
@@ -23,7 +23,7 @@ from sensor_msgs.msg import Image
 
 from spatial_memory_ros.conversions import (InvalidMessage, bev_to_msg, image_to_msg, msg_to_image,
                                             occupancy_to_msg)
-from spatial_memory_ros.perception.bev import DEFAULT_CHECKPOINT, BevPredictor, CheckpointError
+from spatial_memory_ros.perception.predictor import DEFAULT_CHECKPOINT, BevPredictor, CheckpointError
 from spatial_memory_ros.types import GridGeometry
 from spatial_memory_ros.evaluation.plots import draw_bev
 from spatial_memory_ros.msg import BevMap
@@ -53,7 +53,7 @@ class BevPredictorNode(Node):
         p = self.params = declare_parameters(self, PARAMETERS)
         checkpoint = Path(p["checkpoint"]) if p["checkpoint"] else DEFAULT_CHECKPOINT
         self.predictor = BevPredictor.load(checkpoint, num_threads=p["num_threads"])  # CheckpointError says how to fix
-        self.image_size = self.predictor.world_config.image_size
+        self.image_size = self.predictor.geometry.image_size
         self.guard = InputGuard(self)
         self.robots = [ns.strip("/") for ns in p["robots"]] or [""]
         # torch's first call is several times slower; pay it now rather than on the first camera frames, which a
