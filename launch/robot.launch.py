@@ -1,7 +1,8 @@
 """One real robot: ros2 launch spatial_memory_ros robot.launch.py camera:=/camera/image_raw odom:=/odom
 
 Runs the robot's stack (spatial_memory_ros.graph.real_robot_graph) under /<namespace>, with the robot's own
-camera and odometry topics remapped in.
+camera, camera_info, odometry and velocity command topics remapped in, in a team (team:=robot1,robot7; default:
+this robot alone), publishing map -> odom beside the base's own odom -> base_link.
 """
 import os
 import sys
@@ -20,8 +21,10 @@ def _nodes(context):
     def arg(name):
         return LaunchConfiguration(name).perform(context)
 
-    graph = real_robot_graph(namespace=arg("namespace"), camera=arg("camera"), odom=arg("odom"),
-                             use_sim_time=arg("use_sim_time").lower() == "true")
+    graph = real_robot_graph(namespace=arg("namespace"), camera=arg("camera"), camera_info=arg("camera_info"),
+                             odom=arg("odom"), cmd_vel=arg("cmd_vel"), team=arg("team"),
+                             map_frame=arg("map_frame"), odom_frame=arg("odom_frame"),
+                             base_frame=arg("base_frame"), use_sim_time=arg("use_sim_time").lower() == "true")
     return node_actions(graph)
 
 
@@ -30,7 +33,19 @@ def generate_launch_description():
         DeclareLaunchArgument("namespace", default_value="robot1", description="the robot's namespace"),
         DeclareLaunchArgument("camera", default_value="/camera/image_raw",
                               description="the robot's rgb8 camera topic (sensor_msgs/Image)"),
+        DeclareLaunchArgument("camera_info", default_value="",
+                              description="the camera's sensor_msgs/CameraInfo topic (empty: camera_info beside "
+                                          "the image topic)"),
         DeclareLaunchArgument("odom", default_value="/odom", description="the robot's odometry (nav_msgs/Odometry)"),
+        DeclareLaunchArgument("cmd_vel", default_value="/cmd_vel",
+                              description="the base's velocity command topic (geometry_msgs/Twist)"),
+        DeclareLaunchArgument("team", default_value="",
+                              description="the team's robot ids, comma-separated, this one included (empty: this "
+                                          "robot alone)"),
+        DeclareLaunchArgument("map_frame", default_value="map", description="the shared fixed frame"),
+        DeclareLaunchArgument("odom_frame", default_value="odom",
+                              description="the base's odometry frame (used when its odometry header names none)"),
+        DeclareLaunchArgument("base_frame", default_value="base_link", description="the robot's body frame"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock"),
         OpaqueFunction(function=_nodes),
     ])

@@ -138,11 +138,26 @@ def robot_stack(namespace: str, seed: int = 0, use_sim_time: bool = False,
 
 
 def real_robot_graph(namespace: str = "robot1", camera: str = "/camera/image_raw", odom: str = "/odom",
-                     use_sim_time: bool = False) -> list[NodeSpec]:
-    """A real robot: its camera and odometry topics are remapped into the robot's namespace."""
-    stack = robot_stack(namespace, use_sim_time=use_sim_time)
-    sensor_remaps = (("camera/image_raw", camera), ("odom", odom))
-    graph = [NodeSpec(s.executable, s.name, s.namespace, s.params_file, s.parameters,
+                     use_sim_time: bool = False, team: str | list[str] = "", cmd_vel: str = "/cmd_vel",
+                     camera_info: str = "", odom_frame: str = "odom", base_frame: str = "base_link",
+                     map_frame: str = "map") -> list[NodeSpec]:
+    """A real robot: its camera (and camera_info, default: beside the image topic), odometry and velocity command
+    topics are remapped into the robot's namespace. ``team`` lists the team's robot ids (a list or 'robot1,robot7';
+    default: this robot alone) and must contain ``namespace``. The frames are nav2's: the localizer publishes
+    map_frame -> odom_frame (the frame the odometry's header names, if it names one), the base publishes
+    odom -> base_frame."""
+    members = [m.strip() for m in (team.split(",") if isinstance(team, str) else team) if m.strip()]
+    members = members or [namespace]
+    if namespace not in members:
+        raise ValueError(f"team {','.join(members)} does not contain this robot's namespace '{namespace}': "
+                         f"its team_comm would refuse to start (team:={','.join(members + [namespace])})")
+    stack = robot_stack(namespace, use_sim_time=use_sim_time, shared=SharedParameters(team=tuple(members)))
+    camera_info = camera_info or camera.rsplit("/", 1)[0] + "/camera_info"
+    sensor_remaps = (("camera/image_raw", camera), ("camera/camera_info", camera_info), ("odom", odom),
+                     ("cmd_vel", cmd_vel))
+    frames = {"map_frame": map_frame, "odom_frame": odom_frame, "base_frame": base_frame}
+    graph = [NodeSpec(s.executable, s.name, s.namespace, s.params_file,
+                      {**s.parameters, **frames} if s.executable == "localizer" else s.parameters,
                       s.remappings + sensor_remaps) for s in stack]
     check_graph(graph, config_dir())
     return graph

@@ -10,7 +10,9 @@ Publishes   pose         geometry_msgs/PoseWithCovarianceStamped in `map`, after
             grid_code    spatial_memory_ros/GridCode (the estimate as multi-module grid phases)
             belief       nav_msgs/OccupancyGrid heat map of the location belief, every belief_period
             path         nav_msgs/Path of the estimates, every belief_period
-            /tf          map -> robotK/odom (the estimate composed with the inverse odometry pose), as AMCL does
+            /tf          map_frame -> odom_frame (the estimate composed with the inverse odometry pose), as AMCL does;
+                         the odometry frame is the one the odometry's header names (the sim's robotK/odom, a real
+                         base's odom), else odom_frame, so a base that publishes odom -> base_frame joins the map
 """
 from __future__ import annotations
 
@@ -39,6 +41,10 @@ from spatial_memory_ros.ros_common import (LATCHED_QOS, MAP_SEQUENCE_QOS, RELIAB
                                            declare_parameters, robot_id_of)
 
 PARAMETERS = [
+    Param("map_frame", "map", "the fixed frame of the pose, path and map -> odom transform (nav2's map_frame)"),
+    Param("odom_frame", "odom", "the odometry frame, when the odometry's header names none (nav2's odom_frame)"),
+    Param("base_frame", "base_link", "the robot's body frame, whose pose `pose` estimates and the odometry tracks "
+                                     "(nav2's base_frame; the odometry's child_frame_id)"),
     Param("initial_x", 0.0, "start x in `map` (m), until an initialpose arrives", -1e6, 1e6),
     Param("initial_y", 0.0, "start y in `map` (m), until an initialpose arrives", -1e6, 1e6),
     Param("initial_theta", 0.0, "start heading in `map` (rad), until an initialpose arrives", -10.0, 10.0),
@@ -94,11 +100,12 @@ class LocalizerNode(Node):
         self.guard = InputGuard(self)
         self.robot_id = robot_id_of(self)
         self._odom_pose: Pose2D | None = None
+        self.odom_frame = p["odom_frame"]  # replaced by the frame the odometry's header names
         self.inputs = StampOrder(StampOrderConfig(map_lag=p["map_lag"], map_wait=p["map_wait"],
                                                   odom_hold=p["odom_hold"]))
         self._map_in_use: OccupancyMap | None = None
         self._path = Path()
-        self._path.header.frame_id = "map"
+        self._path.header.frame_id = p["map_frame"]
         self._make_interfaces()
         self.get_logger().info(f"TEM localizer at ({p['initial_x']:.2f}, {p['initial_y']:.2f}); waiting for "
                                f"{self.resolve_topic_name('initialpose')} and {self.resolve_topic_name('map')}")
@@ -123,6 +130,8 @@ class LocalizerNode(Node):
             self.guard.reject("invalid odometry", f"stamp {step.stamp}, speed {step.v}, yaw rate {step.omega} "
                                                   f"must be finite; message dropped")
             return
+        if msg.header.frame_id:
+            self.odom_frame = msg.header.frame_id
         self.inputs.add_odometry(step.stamp, step)
         self._apply_releases()
 
@@ -200,7 +209,7 @@ class LocalizerNode(Node):
         """Publish the estimate (pose with covariance, grid code) and extend the path."""
         estimate = self.tem.estimate()
         pose = Pose2D(estimate.x, estimate.y, estimate.theta)
-        msg = pose_to_msg(pose, stamp, "map")
+        msg = pose_to_msg(pose, stamp, self.params["map_frame"])
         msg.pose.covariance = estimate.covariance_6x6()
         self.pose_pub.publish(msg)
         phases = self.grid_code.phases(np.array([estimate.x, estimate.y]))
@@ -211,8 +220,8 @@ class LocalizerNode(Node):
                                                self.robot_id))
         if self._odom_pose is not None and all(math.isfinite(v) for v in vars(self._odom_pose).values()):
             map_to_odom = compose(pose, inverse(self._odom_pose))
-            self.tf_pub.publish(TFMessage(transforms=[transform_msg("map", f"{self.robot_id}/odom", map_to_odom,
-                                                                    stamp)]))
+            self.tf_pub.publish(TFMessage(transforms=[transform_msg(self.params["map_frame"], self.odom_frame,
+                                                                    map_to_odom, stamp)]))
         stamped = PoseStamped(header=msg.header, pose=msg.pose.pose)
         self._path.poses.append(stamped)
         if len(self._path.poses) > self.params["path_length"]:
