@@ -9,7 +9,8 @@ from spatial_memory_ros.comm.layout import CommLayout
 from spatial_memory_ros.comm.link import CommConfig, TeamComm
 from spatial_memory_ros.comm.security import (DROP_BAD_TAG, DROP_IMPERSONATION, DROP_MALFORMED_ENVELOPE,
                                               DROP_MALFORMED_PAYLOAD, DROP_OVER_BUDGET, DROP_OVERSIZED, DROP_PADDED,
-                                              DROP_REASONS, DROP_REPLAYED, DROP_TRUNCATED, DROP_UNKNOWN_SENDER,
+                                              DROP_REASONS, DROP_REPLAYED, DROP_SEQUENCE_JUMP, DROP_TRUNCATED,
+                                              DROP_UNKNOWN_SENDER,
                                               DROP_WINDOW, PacketSigner, WirePacket, authenticate, load_team_key)
 from spatial_memory_ros.types import Pose2D
 
@@ -162,3 +163,64 @@ def test_team_keys_say_what_is_wrong(tmp_path):
     key_file.write_bytes(bytes(range(32)))
     assert load_team_key(key_file) == bytes(range(32))
     assert load_team_key("hex:" + "ab" * 16) == b"\xab" * 16
+
+
+def _forge(key, sender, sequence, window, layout):
+    """A packet signed with the team's (stolen) key: a well-formed sighting message."""
+    payload, bits = encode_message(Message(sightings=(SightingCode(0, 77),)), layout)
+    return PacketSigner(key).sign(sender, sequence, window, payload, bits)
+
+
+def test_a_stolen_key_cannot_lock_a_teammate_out_and_a_restarted_sender_is_heard_again(layout):
+    """Issue 15, attack 1: packets forged with the team's key, claiming robot1 with sequence 4294967295 and a window
+    40 steps ahead, are refused and counted; robot1's real packets keep being applied. Forged packets that do pass
+    (a window inside the tolerance) shut it out for at most max_window_skew steps, far under 5 s at 10 steps/s."""
+    config = CommConfig(bits_per_step=64)
+    sender = TeamComm("robot1", TEAM, KEY, layout, config)
+    receiver = TeamComm("robot3", TEAM, KEY, layout, config)
+    partner = receiver.partners["robot1"]
+    sent_at: list[int] = []
+    applied_at: list[int] = []
+
+    def run(steps, sender):
+        for step in steps:
+            packet = sender.make_packet(step, Pose2D(1 + 0.02 * step, 1, 0), 0.5, explored_map(step))
+            for forged in attacks.get(step, ()):
+                receiver.receive(forged, step)
+            if packet is not None:
+                sent_at.append(step)
+                if receiver.receive(packet, step) is not None:
+                    applied_at.append(step)
+
+    u32 = 2 ** 32 - 1
+    attacks = {
+        20: [_forge(KEY, "robot1", u32, 60, layout)],                  # the issue's attack: refused (window)
+        30: [_forge(KEY, "robot1", u32, 30 + config.max_window_skew, layout)],  # inside the window: refused (jump)
+        60: [_forge(KEY, "robot1", 1, 60 + config.max_window_skew, layout)],   # accepted (the key is the team's)
+        90: [_forge(KEY, "robot1", partner.last_sequence or 0, 89, layout)],   # a replayed window: refused
+    }
+    run(range(0, 150), sender)
+    drops = receiver.stats.drops
+    assert drops[DROP_WINDOW] == 1 and drops[DROP_SEQUENCE_JUMP] >= 1 and drops[DROP_REPLAYED] >= 1
+    refused = sorted(set(sent_at) - set(applied_at))
+    # the forged window shuts robot1 out up to it, then one packet beyond the forged bound waits for a second one
+    assert len(applied_at) > 100 and set(refused) <= set(range(60, 60 + config.max_window_skew + 2)), refused
+    assert partner.last_sequence == sender.sequence and partner.last_window == 149
+    # robot1 restarts: a new TeamComm, sequence numbers from 1 again, later windows: heard again at once
+    restarted = TeamComm("robot1", TEAM, KEY, layout, config)
+    before = len(applied_at)
+    run(range(150, 170), restarted)
+    assert applied_at[before] <= 152 and len(applied_at) - before == len(sent_at) - len(refused) - before >= 8
+    assert receiver.stats.sequence_restarts >= 1 and partner.last_sequence == restarted.sequence
+    # the old boot's packets stay refused: their windows are behind
+    replay = PacketSigner(KEY).sign("robot1", 10 ** 6, 140, b"", 0)
+    assert receiver.receive(replay, 170) is None and drops[DROP_REPLAYED] >= 2
+
+
+def test_tags_under_64_bits_and_long_sender_names_are_refused_not_crashed(layout):
+    with pytest.raises(ValueError, match="tag_bytes"):
+        PacketSigner(KEY, tag_bytes=4)
+    name = "\u20ac" * 64  # 192 UTF-8 bytes; 86 of them overflowed the one-byte length field
+    assert len(PacketSigner(KEY).tag(name, 1, 1, 0, b"")) == 8
+    wide = WirePacket("robot2", 1, 5, np.zeros(2, np.uint16), 8, np.zeros(8, np.uint8))
+    assert authenticate(wide, PacketSigner(KEY), TEAM) == (None, DROP_MALFORMED_ENVELOPE)

@@ -62,7 +62,9 @@ class CommConfig:
     seen_probability: float = 0.6
     silent_after_s: float = 60.0
     quota_rounds: int = 20
-    max_window_skew: int = 600
+    max_window_skew: int = 10     # steps a packet's window may lead my clock (clock error + latency)
+    max_packet_age: int = 100     # steps it may lag it (older packets are stale: replays after my restart)
+    sequence_slack: int = 2       # extra sequence numbers over the windows elapsed (one packet per window)
     tag_bytes: int = 8
     prediction: PredictionModel = field(default_factory=PredictionModel)
 
@@ -70,6 +72,10 @@ class CommConfig:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         TokenBucket(self.bits_per_step, self.bucket_depth)
+        for name in ("max_window_skew", "max_packet_age", "sequence_slack"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100_000:
+                raise ValueError(f"CommConfig.{name} must be a whole number of steps in 0..100000, got {value!r}")
         for name in ("threshold", "pose_weight", "cell_weight", "sighting_weight", "goal_weight", "seen_radius"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -86,6 +92,7 @@ class CommStats:
     packets_received: int = 0
     payload_bits_received: int = 0
     own_packets_ignored: int = 0
+    sequence_restarts: int = 0    # teammates heard again with a new sequence space (a restart)
     drops: Counter = field(default_factory=Counter)
 
     def drop_counts(self) -> dict[str, int]:
@@ -110,6 +117,7 @@ class TeamComm(SendPolicy, Receiver):
             self.config.bits_per_step, self.config.bucket_depth, start_full=True)) for rid in team if rid != robot_id}
         self.stats = CommStats()
         self.sequence = 0
+        self.last_sent_window: int | None = None
         self.goal_label: str | None = None
         self.team_layer = np.zeros(layout.num_cells, np.int8)      # states heard from teammates
         self.sightings: dict[tuple[int, int], Sighting] = {}        # (class, cell) -> everything known
@@ -132,6 +140,8 @@ class TeamComm(SendPolicy, Receiver):
         """
         self.bucket.advance(step)
         self._observe(occupancy, sightings)
+        if self.last_sent_window is not None and step <= self.last_sent_window:
+            return None  # at most one packet a window: receivers refuse a second one as a replay
         items = self._choose_items(step, pose, speed)
         if not items:
             return None
@@ -187,6 +197,7 @@ class TeamComm(SendPolicy, Receiver):
             return self._send(step, items[:-1]) if len(items) > 1 else None
         self.bucket.spend(bits)
         self.sequence += 1
+        self.last_sent_window = step
         packet = self.signer.sign(self.robot_id, self.sequence, step, payload, bits)
         self._record_sent(step, message, items)
         self.stats.payload_bits_sent += bits

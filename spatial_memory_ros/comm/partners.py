@@ -113,8 +113,12 @@ class PartnerModel:
     def __init__(self, robot_id: str, num_cells: int, bucket: TokenBucket) -> None:
         self.robot_id = robot_id
         self.last_sequence: int | None = None
-        self.first_sequence: int | None = None
+        self.first_sequence: int | None = None     # of the current sequence space (since its last restart)
+        self.last_window: int | None = None        # of the last packet accepted: windows only go forward
+        self.sequence_bound: int | None = None     # highest (sequence - window) accepted in this sequence space
+        self.pending_jump: tuple[int, int] | None = None  # (sequence, window) of the last packet refused as a jump
         self.packets_received = 0
+        self.packets_in_space = 0
         self.anchors: OrderedDict[int, PoseAnchor] = OrderedDict()
         self.belief: PoseAnchor | None = None
         self.last_heard_step: int | None = None
@@ -127,7 +131,14 @@ class PartnerModel:
         if self.first_sequence is None or self.last_sequence is None:
             return 0.1
         expected = self.last_sequence - self.first_sequence + 1
-        return (expected - self.packets_received + 1.0) / (expected + 10.0)
+        return (expected - self.packets_in_space + 1.0) / (expected + 10.0)
+
+    def restart_sequence_space(self) -> None:
+        """The teammate restarted (or resynchronised): its sequence numbers start over, so the anchors its deltas
+        refer to and the loss estimate start over too."""
+        self.first_sequence = self.last_sequence = self.sequence_bound = self.pending_jump = None
+        self.packets_in_space = 0
+        self.anchors.clear()
 
     def remember_anchor(self, anchor: PoseAnchor, keep: int = 64) -> None:
         """Keep an anchor for later deltas (the last ``keep``)."""

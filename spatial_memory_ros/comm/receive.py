@@ -1,9 +1,19 @@
 """The receiving half of the team link: check, decode and apply what teammates send (no ROS).
 
 A packet first passes :func:`.security.authenticate` (envelope, sender, payload length, tag); then the checks that
-need what this robot knows of the sender: its own echo or impersonation, a sequence number above the last one
-accepted, a budget window neither behind the sender's ledger nor too far ahead of my clock, the sender's replayed
-token bucket, and a canonical payload. Only then is it resolved into map-frame content (the pose needs my anchors of
+need what this robot knows of the sender: its own echo or impersonation, a budget window inside what my own clock
+allows (at most ``max_window_skew`` steps ahead, ``max_packet_age`` behind), a window later than the sender's last
+accepted one (replay protection: a sender sends at most one packet a window), a plausible sequence number, the
+sender's replayed token bucket, and a canonical payload.
+
+Replay protection that cannot be turned into a lockout, even by someone holding the team key: replays are refused by
+their window, which only goes forward and which nobody can push more than ``max_window_skew`` steps past my clock,
+so a forged packet can shut a teammate out for at most that many steps. Sequence numbers only order a sender's pose
+references: one may grow by at most the windows elapsed (+ ``sequence_slack``) since the sender's packets began
+(``sequence - window`` never grows for a real sender), so 4294967295 out of nowhere is refused; a smaller sequence
+number in a newer window is a restarted sender, whose new sequence space starts afresh (its old packets stay
+refused: their windows are old); and two consistent packets beyond the bound in a row resynchronise, so a forged
+packet that lowered the bound cannot shut the real sender out either. Only then is it resolved into map-frame content (the pose needs my anchors of
 the sender) and applied to the partner model, the team map layer and the shared sightings.
 
 Why this is its own module: receiving shares no code path with choosing what to send (:mod:`.policy`); the two meet
@@ -23,7 +33,8 @@ from spatial_memory_ros.comm.codec import UNKNOWN_CELL, Message, PoseCode, decod
 from spatial_memory_ros.comm.layout import CommLayout
 from spatial_memory_ros.comm.partners import PartnerModel, PoseAnchor, Sighting, decode_grid_pose, grid_pose_sd
 from spatial_memory_ros.comm.security import (DROP_IMPERSONATION, DROP_MALFORMED_PAYLOAD, DROP_OVER_BUDGET,
-                                              DROP_REPLAYED, DROP_WINDOW, PacketSigner, WirePacket, authenticate)
+                                              DROP_REPLAYED, DROP_SEQUENCE_JUMP, DROP_WINDOW, PacketSigner,
+                                              WirePacket, authenticate)
 from spatial_memory_ros.types import target_label
 
 if TYPE_CHECKING:
@@ -79,44 +90,70 @@ class Receiver:
                 self.stats.own_packets_ignored += 1
                 return None
             return self._drop(DROP_IMPERSONATION)
-        if partner.last_sequence is not None and wire.sequence <= partner.last_sequence:
-            return self._drop(DROP_REPLAYED)
-        if not self._window_ok(partner, wire.budget_window, step):
+        if not self._window_ok(wire.budget_window, step):
             return self._drop(DROP_WINDOW)
+        if partner.last_window is not None and wire.budget_window <= partner.last_window:
+            return self._drop(DROP_REPLAYED)
+        space = self._sequence_space(partner, wire)
+        if space is None:
+            return self._drop(DROP_SEQUENCE_JUMP)
         if not self._budget_ok(partner, wire):
             return self._drop(DROP_OVER_BUDGET)
         try:
             message = decode_message(wire.payload, wire.payload_bits, self.layout)
         except (MalformedPayload, ValueError, IndexError):
             return self._drop(DROP_MALFORMED_PAYLOAD)
-        self._accept(partner, wire)
+        self._accept(partner, wire, restart=space == "restart")
         return self._resolve(partner, wire, message)
 
     def _drop(self, reason: str) -> None:
         self.stats.drops[reason] += 1
         return None
 
-    def _window_ok(self, partner: PartnerModel, window: int, step: int) -> bool:
-        ledger = partner.ledger
-        if ledger.window is not None and window < ledger.window:
-            return False
-        return window <= step + self.config.max_window_skew
+    def _window_ok(self, window: int, step: int) -> bool:
+        """Inside what my clock allows: a window far ahead would shut the sender out until my clock reached it."""
+        return step - self.config.max_packet_age <= window <= step + self.config.max_window_skew
+
+    def _sequence_space(self, partner: PartnerModel, wire: WirePacket) -> str | None:
+        """'same' (continues the sender's sequence), 'restart' (a new sequence space: the sender restarted, or two
+        consistent packets in a row resynchronise) or None (a jump beyond what it could have sent). The window is
+        already known to be newer than the sender's last."""
+        if partner.last_sequence is None:
+            return "restart"
+        sequence, window = wire.sequence, wire.budget_window
+        if sequence <= partner.last_sequence:
+            return "restart"
+        if sequence - window <= partner.sequence_bound + self.config.sequence_slack:
+            return "same"
+        pending, partner.pending_jump = partner.pending_jump, (sequence, window)
+        if pending is not None and 0 < sequence - pending[0] <= window - pending[1] + self.config.sequence_slack:
+            return "restart"
+        return None
 
     def _budget_ok(self, partner: PartnerModel, wire: WirePacket) -> bool:
         """Replay the sender's bucket (lenient: a packet lost on the way only leaves it fuller)."""
         ledger = partner.ledger
         if ledger.window is None:
             ledger.window = wire.budget_window
-        else:
+        elif wire.budget_window > ledger.window:  # a refused packet may have advanced it already
             ledger.advance(wire.budget_window)
         return ledger.can_spend(wire.payload_bits)
 
-    def _accept(self, partner: PartnerModel, wire: WirePacket) -> None:
+    def _accept(self, partner: PartnerModel, wire: WirePacket, restart: bool = False) -> None:
         partner.ledger.spend(wire.payload_bits)
+        if restart:
+            if partner.last_sequence is not None:
+                self.stats.sequence_restarts += 1
+            partner.restart_sequence_space()
         if partner.first_sequence is None:
             partner.first_sequence = wire.sequence
+        offset = wire.sequence - wire.budget_window
+        partner.sequence_bound = offset if partner.sequence_bound is None else max(partner.sequence_bound, offset)
+        partner.pending_jump = None
         partner.last_sequence = wire.sequence
+        partner.last_window = wire.budget_window
         partner.packets_received += 1
+        partner.packets_in_space += 1
         self.stats.packets_received += 1
         self.stats.payload_bits_received += wire.payload_bits
 

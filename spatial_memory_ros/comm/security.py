@@ -40,9 +40,13 @@ DROP_WINDOW = "budget window out of range"
 DROP_OVER_BUDGET = "over the bit budget"
 DROP_MALFORMED_PAYLOAD = "malformed payload"
 DROP_IMPERSONATION = "my own id on a packet I did not send"
+DROP_SEQUENCE_JUMP = "sequence number beyond what the sender could have sent"
+DROP_RATE_LIMITED = "over the packet rate limit (before the tag)"
+DROP_QUEUE_OVERFLOW = "lost in the receive queue"
 DROP_REASONS = (DROP_MALFORMED_ENVELOPE, DROP_OVERSIZED, DROP_UNKNOWN_SENDER, DROP_TRUNCATED, DROP_PADDED,
                 DROP_BAD_TAG, DROP_REPLAYED, DROP_WINDOW, DROP_OVER_BUDGET, DROP_MALFORMED_PAYLOAD,
-                DROP_IMPERSONATION)
+                DROP_IMPERSONATION, DROP_SEQUENCE_JUMP, DROP_RATE_LIMITED, DROP_QUEUE_OVERFLOW)
+MIN_TAG_BYTES = 8  # a 32-bit tag can be brute-forced over a radio; 64 bits cannot
 
 
 @dataclass(frozen=True)
@@ -79,19 +83,19 @@ def load_team_key(source: str | bytes | Path) -> bytes:
 class PacketSigner:
     """Truncated HMAC-SHA256 over (sender, sequence, budget_window, payload_bits, payload) under the team key."""
 
-    DOMAIN = b"spatial_memory_ros/team-packet/v1"
+    DOMAIN = b"spatial_memory_ros/team-packet/v2"  # v2: the sender name's length takes two bytes
 
     def __init__(self, key: bytes, tag_bytes: int = 8) -> None:
         if not isinstance(key, bytes) or len(key) < 16:
             raise ValueError("the team key must be at least 16 bytes; see load_team_key")
-        if not 4 <= tag_bytes <= 32:
-            raise ValueError(f"tag_bytes must be 4..32, got {tag_bytes}")
+        if not MIN_TAG_BYTES <= tag_bytes <= 32:
+            raise ValueError(f"tag_bytes must be {MIN_TAG_BYTES}..32, got {tag_bytes}")
         self._key, self.tag_bytes = key, tag_bytes
 
     def tag(self, sender: str, sequence: int, window: int, payload_bits: int, payload: bytes) -> bytes:
         """The tag of a packet's fields."""
         name = sender.encode("utf-8")
-        header = self.DOMAIN + struct.pack(">B", len(name)) + name + struct.pack(">III", sequence, window, payload_bits)
+        header = self.DOMAIN + struct.pack(">H", len(name)) + name + struct.pack(">III", sequence, window, payload_bits)
         return hmac.new(self._key, header + bytes(payload), hashlib.sha256).digest()[:self.tag_bytes]
 
     def sign(self, sender: str, sequence: int, window: int, payload: bytes, payload_bits: int) -> WirePacket:
@@ -122,18 +126,38 @@ def envelope_problem(packet: object) -> str | None:
     sender = packet.sender
     if not isinstance(sender, str) or not 0 < len(sender) <= MAX_SENDER_CHARS or not sender.isprintable():
         return DROP_MALFORMED_ENVELOPE
+    try:
+        sender.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        return DROP_MALFORMED_ENVELOPE
     for name in ("sequence", "budget_window", "payload_bits"):
         value = getattr(packet, name)
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= UINT32_MAX:
             return DROP_MALFORMED_ENVELOPE
-    if not isinstance(packet.payload, _BYTE_SEQUENCES) or not isinstance(packet.auth_tag, _BYTE_SEQUENCES):
+    if not _is_byte_sequence(packet.payload) or not _is_byte_sequence(packet.auth_tag):
         return DROP_MALFORMED_ENVELOPE
     if len(packet.payload) > MAX_PAYLOAD_BYTES or packet.payload_bits > MAX_PAYLOAD_BITS:
         return DROP_OVERSIZED
     return None
 
 
+def _is_byte_sequence(values: object) -> bool:
+    """A sequence of bytes whose len() counts bytes: bytes() of a wider numpy array, array or memoryview gives its
+    raw memory, which would disagree with the length checks."""
+    if not isinstance(values, _BYTE_SEQUENCES):
+        return False
+    if isinstance(values, np.ndarray):
+        return values.dtype == np.uint8 and values.ndim == 1
+    if isinstance(values, array.array):
+        return values.typecode == "B"
+    if isinstance(values, memoryview):
+        return values.format == "B" and values.ndim == 1
+    return True
+
+
 def _as_bytes(values) -> bytes | None:
+    if not _is_byte_sequence(values):
+        return None
     try:
         return bytes(values)
     except (TypeError, ValueError):
