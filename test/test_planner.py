@@ -6,7 +6,9 @@ import pytest
 
 from spatial_memory_ros.evaluation.map_scores import rasterize_maze
 from spatial_memory_ros.types import GridGeometry
-from spatial_memory_ros.behaviour.planner import Navigator, Partner, PlannerConfig, WallCells, choose_frontier, clearance_ahead, cost_grid, frontier_mask, park_spot, plan_path, shortest_paths
+from spatial_memory_ros.behaviour.planner import (Partner, PlannerConfig, WallCells, choose_frontier, clearance_ahead,
+                                                  cost_grid, frontier_mask, park_spot, plan_path, shortest_paths)
+from spatial_memory_ros.behaviour.navigator import Navigator
 from spatial_memory_ros.behaviour.goals import goal_from_answer, goal_from_memory, label_matches
 from spatial_memory_ros.memory.robot_memory import RobotMemory
 from spatial_memory_ros.evaluation.team_task import LabelEmbedder

@@ -16,8 +16,9 @@ import pytest
 
 from spatial_memory_ros.cli import main
 from spatial_memory_ros.evaluation.plots import ROBOT_COLOURS_RGB
-from spatial_memory_ros.evaluation.render import (HEADER, TITLE, Scene, View, belief_colours, frame_times, render_frame,
-                                            snapshot_times)
+from spatial_memory_ros.evaluation.render import (HEADER, TITLE, View, belief_colours, frame_times, render_frame,
+                                                  snapshot_times)
+from spatial_memory_ros.evaluation.scene import Scene
 
 ROBOTS, DURATION = 2, 5.0
 

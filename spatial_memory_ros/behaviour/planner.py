@@ -9,10 +9,6 @@
   large and away from where teammates are believed to be.
 * :class:`PathFollower` gives (v, omega) by pure pursuit along the path and keeps the BEV-based wall avoidance of
   behaviour/walker.py as a safety layer: it never drives forward into less clearance than ``stop_distance``.
-* :class:`Navigator` ties them: goal if any, else frontier, else a random walk; it replans every
-  ``replan_every`` steps or when the goal moves. When forward commands stop moving the robot (a teammate the map
-  does not show, usually) it backs off and plans around the spot for a while; when it makes no progress for
-  ``stuck_steps`` it random-walks out and gives up that frontier.
 """
 from __future__ import annotations
 
@@ -24,9 +20,8 @@ import scipy.ndimage
 import scipy.sparse
 import scipy.sparse.csgraph
 
-from spatial_memory_ros.behaviour.walker import ExplorerConfig, RandomWalker
-from spatial_memory_ros.types import GridGeometry
-from spatial_memory_ros.types import BevGrid, Pose2D
+from spatial_memory_ros.behaviour.walker import RandomWalker
+from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D
 
 _NEIGHBOURS = ((0, 1), (1, 0), (1, 1), (1, -1))  # each undirected 8-neighbour edge once
 
@@ -193,13 +188,13 @@ def plan_path(occupancy: np.ndarray, geometry: GridGeometry, start_xy: tuple[flo
     """Cell-centre waypoints (n, 2) from start to goal on the inflated map, or None when unreachable."""
     config = config or PlannerConfig()
     field = shortest_paths(cost_grid(occupancy, geometry, config, partners), geometry, start_xy)
-    goal = _cell_of(geometry, goal_xy)
+    goal = cell_of(geometry, goal_xy)
     if field is None or goal is None:
         return None
     return field.path_to(goal)
 
 
-def _cell_of(geometry: GridGeometry, xy: tuple[float, float]) -> int | None:
+def cell_of(geometry: GridGeometry, xy: tuple[float, float]) -> int | None:
     rows, cols, inside = geometry.cell_indices(np.array([xy[0]]), np.array([xy[1]]))
     return int(rows[0] * geometry.width + cols[0]) if inside[0] else None
 
@@ -389,164 +384,3 @@ class PathFollower:
         config = self.config
         room = (ahead - config.stop_distance) / max(config.slow_down_distance - config.stop_distance, 1e-6)
         return config.max_linear_speed * float(np.clip(room, 0.0, 1.0))
-
-
-# ----------------------------------------------------------------------------------------------- navigator
-
-
-@dataclass
-class NavigationStatus:
-    """What the navigator is doing: mode ('goal', 'frontier', 'wander', 'escape', 'arrived'), its target, path."""
-
-    mode: str
-    target: tuple[float, float] | None
-    path: np.ndarray | None
-    walls: WallCells | None = None
-
-
-class Navigator:
-    """Goal if given, else the best frontier of the (team) map, else a random walk; seeded."""
-
-    def __init__(self, geometry: GridGeometry, config: PlannerConfig | None = None, seed: int = 0) -> None:
-        self.geometry = geometry
-        self.config = config or PlannerConfig()
-        explorer = ExplorerConfig(max_linear_speed=self.config.max_linear_speed,
-                                  max_angular_speed=self.config.max_angular_speed,
-                                  robot_radius=self.config.robot_radius, safety_margin=self.config.safety_margin,
-                                  dt=self.config.dt)
-        self.walker = RandomWalker(seed=seed, config=explorer)
-        self.follower = PathFollower(self.config, self.walker)
-        self.status = NavigationStatus("wander", None, None)
-        self._since_plan = self.config.replan_every
-        self._goal: tuple[float, float] | None = None
-        self._reached_frontiers: list[tuple[float, float]] = []
-        self._track: list[tuple[float, float]] = []
-        self._escape_left = 0
-        self._blocked = 0
-        self._reverse_left = 0
-        self._last_command = (0.0, 0.0)
-        self._steps = 0
-        self._bumps: list[tuple[float, float, int]] = []  # (x, y, step it is forgotten)
-
-    def step(self, bev: BevGrid | None, pose: Pose2D, occupancy: np.ndarray,
-             goal: tuple[float, float] | None = None, partners: tuple[Partner, ...] = (),
-             twist: tuple[float, float] | None = None) -> tuple[float, float]:
-        """The next (v m/s, omega rad/s). ``occupancy`` is the map to plan on (int8 on ``geometry``), ``goal`` a
-        map point to reach (None: explore), ``partners`` teammates' believed positions, ``twist`` the measured
-        motion of the last step (for the random walk's wall memory). Call once per ``config.dt``."""
-        self._steps += 1
-        command = self._next_command(bev, pose, occupancy, goal, partners, twist)
-        self._last_command = command
-        return command
-
-    def _next_command(self, bev: BevGrid | None, pose: Pose2D, occupancy: np.ndarray,
-                      goal: tuple[float, float] | None, partners: tuple[Partner, ...],
-                      twist: tuple[float, float] | None) -> tuple[float, float]:
-        if self._bumped(twist):
-            self._remember_bump(pose)
-            self._reverse_left = self.config.reverse_steps
-        if self._reverse_left > 0:  # drove into something: back off the way we came, then plan around it
-            self._reverse_left -= 1
-            self._since_plan = self.config.replan_every
-            return -self.config.reverse_speed, 0.0
-        if self._escape_left > 0:
-            self._escape_left -= 1
-            if self._escape_left == 0:
-                self._since_plan = self.config.replan_every
-            return self.walker.command(bev, twist) if bev is not None else (0.0, self.config.max_angular_speed)
-        if self._stuck(pose):
-            return self._start_escape(bev, twist)
-        if self._needs_plan(goal):
-            self._plan(pose, occupancy, goal, partners)
-        self._since_plan += 1
-        return self._drive(bev, pose, twist)
-
-    def _bumped(self, twist: tuple[float, float] | None) -> bool:
-        """Whether forward commands have not moved the robot for ``bump_steps`` steps."""
-        if twist is None or not all(math.isfinite(v) for v in twist):
-            return False
-        pushing = self._last_command[0] > 0.05 and abs(twist[0]) < 0.2 * self._last_command[0]
-        self._blocked = self._blocked + 1 if pushing else 0
-        if self._blocked >= self.config.bump_steps:
-            self._blocked = 0
-            return True
-        return False
-
-    def _remember_bump(self, pose: Pose2D) -> None:
-        """Something the map does not show (a teammate, most likely) stopped us just ahead: avoid it a while."""
-        reach = self.config.robot_radius + 0.25
-        self._bumps.append((pose.x + reach * math.cos(pose.theta), pose.y + reach * math.sin(pose.theta),
-                            self._steps + self.config.bump_memory_steps))
-
-    def _obstacles(self, partners: tuple[Partner, ...]) -> tuple[Partner, ...]:
-        self._bumps = [bump for bump in self._bumps if bump[2] > self._steps]
-        return tuple(partners) + tuple(Partner(x, y, 0.1) for x, y, _ in self._bumps)
-
-    def _needs_plan(self, goal: tuple[float, float] | None) -> bool:
-        moved = (goal is None) != (self._goal is None) or (
-            goal is not None and math.hypot(goal[0] - self._goal[0], goal[1] - self._goal[1]) > 0.3)
-        return moved or self._since_plan >= self.config.replan_every
-
-    def _plan(self, pose: Pose2D, occupancy: np.ndarray, goal: tuple[float, float] | None,
-              partners: tuple[Partner, ...]) -> None:
-        self._goal, self._since_plan = goal, 0
-        self.follower.reset()
-        costs = cost_grid(occupancy, self.geometry, self.config, self._obstacles(partners))
-        field = shortest_paths(costs, self.geometry, (pose.x, pose.y))
-        if field is None:
-            self.status = NavigationStatus("wander", None, None)
-            return
-        if goal is not None:
-            cell = _cell_of(self.geometry, goal)
-            path = field.path_to(cell) if cell is not None else None
-            if path is not None:
-                self.status = NavigationStatus("goal", goal, _with_end(path, goal), WallCells(occupancy, self.geometry))
-                return
-        keep = self.status.target if self.status.mode == "frontier" else None
-        frontier = choose_frontier(occupancy, field, self.config, partners, tuple(self._reached_frontiers), keep)
-        if frontier is None:
-            self.status = NavigationStatus("wander", None, None)
-            return
-        self.status = NavigationStatus("frontier", (frontier.x, frontier.y), field.path_to(frontier.cell),
-                                       WallCells(occupancy, self.geometry))
-
-    def _drive(self, bev: BevGrid | None, pose: Pose2D, twist: tuple[float, float] | None) -> tuple[float, float]:
-        status = self.status
-        if status.path is None or status.target is None:
-            return self.walker.command(bev, twist) if bev is not None else (0.0, self.config.max_angular_speed)
-        if math.hypot(status.target[0] - pose.x, status.target[1] - pose.y) <= self.config.goal_tolerance:
-            return self._arrive(status)
-        return self.follower.command(pose, status.path, bev, status.walls)
-
-    def _arrive(self, status: NavigationStatus) -> tuple[float, float]:
-        if status.mode == "frontier":
-            self._reached_frontiers.append(status.target)
-            self._since_plan = self.config.replan_every
-            return 0.0, self.config.max_angular_speed  # look around while the next plan is made
-        self.status = NavigationStatus("arrived", status.target, status.path)
-        return 0.0, 0.0
-
-    def _stuck(self, pose: Pose2D) -> bool:
-        """No progress over ``stuck_steps`` while following a path (a teammate or a map error in the way)."""
-        self._track.append((pose.x, pose.y))
-        if len(self._track) > self.config.stuck_steps:
-            self._track.pop(0)
-        if self.status.mode not in ("goal", "frontier") or len(self._track) < self.config.stuck_steps:
-            return False
-        (x0, y0), (x1, y1) = self._track[0], self._track[-1]
-        return math.hypot(x1 - x0, y1 - y0) < self.config.stuck_distance
-
-    def _start_escape(self, bev: BevGrid | None, twist: tuple[float, float] | None) -> tuple[float, float]:
-        self._escape_left = self.config.escape_steps
-        self._track.clear()
-        if self.status.mode == "frontier" and self.status.target is not None:
-            self._reached_frontiers.append(self.status.target)
-        self.status = NavigationStatus("escape", None, None)
-        return self.walker.command(bev, twist) if bev is not None else (0.0, self.config.max_angular_speed)
-
-
-def _with_end(path: np.ndarray, goal: tuple[float, float]) -> np.ndarray:
-    """The path with its last cell centre replaced by the exact goal point."""
-    path = path.copy()
-    path[-1] = goal
-    return path

@@ -25,7 +25,8 @@ from typing import Iterable
 import numpy as np
 
 from spatial_memory_ros.behaviour.goals import goal_from_answer, label_matches, query_words
-from spatial_memory_ros.behaviour.planner import Navigator, Partner, PlannerConfig, park_spot
+from spatial_memory_ros.behaviour.planner import Partner, PlannerConfig, park_spot
+from spatial_memory_ros.behaviour.navigator import Navigator
 from spatial_memory_ros.behaviour.walker import ExplorerConfig, RandomWalker
 from spatial_memory_ros.comm.partners import Sighting
 from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D, is_target_label

@@ -155,28 +155,28 @@ def _title(bag: Path) -> str:
 
 def _plan(reader) -> _Plan:
     """First pass: the robots, the sim-time span and the area to draw."""
-    from spatial_memory_ros.evaluation import render
+    from spatial_memory_ros.evaluation import render, scene
 
     names = list(reader.topics)
-    robots = list(render.robot_topics(names))
-    topics = [t for t in names if render.is_drawn(t)]
-    if not robots and render.MAZE_TOPIC not in topics:
-        raise RenderError(f"{reader.path} has nothing to draw: none of {render.MAZE_TOPIC} or /robotK/"
-                          f"{{{', '.join(render.ROBOT_SUFFIXES)}}}; record with `spatial-memory record` (its "
+    robots = list(scene.robot_topics(names))
+    topics = [t for t in names if scene.is_drawn(t)]
+    if not robots and scene.MAZE_TOPIC not in topics:
+        raise RenderError(f"{reader.path} has nothing to draw: none of {scene.MAZE_TOPIC} or /robotK/"
+                          f"{{{', '.join(scene.ROBOT_SUFFIXES)}}}; record with `spatial-memory record` (its "
                           f"default topics) or `spatial-memory demo --record`")
-    clocked = render.CLOCK_TOPIC in names
+    clocked = scene.CLOCK_TOPIC in names
     scanned = [t for t in topics if not t.endswith(("camera/image_raw", "belief"))]
     clock_times, stamps, grids, points, maze = [], [], [], [], None
-    for message in reader.messages(scanned + ([render.CLOCK_TOPIC] if clocked else [])):
+    for message in reader.messages(scanned + ([scene.CLOCK_TOPIC] if clocked else [])):
         msg = reader.deserialize(message)
-        seconds = render.stamp_seconds(msg)
-        (clock_times if message.topic == render.CLOCK_TOPIC else stamps).append(seconds)
-        if message.topic == render.MAZE_TOPIC:
-            maze = render.Grid.from_msg(msg)
+        seconds = scene.stamp_seconds(msg)
+        (clock_times if message.topic == scene.CLOCK_TOPIC else stamps).append(seconds)
+        if message.topic == scene.MAZE_TOPIC:
+            maze = scene.Grid.from_msg(msg)
         elif message.topic.endswith("/map"):
-            grids.append(render.Grid.from_msg(msg))
+            grids.append(scene.Grid.from_msg(msg))
         elif message.topic.endswith("pose"):
-            pose = render.Pose.from_msg(msg)
+            pose = scene.Pose.from_msg(msg)
             points += [] if pose is None else [(pose.x, pose.y)]
     start, end = _sim_span(clock_times, [s for s in stamps if s is not None])
     extent = render.scene_extent(maze, [g for g in grids if g is not None], points)
@@ -211,15 +211,16 @@ def _render(reader, plan: _Plan, out: Path, options: RenderOptions, title: str) 
     from tqdm import tqdm
 
     from spatial_memory_ros.evaluation import render
+    from spatial_memory_ros.evaluation.scene import Scene
 
-    scene, view = render.Scene(plan.robots), render.View.around(plan.extent)
+    scene, view = Scene(plan.robots), render.View.around(plan.extent)
     moments = _moments(plan, options)
     sink = _Sink(out, options)
     result = RenderResult(sim_span=(plan.start, plan.end))
     pending = iter(moments)
     upcoming = next(pending, None)
     with tqdm(total=len(moments), unit="frame", desc="render", disable=not options.progress, file=sys.stderr) as bar:
-        topics = plan.topics + ([render.CLOCK_TOPIC] if plan.clocked else [])
+        topics = plan.topics + ([scene.CLOCK_TOPIC] if plan.clocked else [])
         for message in reader.messages(topics):
             msg = reader.deserialize(message)
             now = _message_time(message.topic, msg, plan.clocked)
@@ -238,7 +239,7 @@ def _render(reader, plan: _Plan, out: Path, options: RenderOptions, title: str) 
 
 def _message_time(topic: str, msg, clocked: bool) -> float | None:
     """The sim time a message moves the scene to: /clock's if the bag has it, else the header stamp."""
-    from spatial_memory_ros.evaluation.render import CLOCK_TOPIC, stamp_seconds
+    from spatial_memory_ros.evaluation.scene import CLOCK_TOPIC, stamp_seconds
 
     if clocked and topic != CLOCK_TOPIC:
         return None
