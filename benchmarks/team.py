@@ -1,4 +1,5 @@
-"""Benchmark of team communication under a bit budget (Team communication issue), in process, on core/.
+"""Benchmark of team communication under a bit budget (Team communication issue), in process, on the shipped robot
+loop (behaviour.Robot).
 
 Sweep: bits per step in {4, 8, 16, 32, 64, 128} x {ours, full broadcast, broadcast with SSM-PC's 20-round quota,
 no communication}, EPISODES episodes each on fixed seeds (1000, 1001, ...), every method on the same mazes,

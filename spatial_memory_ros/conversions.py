@@ -1,4 +1,4 @@
-"""Conversions between core/ types (numpy arrays, dataclasses) and ROS messages.
+"""Conversions between the domain packages' types (numpy arrays, dataclasses) and ROS messages.
 
 Functions that read a message validate it and raise :class:`InvalidMessage` with a sentence saying what
 was wrong, so that nodes can drop the input with that sentence as the warning.

@@ -1,4 +1,4 @@
-"""The ROS 2 nodes: thin rclpy wrappers around core/, one file per node, one job per node.
+"""The ROS 2 nodes: thin rclpy wrappers around the ROS-free domain packages, one file per node, one job per node.
 
 Every node module has a ``PARAMETERS`` table, a node class that accepts ``rclpy.node.Node`` keyword
 arguments (so nodes can be composed in one process), and ``main()`` for its executable.
