@@ -73,6 +73,40 @@ def test_senders_never_overdraw_the_budget_and_payload_bits_are_exact(layout, st
         assert sender.stats.packets_sent <= 20
 
 
+@pytest.mark.parametrize("strategy", ["ours", "broadcast", "quota"])
+@pytest.mark.parametrize("bits_per_step", [1, 4, 16, 64])
+def test_no_sender_ever_exceeds_its_token_bucket_under_any_mix_of_news(layout, strategy, bits_per_step):
+    """Issue 15, attack 4: the budget is a hard limit. Random news (bursts of sightings, the goal among them,
+    growing maps, jumps in pose), steps that a late timer skips: at every step the bits sent since the first call
+    are at most B x the windows passed, each packet at most what the bucket held, and critical news goes first."""
+    rng = np.random.default_rng(bits_per_step * 7 + len(strategy))
+    sender = TeamComm("robot1", TEAM, KEY, layout, CommConfig(bits_per_step=bits_per_step, strategy=strategy))
+    sender.goal_label = "red target"
+    labels = ["red target", "green target", "blue target", "yellow target", "cyan target", "a chair"]
+    step, spent, goals_sent, first_step, x, y = 0, 0, set(), None, 5.0, 5.0
+    for _ in range(150):
+        step += int(rng.choice([1, 1, 1, 2, 5]))
+        first_step = step if first_step is None else first_step
+        held = min(sender.bucket.depth, sender.bucket.tokens + bits_per_step * (
+            step - sender.bucket.window if sender.bucket.window is not None else 1))
+        sightings = [Sighting(str(rng.choice(labels)), float(rng.uniform(0, 15)), float(rng.uniform(0, 15)))
+                     for _ in range(int(rng.choice([0, 0, 0, 1, 8])))]
+        x, y = (rng.uniform(0, 15, 2) if rng.random() < 0.05 else np.clip((x, y) + rng.normal(0, 0.1, 2), 0, 15))
+        pose = Pose2D(float(x), float(y), 0.3)
+        goals_before = {key for key in sender.sightings if key[0] == 0} - goals_sent
+        packet = sender.make_packet(step, pose, float(rng.uniform(0, 1)), explored_map(step), sightings)
+        if packet is not None:
+            assert packet.payload_bits <= held
+            spent += packet.payload_bits
+            sent = {(s.class_index, s.cell) for s in decode_message(packet.payload, packet.payload_bits,
+                                                                     layout).sightings}
+            if strategy == "ours" and goals_before:  # critical news first: a waiting goal sighting goes now
+                assert sent & goals_before
+            goals_sent |= sent
+        assert spent == sender.stats.payload_bits_sent <= bits_per_step * sender.budget_steps
+    assert spent > 0 and sender.budget_steps == step - first_step + 1
+
+
 def test_no_communication_sends_nothing(layout):
     silent = TeamComm("robot1", TEAM, KEY, layout, CommConfig(bits_per_step=128, strategy="none"))
     assert all(silent.make_packet(s, Pose2D(1, 1, 0), 0.5, explored_map(s)) is None for s in range(50))

@@ -118,6 +118,7 @@ class TeamComm(SendPolicy, Receiver):
         self.stats = CommStats()
         self.sequence = 0
         self.last_sent_window: int | None = None
+        self.first_window: int | None = None  # of the first make_packet call: the budget's steps count from it
         self.goal_label: str | None = None
         self.team_layer = np.zeros(layout.num_cells, np.int8)      # states heard from teammates
         self.sightings: dict[tuple[int, int], Sighting] = {}        # (class, cell) -> everything known
@@ -139,6 +140,8 @@ class TeamComm(SendPolicy, Receiver):
         should go (the bucket fills meanwhile).
         """
         self.bucket.advance(step)
+        if self.first_window is None:
+            self.first_window = step
         self._observe(occupancy, sightings)
         if self.last_sent_window is not None and step <= self.last_sent_window:
             return None  # at most one packet a window: receivers refuse a second one as a replay
@@ -242,6 +245,16 @@ class TeamComm(SendPolicy, Receiver):
         self._my_anchors.append((anchor, held))
 
     # --------------------------------------------------------------------------------------- read out
+
+    @property
+    def budget_steps(self) -> int:
+        """Budget windows since the first make_packet call, both ends counted: the bucket has gained
+        ``bits_per_step`` for each, so ``stats.payload_bits_sent <= bits_per_step * budget_steps`` always. (A node
+        whose step timer runs late calls make_packet less often than the windows pass; dividing by its calls would
+        overstate the bits per step.)"""
+        if self.first_window is None or self.bucket.window is None:
+            return 0
+        return self.bucket.window - self.first_window + 1
 
     def partner_states(self, step: int) -> list[PartnerEstimate]:
         """Every teammate heard from so far: predicted pose, its sd, seconds since its last anchor, packets."""

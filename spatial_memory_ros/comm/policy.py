@@ -2,7 +2,8 @@
 
 Policy ("ours"). Candidate items are valued by the expected error they remove in the teammates' predictions, summed
 over the teammates that are still heard: a cell a teammate probably lacks is worth 1, a sighting 30 (300 for the
-team goal, which is critical news and always goes), the pose ``pose_weight`` x (squared prediction error + variance).
+team goal, which is critical news and goes first: while it does not fit the bucket nothing else is sent, so the
+bucket saves up for it), the pose ``pose_weight`` x (squared prediction error + variance).
 Items are packed greedily by value per bit into what the bucket holds; the packet goes only when its value per bit
 reaches ``threshold`` x (1 - bucket fill), so bits are held back until an update is worth its cost and are not
 wasted once the bucket is full. Baselines on the same accounting: "none"; "broadcast" (each step's new own cells and
@@ -90,6 +91,9 @@ class SendPolicy:
             candidates.append(pose_item)
         candidates.sort(key=lambda item: (not item.critical, -item.value / max(item.bits, 1e-9)))
         chosen = self._pack(candidates)
+        waiting = [item for item in candidates if item.critical and self._packet_bits([item]) <= self.bucket.depth]
+        if waiting and not any(item.critical for item in chosen):
+            return []  # critical news first: save up for it rather than spend the bucket on anything else
         if not chosen:
             return []
         if any(item.critical for item in chosen):

@@ -175,7 +175,7 @@ class TeamCommNode(Node):
 
     def stats_msg(self, stamp) -> CommStats:
         """The link statistics as a message."""
-        stats, steps = self.comm.stats, self.steps_taken
+        stats, steps = self.comm.stats, self.comm.budget_steps  # windows, not timer calls: a late timer skips some
         msg = CommStats(robot_id=self.robot_id, budget_bits_per_step=self.params["bits_per_step"], steps=steps,
                         payload_bits_sent=stats.payload_bits_sent, packets_sent=stats.packets_sent,
                         packets_received=stats.packets_received, wire_bytes_sent=self.wire_bytes_sent)
