@@ -211,7 +211,7 @@ def _render(reader, plan: _Plan, out: Path, options: RenderOptions, title: str) 
     from tqdm import tqdm
 
     from spatial_memory_ros.evaluation import render
-    from spatial_memory_ros.evaluation.scene import Scene
+    from spatial_memory_ros.evaluation.scene import CLOCK_TOPIC, Scene
 
     scene, view = Scene(plan.robots), render.View.around(plan.extent)
     moments = _moments(plan, options)
@@ -220,7 +220,7 @@ def _render(reader, plan: _Plan, out: Path, options: RenderOptions, title: str) 
     pending = iter(moments)
     upcoming = next(pending, None)
     with tqdm(total=len(moments), unit="frame", desc="render", disable=not options.progress, file=sys.stderr) as bar:
-        topics = plan.topics + ([scene.CLOCK_TOPIC] if plan.clocked else [])
+        topics = plan.topics + ([CLOCK_TOPIC] if plan.clocked else [])
         for message in reader.messages(topics):
             msg = reader.deserialize(message)
             now = _message_time(message.topic, msg, plan.clocked)
