@@ -47,6 +47,13 @@ test: setup  ## run the test suite (unit, real rclpy nodes over DDS, end to end)
 bench: setup  ## run every benchmark script (writes benchmarks/results/*.json)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
+setup-net:  ## install what the multi-host link tests need (iproute2, iptables; as root with apt-get): CI runs it
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=""; for t in ip:iproute2 tc:iproute2 iptables:iptables; do \
+	    command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
+	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi; \
+	else echo "setup-net: not root or no apt-get; the multi-host link tests will be skipped"; fi
+
 $(VENV)/.deps-stamp: requirements.txt scripts/check_system.sh scripts/fix_ros_wheel_paths.py
 	@bash scripts/check_system.sh "$(PYTHON)"
 	@test -x $(PY) || { echo "setup: creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }

@@ -107,9 +107,11 @@ def test_pack_refuses_what_is_not_one_senders_well_formed_packets(layout):
 def test_the_air_budget_refills_and_counts_bits():
     budget = LinkBudget(400.0, depth_bits=800)
     budget.advance(0.0)
+    assert not budget.can_send(1)                              # empty at the start
+    budget.advance(5.0)
+    assert budget.can_send(800) and not budget.can_send(801)   # full at its depth
     budget.spend(800)
-    assert not budget.can_send(1)
-    budget.advance(1.0)
+    budget.advance(6.0)
     assert budget.can_send(400) and not budget.can_send(401)
     assert LinkBudget(0).can_send(10 ** 9)
 
@@ -148,13 +150,14 @@ def test_three_robots_over_udp_on_loopback_stay_within_their_air_share(layout):
             link.poll(steps, steps * dt)
         for link in links:
             s = link.stats
-            assert s.frames_sent >= 10
+            assert s.frames_sent >= 6
             per_datagram = [(s.air_bytes_sent - s.frame_bytes_sent) / s.datagrams_sent]
             assert per_datagram == [IPV4_UDP_HEADER_BYTES]
-            assert 8 * s.air_bytes_sent <= 400 * steps * dt + link.budget.depth_bits
-            assert set(link.partners_heard(steps * dt + 1.0)) == set(TEAM) - {link.comm.robot_id}
-            assert link.comm.stats.packets_received >= 0.9 * 2 * s.frames_sent
+            assert 8 * s.air_bytes_sent <= 400 * steps * dt
+            assert set(link.stats.last_heard) == set(TEAM) - {link.comm.robot_id}
             assert sum(link.comm.stats.drops.values()) == 0
+        received = sum(link.comm.stats.packets_received for link in links)
+        assert received >= 0.9 * 2 * sum(link.stats.frames_sent for link in links)
     finally:
         for link in links:
             link.transport.close()

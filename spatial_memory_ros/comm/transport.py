@@ -55,8 +55,8 @@ def parse_endpoint(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, in
 
 
 class LinkBudget:
-    """A token bucket of bits on the air: ``bits_per_second`` a second, at most ``depth_bits``. 0 or less: no
-    limit (the bucket is always full)."""
+    """A token bucket of bits on the air: ``bits_per_second`` a second, at most ``depth_bits``, empty at the start
+    (so what was sent never exceeds the rate times the time since). 0 or less: no limit (always full)."""
 
     def __init__(self, bits_per_second: float, depth_bits: float | None = None) -> None:
         if not math.isfinite(bits_per_second):
@@ -64,7 +64,7 @@ class LinkBudget:
         self.bits_per_second = max(0.0, float(bits_per_second))
         self.limited = self.bits_per_second > 0
         self.depth_bits = float(depth_bits if depth_bits is not None else 4.0 * self.bits_per_second)
-        self.tokens = self.depth_bits if self.limited else math.inf
+        self.tokens = 0.0 if self.limited else math.inf  # empty at start: never above the rate since start
         self._last: float | None = None
 
     def advance(self, now: float) -> None:
@@ -177,7 +177,6 @@ class FrameLink:
         needed = self._overhead_bits + bucket.depth + 8
         if self.budget.limited and self.budget.depth_bits < needed * transport.datagrams_per_frame:
             self.budget.depth_bits = needed * transport.datagrams_per_frame
-            self.budget.tokens = self.budget.depth_bits
 
     def air_bits_needed(self) -> int:
         """Air bits the next frame may take: headers plus whatever the payload bucket could fill it with."""
