@@ -8,6 +8,7 @@ This module needs neither rclpy nor launch.
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -80,7 +81,8 @@ def sim_team_graph(robots: int = 3, seed: int = 0, maze_size: int = 15, max_sim_
     if sources.bev == "bev":
         team.append(NodeSpec("bev_predictor", "bev_predictor", params_file="bev_predictor.yaml",
                              parameters={"use_sim_time": use_sim_time, "robots": ids}))
-    link = {"bits_per_step": int(bits_per_step), "strategy": strategy}
+    link = {"bits_per_step": int(bits_per_step), "strategy": strategy,
+            "team_key": "hex:" + secrets.token_hex(32)}  # a new key per simulated run: there is no default key
     for index, robot in enumerate(ids):
         team.extend(robot_stack(robot, seed=seed * 100 + index, use_sim_time=use_sim_time, sources=sources,
                                 shared=shared, predictor=False, comm_parameters=link, goal_query=goal_query))

@@ -11,13 +11,14 @@ from conftest import spin_until
 
 pytestmark = pytest.mark.ros
 TEAM = ["robot1", "robot2"]
+TEAM_KEY = "hex:" + os.urandom(32).hex()  # a key per test run, as the simulator makes one per run
 
 
 def _link(ros, robot: str, **overrides):
     from spatial_memory_ros.nodes.team_comm import TeamCommNode
 
     params = {"team": TEAM, "map_origin_x": 0.0, "map_origin_y": 0.0, "map_width_m": 9.0, "map_height_m": 9.0,
-              "bits_per_step": 64, "publish_period": 0.2, **overrides}
+              "bits_per_step": 64, "publish_period": 0.2, "team_key": TEAM_KEY, **overrides}
     node = TeamCommNode(context=ros.context_, namespace=f"/{robot}",
                         parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
     ros.add_node(node)
@@ -112,3 +113,33 @@ def test_bad_packets_are_dropped_counted_and_never_applied(ros):
     assert receiver.comm.partners["robot1"].packets_received - partners_before["robot1"] == honest_packets
     steps_then = receiver.steps_taken
     assert spin_until(ros, lambda: receiver.steps_taken > steps_then + 3), "the node stopped"
+
+
+def test_without_a_team_key_the_node_refuses_to_start_and_says_how_to_make_one(tmp_path):
+    """Issue 15c: no default key. The installed executable exits 78 (EX_CONFIG) with one line naming keygen, no
+    traceback; with a key file made by keygen (mode 0600) the node starts."""
+    import subprocess
+
+    from spatial_memory_ros.cli import main as cli
+    from spatial_memory_ros.graph import executable_path
+
+    command = [str(executable_path("team_comm")), "--ros-args", "-r", "__ns:=/robot1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 78, (done.returncode, done.stderr)
+    assert "spatial-memory keygen" in done.stderr and "Traceback" not in done.stderr + done.stdout
+    key_file = tmp_path / "team.key"
+    assert cli(["keygen", str(key_file)]) == 0
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600" and len(key_file.read_bytes()) == 32
+    assert cli(["keygen", str(key_file)]) == 1  # never overwrites a team's key by accident
+
+
+def test_a_node_loads_its_key_file(ros, tmp_path):
+    from spatial_memory_ros.comm.security import key_file_problem, load_team_key, write_team_key
+
+    key_file = write_team_key(tmp_path / "team.key")
+    node = _link(ros, "robot1", team_key="", team_key_file=str(key_file))
+    assert node.comm.signer.verify(node.comm.signer.sign("robot1", 1, 1, b"", 0))
+    assert key_file_problem(key_file) is None
+    key_file.chmod(0o644)
+    assert "chmod 600" in key_file_problem(key_file)
+    assert load_team_key(key_file) == key_file.read_bytes()

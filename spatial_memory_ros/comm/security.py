@@ -61,6 +61,42 @@ class WirePacket:
     auth_tag: bytes
 
 
+TEAM_KEY_BYTES = 32
+MAKE_KEY_HINT = ("make one with `spatial-memory keygen team.key` (32 random bytes, mode 0600), copy that file to every "
+                 "robot of the team and pass its path as team_comm's team_key_file parameter (robot.launch.py "
+                 "team_key_file:=<path>)")
+
+
+def write_team_key(path: str | Path, overwrite: bool = False) -> Path:
+    """Write a new random team key (:data:`TEAM_KEY_BYTES` bytes from the OS's CSPRNG) to ``path``, readable and
+    writable by its owner only (0600, set when the file is created, so it is never readable by others)."""
+    import os
+    import secrets
+
+    path = Path(path).expanduser()
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise ValueError(f"{path} exists; a new key would lock out every robot still using the old one "
+                         f"(pass --force to replace it)") from None
+    with os.fdopen(fd, "wb") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.write(secrets.token_bytes(TEAM_KEY_BYTES))
+    return path
+
+
+def key_file_problem(path: str | Path) -> str | None:
+    """Why a key file's permissions are unsafe (readable or writable by group or others), or None."""
+    import stat
+
+    mode = Path(path).stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return (f"team key file {path} has mode {stat.S_IMODE(mode):04o}: others on this host can read or change "
+                f"the team's key; chmod 600 {path}")
+    return None
+
+
 def load_team_key(source: str | bytes | Path) -> bytes:
     """A team key from bytes, a hex string ('hex:...'), or a key file (raw bytes, at least 16)."""
     if isinstance(source, bytes):
@@ -73,7 +109,7 @@ def load_team_key(source: str | bytes | Path) -> bytes:
     else:
         path = Path(source)
         if not path.is_file():
-            raise ValueError(f"team key file {path} does not exist; create one with e.g. `head -c 32 /dev/urandom`")
+            raise ValueError(f"team key file {path} does not exist; {MAKE_KEY_HINT}")
         key = path.read_bytes()
     if len(key) < 16:
         raise ValueError(f"the team key has {len(key)} bytes; use at least 16 random bytes")

@@ -11,11 +11,16 @@ Publishes   /team/packets   spatial_memory_ros/TeamPacket: at most one per step,
             team_map        nav_msgs/OccupancyGrid: own map with what teammates told filled in (transient local)
             comm/stats      spatial_memory_ros/CommStats (bits per step, packets, wire bytes, drops by reason)
 Forged, replayed, reordered, truncated, oversized or unknown-sender packets are dropped and counted, never applied.
+
+The team's key: ``team_key_file`` (a file from ``spatial-memory keygen``, mode 0600; a warning if others can read
+it) on a real robot; the simulator and the tests pass a per-run ``team_key`` instead. With neither the node refuses
+to start (exit code 78, EX_CONFIG) and says how to make a key: there is no default key.
 """
 from __future__ import annotations
 
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 from geometry_msgs.msg import PoseWithCovarianceStamped
@@ -30,14 +35,14 @@ from spatial_memory_ros.conversions import (InvalidMessage, msg_to_occupancy, ms
 from spatial_memory_ros.comm.layout import CommLayout
 from spatial_memory_ros.comm.link import STRATEGIES, CommConfig, TeamComm
 from spatial_memory_ros.comm.partners import Sighting
-from spatial_memory_ros.comm.security import WirePacket, load_team_key
+from spatial_memory_ros.comm.security import MAKE_KEY_HINT, WirePacket, key_file_problem, load_team_key
 from spatial_memory_ros.sim.maze import CLASS_NAMES
 from spatial_memory_ros.types import Pose2D, is_target_label
 from spatial_memory_ros.msg import CommStats, MemoryEntryArray, PartnerStateArray, TeamPacket
 from spatial_memory_ros.ros_common import (LATCHED_QOS, RELIABLE_QOS, InputGuard, Param, declare_parameters,
                                            map_geometry, robot_id_of)
 
-DEMO_KEY = "hex:" + "5ea7" * 16  # the simulated team's key; a real team sets team_key to its own key file
+EXIT_NO_TEAM_KEY = 78  # EX_CONFIG: a respawning launcher should not retry a node that cannot have a key
 PACKET_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 PARAMETERS = [
@@ -45,7 +50,10 @@ PARAMETERS = [
     Param("team", ["robot1", "robot2", "robot3"], "every robot id of the team (this one included)"),
     Param("bits_per_step", 16, "payload bit budget B per step (the token bucket gains B each step)", 1, 1024),
     Param("strategy", "ours", f"what to send: {', '.join(STRATEGIES)}"),
-    Param("team_key", DEMO_KEY, "HMAC key: 'hex:<digits>' or a key file path (at least 16 bytes)"),
+    Param("team_key_file", "", "the team's HMAC key file (spatial-memory keygen PATH; mode 0600), the same on every "
+          "robot; required unless team_key is set"),
+    Param("team_key", "", "the key itself as 'hex:<digits>', for the simulator and tests, which generate one per run "
+          "(anyone who can list parameters sees it: a real team uses team_key_file)"),
     Param("step_period", 0.1, "seconds per budget step (the sim's 1/rate_hz)", 0.01, 10.0),
     Param("comm_resolution", 0.5, "cell size of the shared map (m); a whole multiple of map_resolution", 0.05, 10.0),
     Param("class_names", list(CLASS_NAMES), "the world's object classes, lower case; sightings are sent as an index "
@@ -73,9 +81,7 @@ class TeamCommNode(Node):
         self.map_geometry = map_geometry(p)
         layout = CommLayout.for_map(self.map_geometry, p["class_names"], p["comm_resolution"])
         config = CommConfig(bits_per_step=p["bits_per_step"], strategy=p["strategy"], threshold=p["threshold"])
-        self.comm = TeamComm(self.robot_id, list(p["team"]), load_team_key(p["team_key"]), layout, config)
-        if p["team_key"] == DEMO_KEY:
-            self.get_logger().info("using the demo team key: set team_key for a real team")
+        self.comm = TeamComm(self.robot_id, list(p["team"]), self._team_key(), layout, config)
         self.guard = InputGuard(self)
         self.wire_bytes_sent = 0
         self.steps_taken = 0
@@ -86,6 +92,28 @@ class TeamCommNode(Node):
         self._make_interfaces()
         self.get_logger().info(f"team link of {self.robot_id}: {p['bits_per_step']} bits/step, strategy "
                                f"{p['strategy']}, team {', '.join(p['team'])}")
+
+    def _team_key(self) -> bytes:
+        """The team's key from team_key_file or team_key; without one the node refuses to start (SystemExit 78
+        after one fatal log line: no traceback, and no default key anyone could look up)."""
+        key_file, key = self.params["team_key_file"].strip(), self.params["team_key"].strip()
+        try:
+            if key_file:
+                path = Path(key_file).expanduser()
+                loaded = load_team_key(path)
+                problem = key_file_problem(path)
+                if problem:
+                    self.get_logger().warning(problem)
+                return loaded
+            if key:
+                if not key.startswith("hex:"):
+                    raise ValueError("team_key takes the key itself as 'hex:<digits>'; a key file goes in "
+                                     "team_key_file")
+                return load_team_key(key)
+            raise ValueError(f"no team key: the team link needs the team's key and has no default; {MAKE_KEY_HINT}")
+        except (ValueError, OSError) as error:
+            self.get_logger().fatal(f"team_comm of {self.robot_id} cannot start: {error}")
+            raise SystemExit(EXIT_NO_TEAM_KEY) from None
 
     def _make_interfaces(self) -> None:
         self.packet_pub = self.create_publisher(TeamPacket, "/team/packets", PACKET_QOS)
