@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,13 @@ PARAMETERS = [
     Param("map_origin_x", -10.0, "x of the memory map's lower-left corner (m)", -1e6, 1e6),
     Param("map_origin_y", -10.0, "y of the memory map's lower-left corner (m)", -1e6, 1e6),
     Param("publish_period", 0.5, "seconds between partners, team map and stats publications", 0.05, 60.0),
+    # The team link between hosts (issue 14, comm/transport.py): 'dds' keeps /team/packets; 'udp' sends compact
+    # frames to link_peers and counts every byte on the air (frames + IPv4/UDP headers) against link_bits_per_second.
+    Param("transport", "dds", "how packets reach the team: 'dds' (/team/packets) or 'udp' (frames to link_peers)"),
+    Param("link_bind", "", "udp: this robot's link address 'IPv4:port' (e.g. 10.77.0.1:7447)"),
+    Param("link_peers", [""], "udp: teammates' 'IPv4:port' endpoints, or the link's subnet broadcast address"),
+    Param("link_bits_per_second", 400.0, "udp: this robot's share of the air in bit/s, every header counted; 0: no "
+          "limit", 0.0, 1e9),
 ]
 
 
@@ -116,7 +124,9 @@ class TeamCommNode(Node):
             raise SystemExit(EXIT_NO_TEAM_KEY) from None
 
     def _make_interfaces(self) -> None:
-        self.packet_pub = self.create_publisher(TeamPacket, "/team/packets", PACKET_QOS)
+        self.link = self._make_link()  # transport:=udp: frames to the other hosts instead of /team/packets
+        if self.link is None:
+            self.packet_pub = self.create_publisher(TeamPacket, "/team/packets", PACKET_QOS)
         self.merge_pub = self.create_publisher(MemoryEntryArray, "memory/merge", RELIABLE_QOS)
         self.partners_pub = self.create_publisher(PartnerStateArray, "partners", RELIABLE_QOS)
         self.markers_pub = self.create_publisher(MarkerArray, "partners/markers", RELIABLE_QOS)
@@ -126,7 +136,8 @@ class TeamCommNode(Node):
         self.create_subscription(Odometry, "odom", self._on_odom, RELIABLE_QOS)
         self.create_subscription(OccupancyGrid, "map", self._on_map, LATCHED_QOS)
         self.create_subscription(MemoryEntryArray, "memory/entries", self._on_entries, RELIABLE_QOS)
-        self.create_subscription(TeamPacket, "/team/packets", self._on_packet, PACKET_QOS)
+        if self.link is None:
+            self.create_subscription(TeamPacket, "/team/packets", self._on_packet, PACKET_QOS)
         self.create_timer(self.params["step_period"], self._on_step)
         self.create_timer(self.params["publish_period"], self.publish_state)
 
@@ -173,6 +184,10 @@ class TeamCommNode(Node):
             return
         self.steps_taken += 1
         sightings, self._new_sightings = self._new_sightings, []
+        if self.link is not None:
+            self.link.step(self._step(), time.monotonic(), self._pose, self._speed, self._occupancy, sightings)
+            self.wire_bytes_sent = self.link.stats.air_bytes_sent  # on the air: frames + IPv4/UDP headers
+            return
         wire = self.comm.make_packet(self._step(), self._pose, self._speed, self._occupancy, sightings)
         if wire is not None:
             msg = wire_to_msg(wire, self.get_clock().now().to_msg())
@@ -190,6 +205,38 @@ class TeamCommNode(Node):
         new = self.comm.apply(decoded, self._step())
         if new:
             self.merge_pub.publish(sightings_to_msg(new, decoded.sender, self.get_clock().now().to_msg()))
+
+    # -- the team link between hosts (transport:=udp; comm/transport.py) ---------------------------------------
+
+    def _make_link(self):
+        """A FrameLink over UDP when transport is 'udp', None for 'dds'."""
+        p = self.params
+        if p["transport"] == "dds":
+            return None
+        if p["transport"] != "udp":
+            raise ValueError(f"transport '{p['transport']}' is not 'dds' or 'udp' (Zenoh was measured and not "
+                             f"chosen: benchmarks/results/link.json)")
+        from spatial_memory_ros.comm.transport import FrameLink, UdpTransport
+        peers = [peer for peer in p["link_peers"] if peer.strip()]
+        link = FrameLink(self.comm, list(p["team"]), UdpTransport(p["link_bind"], peers),
+                         link_bits_per_second=p["link_bits_per_second"])
+        self._link_alone = True
+        self.create_timer(min(0.05, p["step_period"]), self._poll_link)
+        self.get_logger().info(f"team link over UDP from {p['link_bind']} to {', '.join(peers)}, "
+                               f"{p['link_bits_per_second']:.0f} bit/s on the air")
+        return link
+
+    def _poll_link(self) -> None:
+        now = time.monotonic()
+        for decoded, new in self.link.poll(self._step(), now):
+            if new:
+                self.merge_pub.publish(sightings_to_msg(new, decoded.sender, self.get_clock().now().to_msg()))
+        alone = not self.link.link_up(now)
+        if alone != self._link_alone:
+            log = self.get_logger().warning if alone else self.get_logger().info
+            log(f"team link: no teammate heard for {self.link.silent_after_s:.0f} s, working alone" if alone else
+                f"team link: hearing {', '.join(self.link.partners_heard(now))}")
+            self._link_alone = alone
 
     def publish_state(self) -> None:
         """Publish partners (and their markers), the team map and the link statistics."""
