@@ -32,6 +32,10 @@ def print_help(node_module_name: str) -> None:
         print(f"  {param.name:<24} {param.default!r:<10} {param.description}{bounds}")
 
 
+class _StopWhileStarting(BaseException):
+    """SIGINT or SIGTERM before the node spins: abandon its construction."""
+
+
 def spin_node(make_node: Callable, args: list[str]) -> int:
     """Init rclpy with ``args`` (``--ros-args`` included), spin one node until Ctrl-C, SIGTERM or shutdown; 0 then.
 
@@ -40,7 +44,9 @@ def spin_node(make_node: Callable, args: list[str]) -> int:
     callback (its next publish raises RCLError 'publisher's context is invalid') and the second signal would raise
     KeyboardInterrupt inside destroy_node. So rclpy installs no handlers here; SIGINT and SIGTERM only ask the spin
     loop to stop (however many arrive), and the node is closed and destroyed while its context is still valid;
-    once stopped by a signal, the process ignores further ones until it has exited.
+    once stopped by a signal, the process ignores further ones until it has exited. A signal that comes while the
+    node is still being made (loading models under load can outlast the launch's SIGTERM and SIGKILL timeouts)
+    abandons it at once.
     """
     import signal
     import threading
@@ -54,17 +60,28 @@ def spin_node(make_node: Callable, args: list[str]) -> int:
         print_help(make_node.__module__)
         return 0
     stop = threading.Event()
+    spinning = threading.Event()
+
+    def on_signal(_signum, _frame) -> None:
+        first = not stop.is_set()
+        stop.set()
+        if first and not spinning.is_set():
+            for ignored in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(ignored, signal.SIG_IGN)
+            raise _StopWhileStarting()  # a node still loading (models, memory) stops at once, not after it loaded
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        signal.signal(signum, on_signal)
     node = executor = None
     try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         node = make_node()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
+        spinning.set()
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=STOP_CHECK_PERIOD)  # Python runs the signal handlers in between
-    except ExternalShutdownException:
+    except (ExternalShutdownException, _StopWhileStarting):
         pass
     finally:
         if executor is not None:
