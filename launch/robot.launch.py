@@ -24,7 +24,9 @@ def _nodes(context):
     graph = real_robot_graph(namespace=arg("namespace"), camera=arg("camera"), camera_info=arg("camera_info"),
                              odom=arg("odom"), cmd_vel=arg("cmd_vel"), team=arg("team"),
                              map_frame=arg("map_frame"), odom_frame=arg("odom_frame"),
-                             base_frame=arg("base_frame"), use_sim_time=arg("use_sim_time").lower() == "true")
+                             base_frame=arg("base_frame"), use_sim_time=arg("use_sim_time").lower() == "true",
+                             link_bind=arg("link_bind"), link_peers=arg("link_peers"),
+                             link_bits_per_second=float(arg("link_bits_per_second")))
     return node_actions(graph)
 
 
@@ -47,5 +49,13 @@ def generate_launch_description():
                               description="the base's odometry frame (used when its odometry header names none)"),
         DeclareLaunchArgument("base_frame", default_value="base_link", description="the robot's body frame"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock"),
+        DeclareLaunchArgument("link_bind", default_value="",
+                              description="this robot's IPv4:port on the team's radio; set: the team link sends "
+                                          "compact UDP frames instead of /team/packets over DDS"),
+        DeclareLaunchArgument("link_peers", default_value="",
+                              description="teammates' IPv4:port endpoints, comma-separated, or the radio subnet's "
+                                          "broadcast address"),
+        DeclareLaunchArgument("link_bits_per_second", default_value="400",
+                              description="this robot's share of the radio in bit/s, every header counted"),
         OpaqueFunction(function=_nodes),
     ])

@@ -142,12 +142,15 @@ def robot_stack(namespace: str, seed: int = 0, use_sim_time: bool = False,
 def real_robot_graph(namespace: str = "robot1", camera: str = "/camera/image_raw", odom: str = "/odom",
                      use_sim_time: bool = False, team: str | list[str] = "", cmd_vel: str = "/cmd_vel",
                      camera_info: str = "", odom_frame: str = "odom", base_frame: str = "base_link",
-                     map_frame: str = "map") -> list[NodeSpec]:
+                     map_frame: str = "map", link_bind: str = "", link_peers: str | list[str] = "",
+                     link_bits_per_second: float = 400.0) -> list[NodeSpec]:
     """A real robot: its camera (and camera_info, default: beside the image topic), odometry and velocity command
     topics are remapped into the robot's namespace. ``team`` lists the team's robot ids (a list or 'robot1,robot7';
     default: this robot alone) and must contain ``namespace``. The frames are nav2's: the localizer publishes
     map_frame -> odom_frame (the frame the odometry's header names, if it names one), the base publishes
-    odom -> base_frame."""
+    odom -> base_frame. With ``link_bind`` (this robot's 'IPv4:port' on the team's radio) team_comm sends compact
+    UDP frames to ``link_peers`` (teammates' endpoints or the subnet broadcast address) within
+    ``link_bits_per_second`` on the air, instead of /team/packets over DDS (comm/transport.py)."""
     members = [m.strip() for m in (team.split(",") if isinstance(team, str) else team) if m.strip()]
     members = members or [namespace]
     if namespace not in members:
@@ -161,6 +164,13 @@ def real_robot_graph(namespace: str = "robot1", camera: str = "/camera/image_raw
     graph = [NodeSpec(s.executable, s.name, s.namespace, s.params_file,
                       {**s.parameters, **frames} if s.executable == "localizer" else s.parameters,
                       s.remappings + sensor_remaps) for s in stack]
+    if link_bind:
+        peers = [p.strip() for p in (link_peers.split(",") if isinstance(link_peers, str) else link_peers)
+                 if p.strip()]
+        link = {"transport": "udp", "link_bind": link_bind, "link_peers": peers,
+                "link_bits_per_second": float(link_bits_per_second)}
+        graph = [NodeSpec(s.executable, s.name, s.namespace, s.params_file, {**s.parameters, **link}, s.remappings)
+                 if s.executable == "team_comm" else s for s in graph]
     check_graph(graph, config_dir())
     return graph
 

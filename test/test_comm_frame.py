@@ -161,3 +161,16 @@ def test_three_robots_over_udp_on_loopback_stay_within_their_air_share(layout):
     finally:
         for link in links:
             link.transport.close()
+
+
+def test_the_team_task_over_a_paced_frame_link_stays_within_its_air_share():
+    from spatial_memory_ros.evaluation.team_task import LabelEmbedder, TeamEpisode, TeamTaskConfig
+
+    config = TeamTaskConfig(maze_size=9, max_steps=150, seed=3, link_bits_per_second=400.0, packet_loss=0.2)
+    episode = TeamEpisode(config, LabelEmbedder.synthetic())
+    result = episode.run()
+    assert result.air_bits_per_s is not None and 0 < result.air_bits_per_s <= 400.0
+    for robot in episode.robots:
+        assert robot.link.stats.frames_sent > 0 and robot.comm.stats.packets_received > 0
+        assert 8 * robot.link.stats.air_bytes_sent <= 400.0 * result.steps * 0.1
+    assert result.drops == 0

@@ -73,3 +73,16 @@ def test_a_sighting_crosses_the_udp_link_and_stats_count_the_air(ros):
     assert link.air_bytes_sent == link.frame_bytes_sent + 28 * link.datagrams_sent
     assert stats[-1].wire_bytes_sent <= link.air_bytes_sent and stats[-1].wire_bytes_sent > 28
     assert receiver.comm.stats.packets_received > 0 and not dds
+
+
+def test_the_robot_graph_puts_team_comm_on_the_udp_link_when_asked():
+    from spatial_memory_ros.graph import real_robot_graph
+
+    def team_comm(graph):
+        return next(spec for spec in graph if spec.executable == "team_comm").parameters
+
+    assert "transport" not in team_comm(real_robot_graph("robot1", team="robot1,robot2"))
+    params = team_comm(real_robot_graph("robot1", team="robot1,robot2", link_bind="10.0.0.1:7447",
+                                        link_peers="10.0.0.2:7447, 10.0.0.3:7447", link_bits_per_second=300))
+    assert params["transport"] == "udp" and params["link_bind"] == "10.0.0.1:7447"
+    assert params["link_peers"] == ["10.0.0.2:7447", "10.0.0.3:7447"] and params["link_bits_per_second"] == 300.0

@@ -140,6 +140,40 @@ class UdpTransport:
         self.sock.close()
 
 
+class LoopbackHub:
+    """An in-process stand-in for the radio (the in-process team task): a frame one member sends reaches every
+    other member's inbox unless lost, independently per receiver with probability ``loss``; one datagram on the air
+    per frame, as a subnet broadcast. Inboxes hold at most ``depth`` frames (the oldest go first)."""
+
+    def __init__(self, loss: float = 0.0, rng=None, depth: int = 256) -> None:
+        self.loss, self.rng, self.depth = loss, rng if rng is not None else np.random.default_rng(0), depth
+        self.inboxes: dict[str, list[bytes]] = {}
+
+    def endpoint(self, name: str) -> _HubEndpoint:
+        self.inboxes[name] = []
+        return _HubEndpoint(self, name)
+
+
+class _HubEndpoint:
+    datagrams_per_frame = 1
+    send_errors = 0
+
+    def __init__(self, hub: LoopbackHub, name: str) -> None:
+        self.hub, self.name = hub, name
+
+    def send(self, frame: bytes) -> int:
+        for name, inbox in self.hub.inboxes.items():
+            if name != self.name and not (self.hub.loss and self.hub.rng.random() < self.hub.loss):
+                inbox.append(bytes(frame))
+                del inbox[:-self.hub.depth]
+        return 1
+
+    def receive(self, limit: int = MAX_DATAGRAMS_PER_POLL) -> list[bytes]:
+        inbox = self.hub.inboxes[self.name]
+        frames, inbox[:] = inbox[:limit], inbox[limit:]
+        return frames
+
+
 @dataclass
 class LinkStats:
     """What the link put on and took off the air."""

@@ -27,6 +27,7 @@ import numpy as np
 from spatial_memory_ros.comm.layout import CommLayout
 from spatial_memory_ros.comm.link import CommConfig, TeamComm, shared_entry_arrays
 from spatial_memory_ros.comm.partners import Sighting
+from spatial_memory_ros.comm.transport import FrameLink, LoopbackHub
 from spatial_memory_ros.evaluation.map_scores import map_scores, rasterize_maze
 from spatial_memory_ros.memory.mapping import FLOOR_LABEL, WALL_LABEL, Observations
 from spatial_memory_ros.types import GridGeometry
@@ -52,6 +53,7 @@ class TeamTaskConfig:
     strategy: str = "ours"
     bits_per_step: int = 16
     packet_loss: float = 0.0
+    link_bits_per_second: float = 0.0  # > 0: packets go as frames paced to this air share (comm/transport.py)
     dropout_step: int | None = None
     map_resolution: float = 0.25
     comm_resolution: float = 0.5
@@ -92,6 +94,7 @@ class EpisodeResult:
     envelope_bytes_per_s: float
     drops: int
     wall_s: float
+    air_bits_per_s: float | None = None  # per robot, frames + IP/UDP headers (link_bits_per_second > 0 only)
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict."""
@@ -160,6 +163,7 @@ class _Member:
     memory: RobotMemory
     comm: TeamComm
     robot: Robot
+    link: FrameLink | None = None
     new_sightings: list[Sighting] = field(default_factory=list)  # not yet offered to the link
     active: bool = True
     reached_step: int | None = None
@@ -182,6 +186,10 @@ class TeamEpisode:
         ids = [f"robot{k + 1}" for k in range(config.num_robots)]
         comm_config = CommConfig(bits_per_step=config.bits_per_step, strategy=config.strategy, **config.comm)
         self.robots = [self._make_robot(k, ids, embedder, comm_config) for k in range(config.num_robots)]
+        if config.link_bits_per_second > 0:  # a thin radio: each robot's share counts frames and IP/UDP headers
+            hub = LoopbackHub(config.packet_loss, self._loss_rng)
+            for robot in self.robots:
+                robot.link = FrameLink(robot.comm, ids, hub.endpoint(robot.robot_id), config.link_bits_per_second)
         self.step_count = 0
         self._partner_errors: list[float] = []
         self._active_robot_steps = 0
@@ -240,6 +248,9 @@ class TeamEpisode:
 
     def _exchange(self, active: list[_Member], poses: dict, maps: dict, t: int) -> None:
         """Every active robot offers a packet; each other active robot gets it unless the link loses it."""
+        if self.config.link_bits_per_second > 0:
+            self._exchange_frames(active, poses, maps, t)
+            return
         packets = []
         for robot in active:
             speed = abs(self.world.true_twist(robot.index)[0])
@@ -254,6 +265,18 @@ class TeamEpisode:
                 decoded = receiver.comm.verify(packet, t)
                 if decoded is not None:
                     self._merge(receiver, receiver.comm.apply(decoded, t), packet.sender, t)
+
+    def _exchange_frames(self, active: list[_Member], poses: dict, maps: dict, t: int) -> None:
+        """The same over a paced frame link: a robot sends when its air share allows (FrameLink), the hub loses
+        frames per receiver with ``packet_loss``."""
+        dt = self.world.config.dt
+        for robot in active:
+            speed = abs(self.world.true_twist(robot.index)[0])
+            robot.link.step(t, t * dt, poses[robot.index], speed, maps[robot.index], robot.new_sightings)
+            robot.new_sightings.clear()
+        for robot in active:
+            for decoded, sightings in robot.link.poll(t, t * dt):
+                self._merge(robot, sightings, decoded.sender, t)
 
     def _merge(self, robot: _Member, sightings: list[Sighting], sender: str, t: int) -> None:
         if not sightings:
@@ -325,7 +348,14 @@ class TeamEpisode:
             packets_sent=sum(r.comm.stats.packets_sent for r in self.robots),
             envelope_bytes_per_s=envelope / max(self._active_robot_steps, 1) / self.world.config.dt,
             drops=sum(sum(r.comm.stats.drops.values()) for r in self.robots),
-            wall_s=wall_s)
+            wall_s=wall_s, air_bits_per_s=self._air_bits_per_s())
+
+    def _air_bits_per_s(self) -> float | None:
+        links = [r.link for r in self.robots if r.link is not None]
+        if not links or not self.step_count:
+            return None
+        return 8 * sum(link.stats.air_bytes_sent for link in links) / len(links) / (
+            self.step_count * self.world.config.dt)
 
 
 def _copy_config(config: CommConfig) -> CommConfig:
