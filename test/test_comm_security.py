@@ -224,3 +224,19 @@ def test_tags_under_64_bits_and_long_sender_names_are_refused_not_crashed(layout
     assert len(PacketSigner(KEY).tag(name, 1, 1, 0, b"")) == 8
     wide = WirePacket("robot2", 1, 5, np.zeros(2, np.uint16), 8, np.zeros(8, np.uint8))
     assert authenticate(wide, PacketSigner(KEY), TEAM) == (None, DROP_MALFORMED_ENVELOPE)
+
+
+def test_the_flood_guard_limits_each_source_apart_and_counts_what_never_arrived():
+    from spatial_memory_ros.comm.receive import FloodGuard, FloodLimits
+
+    guard = FloodGuard(FloodLimits(source_rate=10.0, source_burst=5.0, link_rate=1000.0, link_burst=1000.0))
+    flood = sum(guard.admit("outsider", 1.0 + i * 0.0005) for i in range(2000))  # 2,000/s for 1 s
+    assert flood <= 5 + 10 * 1.0 + 1
+    assert all(guard.admit("teammate", 1.0 + i * 0.1) for i in range(10))  # its own bucket: never held up
+    assert sum(guard.admit("outsider", 2.0 + i * 0.0005) for i in range(2000)) <= 10 + 1
+    assert guard.missed("teammate", 1) == 0 and guard.missed("teammate", 2) == 0 and guard.missed("teammate", 7) == 4
+    assert guard.missed("teammate", None) == 0
+    tight = FloodGuard(FloodLimits(source_rate=100.0, source_burst=100.0, link_rate=10.0, link_burst=10.0,
+                                   max_sources=4))
+    admitted = sum(tight.admit(("source", i), 5.0) for i in range(1000))  # many sources at once: the link caps
+    assert admitted == 10 and len(tight._sources) == 4

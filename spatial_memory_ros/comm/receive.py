@@ -23,6 +23,8 @@ and works on the state TeamComm keeps (listed on the class).
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -55,6 +57,79 @@ class DecodedPacket:
     sightings: list[Sighting]
     cells: np.ndarray    # flat comm-cell indices
     states: np.ndarray   # FREE_CELL / WALL_CELL per cell
+
+
+@dataclass(frozen=True)
+class FloodLimits:
+    """How many packets a second the receiver checks at all, before any tag is computed. A teammate sends at most
+    one packet a budget step (10 a second at the default 0.1 s), so ``source_rate`` leaves it three times that;
+    ``link_rate`` caps every source together (an outsider with many sources). ``max_sources`` bounds the state."""
+
+    source_rate: float = 30.0
+    source_burst: float = 20.0
+    link_rate: float = 300.0
+    link_burst: float = 100.0
+    max_sources: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("source_rate", "source_burst", "link_rate", "link_burst"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"FloodLimits.{name} must be a positive number, got {value}")
+        if not 1 <= self.max_sources <= 65536:
+            raise ValueError(f"FloodLimits.max_sources must be in 1..65536, got {self.max_sources}")
+
+
+class FloodGuard:
+    """Cheap checks before the HMAC, for any transport: a token bucket of packets per source and one for the whole
+    link, and the packets a source's own numbering shows were lost on the way (a receive queue that overflowed).
+
+    A *source* is what the transport knows of where a packet came from, not what the packet claims: the DDS
+    publisher's GID, a UDP address. Limiting by the claimed sender would let an outsider's flood in a teammate's
+    name shut that teammate out; limiting by source leaves every real teammate its own bucket. Sources beyond
+    ``max_sources`` are forgotten oldest first (a forgotten source starts with a full bucket again, so an outsider
+    cycling through many sources is held by the link bucket)."""
+
+    def __init__(self, limits: FloodLimits | None = None) -> None:
+        self.limits = limits or FloodLimits()
+        self._sources: OrderedDict[Hashable, list[float]] = OrderedDict()  # source -> [tokens, time]
+        self._numbers: OrderedDict[Hashable, int] = OrderedDict()          # source -> last publication number
+        self._link = [self.limits.link_burst, None]
+
+    def admit(self, source: Hashable, now: float) -> bool:
+        """Whether to check a packet from ``source`` arriving at ``now`` (seconds, monotonic); False: drop it
+        (count it as :data:`.security.DROP_RATE_LIMITED`)."""
+        limits = self.limits
+        bucket = self._sources.get(source)
+        if bucket is None:
+            bucket = self._sources[source] = [limits.source_burst, now]
+            if len(self._sources) > limits.max_sources:
+                self._sources.popitem(last=False)
+        else:
+            self._sources.move_to_end(source)
+            bucket[0] = min(limits.source_burst, bucket[0] + max(0.0, now - bucket[1]) * limits.source_rate)
+            bucket[1] = max(now, bucket[1])
+        link = self._link
+        if link[1] is not None:
+            link[0] = min(limits.link_burst, link[0] + max(0.0, now - link[1]) * limits.link_rate)
+        link[1] = now if link[1] is None else max(now, link[1])
+        if bucket[0] < 1.0 or link[0] < 1.0:
+            return False
+        bucket[0] -= 1.0
+        link[0] -= 1.0
+        return True
+
+    def missed(self, source: Hashable, number: int | None) -> int:
+        """Packets of ``source`` that never reached me, from the gap before its publication ``number`` (DDS numbers
+        each publisher's samples 1, 2, ...); 0 the first time a source is seen (what it sent before is not mine)."""
+        if number is None or number <= 0:
+            return 0
+        last = self._numbers.get(source)
+        self._numbers[source] = max(number, last or 0)
+        self._numbers.move_to_end(source)
+        if len(self._numbers) > self.limits.max_sources:
+            self._numbers.popitem(last=False)
+        return max(0, number - last - 1) if last is not None else 0
 
 
 class Receiver:

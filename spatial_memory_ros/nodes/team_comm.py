@@ -29,6 +29,7 @@ from nav_msgs.msg import OccupancyGrid, Odometry
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
+from rclpy.subscription import Subscription
 from visualization_msgs.msg import MarkerArray
 
 from spatial_memory_ros.conversions import (InvalidMessage, msg_to_occupancy, msg_to_pose, occupancy_to_msg,
@@ -36,13 +37,16 @@ from spatial_memory_ros.conversions import (InvalidMessage, msg_to_occupancy, ms
 from spatial_memory_ros.comm.layout import CommLayout
 from spatial_memory_ros.comm.link import STRATEGIES, CommConfig, TeamComm
 from spatial_memory_ros.comm.partners import Sighting
-from spatial_memory_ros.comm.security import MAKE_KEY_HINT, WirePacket, key_file_problem, load_team_key
+from spatial_memory_ros.comm.receive import FloodGuard, FloodLimits
+from spatial_memory_ros.comm.security import (DROP_QUEUE_OVERFLOW, DROP_RATE_LIMITED, MAKE_KEY_HINT, WirePacket,
+                                              key_file_problem, load_team_key)
 from spatial_memory_ros.sim.maze import CLASS_NAMES
 from spatial_memory_ros.types import Pose2D, is_target_label
 from spatial_memory_ros.msg import CommStats, MemoryEntryArray, PartnerStateArray, TeamPacket
 from spatial_memory_ros.ros_common import (LATCHED_QOS, RELIABLE_QOS, InputGuard, Param, declare_parameters,
                                            map_geometry, robot_id_of)
 
+PACKETS_PER_WAKEUP = 64
 EXIT_NO_TEAM_KEY = 78  # EX_CONFIG: a respawning launcher should not retry a node that cannot have a key
 PACKET_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
 
@@ -67,6 +71,11 @@ PARAMETERS = [
     Param("map_origin_x", -10.0, "x of the memory map's lower-left corner (m)", -1e6, 1e6),
     Param("map_origin_y", -10.0, "y of the memory map's lower-left corner (m)", -1e6, 1e6),
     Param("publish_period", 0.5, "seconds between partners, team map and stats publications", 0.05, 60.0),
+    Param("max_window_skew", 10, "steps a packet's budget window may lead this robot's clock (clock error plus "
+          "latency); a forged window can shut a teammate out for at most this long", 1, 1000),
+    Param("source_rate", 30.0, "packets per second one DDS publisher may have checked (a teammate sends at most "
+          "one a step); more are dropped before the tag is computed", 1.0, 10000.0),
+    Param("link_rate", 300.0, "packets per second all publishers together may have checked", 1.0, 100000.0),
     # The team link between hosts (issue 14, comm/transport.py): 'dds' keeps /team/packets; 'udp' sends compact
     # frames to link_peers and counts every byte on the air (frames + IPv4/UDP headers) against link_bits_per_second.
     Param("transport", "dds", "how packets reach the team: 'dds' (/team/packets) or 'udp' (frames to link_peers)"),
@@ -88,7 +97,10 @@ class TeamCommNode(Node):
             raise ValueError(f"strategy '{p['strategy']}' is not one of {', '.join(STRATEGIES)}")
         self.map_geometry = map_geometry(p)
         layout = CommLayout.for_map(self.map_geometry, p["class_names"], p["comm_resolution"])
-        config = CommConfig(bits_per_step=p["bits_per_step"], strategy=p["strategy"], threshold=p["threshold"])
+        config = CommConfig(bits_per_step=p["bits_per_step"], strategy=p["strategy"], threshold=p["threshold"],
+                            max_window_skew=p["max_window_skew"])
+        self.flood = FloodGuard(FloodLimits(source_rate=p["source_rate"], source_burst=max(20.0, p["source_rate"]),
+                                            link_rate=p["link_rate"], link_burst=max(100.0, p["link_rate"] / 3)))
         self.comm = TeamComm(self.robot_id, list(p["team"]), self._team_key(), layout, config)
         self.guard = InputGuard(self)
         self.wire_bytes_sent = 0
@@ -136,8 +148,12 @@ class TeamCommNode(Node):
         self.create_subscription(Odometry, "odom", self._on_odom, RELIABLE_QOS)
         self.create_subscription(OccupancyGrid, "map", self._on_map, LATCHED_QOS)
         self.create_subscription(MemoryEntryArray, "memory/entries", self._on_entries, RELIABLE_QOS)
-        if self.link is None:
-            self.create_subscription(TeamPacket, "/team/packets", self._on_packet, PACKET_QOS)
+        if self.link is None and hasattr(Subscription, "CallbackType"):
+            # Iron and later hand the publisher's GID and numbering over: the flood guard's source
+            self.packet_sub = self.create_subscription(TeamPacket, "/team/packets", self._on_packet, PACKET_QOS)
+        elif self.link is None:  # Humble: the claimed sender stands in for the source
+            self.packet_sub = self.create_subscription(TeamPacket, "/team/packets",
+                                                       lambda msg: self._on_packet(msg, None), PACKET_QOS)
         self.create_timer(self.params["step_period"], self._on_step)
         self.create_timer(self.params["publish_period"], self.publish_state)
 
@@ -194,12 +210,34 @@ class TeamCommNode(Node):
             self.wire_bytes_sent += len(serialize_message(msg))
             self.packet_pub.publish(msg)
 
-    def _on_packet(self, msg: TeamPacket) -> None:
-        if msg.sender == self.robot_id:
+    def _on_packet(self, msg: TeamPacket, info: dict | None) -> None:
+        """Handle a packet, then take what else waits in the queue, up to PACKETS_PER_WAKEUP: one executor round
+        per packet costs far more than the checks, and a flood would otherwise overflow the queue and hold up the
+        step timer. Bounded, so the timers still run between rounds."""
+        self._receive_packet(msg, info)
+        for _ in range(PACKETS_PER_WAKEUP - 1):
+            try:
+                with self.packet_sub.handle:
+                    taken = self.packet_sub.handle.take_message(TeamPacket, False)
+            except Exception:  # noqa: BLE001 (rclpy internals differ between distributions: fall back to one a round)
+                return
+            if taken is None:
+                return
+            self._receive_packet(taken[0], taken[1] if isinstance(taken[1], dict) else None)
+
+    def _receive_packet(self, msg: TeamPacket, info: dict | None) -> None:
+        """Cheapest first: count what the publisher's numbering shows was lost on the way (the receive queue), drop
+        what is over its publisher's or the link's packet rate, and only then authenticate."""
+        gid = (info or {}).get("publisher_gid")
+        source = bytes(gid["data"]) if gid else ("claimed", msg.sender)
+        lost = self.flood.missed(source, (info or {}).get("publication_sequence_number"))
+        if lost:
+            self.comm.stats.drops[DROP_QUEUE_OVERFLOW] += lost
+        if not self.flood.admit(source, time.monotonic()):
+            self.comm.stats.drops[DROP_RATE_LIMITED] += 1
             return
-        wire = WirePacket(msg.sender, msg.sequence, msg.budget_window, bytes(msg.payload), msg.payload_bits,
-                          bytes(msg.auth_tag))
-        decoded = self.comm.verify(wire, self._step())
+        wire = WirePacket(msg.sender, msg.sequence, msg.budget_window, msg.payload, msg.payload_bits, msg.auth_tag)
+        decoded = self.comm.verify(wire, self._step())  # lengths are checked before the payload is copied
         if decoded is None:
             return
         new = self.comm.apply(decoded, self._step())
