@@ -154,6 +154,7 @@ def test_three_robots_over_udp_on_loopback_stay_within_their_air_share(layout):
             per_datagram = [(s.air_bytes_sent - s.frame_bytes_sent) / s.datagrams_sent]
             assert per_datagram == [IPV4_UDP_HEADER_BYTES]
             assert 8 * s.air_bytes_sent <= 400 * steps * dt
+            assert link.budget.tokens >= 0                     # never sent what the air budget did not hold
             assert set(link.stats.last_heard) == set(TEAM) - {link.comm.robot_id}
             assert sum(link.comm.stats.drops.values()) == 0
         received = sum(link.comm.stats.packets_received for link in links)
@@ -172,5 +173,5 @@ def test_the_team_task_over_a_paced_frame_link_stays_within_its_air_share():
     assert result.air_bits_per_s is not None and 0 < result.air_bits_per_s <= 400.0
     for robot in episode.robots:
         assert robot.link.stats.frames_sent > 0 and robot.comm.stats.packets_received > 0
-        assert 8 * robot.link.stats.air_bytes_sent <= 400.0 * result.steps * 0.1
+        assert 8 * robot.link.stats.air_bytes_sent <= 400.0 * result.steps * 0.1 and robot.link.budget.tokens >= 0
     assert result.drops == 0

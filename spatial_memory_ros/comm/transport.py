@@ -212,10 +212,12 @@ class FrameLink:
         if self.budget.limited and self.budget.depth_bits < needed * transport.datagrams_per_frame:
             self.budget.depth_bits = needed * transport.datagrams_per_frame
 
-    def air_bits_needed(self) -> int:
-        """Air bits the next frame may take: headers plus whatever the payload bucket could fill it with."""
+    def air_bits_needed(self, step: int) -> int:
+        """Air bits a frame at ``step`` may take: headers plus whatever the payload bucket will hold by then (it
+        gains the steps since make_packet last ran)."""
         bucket = self.comm.bucket
-        payload = min(bucket.depth, bucket.tokens + bucket.bits_per_step)
+        elapsed = 1 if bucket.window is None else max(1, step - bucket.window)
+        payload = min(bucket.depth, bucket.tokens + elapsed * bucket.bits_per_step)
         return (self._overhead_bits + 8 * math.ceil(payload / 8)) * self.transport.datagrams_per_frame
 
     def step(self, step: int, now: float, pose: Pose2D, speed: float, occupancy: np.ndarray,
@@ -223,7 +225,7 @@ class FrameLink:
         """Offer this step's state; True if a frame went out."""
         self._sightings.extend(sightings)
         self.budget.advance(now)
-        if not self.budget.can_send(self.air_bits_needed()):
+        if not self.budget.can_send(self.air_bits_needed(step)):
             self.stats.steps_deferred += 1
             return False
         packet = self.comm.make_packet(step, pose, speed, occupancy, self._sightings)
