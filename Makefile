@@ -23,7 +23,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 SOURCES := CMakeLists.txt package.xml $(shell find msg srv spatial_memory_ros launch config scripts -type f \
              -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)
 
-.PHONY: help setup demo test bench build clean distclean
+.PHONY: help setup demo test test-quick bench build clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -41,8 +41,11 @@ demo: setup  ## run the simulated team: DURATION=<sim s> ROBOTS=<n> OUT=<dir> BI
 	$(VENV)/bin/spatial-memory demo --duration $(DURATION) --robots $(ROBOTS) --out $(OUT) --bits $(BITS) \
 	  $(if $(filter 1 yes true,$(RECORD)),--record,)
 
-test: setup  ## run the test suite (unit, real rclpy nodes over DDS, end to end)
+test: setup  ## run the test suite (unit, real rclpy nodes over DDS, end to end): what CI runs
 	$(PY) -m pytest $(TESTS) $(PYTEST_ARGS)
+
+test-quick: setup  ## the edit-test loop: every test not marked slow (under a minute)
+	$(PY) -m pytest $(TESTS) -m "not slow" -q $(PYTEST_ARGS)
 
 bench: setup  ## run every benchmark script (writes benchmarks/results/*.json)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

@@ -94,6 +94,7 @@ def _assert_same(expected, actual, where: str) -> None:
             _assert_same(want, got, f"{where}[{index}]")
 
 
+@pytest.mark.slow
 def test_recorder_writes_every_published_message_and_reports_the_absent_topic(recorded):
     result = recorded["result"]
     assert result.counts == recorded["expected"]
@@ -159,6 +160,7 @@ def _timing_bag(path: Path, count: int = 31, period: float = 0.1) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_replay_keeps_the_timing_at_rate_1_and_publishes_clock(ros, tmp_path):
     import rclpy
     from rosgraph_msgs.msg import Clock
@@ -190,6 +192,7 @@ def test_replay_keeps_the_timing_at_rate_1_and_publishes_clock(ros, tmp_path):
     assert clocks == sorted(clocks) and start <= clocks[0] and clocks[-1] <= start + 3 * 10**9
 
 
+@pytest.mark.slow
 def test_replayed_latched_map_reaches_a_subscriber_that_joins_late(ros, recorded):
     import rclpy
     from nav_msgs.msg import OccupancyGrid
@@ -226,6 +229,7 @@ def _damage(bag: Path, how: str) -> None:
     mcap_file.write_bytes(bytes(data))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["truncated", "one flipped bit"])
 def test_damaged_bag_is_refused_before_anything_is_published(ros, recorded, tmp_path, capsys, how):
     import rclpy
@@ -254,6 +258,7 @@ def test_damaged_bag_is_refused_before_anything_is_published(ros, recorded, tmp_
     assert "spatial_memory_replay" not in node.get_node_names(), "a replay node was started for a damaged bag"
 
 
+@pytest.mark.slow
 def test_record_command_records_the_sim_and_closes_the_bag_on_ctrl_c(ros, tmp_path):
     import signal
 

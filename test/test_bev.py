@@ -164,6 +164,7 @@ def test_bad_images_raise_value_error(untrained: BevPredictor, images: np.ndarra
         untrained.predict(images)
 
 
+@pytest.mark.slow
 def test_folded_batch_norm_gives_the_same_logits(frames: BevFrames) -> None:
     torch.manual_seed(1)
     model = build_model(GEOMETRY)
@@ -176,6 +177,7 @@ def test_folded_batch_norm_gives_the_same_logits(frames: BevFrames) -> None:
     torch.testing.assert_close(before, after, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_loss_is_finite_and_trains_down(frames: BevFrames) -> None:
     torch.manual_seed(2)
     model = build_model(GEOMETRY)
@@ -345,6 +347,7 @@ def test_cli_groups_share_data_and_train_with_other_modules() -> None:
     assert args.run is data_bev.run and args.mazes == 2
 
 
+@pytest.mark.slow
 def test_data_and_train_commands_end_to_end(tmp_path) -> None:
     from spatial_memory_ros.cli import main
 

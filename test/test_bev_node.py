@@ -65,6 +65,7 @@ def test_images_become_bevs_with_their_stamps(ros):
 @pytest.mark.parametrize("case, reason", [("mono8", "invalid image"), ("16bit", "invalid image"),
                                           ("empty", "invalid image"), ("truncated", "invalid image"),
                                           ("wrong_size_rejected", "invalid image")])
+@pytest.mark.slow
 def test_bad_images_are_dropped_and_nothing_is_published(ros, case, reason):
     from sensor_msgs.msg import Image
 
@@ -98,6 +99,7 @@ def test_wrong_size_and_bgr8_images_are_accepted(ros):
     assert node.guard.counts == {}
 
 
+@pytest.mark.slow
 def test_missing_checkpoint_says_which_file_and_how_to_train(tmp_path):
     executable = Path(sys.prefix) / "lib" / "spatial_memory_ros" / "bev_predictor"
     missing = tmp_path / "nope.pt"

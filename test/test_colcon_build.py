@@ -21,6 +21,7 @@ print(msg.__file__); print(world.__file__); print(graph.__file__)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("symlink", [False, True], ids=["copy", "symlink-install"])
 def test_colcon_build_gives_one_package_in_the_install_prefix(tmp_path, symlink):
     (tmp_path / "src").mkdir()

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.ros
 CLI = Path(sys.prefix) / "bin" / "spatial-memory"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode, bev", [("processes", "predicted"), ("composed", "oracle")])
 def test_demo_writes_its_run_folder(tmp_path, mode, bev):
     command = [str(CLI), "demo", "--duration", "4", "--robots", "2", "--maze-size", "9", "--out", str(tmp_path),

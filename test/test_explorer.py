@@ -2,6 +2,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from spatial_memory_ros.behaviour.walker import ExplorerConfig, RandomWalker
 from spatial_memory_ros.sim.maze import CLASS_NAMES, generate_maze
@@ -75,6 +76,7 @@ def test_walker_is_deterministic_for_a_seed():
     assert commands(4) != commands(5)
 
 
+@pytest.mark.slow
 def test_explorer_drives_a_team_without_collisions_and_covers_the_maze():
     maze = generate_maze(15, seed=3)
     world = World(maze, num_robots=3, seed=3)

@@ -146,6 +146,7 @@ def red_target_at(x: float, y: float):
     return answer
 
 
+@pytest.mark.slow
 def test_map_pose_and_answer_give_a_goal_a_plan_and_commands_toward_it(ros):
     explorer = _explorer(ros)
     probe = Probe(ros, explorer)
@@ -210,6 +211,7 @@ def test_walk_mode_ignores_goal_and_map(ros):
     assert probe.statuses == ["walking"] and explorer.queries_sent == 0 and len(probe.commands) == 5
 
 
+@pytest.mark.slow
 def test_bad_input_never_stops_the_commands(ros):
     explorer = _explorer(ros)
     probe = Probe(ros, explorer)

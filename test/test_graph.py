@@ -26,6 +26,7 @@ def test_every_executable_in_the_graph_is_installed():
         assert console.exists(), console
 
 
+@pytest.mark.slow
 def test_node_help_lists_its_parameters():
     output = subprocess.run([str(executable_path("sim_world")), "--help"], capture_output=True, text=True,
                             timeout=60, check=True).stdout
@@ -47,6 +48,7 @@ def test_config_dir_is_the_installed_one_with_every_node_file():
     assert {spec.params_file for spec in sim_team_graph(2)} <= {p.name for p in config_dir().iterdir()}
 
 
+@pytest.mark.slow
 @pytest.mark.ros
 @pytest.mark.parametrize("config_file", sorted((REPO / "config").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_parameter_in_config_is_declared_by_its_node(ros, config_file):
@@ -65,6 +67,7 @@ def test_every_parameter_in_config_is_declared_by_its_node(ros, config_file):
         assert node.describe_parameter(name).description, f"{name} has no description"
 
 
+@pytest.mark.slow
 @pytest.mark.ros
 def test_graph_comes_up_with_sensors_at_their_configured_rates(ros, tmp_path):
     """One process per node, as ros2 launch starts them; the sim paced at real time (10 Hz)."""

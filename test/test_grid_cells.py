@@ -190,6 +190,7 @@ def test_shipped_checkpoint_loads_and_path_integrates():
     assert error < 30.0
 
 
+@pytest.mark.slow
 def test_train_command_writes_checkpoint_metrics_and_figures(tmp_path, capsys):
     from spatial_memory_ros.cli import main
 

@@ -71,6 +71,7 @@ def test_pack_and_unpack_give_a_message_of_the_advertised_size(code):
     assert np.array_equal(code.unpack(value, 4), codes)
 
 
+@pytest.mark.slow
 def test_quantised_decoding_error_shrinks_with_bits_over_a_maze():
     code = GridCode()
     extent = (0.0, 0.0, 15.0, 15.0)

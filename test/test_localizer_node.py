@@ -48,6 +48,7 @@ def _odom(stamp: float, v: float, omega: float):
                            0.05, 0.03)
 
 
+@pytest.mark.slow
 def test_localizer_tracks_a_robot_and_publishes_everything(ros):
     from geometry_msgs.msg import PoseWithCovarianceStamped
     from nav_msgs.msg import OccupancyGrid, Path
@@ -148,6 +149,7 @@ def _growing_maps(world, frames, period: float):
     return maps
 
 
+@pytest.mark.slow
 def test_poses_do_not_depend_on_how_odometry_bevs_and_maps_interleave(ros):
     """The same messages in the live order (odometry, BEV, then the memory's map) and in a replay-like order
     (odometry half a second ahead, BEVs late, maps later still) give identical poses."""

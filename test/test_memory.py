@@ -116,6 +116,7 @@ def test_dense_and_indexed_paths_agree(location_dim, index_lookup):
         memory.write(rng.normal(0, 30, (300, location_dim)), 1.0, rng.normal(size=(300, 8)))  # index updates
 
 
+@pytest.mark.slow
 def test_dense_and_indexed_leave_one_out_and_sample_agree():
     memory = filled_memory(2500)
     dense = memory.read_one_removed(6.0, use_index=False)
@@ -144,6 +145,7 @@ def test_index_merges_and_drops_evicted_entries(monkeypatch, index_lookup):
             assert_paths_agree(memory, queries, 1.0, 4.0)
 
 
+@pytest.mark.slow
 def test_index_is_exact_on_cell_edges_and_far_away(index_lookup):
     """Entries exactly at the threshold, on cell boundaries (power-of-two radii), and beyond the hashed range."""
     rng = np.random.default_rng(6)

@@ -247,6 +247,7 @@ CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sigkill_during_writes_loses_nothing_older_than_one_second(tmp_path):
     path = tmp_path / "memory.npz"
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -46,6 +46,7 @@ def _has_colour(image: np.ndarray, rgb, tolerance: int = 12) -> bool:
     return bool(np.any(np.all(np.abs(image.astype(int) - np.array(rgb)) <= tolerance, axis=2)))
 
 
+@pytest.mark.slow
 def test_render_run_folder_writes_video_and_snapshots(run_folder, tmp_path, capsys):
     out = tmp_path / "pictures"
     code = main(["render", str(run_folder), "--out", str(out), "--every", "1.0", "--fps", "5", "--snapshots", "2",
@@ -74,6 +75,7 @@ def test_render_run_folder_writes_video_and_snapshots(run_folder, tmp_path, caps
         assert _has_colour(header, ROBOT_COLOURS_RGB[k]), f"robot{k + 1}'s panel is missing"
 
 
+@pytest.mark.slow  # the module's recorded demo run takes ~20 s
 def test_render_bare_bag_defaults_to_render_folder_beside_it(run_folder, capsys):
     code = main(["render", str(run_folder / "bag"), "--no-video", "--snapshots", "0", "--no-progress"])
     assert code == 0, capsys.readouterr().err
@@ -81,6 +83,7 @@ def test_render_bare_bag_defaults_to_render_folder_beside_it(run_folder, capsys)
     assert [p.name for p in written] == ["snapshot_00_t5.0s.png"]
 
 
+@pytest.mark.slow  # the module's recorded demo run takes ~20 s
 def test_corrupt_bag_exits_1_with_a_clear_message(run_folder, tmp_path, capsys):
     bag = tmp_path / "bag"
     shutil.copytree(run_folder / "bag", bag)

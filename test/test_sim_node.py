@@ -98,6 +98,7 @@ def test_stops_at_max_sim_time_and_reports_status(ros):
     assert list(status[-1].frames_published) == [21, 21]  # the initial frame plus one per step
 
 
+@pytest.mark.slow
 def test_lockstep_waits_for_each_controller_answer(ros):
     from geometry_msgs.msg import Twist
 
@@ -128,6 +129,7 @@ def test_ready_topics_parse_counts_and_named_readers():
             parse_ready_topics([bad])
 
 
+@pytest.mark.slow
 def test_sim_waits_for_the_named_reader_not_just_any_reader(ros):
     """A recorder already listening must not let the sim start before the memory node it stands beside."""
     from spatial_memory_ros.msg import BevMap

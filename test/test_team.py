@@ -18,6 +18,7 @@ def short(**overrides) -> TeamTaskConfig:
     return TeamTaskConfig(**settings)
 
 
+@pytest.mark.slow
 def test_a_short_episode_runs_end_to_end(embedder):
     result = run_episode(short(), embedder)
     assert 1 <= result.steps <= 120 and result.goal.startswith("the ") and result.goal.endswith(" target")
@@ -29,6 +30,7 @@ def test_a_short_episode_runs_end_to_end(embedder):
     assert set(result.to_dict()) >= {"success", "time_to_success_s", "map_iou", "partner_error_m"}
 
 
+@pytest.mark.slow
 def test_the_link_shares_sightings_and_maps(embedder):
     episode = TeamEpisode(short(max_steps=100, bits_per_step=128), embedder)
     episode.run()
@@ -37,6 +39,7 @@ def test_the_link_shares_sightings_and_maps(embedder):
     assert all(r.comm.stats.packets_received > 0 for r in episode.robots)
 
 
+@pytest.mark.slow
 def test_faults_packet_loss_and_a_robot_dropping_out_do_not_crash(embedder):
     result = run_episode(short(packet_loss=0.5, dropout_step=40, strategy="broadcast"), embedder)
     assert result.dropout_step == 40 and result.drops == 0
@@ -52,6 +55,7 @@ def test_no_communication_uses_no_bits_and_knows_no_partner(embedder):
     assert result.partner_error_m > 0.5
 
 
+@pytest.mark.slow
 def test_same_seed_same_episode(embedder):
     first, second = run_episode(short(max_steps=80), embedder), run_episode(short(max_steps=80), embedder)
     assert first.reached_step == second.reached_step and first.coverage == second.coverage

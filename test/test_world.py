@@ -135,6 +135,7 @@ def test_robots_start_at_distinct_free_cells():
     assert all(not maze.is_wall(*maze.cell_center(*cell)) for cell in cells)
 
 
+@pytest.mark.slow
 def test_robots_never_pass_through_walls_or_each_other():
     maze = generate_maze(9, seed=0)
     world = World(maze, num_robots=3, seed=0)
