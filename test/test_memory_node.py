@@ -117,6 +117,7 @@ def test_bevs_become_a_map_entries_and_an_answer(ros, scene):
     ({"query": "", "embedding": [0.5] * 7, "num_samples": 5}, False, "384"),
     ({"query": "", "embedding": [math.nan] * 384, "num_samples": 5}, False, "NaN"),
 ])
+@pytest.mark.slow
 def test_bad_queries_get_a_clear_answer(ros, scene, fields, expect_success, message):
     _, frames, _ = scene
     node = _memory_node(ros)
@@ -127,6 +128,7 @@ def test_bad_queries_get_a_clear_answer(ros, scene, fields, expect_success, mess
         assert len(answer.xs) == 1000
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_dropped_and_memory_is_unchanged(ros, scene):
     import rclpy
     from geometry_msgs.msg import PoseWithCovarianceStamped
@@ -185,6 +187,7 @@ def test_memory_is_saved_and_loaded(ros, scene, tmp_path):
     assert len(reloaded.memory.memory) == entries > 0
 
 
+@pytest.mark.slow
 def test_query_command_prints_the_answer_of_a_live_robot(ros, scene):
     import os
     import subprocess
@@ -206,6 +209,7 @@ def test_query_command_prints_the_answer_of_a_live_robot(ros, scene):
     assert lines[2].endswith(f"{target.color} target")
 
 
+@pytest.mark.slow
 def test_query_command_says_when_no_robot_answers():
     import subprocess
     import sys
@@ -245,3 +249,32 @@ def test_prune_service_prunes_in_the_background_and_keeps_new_writes(ros, scene)
     node._prune_thread.join(timeout=60.0)
     assert spin_until(ros, lambda: "late write" in node.memory.memory.snapshot().labels)
     assert len(node.memory.memory) < before, "nothing was pruned"
+
+
+def test_absurd_merges_store_nothing_and_are_counted(ros, scene):
+    """Issue 15, attack 3: 100 entries with 1 MB labels at x = 3e37 on memory/merge: refused and counted, 0 stored;
+    well-formed entries beyond the rate are refused too, so merges grow the memory by at most merge_max_entries."""
+    import rclpy
+
+    from spatial_memory_ros.msg import MemoryEntry, MemoryEntryArray
+    from spatial_memory_ros.ros_common import RELIABLE_QOS
+
+    node = _memory_node(ros)
+    size_before = len(node.memory.memory)
+    probe = rclpy.create_node("merge_attacker", context=ros.context_)
+    ros.add_node(probe)
+    merge_pub = probe.create_publisher(MemoryEntryArray, "/robot1/memory/merge", RELIABLE_QOS)
+    assert spin_until(ros, merge_pub.get_subscription_count)
+    absurd = MemoryEntryArray(entries=[MemoryEntry(x=3e37, y=3e37, location_sd=0.5, label="x" * 1_000_000,
+                                                   source_robot="robot2") for _ in range(100)])
+    for _ in range(3):
+        merge_pub.publish(absurd)
+    assert spin_until(ros, lambda: node.guard.counts.get("merged entries out of bounds", 0) >= 3, timeout=30)
+    assert len(node.memory.memory) == size_before
+    many = [MemoryEntryArray(entries=[MemoryEntry(x=1.0 + 0.001 * k, y=1.0, location_sd=0.5, value=[0.1] * 388,
+                                                  label=f"thing {i}", source_robot="robot2") for k in range(500)])
+            for i in range(3)]
+    for batch in many:  # 1,500 entries at once: past the burst of 1,000
+        merge_pub.publish(batch)
+    assert spin_until(ros, lambda: node.guard.counts.get("merged entries over the rate", 0) >= 1, timeout=30)
+    assert node.merge_gate.accepted == 1000 and len(node.memory.memory) <= size_before + 1000

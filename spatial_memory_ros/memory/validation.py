@@ -144,3 +144,80 @@ def entry_batch(location_dim: int, value_dim: int, locations, location_sds, valu
         locations, location_sds, values, per_entry_strings("labels", labels, n, ""),
         per_entry_strings("sources", sources, n, ""), per_entry_stamps(stamps, n),
     )
+
+
+# ------------------------------------------------------------------------------------------------ merges
+
+
+@dataclass(frozen=True)
+class MergeLimits:
+    """What the memory takes from teammates (the memory/merge path): bounds on every field, a rate, and a total.
+
+    Memory growth from merges is bounded by ``max_entries`` entries of at most VALUE_DIM float32 numbers, a label
+    and a source of at most ``max_label_chars`` characters each: at the defaults (10,000 entries, 388-D values,
+    64-character strings) about 10,000 x (1,552 + 2 x 64 x 4 + 24) bytes = 18 MB, however long the stream."""
+
+    max_entries: int = 10_000           # merged entries accepted in all
+    max_per_message: int = 1_000
+    rate: float = 100.0                 # entries per second, in the long run
+    burst: float = 1_000.0
+    max_label_chars: int = 64
+    max_location_sd: float = 10.0       # metres
+    max_value_magnitude: float = 1e3    # values are unit embeddings and fractions; far beyond is not one
+
+    def __post_init__(self) -> None:
+        for name in ("max_entries", "max_per_message", "rate", "burst", "max_label_chars", "max_location_sd",
+                     "max_value_magnitude"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"MergeLimits.{name} must be a positive number, got {value!r}")
+
+
+class MergeGate:
+    """Checks a batch of merged entries against :class:`MergeLimits` and the map ``extent`` (x0, y0, x1, y1):
+    :meth:`check_fields` before anything is built from it, :meth:`admit` (rate and total) once it is otherwise
+    good. Each returns (reason, detail) to refuse the batch, or None."""
+
+    def __init__(self, extent: tuple[float, float, float, float], limits: MergeLimits | None = None) -> None:
+        self.extent, self.limits = tuple(float(v) for v in extent), limits or MergeLimits()
+        self.accepted = 0
+        self._tokens, self._time = self.limits.burst, None
+
+    def check_fields(self, labels: list, sources: list, xs: list, ys: list, sds: list, values=()
+                     ) -> tuple[str, str] | None:
+        """Field bounds, cheapest first, on plain lists (a 1 MB label is refused by its length); ``values`` are
+        the entries' value sequences (empty ones skipped)."""
+        limits, n = self.limits, len(labels)
+        if not 0 < n <= limits.max_per_message:
+            return "merged entries out of bounds", f"{n} entries in one message; 1..{limits.max_per_message} taken"
+        for text in (*labels, *sources):
+            if not isinstance(text, str) or len(text) > limits.max_label_chars or not text.isprintable():
+                return ("merged entries out of bounds",
+                        f"a label or source of {len(text) if isinstance(text, str) else '?'} characters (or not "
+                        f"printable); at most {limits.max_label_chars} printable characters")
+        x0, y0, x1, y1 = self.extent
+        for x, y, sd in zip(xs, ys, sds):
+            if not (x0 <= x <= x1 and y0 <= y <= y1):
+                return "merged entries out of bounds", f"location ({x:.3g}, {y:.3g}) outside the map {self.extent}"
+            if not 0 < sd <= limits.max_location_sd:
+                return "merged entries out of bounds", f"location_sd {sd:.3g} not in (0, {limits.max_location_sd}]"
+        for value in values:
+            array = np.asarray(value, np.float64)
+            if array.size and not np.all(np.abs(array) <= limits.max_value_magnitude):
+                return "merged entries out of bounds", f"values beyond +-{limits.max_value_magnitude:g}"
+        return None
+
+    def admit(self, n: int, now: float) -> tuple[str, str] | None:
+        """Take ``n`` entries at ``now`` (seconds, monotonic) if the total and the rate allow; counts them."""
+        limits = self.limits
+        if self.accepted + n > limits.max_entries:
+            return "merged entries over the total", (f"{self.accepted} merged entries held; at most "
+                                                     f"{limits.max_entries:.0f} are taken (MergeLimits.max_entries)")
+        if self._time is not None:
+            self._tokens = min(limits.burst, self._tokens + max(0.0, now - self._time) * limits.rate)
+        self._time = now if self._time is None else max(now, self._time)
+        if n > self._tokens:
+            return "merged entries over the rate", f"{n} entries now; {limits.rate:g} a second are taken"
+        self._tokens -= n
+        self.accepted += n
+        return None

@@ -21,6 +21,7 @@ import array
 import math
 import sys
 import threading
+import time
 from collections import deque
 
 import numpy as np
@@ -35,6 +36,7 @@ from spatial_memory_ros.conversions import (InvalidMessage, entries_to_msg, memo
 from spatial_memory_ros.memory.robot_memory import (EMBEDDING_DIM, MAX_QUERY_CHARS, MAX_SAMPLES, VALUE_DIM,
                                                   QuerySettings, RobotMemory, load_or_create_memory)
 from spatial_memory_ros.memory.semantics import Embedder
+from spatial_memory_ros.memory.validation import MergeGate, MergeLimits
 from spatial_memory_ros.msg import BevMap, MemoryEntryArray
 from spatial_memory_ros.ros_common import (LATCHED_QOS, RELIABLE_QOS, InputGuard, Param, declare_parameters,
                                            map_geometry, robot_id_of)
@@ -62,6 +64,9 @@ PARAMETERS = [
     Param("prune_max_error", 0.05, "prune: largest leave-one-out read change of a removed entry", 0.0, 100.0),
     Param("prune_match_threshold", 2.0, "prune: entries farther apart (m) do not affect each other", 0.01, 1e4),
     Param("prune_max_steps", 10, "prune: recursive steps", 1, 1000),
+    Param("merge_max_entries", 10_000, "entries taken from memory/merge in all (bounds the memory teammates can "
+          "fill: about 1.8 kB each); more are refused and counted", 1, 10_000_000),
+    Param("merge_rate", 100.0, "entries per second taken from memory/merge (bursts of up to 1,000)", 0.1, 1e6),
 ]
 PENDING_BEVS = 10
 
@@ -83,6 +88,9 @@ class SpatialMemoryNode(Node):
                                   class_names=CLASS_NAMES)  # the built-in world's object classes, embedded ahead
         self.memory.warm_up()  # load the language model before subscribing, so no BEV waits behind it
         self.guard = InputGuard(self)
+        extent = (geometry.origin_x, geometry.origin_y, geometry.origin_x + geometry.width * geometry.resolution,
+                  geometry.origin_y + geometry.height * geometry.resolution)
+        self.merge_gate = MergeGate(extent, MergeLimits(max_entries=p["merge_max_entries"], rate=p["merge_rate"]))
         self.bevs_received = self.bevs_observed = 0
         self._poses: deque = deque(maxlen=200)
         self._pending: deque = deque()
@@ -155,9 +163,33 @@ class SpatialMemoryNode(Node):
         return True
 
     def _on_merge(self, msg: MemoryEntryArray) -> None:
+        """Teammates' entries: every field bounded (MergeGate) before anything is built, then a rate and a total,
+        so a stream of absurd but well-formed entries stores nothing and the merged part of the memory stays
+        under merge_max_entries."""
+        entries = msg.entries
+        if len(entries) > self.merge_gate.limits.max_per_message:
+            self.guard.reject("merged entries out of bounds", f"{len(entries)} entries in one message")
+            return
+        problem = self.merge_gate.check_fields([e.label for e in entries], [e.source_robot for e in entries],
+                                               [e.x for e in entries], [e.y for e in entries],
+                                               [e.location_sd for e in entries], [e.value for e in entries])
+        if problem is not None:
+            self.guard.reject(*problem)
+            return
         try:
-            self.memory.merge_entries(msg_to_entries(msg, VALUE_DIM))
+            batch = msg_to_entries(msg, VALUE_DIM)
+            if any(not source or source == self.robot_id for source in batch.sources):
+                raise ValueError(f"merged entries must name a teammate as source (not '' or '{self.robot_id}')")
         except (InvalidMessage, ValueError) as error:
+            self.guard.reject("invalid merged entries", str(error))
+            return
+        problem = self.merge_gate.admit(len(batch), time.monotonic())
+        if problem is not None:
+            self.guard.reject(*problem)
+            return
+        try:
+            self.memory.merge_entries(batch)
+        except ValueError as error:
             self.guard.reject("invalid merged entries", str(error))
 
     # -- outputs ---------------------------------------------------------------------------------------------
