@@ -33,6 +33,7 @@ def assert_no_replay_applied(report):
         last[sender] = sequence
 
 
+@pytest.mark.slow
 def test_three_hosts_share_a_1200_bit_link_with_20_percent_loss(tmp_path):
     duration = 20.0
     outs = [tmp_path / f"robot{k + 1}.json" for k in range(3)]
