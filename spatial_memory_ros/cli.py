@@ -108,6 +108,10 @@ def _demo(args: argparse.Namespace) -> int:
     if (run_dir / "bag").exists():
         print(f"  bag:          {run_dir / 'bag'}  (spatial-memory replay {run_dir / 'bag'})")
         print(f"  video:        {run_dir / 'render.mp4'}  and snapshot_*.png")
+    interrupted = json.loads(summary).get("interrupted")
+    if interrupted:
+        print(f"interrupted {interrupted}: the summary is marked \"complete\": false", file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports a Ctrl-C
     return 0
 
 

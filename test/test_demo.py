@@ -83,3 +83,41 @@ def test_summary_counts_control_errors_apart_from_refused_input():
     observation.drops = {"/robot1/explorer": {"invalid BEV": 3, "fault: planning error": 2},
                          "/robot2/localizer": {"invalid odometry": 1}}
     assert control_errors(observation) == 2
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_the_demo_with_a_summary_marked_incomplete_and_no_traceback(tmp_path):
+    """Issue 15, item 5: Ctrl-C (SIGINT to the whole process group, as a terminal sends it) during the run: exit 130,
+    no traceback, summary.json with "complete": false, the pictures, and the bag closed (its metadata written)."""
+    import re
+    import signal
+    import threading
+    import time
+
+    command = [str(CLI), "demo", "--duration", "60", "--robots", "2", "--maze-size", "9", "--out", str(tmp_path),
+               "--wall-timeout", "300", "--bev", "oracle", "--record"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    err = bytearray()
+    reader = threading.Thread(target=lambda: [err.extend(chunk) for chunk in iter(lambda: process.stderr.read1(4096),
+                                                                                     b"")], daemon=True)
+    reader.start()
+    started = re.compile(rb"demo:.*\| ([1-9][0-9]*\.[0-9])/60 sim s")
+    deadline = time.monotonic() + 240
+    try:
+        while not started.search(bytes(err)) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling the progress bar: the condition is that the sim is running
+        assert started.search(bytes(err)), bytes(err)[-3000:].decode(errors="replace")
+        os.killpg(process.pid, signal.SIGINT)
+        out = process.stdout.read()
+        process.wait(timeout=180)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    reader.join(timeout=10)
+    text = (out + bytes(err)).decode(errors="replace")
+    assert process.returncode == 130, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+    run_dir = next(tmp_path.iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["complete"] is False and summary["interrupted"].startswith("during the run")
+    assert (run_dir / "trajectories.png").exists() and (run_dir / "bag" / "metadata.yaml").exists()

@@ -10,19 +10,31 @@ from spatial_memory_ros.demo.scoring import add_memory_results, goal_results
 from spatial_memory_ros.ros_common import FAULT_PREFIX
 
 
-def write_run_folder(run_dir: Path, options: DemoOptions, observation: RunObservation, wall_seconds: float) -> None:
-    """summary.json and trajectories.png."""
+def write_run_folder(run_dir: Path, options: DemoOptions, observation: RunObservation, wall_seconds: float,
+                     interrupted: str | None = None) -> None:
+    """summary.json (first, so an interrupted write-up still leaves it), trajectories.png and the maps."""
     from spatial_memory_ros.conversions import msg_to_occupancy
     from spatial_memory_ros.evaluation.plots import draw_occupancy, draw_trajectories, save_png
     from spatial_memory_ros.sim.maze import generate_maze
 
-    summary = build_summary(options, observation, wall_seconds)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_summary(run_dir, options, observation, wall_seconds, interrupted)
     maze = generate_maze(size=options.maze_size, seed=options.seed)
     paths = {robot: [(x, y) for _, x, y in track] for robot, track in observation.trajectories.items()}
     save_png(run_dir / "trajectories.png", draw_trajectories(maze, paths))
     for robot, grid in observation.maps.items():
         save_png(run_dir / f"map_{robot}.png", draw_occupancy(*msg_to_occupancy(grid)))
+
+
+def write_summary(run_dir: Path, options: DemoOptions, observation: RunObservation, wall_seconds: float,
+                  interrupted: str | None = None) -> dict:
+    """summary.json, written whole or not at all (a temporary file renamed over it). ``complete`` is false and
+    ``interrupted`` says when if Ctrl-C cut the run or its write-up short."""
+    summary = build_summary(options, observation, wall_seconds)
+    summary = {"complete": interrupted is None, **({"interrupted": interrupted} if interrupted else {}), **summary}
+    partial = run_dir / "summary.json.partial"
+    partial.write_text(json.dumps(summary, indent=2))
+    partial.replace(run_dir / "summary.json")
+    return summary
 
 
 def build_summary(options: DemoOptions, observation: RunObservation, wall_seconds: float) -> dict:

@@ -1,7 +1,14 @@
 """``spatial-memory demo``: start the simulated team's graph, watch it to the end, ask every robot's memory the
-text goal, and write the run folder."""
+text goal, and write the run folder.
+
+Ctrl-C ends a run cleanly: the first one stops the run where it is (the robots are not asked), closes the bag and
+writes summary.json with ``"complete": false`` and ``"interrupted"`` saying when, then the pictures; the render of
+the bag is skipped. A Ctrl-C during the write-up only stops the render (summary.json is written first, atomically,
+so it is never left half written). No traceback either way; ``spatial-memory demo`` then exits 130.
+"""
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from pathlib import Path
@@ -9,7 +16,7 @@ from pathlib import Path
 from spatial_memory_ros.demo.observer import RunObservation, make_observer
 from spatial_memory_ros.demo.options import DemoOptions, demo_query
 from spatial_memory_ros.demo.processes import BagRecorderThread, ComposedGraph, ProcessGraph
-from spatial_memory_ros.demo.report import write_run_folder
+from spatial_memory_ros.demo.report import write_run_folder, write_summary
 from spatial_memory_ros.demo.scoring import goal_results
 from spatial_memory_ros.graph import robot_ids, sim_team_graph
 
@@ -21,8 +28,42 @@ def extra_bev_readers(options: DemoOptions) -> int:
     return int(options.record) + int(options.bev == "oracle")
 
 
-def run_demo(options: DemoOptions) -> Path:
-    """Run the simulated team for ``options.duration`` sim seconds; return the run folder."""
+class Interrupts:
+    """SIGINT (Ctrl-C) and SIGTERM counted instead of raised, so every stage can end on its own terms; while
+    ``raising`` is set, a signal raises KeyboardInterrupt (for a stage that may simply be abandoned)."""
+
+    def __init__(self) -> None:
+        self.count, self.stage, self.raising = 0, "", False
+        self._previous = {}
+
+    def __enter__(self) -> "Interrupts":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum, frame) -> None:
+        self.count += 1
+        if self.count == 1:
+            self.stage = self.stage or "during the run"
+        if self.raising:
+            raise KeyboardInterrupt
+
+    @property
+    def interrupted(self) -> bool:
+        return self.count > 0
+
+
+def run_demo(options: DemoOptions, interrupts: Interrupts | None = None) -> Path:
+    """Run the simulated team for ``options.duration`` sim seconds; return the run folder. Ctrl-C (counted in
+    ``interrupts``) ends the run early with a summary marked incomplete."""
+    if interrupts is None:
+        with Interrupts() as interrupts:
+            return run_demo(options, interrupts)
     import rclpy
     from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 
@@ -39,13 +80,15 @@ def run_demo(options: DemoOptions) -> Path:
     robots = robot_ids(options.robots)
     observation = RunObservation()
 
-    rclpy.init(args=[])
+    from rclpy.signals import SignalHandlerOptions
+
+    rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)  # Ctrl-C is Interrupts', not rclpy's
     executor = MultiThreadedExecutor(num_threads=2) if options.composed else SingleThreadedExecutor()
     observer = make_observer(robots, observation, [spec.fully_qualified_name for spec in graph])
     executor.add_node(observer)
     runner = ComposedGraph(graph, run_dir / "logs" / "params") if options.composed else ProcessGraph(
         graph, run_dir / "logs")
-    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
     recorder = BagRecorderThread(run_dir / "bag", options.robots) if options.record else None
     wall_start = time.monotonic()
     try:
@@ -56,8 +99,9 @@ def run_demo(options: DemoOptions) -> Path:
         else:
             runner.start()
         spinner.start()
-        _wait_for_end(options, observation, runner, wall_start)
-        ask_robots(observer, robots, demo_query(options), observation)
+        _wait_for_end(options, observation, runner, wall_start, interrupts)
+        if not interrupts.interrupted:
+            ask_robots(observer, robots, demo_query(options), observation, interrupts=interrupts)
     finally:
         if recorder is not None:
             recorder.stop()
@@ -66,16 +110,34 @@ def run_demo(options: DemoOptions) -> Path:
         observer.destroy_node()
         rclpy.try_shutdown()
     wall_seconds = time.monotonic() - wall_start
-    write_run_folder(run_dir, options, observation, wall_seconds)
-    if recorder is not None:
+    interrupted = interrupts.stage if interrupts.interrupted else None
+    write_run_folder(run_dir, options, observation, wall_seconds, interrupted=interrupted)
+    if recorder is not None and not interrupts.interrupted:
         from spatial_memory_ros.commands.render import RenderOptions, render_bag
 
-        render_bag(run_dir / "bag", run_dir, RenderOptions(progress=options.progress))
+        interrupts.stage, interrupts.raising = "during the render (render.mp4 and the snapshots incomplete)", True
+        try:
+            render_bag(run_dir / "bag", run_dir, RenderOptions(progress=options.progress))
+        except KeyboardInterrupt:
+            write_summary(run_dir, options, observation, wall_seconds, interrupted=interrupts.stage)
+        finally:
+            interrupts.raising = False
     return run_dir
 
 
-def _wait_for_end(options: DemoOptions, observation: RunObservation, runner, wall_start: float) -> None:
-    """Block until the sim reports ``duration`` sim seconds, a node dies, or the wall timeout passes."""
+def _spin(executor) -> None:
+    """The executor's spin, ended quietly when the context shuts down under it."""
+    from rclpy.executors import ExternalShutdownException
+
+    try:
+        executor.spin()
+    except ExternalShutdownException:
+        pass
+
+
+def _wait_for_end(options: DemoOptions, observation: RunObservation, runner, wall_start: float,
+                  interrupts: Interrupts | None = None) -> None:
+    """Block until the sim reports ``duration`` sim seconds, a node dies, the wall timeout passes or Ctrl-C."""
     from tqdm import tqdm
 
     timeout = options.wall_timeout or max(120.0, 20.0 * options.duration)
@@ -89,9 +151,14 @@ def _wait_for_end(options: DemoOptions, observation: RunObservation, runner, wal
             bar.refresh()
             if sim_time >= options.duration - 1e-6:
                 return
+            if interrupts is not None and interrupts.interrupted:
+                interrupts.stage = f"during the run, at {sim_time:.1f} of {options.duration:g} sim seconds"
+                return
             if options.stop_at_goal and goal_results(options, observation)["team_success"]:
                 return
             failed = runner.failed()
+            if failed and interrupts is not None and interrupts.interrupted:
+                return  # the nodes got the terminal's Ctrl-C too
             if failed:
                 raise RuntimeError(f"demo: node(s) exited with an error: {', '.join(failed)}; see the logs/ folder")
             if time.monotonic() - wall_start > timeout:
@@ -110,12 +177,17 @@ def _sleep_until_done(done, seconds: float) -> bool:
     return done()
 
 
-def ask_robots(node, robots: list[str], query: str, observation: RunObservation, timeout: float = 30.0) -> None:
-    """Call every robot's QueryMemory service with ``query`` and keep the best answer (executor spins elsewhere)."""
+def ask_robots(node, robots: list[str], query: str, observation: RunObservation, timeout: float = 30.0,
+               interrupts: Interrupts | None = None) -> None:
+    """Call every robot's QueryMemory service with ``query`` and keep the best answer (executor spins elsewhere);
+    stop asking at Ctrl-C."""
     from spatial_memory_ros.ros_common import call_with_retries
     from spatial_memory_ros.srv import QueryMemory
 
     for robot in robots:
+        if interrupts is not None and interrupts.interrupted:
+            interrupts.stage = "while asking the robots' memories"
+            return
         client = node.create_client(QueryMemory, f"/{robot}/query")
         deadline = time.monotonic() + timeout
         while not client.service_is_ready() and time.monotonic() < deadline:
