@@ -278,3 +278,27 @@ def test_absurd_merges_store_nothing_and_are_counted(ros, scene):
         merge_pub.publish(batch)
     assert spin_until(ros, lambda: node.guard.counts.get("merged entries over the rate", 0) >= 1, timeout=30)
     assert node.merge_gate.accepted == 1000 and len(node.memory.memory) <= size_before + 1000
+
+
+def test_a_corrupt_memory_file_gives_one_line_and_exit_65_or_a_fresh_start(ros, tmp_path):
+    """Issue 15, item 6: a damaged snapshot: the installed node exits 65 (EX_DATAERR) with one fatal line and no
+    traceback, leaving the files; with on_corrupt:=fresh it sets them aside and starts empty."""
+    import subprocess
+
+    from spatial_memory_ros.graph import executable_path
+    from spatial_memory_ros.nodes.spatial_memory import SpatialMemoryNode
+
+    snapshot = tmp_path / "memory.npz"
+    snapshot.write_bytes(b"not a memory snapshot" * 100)
+    command = [str(executable_path("spatial_memory")), "--ros-args", "-r", "__ns:=/robot1", "-p",
+               f"snapshot_path:={snapshot}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode == 65, output
+    assert "Traceback" not in output and "on_corrupt:=fresh" in output
+    assert len([line for line in output.splitlines() if "FATAL" in line]) == 1 and snapshot.exists()
+    node = SpatialMemoryNode(context=ros.context_, namespace="/robot1", parameter_overrides=[
+        Parameter("snapshot_path", value=str(snapshot)), Parameter("on_corrupt", value="fresh")])
+    ros.add_node(node)
+    assert len(node.memory.memory) == 0 and not snapshot.exists()
+    assert [p.name.split(".corrupt-")[0] for p in tmp_path.glob("*.corrupt-*")] == ["memory.npz"]

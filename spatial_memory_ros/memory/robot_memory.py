@@ -202,6 +202,23 @@ class RobotMemory:
         return self.memory.apply_prune(plan)
 
 
+def set_aside_memory_files(snapshot_path: str | Path) -> list[Path]:
+    """Rename a snapshot and its journals (``.journal``, ``.journal.old``) to ``<name>.corrupt-<time>`` so a fresh
+    memory can start there and the damaged files stay for a look; returns the new paths."""
+    import time
+
+    snapshot_path = Path(snapshot_path)
+    suffix = time.strftime(".corrupt-%Y%m%d-%H%M%S")
+    moved = []
+    for path in (snapshot_path, snapshot_path.with_name(snapshot_path.name + ".journal"),
+                 snapshot_path.with_name(snapshot_path.name + ".journal.old")):
+        if path.exists():
+            target = path.with_name(path.name + suffix)
+            path.rename(target)
+            moved.append(target)
+    return moved
+
+
 def load_or_create_memory(snapshot_path: str | Path | None, max_entries: int):
     """A DurableMemory at ``snapshot_path`` (its snapshot and journal replayed), or a plain SpatialMemory."""
     if not snapshot_path:

@@ -34,7 +34,8 @@ from visualization_msgs.msg import MarkerArray
 from spatial_memory_ros.conversions import (InvalidMessage, entries_to_msg, memory_markers, msg_to_bev, msg_to_entries,
                                             msg_to_pose, occupancy_to_msg, time_to_seconds)
 from spatial_memory_ros.memory.robot_memory import (EMBEDDING_DIM, MAX_QUERY_CHARS, MAX_SAMPLES, VALUE_DIM,
-                                                  QuerySettings, RobotMemory, load_or_create_memory)
+                                                  QuerySettings, RobotMemory, load_or_create_memory,
+                                                  set_aside_memory_files)
 from spatial_memory_ros.memory.semantics import Embedder
 from spatial_memory_ros.memory.validation import MergeGate, MergeLimits
 from spatial_memory_ros.msg import BevMap, MemoryEntryArray
@@ -64,11 +65,14 @@ PARAMETERS = [
     Param("prune_max_error", 0.05, "prune: largest leave-one-out read change of a removed entry", 0.0, 100.0),
     Param("prune_match_threshold", 2.0, "prune: entries farther apart (m) do not affect each other", 0.01, 1e4),
     Param("prune_max_steps", 10, "prune: recursive steps", 1, 1000),
+    Param("on_corrupt", "fail", "a snapshot or journal at snapshot_path that is damaged or not a memory: 'fail' "
+          "(one log line, exit code 65, files left alone) or 'fresh' (files renamed to *.corrupt-<time>, start empty)"),
     Param("merge_max_entries", 10_000, "entries taken from memory/merge in all (bounds the memory teammates can "
           "fill: about 1.8 kB each); more are refused and counted", 1, 10_000_000),
     Param("merge_rate", 100.0, "entries per second taken from memory/merge (bursts of up to 1,000)", 0.1, 1e6),
 ]
 PENDING_BEVS = 10
+EXIT_CORRUPT_MEMORY = 65  # EX_DATAERR: the memory files are bad; restarting the node will not help
 
 
 class SpatialMemoryNode(Node):
@@ -79,7 +83,7 @@ class SpatialMemoryNode(Node):
         p = self.params = declare_parameters(self, PARAMETERS)
         self.robot_id = robot_id_of(self, p["robot_id"])
         geometry = map_geometry(p)
-        self.durable, memory = load_or_create_memory(p["snapshot_path"], p["max_entries"])
+        self.durable, memory = self._load_memory()
         if len(memory):
             self.get_logger().info(f"loaded {len(memory)} entries from {p['snapshot_path']}")
         self.memory = RobotMemory(geometry, Embedder(), self.robot_id, bin_size=p["bin_size"], memory=memory,
@@ -101,6 +105,25 @@ class SpatialMemoryNode(Node):
             self.publish_map(self.get_clock().now().to_msg())
         self.get_logger().info(f"spatial memory of {self.robot_id}: map {geometry.width}x{geometry.height} cells "
                                f"at {geometry.resolution:g} m, values {VALUE_DIM}-D")
+
+    def _load_memory(self):
+        """The memory at snapshot_path (or a new one). Damaged files: exit 65 (EX_DATAERR) after one fatal line, so
+        a launcher that respawns the node sees why instead of a traceback, or with on_corrupt:=fresh set them
+        aside and start empty."""
+        p = self.params
+        if p["on_corrupt"] not in ("fail", "fresh"):
+            raise ValueError(f"on_corrupt must be 'fail' or 'fresh', got {p['on_corrupt']!r}")
+        try:
+            return load_or_create_memory(p["snapshot_path"], p["max_entries"])
+        except (ValueError, OSError) as error:  # CorruptFileError, other dimensions, unreadable
+            if p["on_corrupt"] == "fresh":
+                moved = set_aside_memory_files(p["snapshot_path"])
+                self.get_logger().warning(f"{error}; set aside as {', '.join(map(str, moved))}; starting with an "
+                                          f"empty memory (on_corrupt:=fresh)")
+                return load_or_create_memory(p["snapshot_path"], p["max_entries"])
+            self.get_logger().fatal(f"spatial_memory of {self.robot_id} cannot load its memory: {error} (move the "
+                                    f"files away, or start with on_corrupt:=fresh to set them aside and start empty)")
+            raise SystemExit(EXIT_CORRUPT_MEMORY) from None
 
     def _make_interfaces(self) -> None:
         self.map_pub = self.create_publisher(OccupancyGrid, "map", LATCHED_QOS)
