@@ -21,8 +21,13 @@ if TYPE_CHECKING:
 class BevOracle:
     """The true map around a robot, in its frame, masked to the camera's field of view, range and occlusions."""
 
-    def __init__(self, maze: Maze, config: WorldConfig) -> None:
+    def __init__(self, maze: Maze, config: WorldConfig, class_names: Sequence[str] = CLASS_NAMES,
+                 target_radius: float | None = None) -> None:
+        """``class_names``: the world's object classes (each target's ``color`` is one); ``target_radius``:
+        the targets' radius in metres (default: the built-in world's, TARGET_RADIUS_CELLS cells)."""
         self.maze = maze
+        self.class_names = tuple(class_names)
+        self.target_radius = TARGET_RADIUS_CELLS * maze.cell_size if target_radius is None else float(target_radius)
         self.resolution = config.bev_resolution
         self.shape = (int(config.bev_height), int(config.bev_width))
         self.origin = config.bev_origin
@@ -52,7 +57,7 @@ class BevOracle:
         occupancy[self.cells[is_wall & surface]] = 100
         occupancy = occupancy.reshape(self.shape)
         objects = self._objects(pose, ray_distance, targets, occupancy)
-        return BevGrid(occupancy, objects, self.resolution, self.origin[0], self.origin[1], CLASS_NAMES)
+        return BevGrid(occupancy, objects, self.resolution, self.origin[0], self.origin[1], self.class_names)
 
     def _walls_at_cells(self, pose: Pose2D) -> np.ndarray:
         cos_t, sin_t = math.cos(pose.theta), math.sin(pose.theta)
@@ -79,12 +84,12 @@ class BevOracle:
                  occupancy: np.ndarray) -> np.ndarray:
         objects = np.zeros(self.shape, dtype=np.uint8)
         cos_t, sin_t = math.cos(pose.theta), math.sin(pose.theta)
-        radius = max(TARGET_RADIUS_CELLS * self.maze.cell_size, 0.5 * self.resolution)
+        radius = max(self.target_radius, 0.5 * self.resolution)
         for target in targets:
             rel_x, rel_y = target.x - pose.x, target.y - pose.y
             forward, left = rel_x * cos_t + rel_y * sin_t, -rel_x * sin_t + rel_y * cos_t
             if self._target_visible(forward, left, ray_distance):
-                self._mark_target(objects, occupancy, forward, left, radius, CLASS_NAMES.index(target.color) + 1)
+                self._mark_target(objects, occupancy, forward, left, radius, self.class_names.index(target.color) + 1)
         return objects
 
     def _target_visible(self, forward: float, left: float, ray_distance: np.ndarray) -> bool:

@@ -17,8 +17,10 @@ from typing import Sequence
 
 import numpy as np
 
-from spatial_memory_ros.sim.camera import Renderer, RayCaster, RayHits, Sprite
-from spatial_memory_ros.sim.maze import TARGET_HEIGHT_CELLS, TARGET_RADIUS_CELLS, Maze
+from spatial_memory_ros.sim.camera import CAMERA_HEIGHT_CELLS, Renderer, RayCaster, RayHits, Sprite
+from spatial_memory_ros.sim.interface import CameraModel
+from spatial_memory_ros.sim.maze import (CLASS_NAMES, TARGET_HEIGHT_CELLS, TARGET_RADIUS_CELLS, Maze, Target,
+                                         generate_maze)
 from spatial_memory_ros.sim.oracle import BevOracle
 from spatial_memory_ros.types import BevGrid, Pose2D
 
@@ -114,6 +116,32 @@ class World:
     def time(self) -> float:
         """Simulated seconds since the start."""
         return self.step_count * self.config.dt
+
+    # The world interface (sim/interface.py) beyond stepping and sensing.
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The object classes of this world's targets and BEVs."""
+        return tuple(CLASS_NAMES)
+
+    @property
+    def targets(self) -> list[Target]:
+        """The maze's targets (map frame, ``color`` one of ``class_names``)."""
+        return list(self.maze.targets)
+
+    def reset(self, seed: int, size: int) -> None:
+        """A new maze of ``size`` cells (outer wall included) from ``seed``, with new start poses and noise."""
+        maze = generate_maze(size=size, seed=seed, cell_size=self.maze.cell_size)
+        self.__init__(maze, num_robots=self.num_robots, seed=seed, config=self.config)
+
+    def camera_model(self, robot: int) -> CameraModel:
+        """The robot's camera: a level pinhole at the robot's centre, CAMERA_HEIGHT_CELLS cells above the floor."""
+        self._check_robot(robot)
+        size = int(self.config.image_size)
+        return CameraModel.pinhole(size, size, self.config.fov_deg, CAMERA_HEIGHT_CELLS * self.maze.cell_size)
+
+    def close(self) -> None:
+        """Nothing to release (the interface's close)."""
 
     def _start_poses(self) -> list[Pose2D]:
         free = self.maze.free_cells()
