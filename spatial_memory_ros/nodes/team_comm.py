@@ -11,6 +11,8 @@ Publishes   /team/packets   spatial_memory_ros/TeamPacket: at most one per step,
             team_map        nav_msgs/OccupancyGrid: own map with what teammates told filled in (transient local)
             comm/stats      spatial_memory_ros/CommStats (bits per step, packets, wire bytes, drops by reason)
 Forged, replayed, reordered, truncated, oversized or unknown-sender packets are dropped and counted, never applied.
+Before any tag is computed each DDS publisher may have ``source_rate`` packets/s checked and the link ``link_rate``;
+packets lost in the receive queue are counted from the publisher's numbering (comm/receive.py FloodGuard).
 
 The team's key: ``team_key_file`` (a file from ``spatial-memory keygen``, mode 0600; a warning if others can read
 it) on a real robot; the simulator and the tests pass a per-run ``team_key`` instead. With neither the node refuses
