@@ -9,6 +9,8 @@ DURATION  ?= 60
 ROBOTS    ?= 3
 OUT       ?= runs
 RECORD    ?= 1
+WORLD     ?= builtin
+BEV       ?=
 BITS      ?= 16
 TESTS     ?= test
 PYTEST_ARGS ?=
@@ -37,9 +39,9 @@ setup: $(VENV)/.build-stamp $(ROS2_TOOLS_STAMP)  ## create .venv, install depend
 
 build: setup  ## same as setup
 
-demo: setup  ## run the simulated team: DURATION=<sim s> ROBOTS=<n> OUT=<dir> BITS=<n> RECORD=0 (no bag/video)
+demo: setup  ## run the simulated team: DURATION=<sim s> ROBOTS=<n> OUT=<dir> BITS=<n> RECORD=0 (no bag/video) WORLD=memory_maze [BEV=oracle]
 	$(VENV)/bin/spatial-memory demo --duration $(DURATION) --robots $(ROBOTS) --out $(OUT) --bits $(BITS) \
-	  $(if $(filter 1 yes true,$(RECORD)),--record,)
+	  --world $(WORLD) $(if $(BEV),--bev $(BEV),) $(if $(filter 1 yes true,$(RECORD)),--record,)
 
 test: setup  ## run the test suite (unit, real rclpy nodes over DDS, end to end): what CI runs
 	$(PY) -m pytest $(TESTS) $(PYTEST_ARGS)

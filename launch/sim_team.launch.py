@@ -21,7 +21,7 @@ def _nodes(context):
 
     graph = sim_team_graph(robots=int(arg("robots")), seed=int(arg("seed")), maze_size=int(arg("maze_size")),
                            real_time_factor=float(arg("real_time_factor")), goal_query=arg("goal_query"),
-                           bits_per_step=int(arg("bits")))
+                           bits_per_step=int(arg("bits")), world=arg("world"))
     return node_actions(graph)
 
 
@@ -29,7 +29,10 @@ def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument("robots", default_value="3", description="number of robots (1..16)"),
         DeclareLaunchArgument("seed", default_value="0", description="seed of the maze, starts and noise"),
-        DeclareLaunchArgument("maze_size", default_value="15", description="maze side in cells (9..15)"),
+        DeclareLaunchArgument("maze_size", default_value="15",
+                              description="maze side in cells: builtin 9..15, memory_maze 9, 11, 13 or 15"),
+        DeclareLaunchArgument("world", default_value="builtin",
+                              description="simulated world: builtin (ray-cast maze) or memory_maze (MuJoCo)"),
         DeclareLaunchArgument("real_time_factor", default_value="1.0",
                               description="cap on sim speed over real time (0 = as fast as possible)"),
         DeclareLaunchArgument("goal_query", default_value="",

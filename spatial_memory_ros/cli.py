@@ -32,7 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--robots", type=_robot_count, default=3, help="number of robots, 1..16 (default 3)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the maze, starts and noise (default 0)")
     demo.add_argument("--maze-size", type=int, default=15, choices=range(9, 16), metavar="9..15",
-                      help="maze side in cells (default 15)")
+                      help="maze side in cells (default 15): builtin 9..15 with the outer wall, memory_maze 9, 11, "
+                           "13 or 15 inside it")
+    demo.add_argument("--world", choices=("builtin", "memory_maze"), default="builtin",
+                      help="the simulated world: the built-in ray-cast maze (default) or Memory-Maze in MuJoCo "
+                           "(2 m cells; the shipped BEV predictor is trained on the built-in camera: use --bev "
+                           "oracle there)")
     demo.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of the run folder (default runs)")
     demo.add_argument("--composed", action="store_true",
                       help="run all nodes in this process on a multi-threaded executor")
@@ -94,7 +99,8 @@ def _demo(args: argparse.Namespace) -> int:
     options = DemoOptions(duration=args.duration, robots=args.robots, seed=args.seed, maze_size=args.maze_size,
                           out=args.out, composed=args.composed, real_time_factor=args.real_time_factor,
                           wall_timeout=args.wall_timeout, progress=not args.no_progress, query=args.query,
-                          record=args.record, bev=args.bev, pose=args.pose, bits=args.bits, comm=args.comm)
+                          record=args.record, bev=args.bev, pose=args.pose, bits=args.bits, comm=args.comm,
+                          world=args.world)
     try:
         run_dir = run_demo(options)
     except (RuntimeError, TimeoutError) as error:

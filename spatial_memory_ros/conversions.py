@@ -12,7 +12,7 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, PoseWithCovarianceStamped, Quaternion, TransformStamped, Twist
 from nav_msgs.msg import OccupancyGrid, Odometry
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -402,3 +402,18 @@ def partner_markers(states, stamp: Time, namespace: str, frame_id: str = "map") 
         label.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
         markers.markers += [disc, label]
     return markers
+
+
+def camera_info_to_msg(camera, stamp: Time, frame_id: str) -> CameraInfo:
+    """sensor_msgs/CameraInfo of a world's pinhole camera (sim/interface.py's CameraModel): no distortion."""
+    msg = CameraInfo()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.width, msg.height = int(camera.width), int(camera.height)
+    msg.distortion_model = "plumb_bob"
+    msg.d = [0.0] * 5
+    msg.k = [float(v) for v in camera.projection_matrix()]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = [float(camera.fx), 0.0, float(camera.cx), 0.0, 0.0, float(camera.fy), float(camera.cy), 0.0,
+             0.0, 0.0, 1.0, 0.0]
+    return msg

@@ -64,17 +64,22 @@ def robot_ids(robots: int) -> list[str]:
 def sim_team_graph(robots: int = 3, seed: int = 0, maze_size: int = 15, max_sim_time: float = 0.0,
                    real_time_factor: float = 0.0, use_sim_time: bool = True,
                    sources: Sources = Sources(bev="bev"), extra_bev_readers: int = 0, bits_per_step: int = 16,
-                   strategy: str = "ours", goal_query: str = "", shared: SharedParameters | None = None
-                   ) -> list[NodeSpec]:
+                   strategy: str = "ours", goal_query: str = "", shared: SharedParameters | None = None,
+                   world: str = "builtin") -> list[NodeSpec]:
     """The simulated team: one sim_world for the maze, one bev_predictor batching every robot's frames (when the
     BEV is predicted) and, per robot namespace, its own stack. ``extra_bev_readers`` counts subscribers of the
     oracle BEV outside the graph (a recorder) that the sim must also wait for; ``goal_query`` is the text goal
     every explorer asks its memory for (empty: explore only); ``shared`` the cross-node values (default: the
-    package's, with the map fitted to the maze). Raises GraphMismatch if the nodes would disagree."""
+    package's, with the map fitted to the maze); ``world`` the simulated world (sim/interface.py: builtin or
+    memory_maze), whose maze sets the map extent and whose object classes the team link sends. Raises
+    GraphMismatch if the nodes would disagree."""
+    from spatial_memory_ros.sim.interface import world_class_names, world_extent
+
     ids = robot_ids(robots)
-    shared = shared or SharedParameters.for_maze(maze_size, ids)  # the sim's maze cells are 1 m
+    cells, cell_size = world_extent(world, maze_size)  # builtin: 1 m cells; Memory-Maze: 2 m, outer walls added
+    shared = shared or SharedParameters.for_maze(cells, ids, cell_size=cell_size)
     sim = NodeSpec("sim_world", "sim_world", params_file="sim_world.yaml",
-                   parameters={"robots": robots, "seed": seed, "maze_size": maze_size,
+                   parameters={"world": world, "robots": robots, "seed": seed, "maze_size": maze_size,
                                "max_sim_time": float(max_sim_time), "real_time_factor": float(real_time_factor),
                                **shared.for_node("sim_world")})
     team = []
@@ -83,6 +88,8 @@ def sim_team_graph(robots: int = 3, seed: int = 0, maze_size: int = 15, max_sim_
                              parameters={"use_sim_time": use_sim_time, "robots": ids}))
     link = {"bits_per_step": int(bits_per_step), "strategy": strategy,
             "team_key": "hex:" + secrets.token_hex(32)}  # a new key per simulated run: there is no default key
+    if world != "builtin":
+        link["class_names"] = list(world_class_names(world))  # sightings travel as an index into the world's classes
     for index, robot in enumerate(ids):
         team.extend(robot_stack(robot, seed=seed * 100 + index, use_sim_time=use_sim_time, sources=sources,
                                 shared=shared, predictor=False, comm_parameters=link, goal_query=goal_query))

@@ -15,6 +15,7 @@ class DemoOptions:
     robots: int = 3
     seed: int = 0
     maze_size: int = 15
+    world: str = "builtin"          # or "memory_maze" (sim/interface.py)
     out: Path = Path("runs")
     composed: bool = False
     real_time_factor: float = 0.0
@@ -39,6 +40,6 @@ def demo_query(options: DemoOptions) -> str:
     """The demo's text query: the target colour given, else the colour of the maze's first target."""
     if options.query:
         return options.query
-    from spatial_memory_ros.sim.maze import generate_maze
+    from spatial_memory_ros.sim.interface import world_layout
 
-    return f"the {generate_maze(size=options.maze_size, seed=options.seed).targets[0].color} target"
+    return f"the {world_layout(options.world, options.maze_size, options.seed).targets[0].color} target"

@@ -15,10 +15,10 @@ def write_run_folder(run_dir: Path, options: DemoOptions, observation: RunObserv
     """summary.json (first, so an interrupted write-up still leaves it), trajectories.png and the maps."""
     from spatial_memory_ros.conversions import msg_to_occupancy
     from spatial_memory_ros.evaluation.plots import draw_occupancy, draw_trajectories, save_png
-    from spatial_memory_ros.sim.maze import generate_maze
+    from spatial_memory_ros.sim.interface import world_layout
 
     write_summary(run_dir, options, observation, wall_seconds, interrupted)
-    maze = generate_maze(size=options.maze_size, seed=options.seed)
+    maze = world_layout(options.world, options.maze_size, options.seed)
     paths = {robot: [(x, y) for _, x, y in track] for robot, track in observation.trajectories.items()}
     save_png(run_dir / "trajectories.png", draw_trajectories(maze, paths))
     for robot, grid in observation.maps.items():
@@ -59,6 +59,7 @@ def build_summary(options: DemoOptions, observation: RunObservation, wall_second
         "mode": "composed" if options.composed else "processes",
         "robots": options.robots,
         "seed": options.seed,
+        "world": options.world,
         "maze_size": options.maze_size,
         "sim_seconds": round(sim_seconds, 3),
         "wall_seconds": round(wall_seconds, 3),

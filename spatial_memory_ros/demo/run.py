@@ -76,7 +76,8 @@ def run_demo(options: DemoOptions, interrupts: Interrupts | None = None) -> Path
     graph = sim_team_graph(options.robots, seed=options.seed, maze_size=options.maze_size,
                            max_sim_time=options.duration, real_time_factor=options.real_time_factor,
                            extra_bev_readers=extra_bev_readers(options), sources=options.sources(),
-                           bits_per_step=options.bits, strategy=options.comm, goal_query=demo_query(options))
+                           bits_per_step=options.bits, strategy=options.comm, goal_query=demo_query(options),
+                           world=options.world)
     robots = robot_ids(options.robots)
     observation = RunObservation()
 

@@ -15,7 +15,7 @@ def goal_results(options: DemoOptions, observation: RunObservation) -> dict:
     """Whether and when (sim seconds) each robot came within ``reach_radius`` of the true target the query names,
     judged from the ground-truth poses (not from what the explorers claim); the team succeeds when all have."""
     query = demo_query(options)
-    targets = _goal_targets(options.maze_size, options.seed, query)
+    targets = _goal_targets(options.world, options.maze_size, options.seed, query)
     per_robot = {}
     for robot in robot_ids(options.robots):
         reached = next((t for t, x, y in list(observation.trajectories.get(robot, []))
@@ -31,11 +31,11 @@ def goal_results(options: DemoOptions, observation: RunObservation) -> dict:
 
 
 @functools.lru_cache(maxsize=8)
-def _goal_targets(maze_size: int, seed: int, query: str) -> tuple:
+def _goal_targets(world: str, maze_size: int, seed: int, query: str) -> tuple:
     """The maze's targets that the query names."""
-    from spatial_memory_ros.sim.maze import generate_maze
+    from spatial_memory_ros.sim.interface import world_layout
 
-    return tuple(targets_named(generate_maze(size=maze_size, seed=seed).targets, query))
+    return tuple(targets_named(world_layout(world, maze_size, seed).targets, query))
 
 
 def localization_errors(observation: RunObservation, robot: str) -> dict:
@@ -85,11 +85,11 @@ def add_memory_results(per_robot: dict, options: DemoOptions, observation: RunOb
     """Each robot's map coverage and IoU against the true maze, and its answer to the text query."""
     from spatial_memory_ros.conversions import msg_to_occupancy
     from spatial_memory_ros.evaluation.map_scores import map_scores, rasterize_maze
-    from spatial_memory_ros.sim.maze import generate_maze
+    from spatial_memory_ros.sim.interface import world_layout
 
-    maze = generate_maze(size=options.maze_size, seed=options.seed)
+    maze = world_layout(options.world, options.maze_size, options.seed)
     query = demo_query(options)
-    targets = _goal_targets(options.maze_size, options.seed, query)
+    targets = _goal_targets(options.world, options.maze_size, options.seed, query)
     for robot, entry in per_robot.items():
         entry["localization"] = localization_errors(observation, robot)
         entry["team_link"] = link_summary(observation, robot)

@@ -1,7 +1,11 @@
-"""sim_world: a simulated maze with a team of camera robots (sim/world.py) on ROS topics.
+"""sim_world: a simulated maze with a team of camera robots on ROS topics, in either world of sim/interface.py:
+``world:=builtin`` (the ray-cast maze of sim/world.py, 1 m cells) or ``world:=memory_maze`` (Memory-Maze in MuJoCo,
+sim/memory_maze.py, 2 m cells; maze_size 9, 11, 13 or 15; each robot in its own physics, so robots do not see or
+bump into each other).
 
 Publishes, for each robot ``robotK`` (K = 1..robots):
   /robotK/camera/image_raw    sensor_msgs/Image (rgb8, 64x64)            sensor QoS
+  /robotK/camera/camera_info  sensor_msgs/CameraInfo (the world's pinhole camera; same stamp as the image)
   /robotK/odom                nav_msgs/Odometry (noisy twist, dead-reckoned pose)
   /robotK/ground_truth/pose   geometry_msgs/PoseWithCovarianceStamped (evaluation only; zero covariance)
   /robotK/ground_truth/bev    spatial_memory_ros/BevMap (oracle BEV)
@@ -25,21 +29,26 @@ from geometry_msgs.msg import PoseWithCovarianceStamped, Twist
 from nav_msgs.msg import OccupancyGrid, Odometry
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
-from spatial_memory_ros.conversions import (InvalidMessage, bev_to_msg, image_to_msg, maze_to_occupancy_grid,
-                                            odometry_to_msg, pose_to_msg, seconds_to_time, transform_msg,
-                                            twist_to_command)
-from spatial_memory_ros.sim.maze import generate_maze
-from spatial_memory_ros.sim.world import World, WorldConfig
+from spatial_memory_ros.conversions import (InvalidMessage, bev_to_msg, camera_info_to_msg, image_to_msg,
+                                            maze_to_occupancy_grid, odometry_to_msg, pose_to_msg, seconds_to_time,
+                                            transform_msg, twist_to_command)
+from spatial_memory_ros.sim.interface import WORLDS, SimWorld, WorldUnavailable, make_world
+from spatial_memory_ros.sim.world import WorldConfig
 from spatial_memory_ros.types import Pose2D
 from spatial_memory_ros.msg import BevMap, SimStatus
 from spatial_memory_ros.ros_common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, InputGuard, Param, declare_parameters
 
+EXIT_WORLD_UNAVAILABLE = 78  # EX_CONFIG: the world cannot start here (not installed, no GL); retrying will not help
+
 PARAMETERS = [
+    Param("world", "builtin", "the simulated world: 'builtin' (ray-cast maze, 1 m cells) or 'memory_maze' "
+          "(Memory-Maze in MuJoCo, 2 m cells; needs memory-maze, mujoco 3.17 and EGL or OSMesa)"),
     Param("robots", 3, "number of simulated robots (robot1..robotN)", 1, 16),
-    Param("maze_size", 15, "maze side in cells, outer wall included (Memory-Maze sizes 9..15)", 9, 15),
+    Param("maze_size", 15, "maze side in cells: builtin 9..15 with the outer wall; memory_maze 9, 11, 13 or 15 "
+          "inside it (Memory-Maze's own sizes)", 9, 15),
     Param("seed", 0, "seed of the maze, start poses and sensor noise", 0, 2**31 - 1),
     Param("rate_hz", 10.0, "world steps per simulated second", 1.0, 100.0),
     Param("real_time_factor", 0.0, "maximum speed-up over the wall clock; 0 = as fast as the CPU allows", 0.0, 1000.0),
@@ -93,24 +102,37 @@ class SimWorldNode(Node):
         self._status_timer = self.create_timer(STATUS_PERIOD, self.publish_status)
         self.get_logger().info(
             f"simulating {self.world.num_robots} robots in a {self.params['maze_size']}x{self.params['maze_size']} "
-            f"maze (seed {self.params['seed']}) at {self.params['rate_hz']:g} Hz, "
+            f"{self.params['world']} maze (seed {self.params['seed']}) at {self.params['rate_hz']:g} Hz, "
             f"real-time factor {'unlimited' if self.params['real_time_factor'] == 0 else self.params['real_time_factor']}")
 
-    def _make_world(self) -> World:
+    def _make_world(self) -> SimWorld:
+        """The world the parameters name; one fatal line and exit 78 (no traceback) if it cannot start here."""
         p = self.params
         config = WorldConfig(dt=1.0 / p["rate_hz"], odom_linear_noise=p["odom_linear_noise"],
                              odom_angular_noise_deg=p["odom_angular_noise_deg"],
                              max_linear_speed=p["max_linear_speed"], max_angular_speed=p["max_angular_speed"])
-        maze = generate_maze(size=p["maze_size"], seed=p["seed"])
-        return World(maze, num_robots=p["robots"], seed=p["seed"], config=config)
+        try:
+            if p["world"] not in WORLDS:
+                raise ValueError(f"world '{p['world']}' is not one of {', '.join(WORLDS)}")
+            return make_world(p["world"], size=p["maze_size"], seed=p["seed"], num_robots=p["robots"],
+                              config=config)
+        except (ValueError, WorldUnavailable) as error:
+            self.get_logger().fatal(f"sim_world cannot start the {p['world']} world: {error}")
+            raise SystemExit(EXIT_WORLD_UNAVAILABLE) from None
+
+    def close(self) -> None:
+        """Release the world (Memory-Maze's physics and GL contexts)."""
+        self.world.close()
 
     def _make_interfaces(self) -> None:
         self.clock_pub = self.create_publisher(Clock, "/clock", 10)
         self.map_pub = self.create_publisher(OccupancyGrid, "/ground_truth/map", LATCHED_QOS)
         self.status_pub = self.create_publisher(SimStatus, "/sim/status", LATCHED_QOS)
         self.camera_pubs, self.odom_pubs, self.pose_pubs, self.bev_pubs, self.start_pubs = [], [], [], [], []
+        self.info_pubs = []
         for index, robot in enumerate(self.robot_ids):
             self.camera_pubs.append(self.create_publisher(Image, f"/{robot}/camera/image_raw", SENSOR_QOS))
+            self.info_pubs.append(self.create_publisher(CameraInfo, f"/{robot}/camera/camera_info", SENSOR_QOS))
             self.odom_pubs.append(self.create_publisher(Odometry, f"/{robot}/odom", RELIABLE_QOS))
             self.pose_pubs.append(self.create_publisher(PoseWithCovarianceStamped, f"/{robot}/ground_truth/pose", RELIABLE_QOS))
             self.bev_pubs.append(self.create_publisher(BevMap, f"/{robot}/ground_truth/bev", RELIABLE_QOS))
@@ -227,6 +249,7 @@ class SimWorldNode(Node):
         for index, robot in enumerate(self.robot_ids):
             base = f"{robot}/base_link"
             self.camera_pubs[index].publish(image_to_msg(self.world.render(index), stamp, f"{robot}/camera"))
+            self.info_pubs[index].publish(camera_info_to_msg(self.world.camera_model(index), stamp, f"{robot}/camera"))
             self._frames[index] += 1
             self.odom_pubs[index].publish(odometry_to_msg(
                 self.world.odom_pose(index), self.world.odom_twist(index), stamp, f"{robot}/odom", base,

@@ -18,6 +18,7 @@ the left; headings are counter-clockwise from the map's x axis.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
@@ -169,3 +170,22 @@ def world_class_names(world: str) -> tuple[str, ...]:
 
         return tuple(CLASS_NAMES)
     raise ValueError(f"unknown world '{world}': expected one of {', '.join(WORLDS)}")
+
+
+def world_layout(world: str, size: int, seed: int) -> Maze:
+    """The maze (wall grid in the map frame and targets) that ``world`` draws for ``size`` and ``seed``: what the
+    evaluation scores maps and goals against. Memory-Maze builds its physics for this (seconds); cached."""
+    return _world_layout(world, int(size), int(seed))
+
+
+@functools.lru_cache(maxsize=4)
+def _world_layout(world: str, size: int, seed: int) -> Maze:
+    if world == "builtin":
+        from spatial_memory_ros.sim.maze import generate_maze
+
+        return generate_maze(size=size, seed=seed)
+    built = make_world(world, size=size, seed=seed, num_robots=1)
+    try:
+        return built.maze
+    finally:
+        built.close()
