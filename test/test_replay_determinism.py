@@ -18,6 +18,7 @@ from conftest import spin_until
 
 pytestmark = pytest.mark.ros
 INPUTS = ["/robot1/camera/image_raw", "/robot1/odom", "/robot1/initialpose", "/clock"]
+LOCKSTEP = ["/robot1/camera/image_raw=/robot1/bev", "/robot1/camera/image_raw=/robot1/pose"]
 
 
 def _live_run(out: Path) -> Path:
@@ -47,6 +48,7 @@ def _entries(arrays) -> list[tuple]:
                   for array in arrays for e in array.entries)
 
 
+@pytest.mark.slow
 def test_replayed_images_and_odometry_give_the_live_poses_and_memory(ros, tmp_path):
     from geometry_msgs.msg import PoseWithCovarianceStamped
     from nav_msgs.msg import OccupancyGrid
@@ -79,11 +81,15 @@ def test_replayed_images_and_odometry_give_the_live_poses_and_memory(ros, tmp_pa
                               lambda m: maps.__setitem__((m.header.stamp.sec, m.header.stamp.nanosec), m),
                               MAP_SEQUENCE_QOS)
     done = threading.Event()
-    # half speed: camera frames are best effort, and a CPU busy with the whole suite could drop some at rate 1
-    thread = threading.Thread(target=lambda: (replay(bag, rate=0.5, topics=INPUTS, wait_for_subscribers=60.0),
-                                              done.set()), daemon=True)
+    # Lockstep: camera frames are best effort, so a busy CPU would drop some if nothing waited for the consumers;
+    # each frame waits until the previous one came out as a BEV and a pose (its odometry follows it in the bag).
+    results = []
+    thread = threading.Thread(target=lambda: (results.append(replay(
+        bag, rate=0.0, topics=INPUTS, wait_for_subscribers=60.0, lockstep=LOCKSTEP, lockstep_timeout=30.0)),
+        done.set()), daemon=True)
     thread.start()
-    assert spin_until(ros, done.is_set, timeout=180.0), "the replay did not finish"
+    assert spin_until(ros, done.is_set, timeout=240.0), "the replay did not finish"
+    assert results and results[0].lockstep_timeouts == 0, results and results[0].report()
     spin_until(ros, lambda: False, timeout=2.0)
     memory = next(n for n in graph.nodes if n.get_name() == "spatial_memory")
     graph.stop()

@@ -5,6 +5,11 @@ truncated or corrupt bag is refused with a clear error before anything is publis
 published with the QoS its recorded publishers offered (``offered_qos_profiles``): latched topics
 (transient local) stay latched, so a subscriber that joins late (RViz, a node started afterwards) still
 gets the last map. /clock is published from the bag time unless the bag's own /clock is being replayed.
+
+Lockstep (``--lockstep INPUT=OUTPUT``): before the next message on INPUT, wait until the nodes' answer to the last
+one has come out on OUTPUT (a message stamped at or after it), as sim_world waits for every controller's cmd_vel.
+Best-effort camera frames are then never dropped by a busy consumer, and a replay gives the same results however
+loaded the machine is (each wait gives up after ``--lockstep-timeout`` seconds, with a warning).
 """
 from __future__ import annotations
 
@@ -32,7 +37,9 @@ def add_parser(subparsers) -> None:
                     "(unless the bag's own /clock is replayed).",
         epilog="examples:\n  spatial-memory replay runs/bag1\n"
                "  spatial-memory replay runs/bag1 --rate 0 --topics /robot1/camera/image_raw /robot1/odom\n"
-               "  spatial-memory replay runs/bag1 --rate 2 --loop",
+               "  spatial-memory replay runs/bag1 --rate 2 --loop\n"
+               "  spatial-memory replay runs/bag1 --rate 0 --topics /robot1/camera/image_raw /robot1/odom "
+               "/robot1/initialpose --lockstep /robot1/camera/image_raw=/robot1/pose",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bag", type=Path, help="the bag directory (holding metadata.yaml) or its .mcap file")
     parser.add_argument("--rate", type=float, default=1.0,
@@ -47,6 +54,12 @@ def add_parser(subparsers) -> None:
                              "(default 0: do not wait)")
     parser.add_argument("--linger", type=float, default=0.5,
                         help="seconds to keep publishing latched topics after the end (default 0.5)")
+    parser.add_argument("--lockstep", nargs="+", default=(), metavar="INPUT=OUTPUT",
+                        help="before the next message on INPUT, wait until a message stamped at or after the last "
+                             "one came out on OUTPUT, e.g. /robot1/camera/image_raw=/robot1/bev "
+                             "/robot1/camera/image_raw=/robot1/pose (the consumers took it)")
+    parser.add_argument("--lockstep-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="give up one lockstep wait after SECONDS, with a warning (default 10)")
     parser.add_argument("--quiet", action="store_true", help="no status line")
     parser.set_defaults(run=run)
 
@@ -60,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = replay(args.bag, rate=args.rate, topics=args.topics, loop=args.loop, clock=not args.no_clock,
                         delay=args.delay, linger=args.linger, wait_for_subscribers=args.wait_for_subscribers,
-                        on_status=status, handle_signals=True)
-    except BagError as error:
+                        lockstep=args.lockstep, lockstep_timeout=args.lockstep_timeout, on_status=status,
+                        handle_signals=True)
+    except (BagError, ValueError) as error:
         print(f"replay refused: {error}", file=sys.stderr)
         return 1
     if status:
@@ -79,17 +93,20 @@ class ReplayResult:
     clock_messages: int = 0                                 # /clock messages generated from the bag time
     loops: int = 0
     seconds: float = 0.0
+    lockstep_timeouts: int = 0                              # lockstep waits that gave up
 
     def report(self) -> str:
         """A table of what was published."""
         lines = [f"replayed {self.bag}: {sum(self.counts.values())} messages in {self.seconds:.1f} s "
-                 f"({self.loops} pass{'es' if self.loops != 1 else ''}), {self.clock_messages} generated /clock"]
+                 f"({self.loops} pass{'es' if self.loops != 1 else ''}), {self.clock_messages} generated /clock"
+                 + (f", {self.lockstep_timeouts} lockstep waits timed out" if self.lockstep_timeouts else "")]
         lines += [f"  {count:8d}  {topic}" for topic, count in sorted(self.counts.items())]
         return "\n".join(lines)
 
 
 def replay(bag: Path | str, *, rate: float = 1.0, topics: Sequence[str] | None = None, loop: bool = False,
            clock: bool = True, delay: float = 0.5, linger: float = 0.5, wait_for_subscribers: float = 0.0,
+           lockstep: Sequence[str] = (), lockstep_timeout: float = 10.0,
            stop_event: threading.Event | None = None, context=None,
            on_status: Callable[[str], None] | None = None, handle_signals: bool = False) -> ReplayResult:
     """Validate ``bag`` whole, then publish it; return what was published. Raises BagError, having published
@@ -98,18 +115,35 @@ def replay(bag: Path | str, *, rate: float = 1.0, topics: Sequence[str] | None =
 
     ``wait_for_subscribers``: wait up to this many seconds for every replayed topic to have a subscriber
     (then ``delay`` more), so that nothing is lost to slow discovery; ``linger``: seconds to keep the
-    publishers (and so the latched messages) alive after the end."""
+    publishers (and so the latched messages) alive after the end; ``lockstep``: 'INPUT=OUTPUT' pairs (see the
+    module docstring), each wait at most ``lockstep_timeout`` seconds. Raises ValueError for a malformed pair."""
+    pairs = parse_lockstep(lockstep)
     reader = BagReader(bag)
     try:
         reader.validate()
         selected = _select_topics(reader, topics)
         classes = _message_classes(selected)
+        unknown = sorted({source for source, _ in pairs} - set(selected))
+        if unknown:
+            raise ValueError(f"--lockstep inputs {unknown} are not among the replayed topics {sorted(selected)}")
         return _publish_bag(reader, selected, classes, rate=rate, loop=loop, clock=clock, delay=delay,
                             linger=linger, wait_for_subscribers=wait_for_subscribers,
+                            lockstep=(pairs, lockstep_timeout),
                             stop_event=stop_event or threading.Event(), context=context, on_status=on_status,
                             handle_signals=handle_signals)
     finally:
         reader.close()
+
+
+def parse_lockstep(pairs: Sequence[str]) -> list[tuple[str, str]]:
+    """'INPUT=OUTPUT' strings -> (input, output) topic pairs (absolute names)."""
+    parsed = []
+    for pair in pairs:
+        source, _, output = pair.partition("=")
+        if not source.strip() or not output.strip():
+            raise ValueError(f"--lockstep takes INPUT=OUTPUT topic pairs, got {pair!r}")
+        parsed.append(tuple(t if t.startswith("/") else f"/{t}" for t in (source.strip(), output.strip())))
+    return parsed
 
 
 def _select_topics(reader: BagReader, topics: Sequence[str] | None) -> dict[str, BagTopic]:
@@ -146,7 +180,7 @@ def publisher_qos(topic: BagTopic):
 
 
 def _publish_bag(reader: BagReader, selected: dict[str, BagTopic], classes: dict[str, type], *, rate, loop,
-                 clock, delay, linger, wait_for_subscribers, stop_event, context, on_status,
+                 clock, delay, linger, wait_for_subscribers, lockstep, stop_event, context, on_status,
                  handle_signals) -> ReplayResult:
     import rclpy
     from rclpy.executors import ExternalShutdownException
@@ -157,11 +191,14 @@ def _publish_bag(reader: BagReader, selected: dict[str, BagTopic], classes: dict
     node = rclpy.create_node("spatial_memory_replay", context=context)
     result = ReplayResult(reader.path, {name: 0 for name in selected})
     start = time.monotonic()
+    gate = None
     try:
         publishers = {name: node.create_publisher(classes[name], name, publisher_qos(topic))
                       for name, topic in selected.items()}
         clock_pub = _clock_publisher(node) if clock and CLOCK_TOPIC not in selected else None
-        player = _Player(reader, publishers, clock_pub, rate, stop_event, context, result, on_status)
+        pairs, lockstep_timeout = lockstep
+        gate = _Lockstep(node, reader, classes, pairs, lockstep_timeout, stop_event, result) if pairs else None
+        player = _Player(reader, publishers, clock_pub, rate, stop_event, context, result, on_status, gate)
         _wait_for_subscribers(node, publishers, wait_for_subscribers, stop_event, context)
         _sleep_while_running(delay, stop_event, context)
         while not stop_event.is_set() and context.ok():
@@ -174,6 +211,8 @@ def _publish_bag(reader: BagReader, selected: dict[str, BagTopic], classes: dict
         pass
     finally:
         result.seconds = time.monotonic() - start
+        if gate is not None:
+            gate.executor.shutdown()
         node.destroy_node()
         if own_context:
             rclpy.try_shutdown(context=context)
@@ -208,8 +247,9 @@ def _sleep_while_running(seconds: float, stop_event: threading.Event, context) -
 class _Player:
     """Publishes one pass of the bag, paced by the recorded timestamps, with /clock ticks in between."""
 
-    def __init__(self, reader, publishers, clock_pub, rate, stop_event, context, result, on_status) -> None:
-        self.reader, self.publishers, self.clock_pub = reader, publishers, clock_pub
+    def __init__(self, reader, publishers, clock_pub, rate, stop_event, context, result, on_status,
+                 gate: _Lockstep | None = None) -> None:
+        self.reader, self.publishers, self.clock_pub, self.gate = reader, publishers, clock_pub, gate
         self.rate, self.stop_event, self.context = rate, stop_event, context
         self.result, self.on_status = result, on_status
         self._tick_ns = int(1e9 / CLOCK_RATE)
@@ -223,9 +263,15 @@ class _Player:
         for message in self.reader.messages(topics):
             if self.stop_event.is_set() or not self.context.ok():
                 return
+            if self.gate is not None:
+                self.gate.before(message)
             if self.rate > 0:
                 self._wait_for(message.timestamp, bag_start, wall_start)
             self._publish(message)
+            if self.gate is not None:
+                self.gate.after(message)
+        if self.gate is not None:
+            self.gate.wait_all()
 
     def _wait_for(self, stamp: int, bag_start: int, wall_start: float) -> None:
         """Sleep until the wall time of ``stamp``, publishing /clock at CLOCK_RATE of bag time meanwhile."""
@@ -255,3 +301,81 @@ class _Player:
         self.clock_pub.publish(msg)
         self._last_clock = stamp
         self.result.clock_messages += 1
+
+
+class _Lockstep:
+    """Holds each lockstep input's next message until the consumers have answered its last one: a message stamped
+    at or after it on every paired output (header stamps; the outputs' types come from the bag or the graph)."""
+
+    def __init__(self, node, reader: BagReader, classes: dict[str, type], pairs: list[tuple[str, str]],
+                 timeout: float, stop_event: threading.Event, result: ReplayResult) -> None:
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.node, self.classes, self.timeout, self.stop_event, self.result = node, classes, timeout, stop_event, result
+        self.outputs: dict[str, list[str]] = {}
+        for source, output in pairs:
+            self.outputs.setdefault(source, []).append(output)
+        self.latest: dict[str, int] = {}       # output -> newest header stamp seen (ns)
+        self.pending: dict[str, int] = {}      # input -> header stamp of its last message, still unanswered
+        self.executor = SingleThreadedExecutor(context=node.context)
+        self.executor.add_node(node)
+        for output in sorted({o for outputs in self.outputs.values() for o in outputs}):
+            msg_class, qos = self._output_type(reader, output)
+            node.create_subscription(msg_class, output, lambda msg, topic=output: self._on_output(topic, msg), qos)
+
+    def _output_type(self, reader: BagReader, topic: str):
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        recorded = reader.topics.get(topic)
+        if recorded is not None:
+            reliable = recorded.reliable
+            return message_class(recorded.msgtype), QoSProfile(
+                depth=100, reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            types = dict(self.node.get_topic_names_and_types())
+            if topic in types:
+                return message_class(types[topic][0]), QoSProfile(depth=100,
+                                                                  reliability=ReliabilityPolicy.BEST_EFFORT)
+            time.sleep(0.1)
+        raise BagError(f"--lockstep output {topic} is neither in the bag nor published by any node: its type is "
+                       f"unknown")
+
+    def _on_output(self, topic: str, msg) -> None:
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        self.latest[topic] = max(stamp, self.latest.get(topic, stamp))
+
+    def before(self, message: BagMessage) -> None:
+        """Wait until the last message on ``message``'s topic (if a lockstep input) has been answered."""
+        if message.topic in self.pending:
+            self._wait(message.topic)
+
+    def after(self, message: BagMessage) -> None:
+        """Remember the stamp of a lockstep input just published."""
+        if message.topic in self.outputs:
+            from rclpy.serialization import deserialize_message
+
+            header = deserialize_message(message.data, self.classes[message.topic]).header
+            self.pending[message.topic] = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+    def wait_all(self) -> None:
+        """Wait for the answers to every input's last message (the end of a pass)."""
+        for source in list(self.pending):
+            self._wait(source)
+
+    def _answered(self, source: str) -> bool:
+        stamp = self.pending[source]
+        return all(self.latest.get(output, -1) >= stamp for output in self.outputs[source])
+
+    def _wait(self, source: str) -> None:
+        deadline = time.monotonic() + self.timeout
+        while not self._answered(source) and time.monotonic() < deadline and not self.stop_event.is_set() \
+                and self.node.context.ok():
+            self.executor.spin_once(timeout_sec=0.01)
+        if not self._answered(source) and not self.stop_event.is_set():
+            missing = [o for o in self.outputs[source] if self.latest.get(o, -1) < self.pending[source]]
+            self.result.lockstep_timeouts += 1
+            self.node.get_logger().warning(
+                f"lockstep: no answer on {missing} to {source} stamped {self.pending[source] / 1e9:.3f} s after "
+                f"{self.timeout:g} s; going on [{self.result.lockstep_timeouts} so far]")
+        del self.pending[source]
