@@ -12,8 +12,10 @@ from spatial_memory_ros.localization.tem import TemLocalizer
 from spatial_memory_ros.localization.tem_config import TemConfig
 from spatial_memory_ros.sim.maze import Maze, generate_maze
 from spatial_memory_ros.sim.world import World, WorldConfig
-from spatial_memory_ros.types import Pose2D
+from spatial_memory_ros.types import BevGrid, Pose2D
 
+# The correction's mechanics without the plausibility gate (tested on its own below): every BEV applied at once.
+UNGATED = TemConfig(min_trust=0.0, plausible_fit=-math.inf, trust_radius=math.inf)
 ROOM = ["#" * 14] + ["#" + "." * 12 + "#"] * 12 + ["#" * 14]
 
 
@@ -43,7 +45,7 @@ def test_correction_pulls_a_displaced_belief_back_to_the_true_pose():
     maze = generate_maze(15, seed=3)
     world = World(maze, num_robots=1, seed=3)
     truth = world.true_pose(0)
-    tem = TemLocalizer(TemConfig(), maze_occupancy(maze), initial_pose=(truth.x + 0.4, truth.y - 0.3, truth.theta),
+    tem = TemLocalizer(UNGATED, maze_occupancy(maze), initial_pose=(truth.x + 0.4, truth.y - 0.3, truth.theta),
                        initial_sigma=0.5)
     for _ in range(5):
         result = tem.correct(world.oracle_bev(0))
@@ -78,7 +80,7 @@ def test_tem_beats_dead_reckoning_on_a_short_noisy_drive():
 
 def test_unknown_map_cells_are_neutral():
     unknown = OccupancyMap(np.full((40, 40), -1, dtype=np.int8), 0.25)
-    tem = TemLocalizer(occupancy=unknown, initial_pose=(5.0, 5.0, 0.0), initial_sigma=0.5)
+    tem = TemLocalizer(UNGATED, occupancy=unknown, initial_pose=(5.0, 5.0, 0.0), initial_sigma=0.5)
     before = tem.belief.copy()
     bev = World(generate_maze(9, seed=0), num_robots=1, seed=0).oracle_bev(0)
     result = tem.correct(bev)
@@ -94,7 +96,7 @@ def test_views_of_mostly_unmapped_space_are_skipped_when_asked():
     full = maze_occupancy(maze)
     unmapped = full.data.copy()
     unmapped[:] = -1
-    config = TemConfig(min_known_fraction=0.8)
+    config = TemConfig(min_known_fraction=0.8, min_trust=0.0, plausible_fit=-math.inf, trust_radius=math.inf)
     start = (truth.x + 0.4, truth.y - 0.3, truth.theta)
     blind = TemLocalizer(config, OccupancyMap(unmapped, full.resolution), initial_pose=start, initial_sigma=0.5)
     before = blind.belief.copy()
@@ -117,7 +119,7 @@ def test_a_growing_map_grows_the_belief_grid_and_keeps_the_estimate():
 
 
 def test_a_bev_that_fits_nowhere_reinitialises_around_the_last_good_pose():
-    tem = TemLocalizer(occupancy=open_room_map(), initial_pose=(3.0, 7.0, 0.0), initial_sigma=0.3)
+    tem = TemLocalizer(UNGATED, occupancy=open_room_map(), initial_pose=(3.0, 7.0, 0.0), initial_sigma=0.3)
     walls_everywhere = SimpleNamespace(occupancy=np.full((32, 32), 100, dtype=np.int8), resolution=0.25,
                                        origin_x=0.0, origin_y=-4.0)
     result = tem.correct(walls_everywhere)
@@ -226,3 +228,70 @@ def test_world_pose_type_is_compatible_with_the_initial_pose_tuple():
     pose = Pose2D(1.5, 2.5, 0.1)
     tem = TemLocalizer(occupancy=open_room_map(), initial_pose=(pose.x, pose.y, pose.theta), initial_sigma=0.1)
     assert tem.estimate().x == pytest.approx(1.5, abs=0.05)
+
+
+def _corrupted(bev: BevGrid, kind: str, rng: np.random.Generator) -> BevGrid:
+    """A BEV no map can explain where the robot is: random cells, mirrored left-right, 1 m shifted ahead, or the
+    wrong prediction seen on a foreign camera (a wall right in front, free space elsewhere)."""
+    occupancy = bev.occupancy.copy()
+    if kind == "random":
+        occupancy = rng.choice(np.array([-1, 0, 100], np.int8), size=occupancy.shape)
+    elif kind == "mirrored":
+        occupancy = occupancy[::-1, :].copy()
+    elif kind == "shifted":
+        occupancy = np.roll(occupancy, 4, axis=1)
+    elif kind == "wall ahead":
+        occupancy = np.where(occupancy >= 0, 0, -1).astype(np.int8)
+        occupancy[:, :3] = 100
+    return BevGrid(occupancy, bev.object_class, bev.resolution, bev.origin_x, bev.origin_y, bev.class_names)
+
+
+def _drive(seed: int, kind: str | None, steps: int = 400) -> tuple[float, float, TemLocalizer]:
+    """ATE of the TEM fed ``kind`` of BEVs (None: none at all) and of dead reckoning, on one noisy drive."""
+    maze = generate_maze(15, seed=seed)
+    world = World(maze, num_robots=1, seed=seed)
+    walker, rng, start = RandomWalker(seed=seed), np.random.default_rng(seed), world.true_pose(0)
+    tem = TemLocalizer(TemConfig(), maze_occupancy(maze), initial_pose=(start.x, start.y, start.theta))
+    truth, odometry, estimates = [], [], []
+    bev = world.oracle_bev(0)
+    for _ in range(steps):
+        world.step([walker.command(bev)])
+        bev = world.oracle_bev(0)
+        tem.predict(*world.odom_twist(0), 0.1)
+        if kind is not None:
+            tem.correct(_corrupted(bev, kind, rng))
+        pose, odom, estimate = world.true_pose(0), world.odom_pose(0), tem.estimate()
+        truth.append((pose.x, pose.y))
+        odometry.append((odom.x, odom.y))
+        estimates.append((estimate.x, estimate.y))
+    truth = np.array(truth)
+    return ate_rmse(np.array(estimates), truth), ate_rmse(np.array(odometry), truth), tem
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["random", "mirrored", "shifted", "wall ahead"])
+def test_no_bev_source_however_bad_pulls_the_estimate_away_from_odometry(kind):
+    """The plausibility gate: fed garbage BEVs, the TEM stays with its odometry (within 0.1 m of the TEM fed no BEV
+    at all, which is dead reckoning kept out of walls) and, except for mirrored views (often right in a symmetric
+    corridor), never worse than dead reckoning. Before the gate it ended 0.6-6.5 m off where dead reckoning was
+    0.05-0.31 m off."""
+    for seed in range(3):
+        ate, dead_reckoning, tem = _drive(seed, kind)
+        alone, _, _ = _drive(seed, None)
+        assert ate <= alone + 0.1, (seed, ate, alone, dead_reckoning)
+        if kind != "mirrored":
+            assert ate <= dead_reckoning + 0.02, (seed, ate, dead_reckoning)
+            assert not tem.source_trusted
+
+
+def test_a_trusted_source_is_applied_and_an_untrusted_one_is_said_so():
+    maze = generate_maze(9, seed=2)
+    world = World(maze, num_robots=1, seed=2)
+    start = world.true_pose(0)
+    tem = TemLocalizer(TemConfig(trust_window=10), maze_occupancy(maze), initial_pose=(start.x, start.y, start.theta))
+    results = [tem.correct(world.oracle_bev(0)) for _ in range(3)]
+    assert tem.source_trusted and results[-1].applied and results[-1].rejected is None
+    garbage = _corrupted(world.oracle_bev(0), "random", np.random.default_rng(0))
+    results = [tem.correct(garbage) for _ in range(10)]
+    assert not any(r.applied for r in results) and not tem.source_trusted
+    assert "untrusted" in results[-1].rejected and "fit the map" in results[-1].rejected

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,7 @@ class CorrectionResult:
     heading_shift: float = 0.0
     candidates: int = 0
     message: str | None = None
+    rejected: str | None = None   # why a BEV was not applied by the plausibility gate (None: not rejected)
 
     @property
     def loss(self) -> float:
@@ -100,6 +102,7 @@ class TemLocalizer:
         self._version = 0
         self._cached_estimate: tuple | None = None
         self.events: list[str] = []
+        self._plausible: deque[bool] = deque(maxlen=self.config.trust_window)
         if occupancy is None and extent is None:
             extent = (initial_pose[0] - 10.0, initial_pose[1] - 10.0, initial_pose[0] + 10.0, initial_pose[1] + 10.0)
         bounds = occupancy.bounds if occupancy is not None else extent
@@ -313,10 +316,12 @@ class TemLocalizer:
     # ------------------------------------------------------------------------------------- correction
 
     def correct(self, bev: Any) -> CorrectionResult:
-        """Multiply the belief by the likelihood of ``bev`` (a sim.world.BevGrid or alike) against the map.
+        """Multiply the belief by the likelihood of ``bev`` (a types.BevGrid or alike) against the map.
 
         The BEV is checked first (shape ``bev_shape``, resolution ``bev_resolution``, values -1/0/100, finite
-        origin): ValueError, belief unchanged, if it does not fit. Without a map, nothing happens.
+        origin): ValueError, belief unchanged, if it does not fit. Without a map, nothing happens. The plausibility
+        gate (TemConfig.plausible_fit, min_trust) leaves the belief to odometry when the BEV cannot be explained
+        anywhere the belief allows, or when its source has lately sent too many such BEVs (``rejected`` says why).
         """
         points = bev_points(bev, self.config)
         if self._likelihood is None:
@@ -325,15 +330,63 @@ class TemLocalizer:
             return CorrectionResult(applied=False, message="BEV shows nothing: belief unchanged")
         if self.config.min_known_fraction > 0.0 and self.known_fraction(points) < self.config.min_known_fraction:
             return CorrectionResult(applied=False)
-        result = self._correct_with(points)
-        if result.fit < self.config.lost_fit:
-            message = self._reinitialise(f"best BEV fit {result.fit:.2f} per cell < {self.config.lost_fit}")
-            result = self._correct_with(points)
+        fits = self._fits(points)
+        best = float(fits[2].max())
+        offset, radius = self._best_offset(fits), self._trust_radius()
+        self._plausible.append(best >= self.config.plausible_fit and offset <= radius)
+        if not self.source_trusted:
+            return CorrectionResult(applied=False, fit=best, rejected=(
+                f"BEV source untrusted: only {self.trust:.0%} of its last {len(self._plausible)} BEVs fit the map "
+                f"(needs {self.config.min_trust:.0%}); following odometry"))
+        if best < self.config.lost_fit:  # a trusted source that fits nowhere near the belief: we are lost
+            message = self._reinitialise(f"best BEV fit {best:.2f} per cell < {self.config.lost_fit}")
+            fits = self._fits(points)
+            if float(fits[2].max()) < self.config.plausible_fit:
+                return CorrectionResult(applied=False, fit=float(fits[2].max()), message=message)
+            result = self._correct_with(points, fits)
             result.message = message
-        elif result.fit >= self.config.good_fit:
+            return result
+        if best < self.config.plausible_fit:
+            return CorrectionResult(applied=False, fit=best, rejected=(
+                f"implausible BEV: best fit {best:.2f} per point < {self.config.plausible_fit} anywhere the belief "
+                f"allows"))
+        if offset > radius:
+            return CorrectionResult(applied=False, fit=best, rejected=(
+                f"implausible BEV: explained best {offset:.2f} m from the estimate (> {radius:.2f} m)"))
+        result = self._correct_with(points, fits)
+        if result.fit >= self.config.good_fit:
             estimate = self.estimate()
             self._last_good = (estimate.x, estimate.y, estimate.theta)
         return result
+
+    def _best_offset(self, fits: tuple[np.ndarray, np.ndarray, np.ndarray]) -> float:
+        """Distance (m) from the estimate to the candidate position that explains the BEV best."""
+        candidates, _, fit = fits
+        best = candidates[int(np.argmax(fit.max(axis=0)))]
+        xs, ys = (c.reshape(-1)[best] for c in self.cell_centres)
+        estimate = self.estimate()
+        return math.hypot(float(xs) - estimate.x, float(ys) - estimate.y)
+
+    def _trust_radius(self) -> float:
+        """How far from the estimate a BEV may be explained best: ``trust_radius``, or two of the belief's position
+        standard deviations when it is wider (an uncertain robot must be able to accept a real correction)."""
+        covariance = self.estimate().covariance
+        sd = math.sqrt(max(0.5 * (covariance[0, 0] + covariance[1, 1]), 0.0))
+        return max(self.config.trust_radius, 2.0 * sd)
+
+    @property
+    def trust(self) -> float:
+        """Share of the recent BEVs that the map could explain (1.0 before any)."""
+        return float(np.mean(self._plausible)) if self._plausible else 1.0
+
+    @property
+    def source_trusted(self) -> bool:
+        """Whether the BEV source has earned trust: a fifth of the trust window seen, and enough of it plausible
+        (always, with ``min_trust`` 0: the gate is off)."""
+        if self.config.min_trust == 0.0:
+            return True
+        seen = len(self._plausible)
+        return seen >= max(1, self.config.trust_window // 5) and self.trust >= self.config.min_trust
 
     def known_fraction(self, points: BevPoints) -> float:
         """Fraction of ``points`` that land on known (wall or free) map cells at the current estimate."""
@@ -361,11 +414,15 @@ class TemLocalizer:
         centre_x, centre_y = (c.reshape(-1)[candidates] for c in self.cell_centres)
         return self._likelihood.fit(points, centre_x, centre_y, (self.heading + offsets)[:, None])
 
-    def _correct_with(self, points: BevPoints) -> CorrectionResult:
-        config = self.config
+    def _fits(self, points: BevPoints) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(candidates, heading offsets, their (headings, candidates) fits) of a BEV around the belief."""
         candidates = self._candidates()
         offsets = self._heading_offsets()
-        fit = self._log_likelihoods(points, candidates, offsets)
+        return candidates, offsets, self._log_likelihoods(points, candidates, offsets)
+
+    def _correct_with(self, points: BevPoints, fits: tuple[np.ndarray, np.ndarray, np.ndarray]) -> CorrectionResult:
+        config = self.config
+        candidates, offsets, fit = fits
         log_like = config.observation_weight * len(points.xy) * fit
         heading_prior = -0.5 * offsets ** 2 / self.heading_var
         joint = log_like + heading_prior[:, None]

@@ -38,6 +38,17 @@ class TemConfig:
     max_free_points: int = 64
     candidate_mass: float = 0.999
     max_candidates: int = 600
+    # The plausibility gate. A BEV is plausible if it fits the map at least ``plausible_fit`` (mean log-likelihood
+    # per point: true and well-predicted BEVs fit at -0.05 or better, random, shifted or "wall ahead" garbage at
+    # -0.5 typically) at a pose within ``trust_radius`` metres of the estimate (a consistently shifted BEV fits
+    # well, but only far from where odometry says the robot is). The BEV source is trusted once at least
+    # ``min_trust`` of its last ``trust_window`` BEVs (and at least a fifth of the window) were plausible; only
+    # plausible BEVs of a trusted source are applied. Otherwise the belief is carried by odometry alone, so no BEV
+    # source, however bad, can pull the estimate far from dead reckoning.
+    plausible_fit: float = -0.1
+    trust_radius: float = 0.3
+    trust_window: int = 50
+    min_trust: float = 0.8
     lost_fit: float = -1.2
     good_fit: float = -0.6
     lost_mass: float = 1e-9
@@ -61,6 +72,9 @@ class TemConfig:
             raise ValueError(f"TemConfig.heading_candidates must be odd and >= 1, got {self.heading_candidates}")
         if not 0.0 < self.miss_probability < 1.0:
             raise ValueError(f"TemConfig.miss_probability must be in (0, 1), got {self.miss_probability}")
+        if not 0.0 <= self.min_trust <= 1.0 or self.trust_window < 1:
+            raise ValueError(f"TemConfig.min_trust must be in [0, 1] and trust_window >= 1, got {self.min_trust}, "
+                             f"{self.trust_window}")
         if not 0.0 <= self.min_known_fraction <= 1.0:
             raise ValueError(f"TemConfig.min_known_fraction must be in [0, 1], got {self.min_known_fraction}")
         self.bev_shape = tuple(int(v) for v in self.bev_shape)

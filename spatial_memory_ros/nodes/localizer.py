@@ -57,6 +57,12 @@ PARAMETERS = [
     Param("min_known_fraction", 0.8, "correct only when this fraction of the BEV's cells falls on mapped cells at "
                                      "the estimate (views of unmapped space pull a self-built map's belief astray; "
                                      "0 = always)", 0.0, 1.0),
+    Param("plausible_fit", -0.1, "a BEV is applied only if it fits the map at least this well (mean log-likelihood "
+                                 "per point) near the estimate; -1e9: every BEV", -1e9, 0.0),
+    Param("trust_radius", 0.3, "... within this distance (m) of the estimate, or two belief sds if wider", 0.0, 1e6),
+    Param("min_trust", 0.8, "share of the last trust_window BEVs that must be plausible before any is applied "
+                            "(0: the plausibility gate is off)", 0.0, 1.0),
+    Param("trust_window", 50, "BEVs over which the source's trust is counted", 1, 100000),
     Param("map_lag", 2.0, "a BEV stamped T is matched against the memory map of T - map_lag (s): then the "
                           "belief does not depend on message timing (replays give the live poses), and the map "
                           "holds no cells drawn from the pose being corrected; must exceed the memory's map_period "
@@ -93,7 +99,8 @@ class LocalizerNode(Node):
         config = TemConfig(resolution=p["belief_resolution"], linear_noise=p["linear_noise"],
                            angular_noise=math.radians(p["angular_noise_deg"]),
                            observation_weight=p["observation_weight"], max_dt=p["max_odom_gap"],
-                           min_known_fraction=p["min_known_fraction"])
+                           min_known_fraction=p["min_known_fraction"], plausible_fit=p["plausible_fit"],
+                           trust_radius=p["trust_radius"], min_trust=p["min_trust"], trust_window=p["trust_window"])
         self.tem = TemLocalizer(config, initial_pose=(p["initial_x"], p["initial_y"], p["initial_theta"]),
                                 initial_sigma=p["initial_sd"])
         self.grid_code = GridCodeModel(p["grid_modules"], p["grid_base_period"], p["grid_ratio"])
@@ -193,6 +200,9 @@ class LocalizerNode(Node):
             return
         if result.message and result.applied:
             self.get_logger().warning(result.message)
+        if result.rejected:  # counted, and warned about at a limited rate: the belief follows odometry meanwhile
+            self.guard.reject("untrusted BEV source" if "untrusted" in result.rejected else "implausible BEV",
+                              result.rejected)
         self.publish_pose(stamp)
 
     def _on_initial_pose(self, msg: PoseWithCovarianceStamped) -> None:
