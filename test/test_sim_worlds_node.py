@@ -88,3 +88,18 @@ def test_the_graph_fits_the_map_to_the_world():
     assert nodes["/robot2/team_comm"]["class_names"] == ["red", "green", "blue", "purple", "yellow", "salmon"]
     builtin = {spec.fully_qualified_name: spec.parameters for spec in sim_team_graph(robots=2, maze_size=15)}
     assert builtin["/robot1/spatial_memory"]["map_width_m"] == 15.0 and "class_names" not in builtin["/robot1/team_comm"]
+
+
+@pytest.mark.slow
+def test_sim_world_without_gl_exits_78_with_one_fatal_line_and_no_traceback(tmp_path):
+    import os
+    import subprocess
+
+    from spatial_memory_ros.graph import executable_path
+
+    env = {**os.environ, "MUJOCO_GL": "no-such-backend", "ROS_LOG_DIR": str(tmp_path)}
+    done = subprocess.run([str(executable_path("sim_world")), "--ros-args", "-p", "world:=memory_maze", "-p",
+                           "maze_size:=9"], env=env, capture_output=True, text=True, timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode == 78, output[-3000:]
+    assert "cannot start the memory_maze world" in output and "MUJOCO_GL" in output and "Traceback" not in output

@@ -166,3 +166,24 @@ def test_unknown_world_and_bad_sizes_are_refused():
     assert world_extent("memory_maze", 15) == (17, 2.0) and world_extent("builtin", 15) == (15, 1.0)
     camera = CameraModel.pinhole(64, 64, 80.0, 0.9, 0.15, math.radians(5.71))
     assert math.isclose(camera.fx, 32 / math.tan(math.radians(40))) and camera.projection_matrix()[2] == 31.5
+
+
+def test_memory_maze_says_what_to_do_without_gl_or_with_the_wrong_mujoco(monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    script = ("from spatial_memory_ros.sim.interface import WorldUnavailable, make_world\n"
+              "try:\n    make_world('memory_maze', size=9, num_robots=1)\n"
+              "except WorldUnavailable as error:\n    print('UNAVAILABLE', error)\n")
+    env = {**os.environ, "MUJOCO_GL": "no-such-backend"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert "UNAVAILABLE Memory-Maze cannot render with MUJOCO_GL=no-such-backend" in done.stdout, done.stderr[-2000:]
+    assert "MUJOCO_GL=osmesa" in done.stdout and "Traceback" not in done.stderr
+
+    mujoco = pytest.importorskip("mujoco", reason="the wrong-version check needs mujoco installed")
+    from spatial_memory_ros.sim.memory_maze import _load_tasks
+
+    monkeypatch.setattr(mujoco, "__version__", "4.0.0")
+    with pytest.raises(WorldUnavailable, match=r"mujoco==3\.17\.0"):
+        _load_tasks()

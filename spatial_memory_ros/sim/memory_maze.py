@@ -90,6 +90,8 @@ def _load_tasks() -> Any:
     except ImportError as error:
         raise WorldUnavailable(f"Memory-Maze needs MuJoCo: pip install {REQUIREMENTS} (make setup installs them; "
                                f"{error})") from None
+    except Exception as error:  # noqa: BLE001 - mujoco loads the MUJOCO_GL backend on import: say what to do
+        raise WorldUnavailable(_gl_problem(error)) from None
     if not mujoco.__version__.startswith(MUJOCO_VERSION.rsplit(".", 1)[0] + "."):
         raise WorldUnavailable(f"Memory-Maze needs mujoco {MUJOCO_VERSION} (dm_control breaks on mujoco "
                                f"{mujoco.__version__}): pip install mujoco=={MUJOCO_VERSION}")
@@ -101,7 +103,16 @@ def _load_tasks() -> Any:
             from memory_maze import tasks
     except ImportError as error:
         raise WorldUnavailable(f"Memory-Maze is not installed: pip install {REQUIREMENTS} ({error})") from None
+    except Exception as error:  # noqa: BLE001 - dm_control loads its GL backend on import: say what to do
+        raise WorldUnavailable(_gl_problem(error)) from None
     return tasks
+
+
+def _gl_problem(error: BaseException) -> str:
+    gl = os.environ.get("MUJOCO_GL", "")
+    return (f"Memory-Maze cannot render with MUJOCO_GL={gl} ({type(error).__name__}: {error}). MUJOCO_GL=egl "
+            "needs Mesa's libEGL (apt-get install libegl1 libgl1-mesa-dri); or apt-get install libosmesa6 and set "
+            "MUJOCO_GL=osmesa")
 
 
 class _Robot:
@@ -159,11 +170,7 @@ class MemoryMazeWorld:
             self.render(0)
         except Exception as error:  # noqa: BLE001 - any GL failure: say what to do
             self.close()
-            gl = os.environ.get("MUJOCO_GL", "")
-            raise WorldUnavailable(
-                f"Memory-Maze cannot render with MUJOCO_GL={gl} ({type(error).__name__}: {error}). "
-                "egl needs Mesa's libEGL (apt-get install libegl1 libgl1-mesa-dri); or "
-                "apt-get install libosmesa6 and set MUJOCO_GL=osmesa") from None
+            raise WorldUnavailable(_gl_problem(error)) from None
 
     def _build_env(self, size: int, seed: int) -> tuple[Any, Any, dict]:
         factory = getattr(self._tasks, f"memory_maze_{size}x{size}")
@@ -175,6 +182,10 @@ class MemoryMazeWorld:
             if "flex" in str(error) or "MjModel" in str(error):
                 raise WorldUnavailable(f"dm_control does not match this mujoco ({error}): pip install "
                                        f"{REQUIREMENTS}") from None
+            raise WorldUnavailable(_gl_problem(error)) from None
+        except Exception as error:  # noqa: BLE001 - the first observation renders: a GL failure shows here
+            if "GL" in type(error).__name__ or "GL" in str(error) or "render" in str(error).lower():
+                raise WorldUnavailable(_gl_problem(error)) from None
             raise
         return env, env.task._walker, observation
 
