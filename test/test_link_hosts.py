@@ -33,6 +33,16 @@ def assert_no_replay_applied(report):
         last[sender] = sequence
 
 
+def test_the_hosts_are_torn_down_even_when_the_test_fails():
+    import subprocess
+
+    with pytest.raises(RuntimeError, match="inside"):
+        with netns.Hosts(2, rate_bits=SHARE_BPS, loss=0.2, prefix="smrfail") as net:
+            assert net.run(0, ["ip", "-br", "addr", "show", "eth0"]).stdout.count(net.address(0)) == 1
+            raise RuntimeError("a failure inside the block")
+    assert "smrfail" not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
 @pytest.mark.slow
 def test_three_hosts_share_a_1200_bit_link_with_20_percent_loss(tmp_path):
     duration = 20.0
