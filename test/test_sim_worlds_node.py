@@ -48,6 +48,10 @@ def test_publishes_camera_info_and_sensors_and_follows_cmd_vel(ros, world):
     probe.create_subscription(Odometry, "/robot2/odom", got["odom"].append, RELIABLE_QOS)
     probe.create_subscription(BevMap, "/robot2/ground_truth/bev", got["bev"].append, RELIABLE_QOS)
     probe.create_subscription(OccupancyGrid, "/ground_truth/map", got["map"].append, LATCHED_QOS)
+    from tf2_msgs.msg import TFMessage
+
+    tf_static = []
+    probe.create_subscription(TFMessage, "/tf_static", tf_static.append, LATCHED_QOS)
     cmd = probe.create_publisher(Twist, "/robot2/cmd_vel", RELIABLE_QOS)
     turn = Twist()
     turn.linear.x, turn.angular.z = 0.0, 1.0
@@ -68,6 +72,11 @@ def test_publishes_camera_info_and_sensors_and_follows_cmd_vel(ros, world):
     cells, cell_size = world_extent(world, 9)
     grid = got["map"][-1]
     assert (grid.info.width, grid.info.height, grid.info.resolution) == (cells, cells, pytest.approx(cell_size))
+    assert spin_until(ros, lambda: tf_static, timeout=10.0)
+    mount = {t.child_frame_id: t.transform for m in tf_static for t in m.transforms}["robot2/camera"]
+    assert mount.translation.z == pytest.approx(camera.mount_height)
+    assert mount.translation.x == pytest.approx(camera.mount_forward)
+    assert 2 * math.asin(mount.rotation.y) == pytest.approx(camera.mount_pitch)
     assert spin_until(ros, lambda: abs(math.remainder(sim.world.true_pose(1).theta - start_yaw, math.tau)) > 0.3,
                       timeout=30.0)
 

@@ -11,7 +11,8 @@ Publishes, for each robot ``robotK`` (K = 1..robots):
   /robotK/ground_truth/bev    spatial_memory_ros/BevMap (oracle BEV)
   /robotK/initialpose         geometry_msgs/PoseWithCovarianceStamped (the start pose, latched: a robot's known start)
 and for the team: /clock (sim time), /ground_truth/map (OccupancyGrid, latched), /sim/status (SimStatus),
-/tf (robotK/odom -> robotK/base_link, dead reckoning) and /tf_static (robotK/base_link -> robotK/camera).
+/tf (robotK/odom -> robotK/base_link, dead reckoning) and /tf_static (robotK/base_link -> robotK/camera:
+the world's camera mount).
 Subscribes /robotK/cmd_vel (geometry_msgs/Twist).
 The world advances in fixed steps of 1/rate_hz sim seconds, at most real_time_factor times faster than the
 wall clock (0: as fast as the CPU allows). In lockstep (default) it waits, after publishing each step's sensors,
@@ -20,6 +21,7 @@ otherwise a robot whose last command is older than command_timeout stops.
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 from functools import partial
@@ -144,9 +146,18 @@ class SimWorldNode(Node):
         self.map_pub.publish(maze_to_occupancy_grid(self.world.maze, seconds_to_time(0.0)))
         self.tf_pub = self.create_publisher(TFMessage, "/tf", RELIABLE_QOS)
         self.tf_static_pub = self.create_publisher(TFMessage, "/tf_static", LATCHED_QOS)
-        self.tf_static_pub.publish(TFMessage(transforms=[
-            transform_msg(f"{robot}/base_link", f"{robot}/camera", Pose2D(0.0, 0.0, 0.0), seconds_to_time(0.0))
-            for robot in self.robot_ids]))
+        self.tf_static_pub.publish(TFMessage(transforms=[self._camera_mount(k) for k in range(len(self.robot_ids))]))
+
+    def _camera_mount(self, index: int):
+        """base_link -> camera: the world's camera mount (height, forward offset, pitch down); the camera frame
+        keeps the robot's axes (x forward, y left), tilted down by the pitch."""
+        robot, camera = self.robot_ids[index], self.world.camera_model(index)
+        msg = transform_msg(f"{robot}/base_link", f"{robot}/camera", Pose2D(camera.mount_forward, 0.0, 0.0),
+                            seconds_to_time(0.0))
+        msg.transform.translation.z = float(camera.mount_height)
+        msg.transform.rotation.y = math.sin(0.5 * camera.mount_pitch)  # a positive pitch about y looks down
+        msg.transform.rotation.w = math.cos(0.5 * camera.mount_pitch)
+        return msg
 
     def _on_cmd_vel(self, robot: int, msg: Twist) -> None:
         try:
