@@ -73,6 +73,10 @@ def test_a_sighting_crosses_the_udp_link_and_stats_count_the_air(ros):
     assert link.air_bytes_sent == link.frame_bytes_sent + 28 * link.datagrams_sent
     assert stats[-1].wire_bytes_sent <= link.air_bytes_sent and stats[-1].wire_bytes_sent > 28
     assert receiver.comm.stats.packets_received > 0 and not dds
+    receiver_stats = []
+    probe.create_subscription(CommStats, "/robot2/comm/stats", receiver_stats.append, RELIABLE_QOS)
+    assert spin_until(ros, lambda: receiver_stats, timeout=5.0)
+    assert receiver_stats[-1].link_state == "udp: hearing robot1"
 
 
 def test_the_robot_graph_puts_team_comm_on_the_udp_link_when_asked():

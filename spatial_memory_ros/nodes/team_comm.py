@@ -266,6 +266,14 @@ class TeamCommNode(Node):
                                f"{p['link_bits_per_second']:.0f} bit/s on the air")
         return link
 
+    def _link_state(self) -> str:
+        """'dds', or on the UDP link whom this robot hears, or that it works alone."""
+        if self.link is None:
+            return "dds"
+        heard = self.link.partners_heard(time.monotonic())
+        return (f"udp: hearing {', '.join(heard)}" if heard else
+                f"udp: alone (no teammate heard for {self.link.silent_after_s:.0f} s): working on its own")
+
     def _poll_link(self) -> None:
         now = time.monotonic()
         for decoded, new in self.link.poll(self._step(), now):
@@ -300,6 +308,7 @@ class TeamCommNode(Node):
         msg.wire_bytes_per_second = self.wire_bytes_sent / seconds if seconds else 0.0
         drops = stats.drop_counts()
         msg.drop_reasons, msg.drop_counts = list(drops), [int(v) for v in drops.values()]
+        msg.link_state = self._link_state()
         return msg
 
 
