@@ -167,7 +167,8 @@ class MemoryMazeWorld:
         for robot, pose in zip(self._robots, self._start_poses()):
             self._place(robot, pose)
         try:
-            self.render(0)
+            for robot in range(self.num_robots):  # each physics makes its GL context on its first render (~1 s)
+                self.render(robot)
         except Exception as error:  # noqa: BLE001 - any GL failure: say what to do
             self.close()
             raise WorldUnavailable(_gl_problem(error)) from None
