@@ -100,3 +100,33 @@ def test_a_30_s_partition_and_a_reboot_are_survived(tmp_path):
     for report in (r1, r2, r3b):
         assert_no_replay_applied(report)
         assert not report["link"]["drops"].get("replayed or reordered sequence", 0)
+
+
+@pytest.mark.slow
+@pytest.mark.ros
+def test_real_team_comm_nodes_on_three_hosts_talk_only_through_the_frames(tmp_path):
+    """Each host runs a real team_comm node (transport:=udp) with DDS on its own loopback, all in one DDS domain:
+    a sighting crosses, comm/stats says whom each hears, and the bridge sees nothing but the link's frames (no DDS
+    discovery leaks across hosts)."""
+    import os
+    import sys
+    from pathlib import Path
+
+    key = "hex:" + os.urandom(32).hex()
+    script = str(Path(__file__).resolve().parent / "link_node_host.py")
+    outs = [tmp_path / f"node{k + 1}.json" for k in range(3)]
+    with netns.Hosts(3, rate_bits=SHARE_BPS, loss=0.2) as net:
+        procs = [net.popen(k, [sys.executable, script, "--robot", f"robot{k + 1}", "--team", "robot1,robot2,robot3",
+                               "--bind", f"{net.address(k)}:7447", "--peers", net.broadcast, "--key", key,
+                               "--duration", "15", "--out", str(outs[k])]) for k in range(3)]
+        for proc in procs:
+            assert proc.wait(timeout=90) == 0
+        counters = [net.bridge_counters(k) for k in range(3)]
+    nodes = reports(outs)
+    for node, counter in zip(nodes, counters):
+        assert counter["ip_bytes"] == node["link"]["air_bytes_sent"] > 0     # frames only: DDS stayed home
+        assert 8 * counter["ip_bytes"] / node["elapsed_s"] <= SHARE_BPS
+        assert node["link_state"].startswith("udp: hearing")
+    for node in nodes[1:]:  # robot1's sighting, heard from robot1 or relayed by the other teammate
+        assert [label for label, _ in node["merged"]] == ["red target"]
+
