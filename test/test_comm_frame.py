@@ -175,3 +175,28 @@ def test_the_team_task_over_a_paced_frame_link_stays_within_its_air_share():
         assert robot.link.stats.frames_sent > 0 and robot.comm.stats.packets_received > 0
         assert 8 * robot.link.stats.air_bytes_sent <= 400.0 * result.steps * 0.1 and robot.link.budget.tokens >= 0
     assert result.drops == 0
+
+
+def test_a_rebooted_sender_is_accepted_again_and_its_old_frames_stay_refused(layout):
+    """Frames of a sender that restarts (a new TeamComm: sequence from 1 again, later windows) are accepted once
+    their tag proves the key; a frame recorded before the reboot, replayed after it, is still dropped."""
+    receiver = TeamComm("robot1", TEAM, KEY, layout, CommConfig(bits_per_step=64))
+
+    def frames_of(sender, first_step, count):
+        out = []
+        for step in range(first_step, first_step + count):
+            packet = sender.make_packet(step, Pose2D(1.0 + 0.01 * step, 2.0, 0.0), 0.3, explored_map(step))
+            if packet is not None:
+                out.append((step, pack_frame(1, [packet])))
+        return out
+
+    def deliver(frame, step):
+        return [receiver.verify(p, step) for p in unpack_frame(frame, TEAM, step, 8)]
+
+    before = frames_of(TeamComm("robot2", TEAM, KEY, layout, CommConfig(bits_per_step=64)), 100, 20)
+    assert before and all(all(d is not None for d in deliver(f, s)) for s, f in before)
+    after = frames_of(TeamComm("robot2", TEAM, KEY, layout, CommConfig(bits_per_step=64)), 140, 20)
+    assert after and all(all(d is not None for d in deliver(f, s)) for s, f in after)
+    assert receiver.stats.sequence_restarts == 1                        # seen as a restart, once
+    assert deliver(before[-1][1], after[-1][0]) == [None]                  # replayed after the reboot: refused
+    assert sum(receiver.stats.drops.values()) == 1
