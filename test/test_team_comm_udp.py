@@ -90,3 +90,17 @@ def test_the_robot_graph_puts_team_comm_on_the_udp_link_when_asked():
                                         link_peers="10.0.0.2:7447, 10.0.0.3:7447", link_bits_per_second=300))
     assert params["transport"] == "udp" and params["link_bind"] == "10.0.0.1:7447"
     assert params["link_peers"] == ["10.0.0.2:7447", "10.0.0.3:7447"] and params["link_bits_per_second"] == 300.0
+
+
+@pytest.mark.parametrize("bad", [{"link_peers": [""]}, {"link_bind": "robot1:7447"}, {"transport": "zenoh"},
+                                 {"link_bind": "10.255.255.1:7447"}])  # the last: an address this host lacks
+def test_a_link_that_cannot_open_stops_the_node_with_ex_config(ros, bad):
+    from spatial_memory_ros.nodes.team_comm import TeamCommNode
+
+    params = {"team": TEAM, "team_key": TEAM_KEY, "transport": "udp", "link_bind": "127.0.0.1:0",
+              "link_peers": ["127.0.0.1:9"], **bad}
+    with pytest.raises(SystemExit) as stopped:
+        TeamCommNode(context=ros.context_, namespace="/robot1",
+                     parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    assert stopped.value.code == 78
+

@@ -249,17 +249,23 @@ class TeamCommNode(Node):
     # -- the team link between hosts (transport:=udp; comm/transport.py) ---------------------------------------
 
     def _make_link(self):
-        """A FrameLink over UDP when transport is 'udp', None for 'dds'."""
+        """A FrameLink over UDP when transport is 'udp', None for 'dds'. A link that cannot be set up (unknown
+        transport, no or malformed endpoints, an address this host does not have) stops the node with one fatal
+        line and exit code 78, as a missing key does."""
         p = self.params
         if p["transport"] == "dds":
             return None
-        if p["transport"] != "udp":
-            raise ValueError(f"transport '{p['transport']}' is not 'dds' or 'udp' (Zenoh was measured and not "
-                             f"chosen: benchmarks/results/link.json)")
         from spatial_memory_ros.comm.transport import FrameLink, UdpTransport
         peers = [peer for peer in p["link_peers"] if peer.strip()]
-        link = FrameLink(self.comm, list(p["team"]), UdpTransport(p["link_bind"], peers),
-                         link_bits_per_second=p["link_bits_per_second"])
+        try:
+            if p["transport"] != "udp":
+                raise ValueError(f"transport '{p['transport']}' is not 'dds' or 'udp' (Zenoh was measured and not "
+                                 f"chosen: benchmarks/results/link.json)")
+            transport = UdpTransport(p["link_bind"], peers)
+        except (ValueError, OSError) as error:
+            self.get_logger().fatal(f"team_comm of {self.robot_id} cannot open its team link: {error}")
+            raise SystemExit(78) from None  # EX_CONFIG, as without a key: a respawning launcher should not retry
+        link = FrameLink(self.comm, list(p["team"]), transport, link_bits_per_second=p["link_bits_per_second"])
         self._link_alone = True
         self.create_timer(min(0.05, p["step_period"]), self._poll_link)
         self.get_logger().info(f"team link over UDP from {p['link_bind']} to {', '.join(peers)}, "
