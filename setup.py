@@ -24,6 +24,8 @@ setup(
     ],
     install_requires=["numpy>=1.24", "scipy>=1.10", "opencv-python-headless>=4.8", "PyYAML>=6", "tqdm>=4.60",
                       "matplotlib>=3.7", "torch>=2.1", "sentence-transformers>=2.2", "rosbags>=0.9"],
-    extras_require={"test": ["pytest>=7", "pytest-timeout>=2"]},
+    extras_require={"test": ["pytest>=7", "pytest-timeout>=2"],
+                    # the Memory-Maze world (sim/memory_maze.py); mujoco 4 breaks dm_control
+                    "memory_maze": ["memory-maze==1.0.3", "mujoco==3.17.0", "dm-control==1.0.50", "gym==0.26.2"]},
     entry_points={"console_scripts": ["spatial-memory=spatial_memory_ros.cli:main"]},
 )
