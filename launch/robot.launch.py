@@ -26,7 +26,9 @@ def _nodes(context):
                              map_frame=arg("map_frame"), odom_frame=arg("odom_frame"),
                              base_frame=arg("base_frame"), use_sim_time=arg("use_sim_time").lower() == "true",
                              link_bind=arg("link_bind"), link_peers=arg("link_peers"),
-                             link_bits_per_second=float(arg("link_bits_per_second")))
+                             link_bits_per_second=float(arg("link_bits_per_second")),
+                             bev_source=arg("bev_source"), scan=arg("scan"), depth=arg("depth"),
+                             depth_camera_info=arg("depth_camera_info"))
     return node_actions(graph)
 
 
@@ -57,5 +59,15 @@ def generate_launch_description():
                                           "broadcast address"),
         DeclareLaunchArgument("link_bits_per_second", default_value="400",
                               description="this robot's share of the radio in bit/s, every header counted"),
+        DeclareLaunchArgument("bev_source", default_value="camera",
+                              description="what makes the BEV: camera (learned bev_predictor), scan (geometric_bev "
+                                          "from a LaserScan) or depth (from a depth image); the sensor's mount: "
+                                          "config/geometric_bev.yaml"),
+        DeclareLaunchArgument("scan", default_value="/scan", description="the LaserScan topic (bev_source:=scan)"),
+        DeclareLaunchArgument("depth", default_value="/camera/depth/image_raw",
+                              description="the depth image topic, 32FC1 or 16UC1 (bev_source:=depth)"),
+        DeclareLaunchArgument("depth_camera_info", default_value="",
+                              description="the depth image's CameraInfo (empty: camera_info beside the depth "
+                                          "topic)"),
         OpaqueFunction(function=_nodes),
     ])

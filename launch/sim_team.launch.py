@@ -12,7 +12,7 @@ from launch.substitutions import LaunchConfiguration
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _graph_actions import node_actions  # noqa: E402
 
-from spatial_memory_ros.graph import sim_team_graph  # noqa: E402
+from spatial_memory_ros.graph import Sources, sim_team_graph  # noqa: E402
 
 
 def _nodes(context):
@@ -21,7 +21,8 @@ def _nodes(context):
 
     graph = sim_team_graph(robots=int(arg("robots")), seed=int(arg("seed")), maze_size=int(arg("maze_size")),
                            real_time_factor=float(arg("real_time_factor")), goal_query=arg("goal_query"),
-                           bits_per_step=int(arg("bits")), world=arg("world"))
+                           bits_per_step=int(arg("bits")), world=arg("world"),
+                           sources=Sources(bev="bev", bev_source=arg("bev_source")))
     return node_actions(graph)
 
 
@@ -39,5 +40,8 @@ def generate_launch_description():
                               description="text goal every explorer asks its memory for, e.g. 'the red target' "
                                           "(empty: explore only)"),
         DeclareLaunchArgument("bits", default_value="16", description="team link budget, bits per step (1..1024)"),
+        DeclareLaunchArgument("bev_source", default_value="camera",
+                              description="what makes each robot's BEV: camera (learned bev_predictor), scan "
+                                          "(geometric_bev from the sim's LaserScan) or depth (from its depth image)"),
         OpaqueFunction(function=_nodes),
     ])

@@ -40,13 +40,33 @@ class NodeSpec:
         return f"{self.namespace.rstrip('/')}/{self.name}" if self.namespace else f"/{self.name}"
 
 
+BEV_SOURCES = ("camera", "scan", "depth")
+
+
 @dataclass(frozen=True)
 class Sources:
-    """Which topics feed the mapping stack: the BEV (the sim's oracle, or the predictor's) and the pose (the
-    localizer's estimate, or the sim's ground truth)."""
+    """Which topics feed the mapping stack: the BEV (the sim's oracle, or the robot's own ``bev``) and the pose
+    (the localizer's estimate, or the sim's ground truth). ``bev_source`` says what makes the robot's own ``bev``:
+    ``camera`` (the learned bev_predictor), ``scan`` or ``depth`` (geometric_bev from a LaserScan or a depth
+    image)."""
 
     bev: str = "ground_truth/bev"
     pose: str = "pose"
+    bev_source: str = "camera"
+
+    def __post_init__(self) -> None:
+        if self.bev_source not in BEV_SOURCES:
+            raise ValueError(f"bev_source must be one of {', '.join(BEV_SOURCES)}, got '{self.bev_source}'")
+
+    @property
+    def predicted(self) -> bool:
+        """Whether the robot's own BEV comes from the learned camera predictor."""
+        return self.bev == "bev" and self.bev_source == "camera"
+
+    @property
+    def geometric(self) -> bool:
+        """Whether the robot's own BEV comes from geometric_bev (a scan or a depth image)."""
+        return self.bev == "bev" and self.bev_source != "camera"
 
     @property
     def localized(self) -> bool:
@@ -83,9 +103,13 @@ def sim_team_graph(robots: int = 3, seed: int = 0, maze_size: int = 15, max_sim_
                                "max_sim_time": float(max_sim_time), "real_time_factor": float(real_time_factor),
                                **shared.for_node("sim_world")})
     team = []
-    if sources.bev == "bev":
+    if sources.predicted:
         team.append(NodeSpec("bev_predictor", "bev_predictor", params_file="bev_predictor.yaml",
                              parameters={"use_sim_time": use_sim_time, "robots": ids}))
+    elif sources.geometric:
+        team.append(NodeSpec("geometric_bev", "geometric_bev", params_file="geometric_bev.yaml",
+                             parameters={"use_sim_time": use_sim_time, "robots": ids,
+                                         **sim_geometric_parameters(world, sources.bev_source)}))
     link = {"bits_per_step": int(bits_per_step), "strategy": strategy,
             "team_key": "hex:" + secrets.token_hex(32)}  # a new key per simulated run: there is no default key
     if world != "builtin":
@@ -110,9 +134,28 @@ def ready_topics(ids: list[str], sources: Sources, team: list[NodeSpec], extra_b
                        and ("bev", sources.bev) in spec.remappings]
         entries.append(f"/{robot}/{sources.bev}={len(bev_readers) + extra_bev_readers}@{','.join(bev_readers)}")
         if sources.bev == "bev":
-            predictors = [spec.fully_qualified_name for spec in team if spec.executable == "bev_predictor"]
-            entries.append(f"/{robot}/camera/image_raw={1 + extra_bev_readers}@{','.join(predictors)}")
+            executable, topic = {"camera": ("bev_predictor", "camera/image_raw"), "scan": ("geometric_bev", "scan"),
+                                 "depth": ("geometric_bev", "camera/depth")}[sources.bev_source]
+            makers = [spec.fully_qualified_name for spec in team if spec.executable == executable]
+            entries.append(f"/{robot}/{topic}={1 + extra_bev_readers}@{','.join(makers)}")
     return entries
+
+
+def sim_geometric_parameters(world: str, bev_source: str) -> dict[str, Any]:
+    """geometric_bev's parameters for a simulated world's sensors (sim/range_sensors.py): the source, and for
+    depth the world's camera mount; the BEV grid is the world's (WorldConfig's, the node's defaults)."""
+    parameters: dict[str, Any] = {"source": bev_source}
+    if bev_source == "depth":
+        if world == "memory_maze":
+            from spatial_memory_ros.sim.memory_maze import camera_model
+            camera = camera_model()
+        else:
+            from spatial_memory_ros.sim.camera import CAMERA_HEIGHT_CELLS
+            from spatial_memory_ros.sim.interface import CameraModel
+            camera = CameraModel.pinhole(64, 64, 90.0, CAMERA_HEIGHT_CELLS * 1.0)  # builtin: 1 m cells, level
+        parameters.update(camera_height=float(camera.mount_height), camera_pitch=float(camera.mount_pitch),
+                          camera_forward=float(camera.mount_forward))
+    return parameters
 
 
 def robot_stack(namespace: str, seed: int = 0, use_sim_time: bool = False,
@@ -136,9 +179,12 @@ def robot_stack(namespace: str, seed: int = 0, use_sim_time: bool = False,
                     parameters={**common, **shared.for_node("team_comm"), **(comm_parameters or {})},
                     remappings=(("pose", sources.pose),))
     stack = [memory, explorer, comm]
-    if predictor and sources.bev == "bev":
+    if predictor and sources.predicted:
         stack.insert(0, NodeSpec("bev_predictor", "bev_predictor", namespace=ns, params_file="bev_predictor.yaml",
                                  parameters=dict(common)))
+    elif predictor and sources.geometric:
+        stack.insert(0, NodeSpec("geometric_bev", "geometric_bev", namespace=ns, params_file="geometric_bev.yaml",
+                                 parameters={**common, "source": sources.bev_source}))
     if sources.localized:
         stack.insert(0, NodeSpec("localizer", "localizer", namespace=ns, params_file="localizer.yaml",
                                  parameters={**common, **shared.for_node("localizer")},
@@ -150,27 +196,35 @@ def real_robot_graph(namespace: str = "robot1", camera: str = "/camera/image_raw
                      use_sim_time: bool = False, team: str | list[str] = "", cmd_vel: str = "/cmd_vel",
                      camera_info: str = "", odom_frame: str = "odom", base_frame: str = "base_link",
                      map_frame: str = "map", link_bind: str = "", link_peers: str | list[str] = "",
-                     link_bits_per_second: float = 400.0) -> list[NodeSpec]:
+                     link_bits_per_second: float = 400.0, bev_source: str = "camera", scan: str = "/scan",
+                     depth: str = "/camera/depth/image_raw", depth_camera_info: str = "") -> list[NodeSpec]:
     """A real robot: its camera (and camera_info, default: beside the image topic), odometry and velocity command
     topics are remapped into the robot's namespace. ``team`` lists the team's robot ids (a list or 'robot1,robot7';
     default: this robot alone) and must contain ``namespace``. The frames are nav2's: the localizer publishes
     map_frame -> odom_frame (the frame the odometry's header names, if it names one), the base publishes
     odom -> base_frame. With ``link_bind`` (this robot's 'IPv4:port' on the team's radio) team_comm sends compact
     UDP frames to ``link_peers`` (teammates' endpoints or the subnet broadcast address) within
-    ``link_bits_per_second`` on the air, instead of /team/packets over DDS (comm/transport.py)."""
+    ``link_bits_per_second`` on the air, instead of /team/packets over DDS (comm/transport.py). ``bev_source``
+    makes the BEV from the ``camera`` (bev_predictor), a LaserScan on ``scan`` or a depth image on ``depth`` with
+    its CameraInfo on ``depth_camera_info`` (default: camera_info beside the depth topic) (geometric_bev; its
+    sensor mount: config/geometric_bev.yaml)."""
     members = [m.strip() for m in (team.split(",") if isinstance(team, str) else team) if m.strip()]
     members = members or [namespace]
     if namespace not in members:
         raise ValueError(f"team {','.join(members)} does not contain this robot's namespace '{namespace}': "
                          f"its team_comm would refuse to start (team:={','.join(members + [namespace])})")
-    stack = robot_stack(namespace, use_sim_time=use_sim_time, shared=SharedParameters(team=tuple(members)))
+    stack = robot_stack(namespace, use_sim_time=use_sim_time, shared=SharedParameters(team=tuple(members)),
+                        sources=Sources(bev="bev", bev_source=bev_source))
     camera_info = camera_info or camera.rsplit("/", 1)[0] + "/camera_info"
     sensor_remaps = (("camera/image_raw", camera), ("camera/camera_info", camera_info), ("odom", odom),
                      ("cmd_vel", cmd_vel))
+    depth_camera_info = depth_camera_info or depth.rsplit("/", 1)[0] + "/camera_info"
+    range_remaps = (("scan", scan), ("camera/depth", depth), ("camera/camera_info", depth_camera_info))
     frames = {"map_frame": map_frame, "odom_frame": odom_frame, "base_frame": base_frame}
     graph = [NodeSpec(s.executable, s.name, s.namespace, s.params_file,
                       {**s.parameters, **frames} if s.executable == "localizer" else s.parameters,
-                      s.remappings + sensor_remaps) for s in stack]
+                      s.remappings + (range_remaps if s.executable == "geometric_bev" else sensor_remaps))
+             for s in stack]
     if link_bind:
         peers = [p.strip() for p in (link_peers.split(",") if isinstance(link_peers, str) else link_peers)
                  if p.strip()]

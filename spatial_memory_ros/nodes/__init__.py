@@ -9,7 +9,7 @@ import importlib
 import sys
 from typing import Callable
 
-NODE_MODULES = ("sim_world", "explorer", "spatial_memory", "localizer", "bev_predictor",
+NODE_MODULES = ("sim_world", "explorer", "spatial_memory", "localizer", "bev_predictor", "geometric_bev",
                 "team_comm")
 STOP_CHECK_PERIOD = 0.1  # s: how soon a node notices SIGINT/SIGTERM while nothing arrives
 

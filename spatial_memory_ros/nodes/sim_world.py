@@ -6,6 +6,9 @@ bump into each other).
 Publishes, for each robot ``robotK`` (K = 1..robots):
   /robotK/camera/image_raw    sensor_msgs/Image (rgb8, 64x64)            sensor QoS
   /robotK/camera/camera_info  sensor_msgs/CameraInfo (the world's pinhole camera; same stamp as the image)
+  /robotK/camera/depth        sensor_msgs/Image (32FC1 metres, the same camera; only while someone listens)
+  /robotK/scan                sensor_msgs/LaserScan (360 rays, 1 deg, in robotK/base_link; only while someone
+                              listens) -- both ray-cast in the layout, sim/range_sensors.py
   /robotK/odom                nav_msgs/Odometry (noisy twist, dead-reckoned pose)
   /robotK/ground_truth/pose   geometry_msgs/PoseWithCovarianceStamped (evaluation only; zero covariance)
   /robotK/ground_truth/bev    spatial_memory_ros/BevMap (oracle BEV)
@@ -31,12 +34,14 @@ from geometry_msgs.msg import PoseWithCovarianceStamped, Twist
 from nav_msgs.msg import OccupancyGrid, Odometry
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, LaserScan
 from tf2_msgs.msg import TFMessage
 
-from spatial_memory_ros.conversions import (InvalidMessage, bev_to_msg, camera_info_to_msg, image_to_msg,
+from spatial_memory_ros.conversions import (InvalidMessage, bev_to_msg, camera_info_to_msg, depth_to_msg,
+                                            image_to_msg, scan_to_msg,
                                             maze_to_occupancy_grid, odometry_to_msg, pose_to_msg, seconds_to_time,
                                             transform_msg, twist_to_command)
+from spatial_memory_ros.sim import range_sensors
 from spatial_memory_ros.sim.interface import WORLDS, SimWorld, WorldUnavailable, make_world
 from spatial_memory_ros.sim.world import WorldConfig
 from spatial_memory_ros.types import Pose2D
@@ -131,10 +136,12 @@ class SimWorldNode(Node):
         self.map_pub = self.create_publisher(OccupancyGrid, "/ground_truth/map", LATCHED_QOS)
         self.status_pub = self.create_publisher(SimStatus, "/sim/status", LATCHED_QOS)
         self.camera_pubs, self.odom_pubs, self.pose_pubs, self.bev_pubs, self.start_pubs = [], [], [], [], []
-        self.info_pubs = []
+        self.info_pubs, self.depth_pubs, self.scan_pubs = [], [], []
         for index, robot in enumerate(self.robot_ids):
             self.camera_pubs.append(self.create_publisher(Image, f"/{robot}/camera/image_raw", SENSOR_QOS))
             self.info_pubs.append(self.create_publisher(CameraInfo, f"/{robot}/camera/camera_info", SENSOR_QOS))
+            self.depth_pubs.append(self.create_publisher(Image, f"/{robot}/camera/depth", SENSOR_QOS))
+            self.scan_pubs.append(self.create_publisher(LaserScan, f"/{robot}/scan", SENSOR_QOS))
             self.odom_pubs.append(self.create_publisher(Odometry, f"/{robot}/odom", RELIABLE_QOS))
             self.pose_pubs.append(self.create_publisher(PoseWithCovarianceStamped, f"/{robot}/ground_truth/pose", RELIABLE_QOS))
             self.bev_pubs.append(self.create_publisher(BevMap, f"/{robot}/ground_truth/bev", RELIABLE_QOS))
@@ -261,12 +268,23 @@ class SimWorldNode(Node):
             base = f"{robot}/base_link"
             self.camera_pubs[index].publish(image_to_msg(self.world.render(index), stamp, f"{robot}/camera"))
             self.info_pubs[index].publish(camera_info_to_msg(self.world.camera_model(index), stamp, f"{robot}/camera"))
+            self._publish_range_sensors(index, stamp)
             self._frames[index] += 1
             self.odom_pubs[index].publish(odometry_to_msg(
                 self.world.odom_pose(index), self.world.odom_twist(index), stamp, f"{robot}/odom", base,
                 linear_sd, angular_sd))
             self.pose_pubs[index].publish(pose_to_msg(self.world.true_pose(index), stamp, "map"))
             self.bev_pubs[index].publish(bev_to_msg(self.world.oracle_bev(index), stamp, base, robot))
+
+    def _publish_range_sensors(self, index: int, stamp) -> None:
+        """The robot's depth image and laser scan, each only while it has a subscriber (they cost ray casts)."""
+        robot = self.robot_ids[index]
+        if self.depth_pubs[index].get_subscription_count() > 0:
+            self.depth_pubs[index].publish(depth_to_msg(range_sensors.depth_image(self.world, index), stamp,
+                                                        f"{robot}/camera"))
+        if self.scan_pubs[index].get_subscription_count() > 0:
+            self.scan_pubs[index].publish(scan_to_msg(range_sensors.scan(self.world, index), stamp,
+                                                      f"{robot}/base_link", self.world.config.dt))
 
     def publish_status(self) -> None:
         """Publish /sim/status (steps, sim and wall time, frames and distance per robot)."""

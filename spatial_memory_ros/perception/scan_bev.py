@@ -1,0 +1,202 @@
+"""A LaserScan -> an egocentric BEV grid, geometrically (numpy only, no ROS).
+
+The grid is the one the memory and the localizer consume (types.BevGrid: robot frame, x forward, y left; -1 unseen,
+0 free, 100 wall); by default the simulator's (``DEFAULT_BEV``: 0.25 m cells, 32 x 32, from the robot forwards and
+centred sideways).
+
+Each cell is judged by its centre, seen from the sensor: its bearing picks the scan's ray (the nearest one), its
+distance is compared with that ray's return. A cell in front of the return is free, a cell just behind it (within
+``wall_depth``) is wall, a cell farther is unseen (occluded), as is any cell outside the scan's angles or beyond
+range_max. Judging by the centre puts a wall surface that cuts a cell where the layout puts it: the cell is wall
+when its centre lies behind the surface, free when in front, as the simulator's BEV oracle decides.
+
+Returns follow REP-117: a finite return in [range_min, range_max] is a hit; +inf means nothing within range (free
+up to range_max, no wall); NaN, -inf, a return below range_min or a finite one above range_max carry no
+information (that ray's cells stay unseen). :func:`scan_to_bev` also reports how many returns of each kind it
+discarded, so a node can count them.
+
+The same polar core (:func:`polar_to_bev`) turns a depth image's per-bearing first obstacle into a BEV
+(perception/depth_bev.py).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D
+
+DEFAULT_BEV = GridGeometry(0.25, 32, 32, 0.0, -4.0)
+"""The simulator's BEV geometry (sim/world.py WorldConfig: bev_resolution, bev_width, bev_height, bev_origin)."""
+FREE, WALL, UNSEEN = 0, 100, -1
+ADJACENT_WALL_DEPTH = 2.0
+SURFACE_GAP = 3
+"""Neighbouring returns at most this many cells apart are joined into one surface."""
+"""How far behind a return (cells) a cell that borders free space still counts as wall."""
+
+
+@dataclass(frozen=True)
+class LaserScan:
+    """What sensor_msgs/LaserScan carries that a BEV needs: ``ranges`` (metres) of rays at
+    ``angle_min + k * angle_increment`` (radians, counter-clockwise in the scan's frame), valid in
+    [``range_min``, ``range_max``]."""
+
+    ranges: np.ndarray
+    angle_min: float
+    angle_increment: float
+    range_min: float
+    range_max: float
+
+    @property
+    def angles(self) -> np.ndarray:
+        """Each ray's angle in the scan's frame."""
+        return self.angle_min + self.angle_increment * np.arange(len(self.ranges))
+
+
+@dataclass
+class ScanReport:
+    """How many returns of each REP-117 kind a scan had."""
+
+    hits: int = 0
+    no_return: int = 0      # +inf: nothing within range_max
+    invalid: int = 0        # NaN or -inf
+    below_min: int = 0
+    above_max: int = 0      # finite but beyond range_max
+
+    @property
+    def discarded(self) -> int:
+        """Returns that carried no information."""
+        return self.invalid + self.below_min + self.above_max
+
+
+def check_scan(scan: LaserScan) -> None:
+    """ValueError if the scan's description cannot be used (not the individual returns: those are judged one by
+    one): a non-finite or non-positive angle increment, non-finite angle_min, range limits that are not
+    0 <= range_min < range_max < inf, no rays, or rays covering more than a full turn."""
+    ranges = np.asarray(scan.ranges)
+    if ranges.ndim != 1 or ranges.size == 0:
+        raise ValueError(f"the scan has no rays (ranges of shape {ranges.shape})")
+    if not (math.isfinite(scan.angle_min) and math.isfinite(scan.angle_increment)) or scan.angle_increment == 0:
+        raise ValueError(f"angle_min {scan.angle_min} and angle_increment {scan.angle_increment} must be finite and "
+                         f"the increment non-zero")
+    if abs(scan.angle_increment) * (ranges.size - 1) > 2 * math.pi + 1e-6:
+        raise ValueError(f"{ranges.size} rays of {scan.angle_increment} rad cover more than a full turn")
+    if not (math.isfinite(scan.range_min) and math.isfinite(scan.range_max)
+            and 0.0 <= scan.range_min < scan.range_max):
+        raise ValueError(f"range_min {scan.range_min} and range_max {scan.range_max} must be finite with "
+                         f"0 <= range_min < range_max")
+
+
+def classify_returns(scan: LaserScan) -> tuple[np.ndarray, np.ndarray, ScanReport]:
+    """Per ray: (free_range, wall_range, report). free_range is how far the ray shows free space (NaN: no
+    information), wall_range where it met something (NaN: nothing)."""
+    ranges = np.asarray(scan.ranges, dtype=np.float64)
+    hit = np.isfinite(ranges) & (ranges >= scan.range_min) & (ranges <= scan.range_max)
+    no_return = np.isposinf(ranges)
+    report = ScanReport(hits=int(hit.sum()), no_return=int(no_return.sum()),
+                        invalid=int((np.isnan(ranges) | np.isneginf(ranges)).sum()),
+                        below_min=int((np.isfinite(ranges) & (ranges < scan.range_min)).sum()),
+                        above_max=int((np.isfinite(ranges) & (ranges > scan.range_max)).sum()))
+    free_range = np.where(hit, ranges, np.where(no_return, scan.range_max, np.nan))
+    wall_range = np.where(hit, ranges, np.nan)
+    return free_range, wall_range, report
+
+
+def scan_to_bev(scan: LaserScan, mount: Pose2D = Pose2D(0.0, 0.0, 0.0), geometry: GridGeometry = DEFAULT_BEV,
+                wall_depth: float | None = None) -> tuple[BevGrid, ScanReport]:
+    """The BEV a scan shows, and how many of its returns were hits, no-returns or discarded.
+
+    ``mount``: the scan frame's pose on the robot (x forward, y left, yaw, as TF's base_link -> laser);
+    ``wall_depth``: how far behind a return cells count as wall (default 0.75 cells, as the oracle).
+    ValueError (check_scan) if the scan's description is unusable.
+    """
+    check_scan(scan)
+    free_range, wall_range, report = classify_returns(scan)
+    bev = polar_to_bev(geometry, mount, scan.angle_min, scan.angle_increment, free_range, wall_range,
+                       scan.range_max, wall_depth)
+    return bev, report
+
+
+def polar_to_bev(geometry: GridGeometry, sensor: Pose2D, angle_min: float, angle_increment: float,
+                 free_range: np.ndarray, wall_range: np.ndarray, max_range: float,
+                 wall_depth: float | None = None, wrap: bool | None = None) -> BevGrid:
+    """A BEV from per-bearing ranges seen from ``sensor`` (its pose on the robot): bearing k is
+    ``angle_min + k * angle_increment`` in the sensor's frame; ``free_range[k]`` how far it shows free space,
+    ``wall_range[k]`` where it meets an obstacle (NaN for neither). Each cell takes the nearest bearing to its
+    centre's; cells beyond ``max_range`` or outside the bearings are unseen. ``wrap``: whether the bearings
+    close a full turn (default: when they span at least 2 pi)."""
+    free_range = np.asarray(free_range, dtype=np.float64)
+    wall_range = np.asarray(wall_range, dtype=np.float64)
+    count = free_range.size
+    depth = 0.75 * geometry.resolution if wall_depth is None else float(wall_depth)
+    xs, ys = geometry.cell_centres()
+    dx, dy = xs - sensor.x, ys - sensor.y
+    distance = np.hypot(dx, dy)
+    bearing = np.arctan2(dy, dx) - sensor.theta
+    step = float(angle_increment)
+    half = 0.5 * abs(step)
+    # the cell's bearing from angle_min in the direction the rays advance, in [-half a step, a full turn - half)
+    offset = np.mod((bearing - angle_min) * np.sign(step) + half, 2 * math.pi) - half
+    index = np.round(offset / abs(step)).astype(np.int64)
+    if wrap is None:
+        wrap = abs(step) * count >= 2 * math.pi - 1e-6
+    if wrap:
+        index = np.mod(index, count)
+    inside = (index >= 0) & (index < count) & (distance <= max_range)
+    ray = np.clip(index, 0, count - 1)
+    cell_free, cell_wall = free_range[ray], wall_range[ray]
+    occupancy = np.full(distance.shape, UNSEEN, dtype=np.int8)
+    with np.errstate(invalid="ignore"):
+        free = inside & (distance <= cell_free)
+        behind = inside & ~free & (distance > cell_wall)
+        wall = behind & (distance <= cell_wall + depth)
+        # a surface seen at a grazing angle: the cells along it lie farther behind the return along their rays,
+        # but border the free space in front of it; so does a corner's far side, less than a cell behind
+        wall |= behind & _next_to(free) & (distance <= cell_wall + ADJACENT_WALL_DEPTH * geometry.resolution)
+        wall |= ~free & _hit_cells(geometry, sensor, angle_min, step, wall_range, max_range)
+    occupancy[free] = FREE
+    occupancy[wall] = WALL
+    return BevGrid(occupancy, np.zeros(distance.shape, dtype=np.uint8), geometry.resolution, geometry.origin_x,
+                   geometry.origin_y, ())
+
+
+def _hit_cells(geometry: GridGeometry, sensor: Pose2D, angle_min: float, step: float, wall_range: np.ndarray,
+               max_range: float) -> np.ndarray:
+    """Cells that contain a return (just behind its surface), so that outlines stay closed between rays."""
+    hit = np.isfinite(wall_range) & (wall_range <= max_range)
+    angle = sensor.theta + angle_min + step * np.arange(wall_range.size)
+    reach = np.where(hit, wall_range + 1e-3, np.nan)
+    x, y = sensor.x + reach * np.cos(angle), sensor.y + reach * np.sin(angle)
+    # neighbouring returns closer than SURFACE_GAP cells apart lie on one surface (a wall seen at a grazing
+    # angle): the cells between them are surface too; a wider gap is a jump (an edge), left open
+    gap = np.hypot(np.diff(x), np.diff(y))
+    join = np.flatnonzero(hit[:-1] & hit[1:] & (gap <= SURFACE_GAP * geometry.resolution))
+    fractions = np.linspace(0.0, 1.0, 2 * SURFACE_GAP + 1)[1:-1, None]
+    x = np.concatenate([x[hit], (x[join] + fractions * (x[join + 1] - x[join])).reshape(-1)])
+    y = np.concatenate([y[hit], (y[join] + fractions * (y[join + 1] - y[join])).reshape(-1)])
+    rows, cols, inside = geometry.cell_indices(x, y)
+    marked = np.zeros((geometry.height, geometry.width), dtype=bool)
+    marked[rows[inside], cols[inside]] = True
+    return marked
+
+
+def _next_to(mask: np.ndarray) -> np.ndarray:
+    """Cells 4-adjacent to a cell set in ``mask``."""
+    near = np.zeros_like(mask)
+    near[1:] |= mask[:-1]
+    near[:-1] |= mask[1:]
+    near[:, 1:] |= mask[:, :-1]
+    near[:, :-1] |= mask[:, 1:]
+    return near
+
+
+def field_of_view(geometry: GridGeometry, sensor: Pose2D, angle_min: float, angle_max: float,
+                  max_range: float) -> np.ndarray:
+    """(height, width) bool: the cells whose centres a sensor at ``sensor`` covers (bearings from angle_min to
+    angle_max in its frame, up to max_range): where a BEV from it can say anything."""
+    xs, ys = geometry.cell_centres()
+    dx, dy = xs - sensor.x, ys - sensor.y
+    span = angle_max - angle_min
+    offset = np.mod(np.arctan2(dy, dx) - sensor.theta - angle_min, 2 * math.pi)
+    return ((offset <= span) | (span >= 2 * math.pi - 1e-9)) & (np.hypot(dx, dy) <= max_range)

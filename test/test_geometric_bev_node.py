@@ -1,0 +1,91 @@
+"""geometric_bev as a real rclpy node: the sim's scan and depth (with camera_info) in, BEVs out with their stamps;
+mismatched scans, depth in the wrong encoding, of the wrong size or before any CameraInfo dropped and counted."""
+from __future__ import annotations
+
+import array
+
+import numpy as np
+import pytest
+from rclpy.parameter import Parameter
+
+from conftest import spin_until
+
+pytestmark = pytest.mark.ros
+
+
+def _node(ros, source):
+    from spatial_memory_ros.nodes.geometric_bev import GeometricBevNode
+
+    node = GeometricBevNode(context=ros.context_, parameter_overrides=[
+        Parameter("source", value=source), Parameter("robots", value=["robot1"])])
+    ros.add_node(node)
+    return node
+
+
+def _probe(ros, topic, msg_type):
+    import rclpy
+    from sensor_msgs.msg import CameraInfo
+
+    from spatial_memory_ros.msg import BevMap
+    from spatial_memory_ros.ros_common import RELIABLE_QOS, SENSOR_QOS
+
+    probe = rclpy.create_node("geometric_probe", context=ros.context_)
+    ros.add_node(probe)
+    got = []
+    probe.create_subscription(BevMap, "/robot1/bev", got.append, RELIABLE_QOS)
+    pub = probe.create_publisher(msg_type, f"/robot1/{topic}", SENSOR_QOS)
+    info = probe.create_publisher(CameraInfo, "/robot1/camera/camera_info", SENSOR_QOS)
+    assert spin_until(ros, lambda: pub.get_subscription_count() > 0)
+    return pub, info, got
+
+
+def test_scans_become_bevs_and_mismatched_scans_are_counted(ros):
+    from sensor_msgs.msg import LaserScan
+
+    from spatial_memory_ros.conversions import scan_to_msg, seconds_to_time
+    from spatial_memory_ros.sim import range_sensors
+    from spatial_memory_ros.sim.interface import make_world
+
+    node = _node(ros, "scan")
+    pub, _, got = _probe(ros, "scan", LaserScan)
+    world = make_world("builtin", size=11, seed=2, num_robots=1)
+    pub.publish(scan_to_msg(range_sensors.scan(world, 0), seconds_to_time(4.5), "robot1/base_link"))
+    assert spin_until(ros, lambda: len(got) == 1)
+    bev = got[0]
+    assert (bev.robot_id, bev.header.frame_id, bev.width, bev.height, bev.header.stamp.sec) == (
+        "robot1", "robot1/base_link", 32, 32, 4)
+    occupancy = np.frombuffer(bev.occupancy, np.int8)
+    truth = world.oracle_bev(0).occupancy.reshape(-1)
+    assert np.count_nonzero(occupancy == 0) > 20 and np.mean(occupancy[truth == 0] == 0) > 0.9
+    bad = scan_to_msg(range_sensors.scan(world, 0), seconds_to_time(5.0), "robot1/base_link")
+    bad.ranges = array.array("f", list(bad.ranges)[:-10])              # ray count does not match the angles
+    pub.publish(bad)
+    nothing = scan_to_msg(range_sensors.scan(world, 0), seconds_to_time(5.1), "robot1/base_link")
+    nothing.ranges = array.array("f", [float("nan")] * len(nothing.ranges))
+    pub.publish(nothing)
+    assert spin_until(ros, lambda: node.guard.counts == {"invalid scan": 1, "scan without a usable return": 1})
+    assert len(got) == 1
+
+
+def test_depth_needs_camera_info_and_the_right_encoding(ros):
+    from sensor_msgs.msg import Image
+
+    from spatial_memory_ros.conversions import camera_info_to_msg, depth_to_msg, seconds_to_time
+    from spatial_memory_ros.sim import range_sensors
+    from spatial_memory_ros.sim.interface import make_world
+
+    node = _node(ros, "depth")
+    pub, info, got = _probe(ros, "camera/depth", Image)
+    world = make_world("builtin", size=11, seed=2, num_robots=1)
+    depth = depth_to_msg(range_sensors.depth_image(world, 0), seconds_to_time(3.0), "robot1/camera")
+    pub.publish(depth)
+    assert spin_until(ros, lambda: node.guard.counts.get("depth without camera_info") == 1)
+    info.publish(camera_info_to_msg(world.camera_model(0), seconds_to_time(3.0), "robot1/camera"))
+    assert spin_until(ros, lambda: 0 in node._intrinsics)
+    pub.publish(Image(height=64, width=64, encoding="rgb8", step=192, data=bytes(64 * 64 * 3)))
+    pub.publish(Image(height=32, width=32, encoding="32FC1", step=128, data=bytes(32 * 32 * 4)))
+    assert spin_until(ros, lambda: node.guard.counts.get("invalid depth") == 2)
+    pub.publish(depth)
+    assert spin_until(ros, lambda: len(got) == 1)
+    occupancy = np.frombuffer(got[0].occupancy, np.int8)
+    assert np.count_nonzero(occupancy == 0) > 20 and np.count_nonzero(occupancy == 100) > 0
