@@ -6,6 +6,7 @@ rate-limited warning per reason and publishes the drop counters.
 """
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from collections import Counter
@@ -155,3 +156,40 @@ class InputGuard:
         msg.reasons = list(self._counts.keys())
         msg.counts = list(self._counts.values())
         self._publisher.publish(msg)
+
+
+class PublisherAllowlist:
+    """The publishers of one topic that a node takes messages from: those of one named node in the node's own
+    namespace, told apart by their DDS GIDs (which every message carries on Iron and later). The graph is asked
+    again, at most once per ``refresh_period`` seconds, when an unknown GID shows up, so a restarted publisher is
+    taken again. Without message info (Humble) every publisher is taken: say so where it matters."""
+
+    def __init__(self, node: Node, topic: str, node_name: str, refresh_period: float = 1.0) -> None:
+        self._node = node
+        self._topic = node.resolve_topic_name(topic)
+        self._name = node_name
+        self._period = refresh_period
+        self._allowed: set[bytes] = set()
+        self._refreshed = -math.inf
+
+    def allows(self, info: dict | None) -> bool:
+        """Whether the message whose info this is came from an allowed publisher."""
+        gid = (info or {}).get("publisher_gid")
+        if info is None or not gid:
+            return info is None
+        key = bytes(gid["data"])
+        if key not in self._allowed and time.monotonic() - self._refreshed >= self._period:
+            self._refresh()
+        return key in self._allowed
+
+    def describe(self) -> str:
+        """Who is allowed, for messages."""
+        return f"{self._node.get_namespace().rstrip('/')}/{self._name} (on {self._topic})"
+
+    def _refresh(self) -> None:
+        namespace = self._node.get_namespace()
+        endpoints = self._node.get_publishers_info_by_topic(self._topic)
+        self._allowed = {bytes(endpoint.endpoint_gid) for endpoint in endpoints
+                         if endpoint.node_name == self._name and endpoint.node_namespace == namespace}
+        self._refreshed = time.monotonic()
+

@@ -55,6 +55,18 @@ def _memory_node(ros, tmp_path=None):
     return node
 
 
+def _team_link(ros):
+    """A stand-in for the robot's own team link: the one node whose memory/merge messages the memory takes."""
+    import rclpy
+
+    from spatial_memory_ros.msg import MemoryEntryArray
+    from spatial_memory_ros.ros_common import RELIABLE_QOS
+
+    link = rclpy.create_node("team_comm", namespace="/robot1", context=ros.context_)
+    ros.add_node(link)
+    return link.create_publisher(MemoryEntryArray, "memory/merge", RELIABLE_QOS)
+
+
 def _feed(ros, node, frames):
     import rclpy
     from geometry_msgs.msg import PoseWithCovarianceStamped
@@ -144,7 +156,7 @@ def test_bad_inputs_are_dropped_and_memory_is_unchanged(ros, scene):
     ros.add_node(probe)
     pose_pub = probe.create_publisher(PoseWithCovarianceStamped, "/robot1/pose", RELIABLE_QOS)
     bev_pub = probe.create_publisher(BevMap, "/robot1/bev", RELIABLE_QOS)
-    merge_pub = probe.create_publisher(MemoryEntryArray, "/robot1/memory/merge", RELIABLE_QOS)
+    merge_pub = _team_link(ros)
     assert spin_until(ros, lambda: merge_pub.get_subscription_count() and bev_pub.get_subscription_count())
     nan_pose = PoseWithCovarianceStamped()
     nan_pose.pose.pose.position.x = math.nan
@@ -225,7 +237,6 @@ def test_prune_service_prunes_in_the_background_and_keeps_new_writes(ros, scene)
     from std_srvs.srv import Trigger
 
     from spatial_memory_ros.msg import MemoryEntry, MemoryEntryArray
-    from spatial_memory_ros.ros_common import RELIABLE_QOS
 
     _, frames, _ = scene
     node = _memory_node(ros)
@@ -234,7 +245,7 @@ def test_prune_service_prunes_in_the_background_and_keeps_new_writes(ros, scene)
     duplicates = MemoryEntryArray(entries=[MemoryEntry(x=4.0 + 0.01 * k, y=4.0, location_sd=0.5, value=[0.1] * 388,
                                                        label="open floor", source_robot="robot2")
                                            for k in range(200)])
-    merge_pub = probe.create_publisher(MemoryEntryArray, "/robot1/memory/merge", RELIABLE_QOS)
+    merge_pub = _team_link(ros)
     assert spin_until(ros, merge_pub.get_subscription_count)
     merge_pub.publish(duplicates)
     assert spin_until(ros, lambda: node.guard.counts == {} and len(node.memory.memory) >= 200)
@@ -252,8 +263,10 @@ def test_prune_service_prunes_in_the_background_and_keeps_new_writes(ros, scene)
 
 
 def test_absurd_merges_store_nothing_and_are_counted(ros, scene):
-    """Issue 15, attack 3: 100 entries with 1 MB labels at x = 3e37 on memory/merge: refused and counted, 0 stored;
-    well-formed entries beyond the rate are refused too, so merges grow the memory by at most merge_max_entries."""
+    """Issue 15, attack 3: 100 entries with 1 MB labels at x = 3e37 on memory/merge: refused and counted, 0 stored,
+    whether an outsider sends them (not the robot's own team link: refused as such) or the team link itself does
+    (refused by the bounds); well-formed entries beyond the rate are refused too, so merges grow the memory by at
+    most merge_max_entries."""
     import rclpy
 
     from spatial_memory_ros.msg import MemoryEntry, MemoryEntryArray
@@ -263,10 +276,18 @@ def test_absurd_merges_store_nothing_and_are_counted(ros, scene):
     size_before = len(node.memory.memory)
     probe = rclpy.create_node("merge_attacker", context=ros.context_)
     ros.add_node(probe)
-    merge_pub = probe.create_publisher(MemoryEntryArray, "/robot1/memory/merge", RELIABLE_QOS)
-    assert spin_until(ros, merge_pub.get_subscription_count)
+    outsider = probe.create_publisher(MemoryEntryArray, "/robot1/memory/merge", RELIABLE_QOS)
+    assert spin_until(ros, outsider.get_subscription_count)
     absurd = MemoryEntryArray(entries=[MemoryEntry(x=3e37, y=3e37, location_sd=0.5, label="x" * 1_000_000,
                                                    source_robot="robot2") for _ in range(100)])
+    plausible = MemoryEntryArray(entries=[MemoryEntry(x=1.0, y=1.0, location_sd=0.5, value=[0.1] * 388,
+                                                      label="red target", source_robot="robot2")])
+    for msg in (absurd, plausible, absurd):
+        outsider.publish(msg)
+    assert spin_until(ros, lambda: node.guard.counts.get("merge from an unauthorised publisher", 0) >= 3, timeout=30)
+    assert len(node.memory.memory) == size_before and node.merge_gate.accepted == 0
+    merge_pub = _team_link(ros)
+    assert spin_until(ros, merge_pub.get_subscription_count)
     for _ in range(3):
         merge_pub.publish(absurd)
     assert spin_until(ros, lambda: node.guard.counts.get("merged entries out of bounds", 0) >= 3, timeout=30)

@@ -28,6 +28,7 @@ import numpy as np
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import OccupancyGrid
 from rclpy.node import Node
+from rclpy.subscription import Subscription
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
@@ -39,8 +40,8 @@ from spatial_memory_ros.memory.robot_memory import (EMBEDDING_DIM, MAX_QUERY_CHA
 from spatial_memory_ros.memory.semantics import Embedder
 from spatial_memory_ros.memory.validation import MergeGate, MergeLimits
 from spatial_memory_ros.msg import BevMap, MemoryEntryArray
-from spatial_memory_ros.ros_common import (LATCHED_QOS, RELIABLE_QOS, InputGuard, Param, declare_parameters,
-                                           map_geometry, robot_id_of)
+from spatial_memory_ros.ros_common import (LATCHED_QOS, RELIABLE_QOS, InputGuard, Param, PublisherAllowlist,
+                                           declare_parameters, map_geometry, robot_id_of)
 from spatial_memory_ros.sim.maze import CLASS_NAMES
 from spatial_memory_ros.srv import QueryMemory
 
@@ -69,6 +70,8 @@ PARAMETERS = [
           "(one log line, exit code 65, files left alone) or 'fresh' (files renamed to *.corrupt-<time>, start empty)"),
     Param("merge_max_entries", 10_000, "entries taken from memory/merge in all (bounds the memory teammates can "
           "fill: about 1.8 kB each); more are refused and counted", 1, 10_000_000),
+    Param("merge_publisher", "team_comm", "the only node (in this namespace) whose memory/merge messages are "
+                                          "taken: the robot's own team link, which authenticates what it merges"),
     Param("merge_rate", 100.0, "entries per second taken from memory/merge (bursts of up to 1,000)", 0.1, 1e6),
 ]
 PENDING_BEVS = 10
@@ -95,6 +98,7 @@ class SpatialMemoryNode(Node):
         extent = (geometry.origin_x, geometry.origin_y, geometry.origin_x + geometry.width * geometry.resolution,
                   geometry.origin_y + geometry.height * geometry.resolution)
         self.merge_gate = MergeGate(extent, MergeLimits(max_entries=p["merge_max_entries"], rate=p["merge_rate"]))
+        self.merge_sources = PublisherAllowlist(self, "memory/merge", p["merge_publisher"])
         self.bevs_received = self.bevs_observed = 0
         self._poses: deque = deque(maxlen=200)
         self._pending: deque = deque()
@@ -131,7 +135,11 @@ class SpatialMemoryNode(Node):
         self.markers_pub = self.create_publisher(MarkerArray, "memory/markers", LATCHED_QOS)
         self.create_subscription(BevMap, "bev", self._on_bev, RELIABLE_QOS)
         self.create_subscription(PoseWithCovarianceStamped, "pose", self._on_pose, RELIABLE_QOS)
-        self.create_subscription(MemoryEntryArray, "memory/merge", self._on_merge, RELIABLE_QOS)
+        if hasattr(Subscription, "CallbackType"):  # Iron and later hand over the publisher's GID
+            self.create_subscription(MemoryEntryArray, "memory/merge", self._on_merge, RELIABLE_QOS)
+        else:  # Humble: no publisher GID, so only the bounds below protect memory/merge
+            self.create_subscription(MemoryEntryArray, "memory/merge", lambda msg: self._on_merge(msg, None),
+                                     RELIABLE_QOS)
         self.create_service(QueryMemory, "query", self._on_query)
         self.create_service(Trigger, "~/prune", self._on_prune)
         self.create_service(Trigger, "~/save", self._on_save)
@@ -185,10 +193,15 @@ class SpatialMemoryNode(Node):
             self.publish_map(stamp_msg)
         return True
 
-    def _on_merge(self, msg: MemoryEntryArray) -> None:
-        """Teammates' entries: every field bounded (MergeGate) before anything is built, then a rate and a total,
-        so a stream of absurd but well-formed entries stores nothing and the merged part of the memory stays
-        under merge_max_entries."""
+    def _on_merge(self, msg: MemoryEntryArray, info: dict | None) -> None:
+        """Teammates' entries: only from this robot's own team link (the node named merge_publisher in this
+        namespace, which took them from authenticated packets), every field bounded (MergeGate) before anything is
+        built, then a rate and a total, so a stream of absurd but well-formed entries stores nothing and the merged
+        part of the memory stays under merge_max_entries."""
+        if not self.merge_sources.allows(info):
+            self.guard.reject("merge from an unauthorised publisher",
+                              f"memory/merge takes entries only from {self.merge_sources.describe()}")
+            return
         entries = msg.entries
         if len(entries) > self.merge_gate.limits.max_per_message:
             self.guard.reject("merged entries out of bounds", f"{len(entries)} entries in one message")
