@@ -200,3 +200,28 @@ def test_a_rebooted_sender_is_accepted_again_and_its_old_frames_stay_refused(lay
     assert receiver.stats.sequence_restarts == 1                        # seen as a restart, once
     assert deliver(before[-1][1], after[-1][0]) == [None]                  # replayed after the reboot: refused
     assert sum(receiver.stats.drops.values()) == 1
+
+
+def test_a_frame_flood_is_rate_limited_per_source_before_any_tag_is_checked(layout):
+    """Issue 15's flood guard on the UDP link too: 2,000 bad frames a second from an outsider's address are cut
+    by its own packet bucket before the HMAC (counted as rate limited), while a teammate's frames still arrive."""
+    from spatial_memory_ros.comm.security import DROP_RATE_LIMITED
+    from spatial_memory_ros.comm.transport import LoopbackHub
+
+    hub = LoopbackHub(depth=100_000)
+    outsider, teammate = hub.endpoint("outsider"), hub.endpoint("robot2")
+    link = FrameLink(receiver(layout), TEAM, hub.endpoint("robot1"))
+    forged = bytearray(pack_frame(1, [packet(layout, sequence=1)]))
+    forged[-1] ^= 0x01
+    accepted = 0
+    for second in range(3):
+        for k in range(10):
+            for _ in range(200):
+                outsider.send(bytes(forged))
+            step = 70_000 + 10 * second + k
+            teammate.send(pack_frame(1, [packet(layout, sequence=step - 69_999, window=step)]))
+            accepted += len(link.poll(step, now=second + 0.1 * k, limit=10_000))
+    drops = link.comm.stats.drops
+    assert accepted == 30
+    assert drops[DROP_BAD_TAG] <= 20 + 30 * 3  # its burst and rate: the rest never reach the HMAC
+    assert drops[DROP_RATE_LIMITED] + drops[DROP_BAD_TAG] == 6_000

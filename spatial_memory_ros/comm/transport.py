@@ -35,7 +35,8 @@ from spatial_memory_ros.comm.frame import (IPV4_UDP_HEADER_BYTES, MAX_FRAME_BYTE
                                            pack_frame, unpack_frame)
 from spatial_memory_ros.comm.link import TeamComm
 from spatial_memory_ros.comm.partners import Sighting
-from spatial_memory_ros.comm.receive import DecodedPacket
+from spatial_memory_ros.comm.receive import DecodedPacket, FloodGuard
+from spatial_memory_ros.comm.security import DROP_RATE_LIMITED
 from spatial_memory_ros.types import Pose2D
 
 DEFAULT_PORT = 7447
@@ -119,8 +120,9 @@ class UdpTransport:
                 self.send_errors += 1
         return sent
 
-    def receive(self, limit: int = MAX_DATAGRAMS_PER_POLL) -> list[bytes]:
-        """Datagrams waiting (not my own), at most ``limit``; a longer one is cut to MAX_FRAME_BYTES + 1 bytes."""
+    def receive(self, limit: int = MAX_DATAGRAMS_PER_POLL) -> list[tuple[bytes, object]]:
+        """(datagram, source address) waiting (not my own), at most ``limit``; a longer one is cut to
+        MAX_FRAME_BYTES + 1 bytes."""
         frames = []
         for _ in range(limit):
             try:
@@ -131,7 +133,7 @@ class UdpTransport:
                 continue
             if source == self.local:
                 continue
-            frames.append(data)
+            frames.append((data, source))
         return frames
 
     def fileno(self) -> int:
@@ -165,11 +167,11 @@ class _HubEndpoint:
     def send(self, frame: bytes) -> int:
         for name, inbox in self.hub.inboxes.items():
             if name != self.name and not (self.hub.loss and self.hub.rng.random() < self.hub.loss):
-                inbox.append(bytes(frame))
+                inbox.append((bytes(frame), self.name))
                 del inbox[:-self.hub.depth]
         return 1
 
-    def receive(self, limit: int = MAX_DATAGRAMS_PER_POLL) -> list[bytes]:
+    def receive(self, limit: int = MAX_DATAGRAMS_PER_POLL) -> list[tuple[bytes, object]]:
         inbox = self.hub.inboxes[self.name]
         frames, inbox[:] = inbox[:limit], inbox[limit:]
         return frames
@@ -197,8 +199,9 @@ class FrameLink:
     :meth:`~.link.TeamComm.verify` and :meth:`~.link.TeamComm.apply`."""
 
     def __init__(self, comm: TeamComm, team: Sequence[str], transport, link_bits_per_second: float = 0.0,
-                 silent_after_s: float = 5.0) -> None:
+                 silent_after_s: float = 5.0, flood: FloodGuard | None = None) -> None:
         self.comm, self.team, self.transport = comm, list(team), transport
+        self.flood = flood or FloodGuard()  # per source address and for the link, before any tag is checked
         if len(set(team)) != len(team) or set(team) != set(comm.team_ids):
             raise ValueError(f"team {list(team)} must list exactly the link's robots")
         self.index = self.team.index(comm.robot_id)
@@ -249,9 +252,12 @@ class FrameLink:
         """Read waiting frames; verify and apply every packet in them. Returns (packet, its new sightings) for
         each accepted one; dropped ones are counted in ``comm.stats.drops``."""
         accepted = []
-        for data in self.transport.receive(limit):
+        for data, source in self.transport.receive(limit):
             self.stats.frames_received += 1
             self.stats.air_bytes_received += len(data) + IPV4_UDP_HEADER_BYTES
+            if not self.flood.admit(source, now):
+                self.comm.stats.drops[DROP_RATE_LIMITED] += 1
+                continue
             for packet in unpack_frame(data, self.team, step, self.comm.config.tag_bytes):
                 decoded = self.comm.verify(packet, step)
                 if decoded is None:
