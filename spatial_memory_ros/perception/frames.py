@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from spatial_memory_ros.perception.geometry import BevGeometry
+from spatial_memory_ros.sim.interface import CameraModel
 from spatial_memory_ros.sim.maze import CLASS_NAMES, generate_maze
 from spatial_memory_ros.sim.world import World, WorldConfig
 from spatial_memory_ros.types import Pose2D
@@ -179,3 +180,94 @@ def maze_seed_range(first_seed: int, mazes: int) -> range:
 def frames_for_seeds(seeds: Sequence[int], frames_per_maze: int, walker_fraction: float = 0.5) -> BevFrames:
     """Frames from each maze seed in turn (validation and benchmark sets are made this way, in memory)."""
     return BevFrames.concatenate([render_maze_frames(seed, frames_per_maze, walker_fraction) for seed in seeds])
+
+
+MEMORY_MAZE_SIZES = (9, 11, 13, 15)
+
+
+def world_size_for_seed(world: str, seed: int) -> int:
+    """The maze size a data seed uses in ``world``: the built-in 9..15 in turn, Memory-Maze's 9, 11, 13, 15."""
+    if world == "memory_maze":
+        return MEMORY_MAZE_SIZES[int(seed) % len(MEMORY_MAZE_SIZES)]
+    return maze_size_for_seed(seed)
+
+
+def render_world_frames(world: str, seed: int, frames: int, size: int | None = None,
+                        num_robots: int = 1) -> BevFrames:
+    """``frames`` images and the world's own oracle BEVs from uniformly random free poses of the maze ``seed``
+    (size ``world_size_for_seed`` unless given) of any world of sim/interface.py (``builtin`` or
+    ``memory_maze``). Each world's oracle uses its own camera's view cone (Memory-Maze: 80 deg) on the same
+    32 x 32 grid of 0.25 m. Raises WorldUnavailable when the world cannot start here."""
+    from spatial_memory_ros.sim.interface import make_world
+
+    rng = np.random.default_rng([seed, 0xB0A7])
+    built = make_world(world, size=size or world_size_for_seed(world, seed), seed=seed, num_robots=num_robots)
+    images, occupancy, objects = [], [], []
+    try:
+        while len(images) < frames:
+            _scatter_robots(built, rng)
+            _record(built, range(num_robots), images, occupancy, objects)
+    finally:
+        built.close()
+    return BevFrames(np.stack(images[:frames]), np.stack(occupancy[:frames]), np.stack(objects[:frames]),
+                     np.full(frames, seed, dtype=np.int64))
+
+
+def world_camera(world: str) -> CameraModel:
+    """The camera of a world's robots (sim/interface.py's CameraModel), without building the world."""
+    if world == "memory_maze":
+        from spatial_memory_ros.sim.memory_maze import camera_model
+
+        return camera_model()
+    if world == "builtin":
+        from spatial_memory_ros.sim.camera import CAMERA_HEIGHT_CELLS
+
+        config = WorldConfig()
+        return CameraModel.pinhole(config.image_size, config.image_size, config.fov_deg, CAMERA_HEIGHT_CELLS * 1.0)
+    raise ValueError(f"unknown world '{world}'")
+
+
+def render_canonical_frames(world: str, seed: int, frames: int, geometry: BevGeometry,
+                            canonical_height: float = 0.5, size: int | None = None) -> BevFrames:
+    """Training frames of ``world`` for a model of ``geometry`` (issue 12): each image re-projected to the
+    model's canonical camera (perception/camera_adapter.py) and its oracle BEV drawn in the canonical grid, i.e.
+    the world shrunk by canonical height / camera height about the camera (cells of bev_resolution / scale real
+    metres from the camera's position, the camera's own view cone), objects in the model's class slots. For
+    the built-in world this is ``render_world_frames`` itself."""
+    from dataclasses import replace
+
+    from spatial_memory_ros.perception.camera_adapter import image_maps, warp_image, world_to_slot
+    from spatial_memory_ros.sim.camera import RayCaster
+    from spatial_memory_ros.sim.interface import make_world, world_class_names
+    from spatial_memory_ros.sim.oracle import BevOracle
+
+    camera = world_camera(world)
+    canonical = CameraModel.pinhole(geometry.image_size, geometry.image_size, geometry.fov_deg, canonical_height)
+    names = world_class_names(world)
+    slots = world_to_slot(geometry.class_names, names)
+    rng = np.random.default_rng([seed, 0xB0A7])
+    built = make_world(world, size=size or world_size_for_seed(world, seed), seed=seed, num_robots=1)
+    scale = canonical.mount_height / camera.mount_height
+    config = replace(built.config, bev_resolution=geometry.bev_resolution / scale,
+                     view_range=geometry.view_range / scale, fov_deg=camera.horizontal_fov_deg,
+                     bev_width=geometry.bev_width, bev_height=geometry.bev_height)
+    oracle = BevOracle(built.maze, config, names, built._oracle.target_radius)
+    caster = RayCaster(built.maze)
+    map_x, map_y = image_maps(camera, canonical)
+    identity = camera == canonical
+    images, occupancy, objects = [], [], []
+    try:
+        while len(images) < frames:
+            _scatter_robots(built, rng)
+            pose = built.true_pose(0)
+            eye = Pose2D(pose.x + camera.mount_forward * math.cos(pose.theta),
+                         pose.y + camera.mount_forward * math.sin(pose.theta), pose.theta)
+            bev = oracle.compute(eye, caster.cast(eye.x, eye.y, eye.theta + oracle.ray_angles).distance,
+                                 built.maze.targets)
+            image = built.render(0)
+            images.append(image if identity else warp_image(image, map_x, map_y))
+            occupancy.append(bev.occupancy)
+            objects.append(slots[bev.object_class])
+    finally:
+        built.close()
+    return BevFrames(np.stack(images), np.stack(occupancy), np.stack(objects), np.full(frames, seed, np.int64))

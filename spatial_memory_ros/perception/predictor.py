@@ -154,6 +154,16 @@ class BevPredictor:
             torch.set_num_threads(int(num_threads))
         return cls(*load_model(path))
 
+    def for_camera(self, camera, class_names=None):
+        """A CameraAdapter (perception/camera_adapter.py) that runs this model on images of ``camera`` (a
+        sim.interface.CameraModel: intrinsics and mount) and names objects in ``class_names`` (default the
+        model's). The canonical camera's height is the checkpoint's info['camera_height'] (default 0.5 m, the
+        built-in sim's). Raises CameraMismatch for a camera it cannot adapt."""
+        from spatial_memory_ros.perception.camera_adapter import CANONICAL_CAMERA_HEIGHT, CameraAdapter
+
+        return CameraAdapter(self, camera, tuple(class_names or self.geometry.class_names),
+                             float(self.info.get("camera_height", CANONICAL_CAMERA_HEIGHT)))
+
     def predict_arrays(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, 64, 64, 3) or (64, 64, 3) uint8 RGB -> occupancy (B, 32, 32) int8 (-1 / 0 / 100) and object class
         (B, 32, 32) uint8 (0 none, k = geometry.class_names[k - 1]). Raises ValueError for any other shape or
