@@ -119,6 +119,7 @@ def test_the_package_is_in_the_venvs_ament_index():
     executables = ros2(env, "pkg", "executables", "spatial_memory_ros").split()
     for name in ("sim_world", "bev_predictor", "localizer", "spatial_memory", "explorer", "team_comm"):
         assert name in executables
+    assert "ready_topics" in ros2(env, "run", "spatial_memory_ros", "sim_world", "--help")  # its parameters
 
 
 def test_sim_team_reaches_the_goal_answers_the_cli_and_stops_cleanly_on_ctrl_c(tmp_path):
