@@ -104,8 +104,13 @@ def sim_team_graph(robots: int = 3, seed: int = 0, maze_size: int = 15, max_sim_
                                **shared.for_node("sim_world")})
     team = []
     if sources.predicted:
+        predictor_parameters: dict[str, Any] = {"use_sim_time": use_sim_time, "robots": ids}
+        if world != "builtin":  # issue 12: another camera than the model's, read from camera_info + the mount
+            camera = sim_geometric_parameters(world, "depth")
+            predictor_parameters.update(use_camera_info=True, class_names=list(world_class_names(world)),
+                                        **{k: v for k, v in camera.items() if k != "source"})
         team.append(NodeSpec("bev_predictor", "bev_predictor", params_file="bev_predictor.yaml",
-                             parameters={"use_sim_time": use_sim_time, "robots": ids}))
+                             parameters=predictor_parameters))
     elif sources.geometric:
         team.append(NodeSpec("geometric_bev", "geometric_bev", params_file="geometric_bev.yaml",
                              parameters={"use_sim_time": use_sim_time, "robots": ids,

@@ -107,3 +107,38 @@ def test_missing_checkpoint_says_which_file_and_how_to_train(tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 1
     assert str(missing) in result.stderr and "train bev" in result.stderr
+
+
+def test_camera_info_adapts_images_and_refuses_what_does_not_match(ros):
+    """use_camera_info (issue 12): images wait for their robot's CameraInfo, must match its size, and come out as
+    BEVs in the world's class names; an unusable CameraInfo is counted."""
+    import math
+
+    import rclpy
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from spatial_memory_ros.conversions import camera_info_to_msg
+    from spatial_memory_ros.ros_common import SENSOR_QOS
+    from spatial_memory_ros.sim.interface import CameraModel
+
+    names = ["red", "green", "blue", "purple", "yellow", "salmon"]
+    node = _predictor(ros, batch_timeout=0.01, use_camera_info=True, camera_height=0.9, camera_forward=0.15,
+                      camera_pitch=math.radians(5.71), class_names=names)
+    pubs, got = _probe(ros)
+    probe = rclpy.create_node("info_probe", context=ros.context_)
+    ros.add_node(probe)
+    info_pub = probe.create_publisher(CameraInfo, "/robot1/camera/camera_info", SENSOR_QOS)
+    assert spin_until(ros, lambda: info_pub.get_subscription_count() > 0)
+    image = Image(height=64, width=64, encoding="rgb8", step=192, data=bytes(64 * 64 * 3))
+    pubs[1].publish(image)
+    assert spin_until(ros, lambda: node.guard.counts.get("image without camera_info", 0) == 1, timeout=10.0)
+    stamp = rclpy.time.Time().to_msg()
+    info_pub.publish(camera_info_to_msg(CameraModel(64, 64, 0.0, 38.1, 31.5, 31.5, 0.9), stamp, "robot1/camera"))
+    assert spin_until(ros, lambda: node.guard.counts.get("invalid camera_info", 0) == 1, timeout=10.0)
+    info_pub.publish(camera_info_to_msg(CameraModel.pinhole(64, 64, 80.0, 0.9), stamp, "robot1/camera"))
+    assert spin_until(ros, lambda: 0 in node._adapters, timeout=10.0)
+    pubs[1].publish(Image(height=32, width=32, encoding="rgb8", step=96, data=bytes(32 * 32 * 3)))
+    assert spin_until(ros, lambda: node.guard.counts.get("invalid image", 0) == 1, timeout=10.0)
+    pubs[1].publish(image)
+    assert spin_until(ros, lambda: len(got[1]) == 1, timeout=10.0)
+    assert list(got[1][0].class_names) == names and node.frames_predicted == 1

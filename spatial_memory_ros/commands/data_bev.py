@@ -14,11 +14,16 @@ DESCRIPTION = """Render first-person frames and their oracle BEVs from --mazes s
 --first-seed, --first-seed + 1, ...) and write them as compressed npz shards plus manifest.json to --out.
 Half the frames (--walker-fraction) come from robots driven by the random walker, the rest from random free
 poses; 3 robots share each maze so teammates appear in some images. Maze seeds from 1,000,000 up are kept for
-validation and benchmarks. Re-running with the same arguments skips the shards already written."""
+validation and benchmarks. Re-running with the same arguments skips the shards already written.
+--world memory_maze renders Memory-Maze (sizes 9, 11, 13, 15 in turn; one robot at uniformly random free poses)
+in the model's canonical camera (perception/camera_adapter.py: each image re-projected, its oracle BEV drawn in
+the canonical grid, objects in the model's class slots), so both worlds' shards train one model."""
 
 EXAMPLE = """example:
   spatial-memory data bev --mazes 300 --frames-per-maze 160 --out runs/bev-data
   spatial-memory train bev --data runs/bev-data --export spatial_memory_ros/models/bev.pt
+  spatial-memory data bev --world memory_maze --mazes 80 --frames-per-maze 60 --out runs/bev-data-mm
+  spatial-memory train bev --data runs/bev-data runs/bev-data-mm --init spatial_memory_ros/models/bev.pt ...
 """
 
 
@@ -27,6 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     models = command_group(subparsers, "data", "render training data for a model")
     parser = models.add_parser("bev", help="frames + oracle BEVs for the BEV predictor", description=DESCRIPTION,
                                epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--world", choices=("builtin", "memory_maze"), default="builtin",
+                        help="the world to render (default builtin; memory_maze in the model's canonical camera)")
     parser.add_argument("--mazes", type=_positive_int, default=300, help="number of mazes (default 300)")
     parser.add_argument("--frames-per-maze", type=_positive_int, default=160,
                         help="frames rendered in each maze (default 160)")
@@ -45,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     from spatial_memory_ros.perception.frames import (MANIFEST_NAME, SHARD_PATTERN, VALIDATION_SEED_BASE, BevFrames,
                                                       maze_seed_range, read_manifest, render_maze_frames, shard_paths,
-                                                      sim_geometry)
+                                                      render_canonical_frames, sim_geometry)
+    from spatial_memory_ros.sim.interface import WorldUnavailable
 
     seeds = maze_seed_range(args.first_seed, args.mazes)
     if args.first_seed < 0 or seeds[-1] >= VALIDATION_SEED_BASE:
@@ -58,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     manifest = {"first_seed": args.first_seed, "mazes": args.mazes, "frames_per_maze": args.frames_per_maze,
                 "walker_fraction": args.walker_fraction, "mazes_per_shard": args.mazes_per_shard,
                 "geometry": sim_geometry().as_dict()}
+    if args.world != "builtin":  # manifests of built-in data stay as they were
+        manifest["world"] = args.world
     previous = read_manifest(args.out)
     if previous and {k: previous.get(k) for k in manifest} != manifest:
         print(f"error: {args.out} holds data made with other arguments ({args.out / MANIFEST_NAME}); "
@@ -77,7 +87,14 @@ def run(args: argparse.Namespace) -> int:
             continue
         parts = []
         for seed in shard_seeds:
-            parts.append(render_maze_frames(seed, args.frames_per_maze, args.walker_fraction))
+            if args.world == "builtin":
+                parts.append(render_maze_frames(seed, args.frames_per_maze, args.walker_fraction))
+            else:
+                try:
+                    parts.append(render_canonical_frames(args.world, seed, args.frames_per_maze, sim_geometry()))
+                except WorldUnavailable as error:
+                    print(f"error: {error}", file=sys.stderr)
+                    return 1
             progress.update(1)
         _write_atomically(path, BevFrames.concatenate(parts))
     progress.close()
@@ -92,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _command_line(args: argparse.Namespace) -> str:
-    return (f"spatial-memory data bev --mazes {args.mazes} --frames-per-maze {args.frames_per_maze} "
+    world = f"--world {args.world} " if args.world != "builtin" else ""
+    return (f"spatial-memory data bev {world}--mazes {args.mazes} --frames-per-maze {args.frames_per_maze} "
             f"--out {args.out} --first-seed {args.first_seed} --walker-fraction {args.walker_fraction} "
             f"--mazes-per-shard {args.mazes_per_shard}")
 

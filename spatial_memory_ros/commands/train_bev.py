@@ -34,7 +34,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     models = command_group(subparsers, "train", "train a model")
     parser = models.add_parser("bev", help="train the BEV predictor", description=DESCRIPTION, epilog=EXAMPLE,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="folder of shards from `spatial-memory data bev`")
+    parser.add_argument("--data", type=Path, nargs="+", required=True,
+                        help="folder(s) of shards from `spatial-memory data bev` (several: mixed, e.g. both worlds)")
+    parser.add_argument("--val-world-mazes", type=int, default=4,
+                        help="validation mazes of each other world in --data (Memory-Maze, canonical camera; "
+                             "default 4)")
+    parser.add_argument("--augment", action="store_true",
+                        help="random brightness, contrast, per-channel gain and pixel noise on training images")
     parser.add_argument("--out", type=Path, default=Path("runs/train-bev"),
                         help="run folder for checkpoints and the log (default runs/train-bev)")
     parser.add_argument("--export", type=Path, default=None, help="write the best model here when done")
@@ -68,23 +74,34 @@ def run(args: argparse.Namespace) -> int:
     """Train; returns a process exit code."""
     import torch
 
-    from spatial_memory_ros.perception.frames import (VALIDATION_SEED_BASE, frames_for_seeds, maze_seed_range,
-                                                      read_manifest, read_shards)
+    from spatial_memory_ros.perception.frames import (VALIDATION_SEED_BASE, BevFrames, frames_for_seeds,
+                                                      maze_seed_range, read_manifest, read_shards,
+                                                      render_canonical_frames, sim_geometry)
     from spatial_memory_ros.perception.predictor import save_checkpoint
 
     torch.set_num_threads(args.threads)
     try:
-        frames = read_shards(args.data)
+        parts = [read_shards(directory) for directory in args.data]
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    manifest = read_manifest(args.data)
-    if int(frames.maze_seeds.max()) >= VALIDATION_SEED_BASE:
-        print(f"error: {args.data} holds frames of validation mazes (seed >= {VALIDATION_SEED_BASE})",
-              file=sys.stderr)
-        return 2
-    print(f"training frames: {len(frames)} from {len(set(frames.maze_seeds.tolist()))} mazes in {args.data}")
+    manifests = [read_manifest(directory) for directory in args.data]
+    manifest = manifests[0] if len(manifests) == 1 else {"parts": manifests}
+    for directory, part in zip(args.data, parts):
+        if int(part.maze_seeds.max()) >= VALIDATION_SEED_BASE:
+            print(f"error: {directory} holds frames of validation mazes (seed >= {VALIDATION_SEED_BASE})",
+                  file=sys.stderr)
+            return 2
+        print(f"training frames: {len(part)} from {len(set(part.maze_seeds.tolist()))} mazes in {directory}")
+    frames = BevFrames.concatenate(parts)
     validation = frames_for_seeds(maze_seed_range(VALIDATION_SEED_BASE, args.val_mazes), args.val_frames_per_maze)
+    worlds = sorted({m.get("world", "builtin") for m in manifests} - {"builtin"})
+    if worlds and args.val_world_mazes > 0:
+        validation = BevFrames.concatenate([validation] + [
+            render_canonical_frames(world, seed, args.val_frames_per_maze, sim_geometry())
+            for world in worlds for seed in maze_seed_range(VALIDATION_SEED_BASE, args.val_world_mazes)])
+        print(f"validation: {len(validation)} frames ({args.val_mazes} built-in mazes, {args.val_world_mazes} of "
+              f"each of {', '.join(worlds)})")
     trainer = _Trainer(args, frames, validation)
     if args.resume:
         error = trainer.resume()
@@ -96,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"best validation (step {trainer.best_step}): {_brief(trainer.best_summary)}\nbest model: {best}")
     if args.export:
         model, info, bias, calibrated = _pick_export(trainer, best, validation)
-        info.update(data=manifest, data_dir=str(args.data), train_command=_command_line(args),
+        info.update(data=manifest, data_dir=" ".join(map(str, args.data)), train_command=_command_line(args),
                     train_seconds=round(trainer.elapsed, 1), validation_calibrated=calibrated)
         if args.init is not None:
             info.update(init=trainer.init_info)
@@ -211,7 +228,10 @@ class _Trainer:
         flip = torch.from_numpy(self.rng.random(self.args.batch_size) < 0.5)
         images, occupancy, objects = mirror_left_right(self.images[index], self.occupancy[index],
                                                        self.objects[index], flip)
-        logits = self.model(images.permute(0, 3, 1, 2).float().div_(255.0))
+        pixels = images.permute(0, 3, 1, 2).float().div_(255.0)
+        if self.args.augment:
+            pixels = _augment(pixels, self.rng)
+        logits = self.model(pixels)
         loss, parts = bev_loss(logits, occupancy, objects, self.view_mask, self.loss_weights, self.model.geometry)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -247,6 +267,21 @@ class _Trainer:
         torch.save(state, partial)
         partial.replace(self.args.out / "last.pt")
         return summary
+
+
+def _augment(pixels, rng):
+    """Appearance augmentation of a batch (N, 3, H, W) in [0, 1]: brightness +-25%, contrast +-25%, per-channel
+    gain +-8% (small enough to keep the target colours apart), Gaussian pixel noise of up to 3% of the range."""
+    import torch
+
+    count = len(pixels)
+    gain = torch.from_numpy(rng.uniform(0.75, 1.25, (count, 1, 1, 1)) * rng.uniform(0.92, 1.08, (count, 3, 1, 1)))
+    contrast = torch.from_numpy(rng.uniform(0.75, 1.25, (count, 1, 1, 1)))
+    mean = pixels.mean(dim=(1, 2, 3), keepdim=True)
+    pixels = (pixels - mean) * contrast.float() + mean
+    pixels = pixels * gain.float()
+    noise = torch.from_numpy(rng.uniform(0.0, 0.03, (count, 1, 1, 1))).float()
+    return (pixels + noise * torch.randn_like(pixels)).clamp_(0.0, 1.0)
 
 
 def _initialise(model, path: Path) -> dict:
@@ -288,11 +323,13 @@ def _brief(summary: dict) -> str:
 
 
 def _command_line(args: argparse.Namespace) -> str:
-    return (f"spatial-memory train bev --data {args.data} --out {args.out} --steps {args.steps} "
+    return (f"spatial-memory train bev --data {' '.join(map(str, args.data))} --out {args.out} --steps {args.steps} "
             f"--batch-size {args.batch_size} --lr {args.lr} --weight-decay {args.weight_decay} --seed {args.seed} "
             f"--val-mazes {args.val_mazes} --val-frames-per-maze {args.val_frames_per_maze} "
             f"--val-every {args.val_every} --threads {args.threads} --depth-bins {args.depth_bins} "
             f"--wall-weight {args.wall_weight} --wall-range-weight {args.wall_range_weight}"
+            + (f" --val-world-mazes {args.val_world_mazes}" if args.val_world_mazes != 4 else "")
+            + (" --augment" if args.augment else "")
             + (f" --init {args.init}" if args.init else "") + (f" --export {args.export}" if args.export else ""))
 
 
