@@ -81,8 +81,9 @@ def random_poses(world, robot: int, count: int, rng: np.random.Generator) -> lis
 
 
 def run_world(name: str, seeds: int, poses_per_seed: int) -> dict:
-    scores = {key: Score() for key in ("scan", "scan_baseline", "depth", "depth_baseline")}
-    frames = {"scan": [], "depth": []}    # (truth, mask) for the baseline's majority labels
+    keys = ("scan", "scan_baseline", "scan_reference", "depth", "depth_baseline", "depth_reference")
+    scores = {key: Score() for key in keys}
+    frames = {"scan": [], "depth": []}    # true BEVs, for the baseline's majority labels
     started = time.perf_counter()
     convert_s = {"scan": 0.0, "depth": 0.0}
     for seed in range(seeds):
@@ -90,33 +91,42 @@ def run_world(name: str, seeds: int, poses_per_seed: int) -> dict:
         try:
             config = world.config
             geometry = GridGeometry(config.bev_resolution, config.bev_width, config.bev_height, *config.bev_origin)
-            wide = BevOracle(world.maze, replace(config, fov_deg=179.9, bev_rays=721), world.class_names)
             caster = RayCaster(world.maze)
             model = range_sensors.default_scan_model(world)
-            scan_mask = scan_field(geometry, Pose2D(0.0, 0.0, 0.0), model.angle_min, model.angle_max,
-                                   model.range_max) & (wide_cone(wide, geometry))
-            camera = DepthCamera.from_camera_model(world.camera_model(0))
-            depth_mask = depth_field(camera, geometry, config.view_range) & world_cone(world, geometry)
+            camera_model = world.camera_model(0)
+            camera = DepthCamera.from_camera_model(camera_model)
+            half_plane = replace(config, fov_deg=179.9)
+            # the truth: the oracle with rays every 0.125 deg or finer; the reference: the same oracle with rays
+            # as far apart as the sensor's (1 deg; one per pixel column), scored against the truth
+            oracles = {"scan": (oracle(world, replace(half_plane, bev_rays=1441)),
+                                oracle(world, replace(half_plane, bev_rays=round(179.9 / math.degrees(
+                                    model.angle_increment)) + 1))),
+                       "depth": (oracle(world, replace(config, bev_rays=721)),
+                                 oracle(world, replace(config, bev_rays=camera.width)))}
+            masks = {"scan": scan_field(geometry, Pose2D(0.0, 0.0, 0.0), model.angle_min, model.angle_max,
+                                        model.range_max) & judged(oracles["scan"][0], geometry),
+                     "depth": depth_field(camera, geometry, config.view_range) & judged(oracles["depth"][0],
+                                                                                         geometry)}
             rng = np.random.default_rng([seed, 13])
             for pose in random_poses(world, 0, poses_per_seed, rng):
                 world.set_pose(0, pose)
-                truth_wide = wide.compute(pose, caster.cast(pose.x, pose.y, pose.theta + wide.ray_angles).distance,
-                                          world.maze.targets).occupancy
+                truth, reference = {}, {}
+                for key, (fine, coarse) in oracles.items():
+                    truth[key] = true_bev(fine, caster, world, pose)
+                    reference[key] = true_bev(coarse, caster, world, pose)
                 tick = time.perf_counter()
                 scan_bev, _ = scan_to_bev(range_sensors.scan(world, 0, model), geometry=geometry)
                 convert_s["scan"] += time.perf_counter() - tick
-                scores["scan"].add(scan_bev.occupancy, truth_wide, scan_mask)
-                frames["scan"].append(truth_wide)
-                truth = world.oracle_bev(0).occupancy
                 depth = range_sensors.depth_image(world, 0)
                 tick = time.perf_counter()
                 depth_bev, _ = depth_to_bev(depth, camera, geometry, max_range=config.view_range)
                 convert_s["depth"] += time.perf_counter() - tick
-                scores["depth"].add(depth_bev.occupancy, truth, depth_mask)
-                frames["depth"].append(truth)
+                for key, bev in (("scan", scan_bev), ("depth", depth_bev)):
+                    scores[key].add(bev.occupancy, truth[key], masks[key])
+                    scores[f"{key}_reference"].add(reference[key], truth[key], masks[key])
+                    frames[key].append(truth[key])
         finally:
             world.close()
-    masks = {"scan": scan_mask, "depth": depth_mask}
     for key in ("scan", "depth"):
         stack = np.stack(frames[key])
         counts = np.stack([(stack == v).sum(axis=0) for v in (-1, 0, 100)])
@@ -126,19 +136,33 @@ def run_world(name: str, seeds: int, poses_per_seed: int) -> dict:
     result = {key: score.result() for key, score in scores.items()}
     for key in ("scan", "depth"):
         result[key]["ms_per_frame"] = 1000.0 * convert_s[key] / max(scores[key].frames, 1)
+    result["sensors"] = {"scan": {"rays": model.count, "angle_increment_deg": math.degrees(model.angle_increment),
+                                  "range_max": model.range_max},
+                         "depth": {"width": camera.width, "height": camera.height,
+                                   "horizontal_fov_deg": camera_model.horizontal_fov_deg,
+                                   "mount": camera_model.as_dict()}}
     result["seconds"] = time.perf_counter() - started
     return result
 
 
-def wide_cone(oracle: BevOracle, geometry: GridGeometry) -> np.ndarray:
+def oracle(world, config) -> BevOracle:
+    """The world's BEV oracle for another field of view or ray count."""
+    from spatial_memory_ros.sim.memory_maze import TARGET_RADIUS, MemoryMazeWorld
+
+    radius = TARGET_RADIUS if isinstance(world, MemoryMazeWorld) else None
+    return BevOracle(world.maze, config, world.class_names, radius)
+
+
+def true_bev(bev_oracle: BevOracle, caster: RayCaster, world, pose: Pose2D) -> np.ndarray:
+    rays = caster.cast(pose.x, pose.y, pose.theta + bev_oracle.ray_angles).distance
+    return bev_oracle.compute(pose, rays, world.maze.targets).occupancy
+
+
+def judged(bev_oracle: BevOracle, geometry: GridGeometry) -> np.ndarray:
     """The cells an oracle judges (its field of view and range)."""
     mask = np.zeros(geometry.width * geometry.height, dtype=bool)
-    mask[oracle.cells] = True
+    mask[bev_oracle.cells] = True
     return mask.reshape(geometry.height, geometry.width)
-
-
-def world_cone(world, geometry: GridGeometry) -> np.ndarray:
-    return wide_cone(world._oracle, geometry)
 
 
 def main() -> int:
@@ -160,13 +184,13 @@ def main() -> int:
           f"{'ms/frame':>9s}")
     ok = True
     for name, result in worlds.items():
-        for key in ("scan", "scan_baseline", "depth", "depth_baseline"):
+        for key in ("scan", "scan_baseline", "scan_reference", "depth", "depth_baseline", "depth_reference"):
             r = result[key]
-            label = key.replace("_baseline", " (prior)")
+            label = key.replace("_baseline", " (prior)").replace("_reference", " (oracle@res)")
             ms = f"{r['ms_per_frame']:9.2f}" if "ms_per_frame" in r else f"{'':9s}"
             print(f"{name:12s} {label:16s} {r['free_iou']:9.3f} {r['wall_iou']:9.3f} {r['accuracy']:9.3f} "
                   f"{r['frames']:7d} {ms}")
-            if "baseline" not in key:
+            if key in ("scan", "depth"):
                 ok &= r["free_iou"] >= TARGET_FREE_IOU and r["wall_iou"] >= TARGET_WALL_IOU
     print(f"targets free IoU >= {TARGET_FREE_IOU}, wall IoU >= {TARGET_WALL_IOU}: {'met' if ok else 'NOT met'}")
     output = {"benchmark": "geometric_bev", "command": " ".join(["benchmarks/geometric_bev.py"] + sys.argv[1:]),

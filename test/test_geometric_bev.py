@@ -191,4 +191,28 @@ def test_scan_and_depth_of_the_builtin_world_match_its_oracle():
             scores[key].append((_iou(bev.occupancy, truth, mask, 0), _iou(bev.occupancy, truth, mask, 100)))
     for key, values in scores.items():
         free_iou, wall_iou = np.mean(values, axis=0)
-        assert free_iou > 0.93 and wall_iou > 0.6, (key, free_iou, wall_iou)
+        assert free_iou > 0.93 and wall_iou > 0.7, (key, free_iou, wall_iou)
+
+
+def test_a_pitched_camera_looking_at_walls_beside_it_places_them_where_a_level_one_does():
+    """A pitched camera's columns fan out in bearing; each column's ray must take its own points' bearing (binning
+    by one bearing per column put side walls a cell off, wall IoU 0.67 instead of 0.80 in Memory-Maze)."""
+    corridor_wall = 1.0   # walls along the robot at y = +-1, seen by the image's sides
+    results = {}
+    for pitch in (0.0, math.radians(10.0)):
+        camera = DepthCamera(64, 64, 32.0, 32.0, 31.5, 31.5, mount_transform(0.5, pitch))
+        v, u = np.mgrid[0:64, 0:64]
+        rays = np.stack([(u - 31.5) / 32.0, (v - 31.5) / 32.0, np.ones(u.shape)]).reshape(3, -1)
+        d = camera.transform[:3, :3] @ rays
+        o = camera.transform[:3, 3]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            floor = np.where(d[2] < 0, -o[2] / d[2], np.inf)
+            side = np.where(np.abs(d[1]) > 1e-9, corridor_wall / np.abs(d[1]), np.inf)
+            side = np.where(o[2] + side * d[2] <= 1.0, side, np.inf)
+        depth = np.minimum(floor, side).reshape(64, 64).astype(np.float32)
+        results[pitch], _ = depth_to_bev(depth, camera, GRID, max_range=6.0)
+    level, pitched = (results[p].occupancy for p in sorted(results))
+    x, _ = GRID.cell_centres()
+    band = (x > 1.5) & (x < 5.0)
+    assert ((pitched == 100) & band).sum() >= 0.9 * ((level == 100) & band).sum() > 0
+    assert (pitched[(level == 100) & band] == 100).mean() > 0.9

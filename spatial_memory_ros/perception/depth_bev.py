@@ -2,11 +2,14 @@
 
 Every valid pixel is back-projected through the pinhole intrinsics and the camera's pose on the robot into the
 robot's floor frame (x forward, y left, z up, z = 0 on the floor). Points below ``floor_height`` are floor,
-points from there up to ``max_height`` are obstacles (walls), points above are ignored (a ceiling, a lamp). The
-points are then binned by their bearing from the camera: a bearing's first obstacle ends its free space and makes
-the cells just behind it wall; a bearing that shows only floor is free up to its farthest floor point. The cells
-are judged as perception/scan_bev.py judges a laser scan's (by their centres, so a wall surface lands where the
-layout puts it), and floor seen beyond a low obstacle is free too. Everything else is unseen.
+points from there up to ``max_height`` are obstacles (walls), points above are ignored (a ceiling, a lamp).
+Each image column then becomes one ray of a virtual laser scan from the camera's foot: its nearest obstacle point
+(free space up to it, wall just behind), or, with none, its farthest floor point (free up to it), each ray along
+the bearing of the very point that defines it (a pitched camera's columns fan out in bearing: binning columns by
+one bearing misplaced walls by a cell at the image's sides). The cells are judged as perception/scan_bev.py judges
+a laser scan's (by their centres, so a wall surface lands where the layout puts it), and the cells that any
+pixel's ray passes close to on its way to its point are free too (unless the rays' ends make them wall).
+Everything else is unseen.
 
 Depth images follow REP-118: float32 metres along the optical axis (NaN, +-inf and values <= 0 carry no
 information) or uint16 millimetres (0 carries none). The optical frame is REP-103's: x right, y down, z forward.
@@ -18,12 +21,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spatial_memory_ros.perception.scan_bev import DEFAULT_BEV, FREE, UNSEEN, polar_to_bev
+from spatial_memory_ros.perception.scan_bev import DEFAULT_BEV, FREE, UNSEEN, bearings_to_bev
 from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D
 
 
-BINS_PER_COLUMN = 4
-"""Bearing bins per pixel column used."""
+CARVE_RADIUS = 0.3
+"""A pixel's ray frees a cell when it passes this close to the cell's centre (cells)."""
 
 
 def mount_transform(height: float, pitch: float = 0.0, forward: float = 0.0, lateral: float = 0.0,
@@ -142,54 +145,63 @@ def depth_to_bev(depth: np.ndarray, camera: DepthCamera, geometry: GridGeometry 
     report = DepthReport(pixels=int(z.size), invalid=int((~valid).sum()), floor=int(floor.sum()),
                          obstacle=int(obstacle.sum()), above=int((valid & (points[2] > max_height)).sum()))
 
-    # bins of bearing: as many as the image has (used) columns, across the bearings its pixels look along
+    # one ray per image column, a virtual scan: along the bearing of the column's nearest obstacle point to it,
+    # else along the bearing of its farthest floor point to there (a pitched camera's columns fan out in bearing,
+    # so each ray takes the bearing of the very point that defines it)
     looking = np.hypot(directions[0], directions[1]) > 1e-9     # a pixel looking straight down has no bearing
-    if not looking.any():
+    used = (floor | obstacle) & looking
+    if not used.any():
         shape = (geometry.height, geometry.width)
         return BevGrid(np.full(shape, UNSEEN, np.int8), np.zeros(shape, np.uint8), geometry.resolution,
                        geometry.origin_x, geometry.origin_y, ()), report
-    low, high = float(bearing[looking].min()), float(bearing[looking].max())
-    # fine bins (pixel bearings are not evenly spaced), each empty one filled from its nearest bin with points
-    bins = max(2, BINS_PER_COLUMN * u.shape[1])
-    step = max((high - low) / (bins - 1), 1e-6)
-    index = np.clip(np.round((bearing - low) / step).astype(np.int64), 0, bins - 1)
-    wall_range = np.full(bins, np.inf)
-    np.minimum.at(wall_range, index[obstacle], reach[obstacle])
-    floor_range = np.full(bins, -np.inf)
-    np.maximum.at(floor_range, index[floor], reach[floor])
-    seen = np.zeros(bins, dtype=bool)
-    seen[index[floor | obstacle]] = True
-    if seen.any():
-        nearest = _nearest_seen(seen)
-        wall_range, floor_range = wall_range[nearest], floor_range[nearest]
-    has_wall = np.isfinite(wall_range)
-    free_range = np.where(has_wall, wall_range, np.where(np.isfinite(floor_range), floor_range, np.nan))
+    column = np.broadcast_to(np.arange(u.shape[1]), u.shape).reshape(-1)
+    nearest_wall = _first_per_column(column, obstacle & looking, reach)
+    farthest_floor = _first_per_column(column, floor & looking, -reach)
+    has_wall = nearest_wall >= 0
+    chosen = np.where(has_wall, nearest_wall, farthest_floor)
+    kept = chosen >= 0
+    pick = chosen[kept]
+    rays = np.where(has_wall[kept], reach[pick], np.nan)
+    free_range = reach[pick]
     sensor = Pose2D(float(origin[0]), float(origin[1]), 0.0)
-    bev = polar_to_bev(geometry, sensor, low, step, free_range, np.where(has_wall, wall_range, np.nan), max_range,
-                       wall_depth, wrap=False)
-    _mark_floor(bev, points[:, floor], sensor, max_range)
+    carved = _carved(geometry, sensor, points[:2, used], reach[used], max_range)
+    spread = float(np.ptp(bearing[used])) / max(u.shape[1] - 1, 1)
+    bev = bearings_to_bev(geometry, sensor, bearing[pick], free_range, rays, max_range, wall_depth,
+                          max_spacing=3.0 * max(spread, 1e-6), also_free=carved)
     return bev, report
 
 
-def _nearest_seen(seen: np.ndarray) -> np.ndarray:
-    """For every bin, the index of the nearest bin with ``seen`` set (ties: the lower one); empty bins farther
-    than one pixel column's worth of bins from any seen bin stay themselves."""
-    where = np.flatnonzero(seen)
-    position = np.arange(seen.size)
-    right = np.clip(np.searchsorted(where, position), 0, where.size - 1)
-    left = np.clip(right - 1, 0, where.size - 1)
-    pick = np.where(np.abs(where[left] - position) <= np.abs(where[right] - position), where[left], where[right])
-    return np.where(np.abs(pick - position) <= BINS_PER_COLUMN, pick, position)
+def _first_per_column(column: np.ndarray, selected: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Per image column, the index of its selected point with the smallest ``key`` (-1 where none)."""
+    candidates = np.flatnonzero(selected)
+    result = np.full(int(column.max()) + 1, -1, dtype=np.int64)
+    if candidates.size:
+        order = candidates[np.lexsort((key[candidates], column[candidates]))]
+        first = np.ones(order.size, dtype=bool)
+        first[1:] = column[order[1:]] != column[order[:-1]]
+        result[column[order[first]]] = order[first]
+    return result
 
 
-def _mark_floor(bev: BevGrid, points: np.ndarray, sensor: Pose2D, max_range: float) -> None:
-    """Unseen cells that hold floor points (floor seen beyond a low obstacle) become free."""
-    ix = np.floor((points[0] - bev.origin_x) / bev.resolution).astype(np.int64)
-    iy = np.floor((points[1] - bev.origin_y) / bev.resolution).astype(np.int64)
+def _carved(bev: GridGeometry, sensor: Pose2D, points: np.ndarray, reach: np.ndarray, max_range: float) -> np.ndarray:
+    """The cells under the rays of floor and obstacle points, up to the points: each pixel saw through them (a
+    pitched camera's columns fan out in bearing, so the bins alone miss some of this)."""
+    limit = np.minimum(reach - 0.5 * bev.resolution, max_range)   # short of the point: its cell is the bins' call
+    steps = np.arange(0.0, 1.0, 0.2 * bev.resolution / max(float(limit.max(initial=0.0)), 1e-9))
+    fraction = steps[None, :] * (limit / np.maximum(reach, 1e-9))[:, None]   # along each point's ray, to the limit
+    x = sensor.x + fraction * (points[0] - sensor.x)[:, None]
+    y = sensor.y + fraction * (points[1] - sensor.y)[:, None]
+    inside_ray = fraction * reach[:, None] < limit[:, None] - 1e-6
+    ix = np.floor((x[inside_ray] - bev.origin_x) / bev.resolution).astype(np.int64)
+    iy = np.floor((y[inside_ray] - bev.origin_y) / bev.resolution).astype(np.int64)
+    # a cell is carved only by a ray passing near its centre (as the bins judge cells by their centres)
+    off_x = x[inside_ray] - (bev.origin_x + (ix + 0.5) * bev.resolution)
+    off_y = y[inside_ray] - (bev.origin_y + (iy + 0.5) * bev.resolution)
     inside = ((ix >= 0) & (ix < bev.width) & (iy >= 0) & (iy < bev.height)
-              & (np.hypot(points[0] - sensor.x, points[1] - sensor.y) <= max_range))
-    cells = bev.occupancy[iy[inside], ix[inside]]
-    bev.occupancy[iy[inside][cells == UNSEEN], ix[inside][cells == UNSEEN]] = FREE
+              & (np.hypot(off_x, off_y) <= CARVE_RADIUS * bev.resolution))
+    cells = np.zeros((bev.height, bev.width), dtype=bool)
+    cells[iy[inside], ix[inside]] = True
+    return cells
 
 
 def field_of_view(camera: DepthCamera, geometry: GridGeometry = DEFAULT_BEV, max_range: float = 8.0) -> np.ndarray:

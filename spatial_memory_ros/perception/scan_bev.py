@@ -4,11 +4,14 @@ The grid is the one the memory and the localizer consume (types.BevGrid: robot f
 0 free, 100 wall); by default the simulator's (``DEFAULT_BEV``: 0.25 m cells, 32 x 32, from the robot forwards and
 centred sideways).
 
-Each cell is judged by its centre, seen from the sensor: its bearing picks the scan's ray (the nearest one), its
-distance is compared with that ray's return. A cell in front of the return is free, a cell just behind it (within
-``wall_depth``) is wall, a cell farther is unseen (occluded), as is any cell outside the scan's angles or beyond
-range_max. Judging by the centre puts a wall surface that cuts a cell where the layout puts it: the cell is wall
-when its centre lies behind the surface, free when in front, as the simulator's BEV oracle decides.
+Each cell is judged by its centre, seen from the sensor: its bearing falls between two rays, whose returns give
+its ranges (interpolated between them when both see one surface, else the nearer ray's); its distance is compared
+with them. A cell in front of the return is free; a cell just behind it (within ``wall_depth``), bordering free
+space a little farther behind (a wall seen at a grazing angle), or holding a point of the observed surface (the
+returns and the lines that join neighbouring returns on one surface) is wall; a cell farther is unseen
+(occluded), as is any cell outside the scan's angles or beyond range_max. Judging by the centre puts a wall
+surface that cuts a cell where the layout puts it: the cell is wall when its centre lies behind the surface,
+free when in front, as the simulator's BEV oracle decides.
 
 Returns follow REP-117: a finite return in [range_min, range_max] is a hit; +inf means nothing within range (free
 up to range_max, no wall); NaN, -inf, a return below range_min or a finite one above range_max carry no
@@ -121,55 +124,98 @@ def scan_to_bev(scan: LaserScan, mount: Pose2D = Pose2D(0.0, 0.0, 0.0), geometry
 def polar_to_bev(geometry: GridGeometry, sensor: Pose2D, angle_min: float, angle_increment: float,
                  free_range: np.ndarray, wall_range: np.ndarray, max_range: float,
                  wall_depth: float | None = None, wrap: bool | None = None) -> BevGrid:
-    """A BEV from per-bearing ranges seen from ``sensor`` (its pose on the robot): bearing k is
+    """A BEV from ranges along evenly spaced bearings seen from ``sensor`` (its pose on the robot): bearing k is
     ``angle_min + k * angle_increment`` in the sensor's frame; ``free_range[k]`` how far it shows free space,
-    ``wall_range[k]`` where it meets an obstacle (NaN for neither). Each cell takes the nearest bearing to its
-    centre's; cells beyond ``max_range`` or outside the bearings are unseen. ``wrap``: whether the bearings
-    close a full turn (default: when they span at least 2 pi)."""
-    free_range = np.asarray(free_range, dtype=np.float64)
-    wall_range = np.asarray(wall_range, dtype=np.float64)
-    count = free_range.size
+    ``wall_range[k]`` where it meets an obstacle (NaN for neither). ``wrap``: whether the bearings close a full
+    turn (default: when they span at least 2 pi). See :func:`bearings_to_bev`."""
+    count = np.asarray(free_range).size
+    if wrap is None:
+        wrap = abs(angle_increment) * count >= 2 * math.pi - 1e-6
+    bearings = angle_min + angle_increment * np.arange(count)
+    return bearings_to_bev(geometry, sensor, bearings, free_range, wall_range, max_range, wall_depth, wrap)
+
+
+def bearings_to_bev(geometry: GridGeometry, sensor: Pose2D, bearings: np.ndarray, free_range: np.ndarray,
+                    wall_range: np.ndarray, max_range: float, wall_depth: float | None = None,
+                    wrap: bool = False, max_spacing: float | None = None,
+                    also_free: np.ndarray | None = None) -> BevGrid:
+    """A BEV from ranges along ``bearings`` (radians in the sensor's frame, any order, spanning less than a turn
+    unless ``wrap``) seen from ``sensor``: ``free_range`` how far each shows free space, ``wall_range`` where it
+    meets an obstacle (NaN for neither).
+
+    A cell's centre falls between two neighbouring bearings. Where both show the same surface (their end points
+    less than SURFACE_GAP cells apart) its ranges are interpolated between them (linearly in 1 / range, exact
+    for a flat wall in the limit), otherwise the nearer bearing's are taken. The centre is free in front of the
+    free range; wall just behind the wall range (``wall_depth``, default 0.75 cells), or when it borders free
+    space up to ADJACENT_WALL_DEPTH cells behind (a wall seen at a grazing angle), or when it holds a point of
+    the observed surface; unseen otherwise, and beyond ``max_range`` or outside the bearings (half a spacing
+    beyond the outermost; with ``max_spacing``, also more than half of it from both neighbouring bearings).
+    ``also_free``: cells other evidence shows free (a depth camera's rays), unless the rules above make them
+    wall."""
+    bearings = np.asarray(bearings, dtype=np.float64)
+    order = np.argsort(bearings)
+    b = bearings[order]
+    free_r = np.asarray(free_range, dtype=np.float64)[order]
+    wall_r = np.asarray(wall_range, dtype=np.float64)[order]
     depth = 0.75 * geometry.resolution if wall_depth is None else float(wall_depth)
+    if wrap:
+        b = np.concatenate([b[-1:] - 2 * math.pi, b, b[:1] + 2 * math.pi])
+        free_r = np.concatenate([free_r[-1:], free_r, free_r[:1]])
+        wall_r = np.concatenate([wall_r[-1:], wall_r, wall_r[:1]])
     xs, ys = geometry.cell_centres()
     dx, dy = xs - sensor.x, ys - sensor.y
     distance = np.hypot(dx, dy)
-    bearing = np.arctan2(dy, dx) - sensor.theta
-    step = float(angle_increment)
-    half = 0.5 * abs(step)
-    # the cell's bearing from angle_min in the direction the rays advance, in [-half a step, a full turn - half)
-    offset = np.mod((bearing - angle_min) * np.sign(step) + half, 2 * math.pi) - half
-    index = np.round(offset / abs(step)).astype(np.int64)
-    if wrap is None:
-        wrap = abs(step) * count >= 2 * math.pi - 1e-6
-    if wrap:
-        index = np.mod(index, count)
-    inside = (index >= 0) & (index < count) & (distance <= max_range)
-    ray = np.clip(index, 0, count - 1)
-    cell_free, cell_wall = free_range[ray], wall_range[ray]
-    occupancy = np.full(distance.shape, UNSEEN, dtype=np.int8)
+    shape = distance.shape
+    if b.size == 1:
+        spacing_low = spacing_high = 1e-3
+    else:
+        spacing_low, spacing_high = b[1] - b[0], b[-1] - b[-2]
+    first = b[0] - 0.5 * spacing_low
+    theta = first + np.mod(np.arctan2(dy, dx) - sensor.theta - first, 2 * math.pi)
+    inside = (theta <= b[-1] + 0.5 * spacing_high) & (distance <= max_range)
+    upper = np.clip(np.searchsorted(b, theta), 0, b.size - 1)
+    lower = np.clip(upper - 1, 0, b.size - 1)
+    span = b[upper] - b[lower]
+    t = np.where(span > 0, np.clip((theta - b[lower]) / np.where(span > 0, span, 1.0), 0.0, 1.0), 0.0)
+    nearest = np.where(t < 0.5, lower, upper)
+    if max_spacing is not None:
+        inside &= np.abs(theta - b[nearest]) <= 0.5 * max_spacing
+    cell_free = _interpolated(free_r, b, lower, upper, t, nearest, sensor, geometry)
+    cell_wall = _interpolated(wall_r, b, lower, upper, t, nearest, sensor, geometry)
+    occupancy = np.full(shape, UNSEEN, dtype=np.int8)
     with np.errstate(invalid="ignore"):
         free = inside & (distance <= cell_free)
+        seen_free = free if also_free is None else free | (also_free & (distance <= max_range))
         behind = inside & ~free & (distance > cell_wall)
         wall = behind & (distance <= cell_wall + depth)
-        # a surface seen at a grazing angle: the cells along it lie farther behind the return along their rays,
-        # but border the free space in front of it; so does a corner's far side, less than a cell behind
-        wall |= behind & _next_to(free) & (distance <= cell_wall + ADJACENT_WALL_DEPTH * geometry.resolution)
-        wall |= ~free & _hit_cells(geometry, sensor, angle_min, step, wall_range, max_range)
-    occupancy[free] = FREE
+        wall |= behind & _next_to(seen_free) & (distance <= cell_wall + ADJACENT_WALL_DEPTH * geometry.resolution)
+        wall |= inside & ~free & _hit_cells(geometry, sensor, b, wall_r, max_range)
+    occupancy[seen_free] = FREE
     occupancy[wall] = WALL
-    return BevGrid(occupancy, np.zeros(distance.shape, dtype=np.uint8), geometry.resolution, geometry.origin_x,
+    return BevGrid(occupancy, np.zeros(shape, dtype=np.uint8), geometry.resolution, geometry.origin_x,
                    geometry.origin_y, ())
 
 
-def _hit_cells(geometry: GridGeometry, sensor: Pose2D, angle_min: float, step: float, wall_range: np.ndarray,
+def _interpolated(ranges: np.ndarray, bearings: np.ndarray, lower: np.ndarray, upper: np.ndarray, t: np.ndarray,
+                  nearest: np.ndarray, sensor: Pose2D, geometry: GridGeometry) -> np.ndarray:
+    """Each cell's range between its two neighbouring bearings: interpolated in 1 / range where both see one
+    surface, else the nearest bearing's."""
+    r0, r1 = ranges[lower], ranges[upper]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gap = np.sqrt(r0 ** 2 + r1 ** 2 - 2 * r0 * r1 * np.cos(bearings[upper] - bearings[lower]))
+        joined = np.isfinite(r0) & np.isfinite(r1) & (r0 > 0) & (r1 > 0) & (gap <= SURFACE_GAP * geometry.resolution)
+        between = 1.0 / ((1 - t) / r0 + t / r1)
+    return np.where(joined, between, ranges[nearest])
+
+
+def _hit_cells(geometry: GridGeometry, sensor: Pose2D, bearings: np.ndarray, wall_range: np.ndarray,
                max_range: float) -> np.ndarray:
-    """Cells that contain a return (just behind its surface), so that outlines stay closed between rays."""
+    """Cells that hold a point of the observed surface: each return (just behind it) and, between neighbouring
+    returns less than SURFACE_GAP cells apart (one surface), the points along the line that joins them."""
     hit = np.isfinite(wall_range) & (wall_range <= max_range)
-    angle = sensor.theta + angle_min + step * np.arange(wall_range.size)
+    angle = sensor.theta + bearings
     reach = np.where(hit, wall_range + 1e-3, np.nan)
     x, y = sensor.x + reach * np.cos(angle), sensor.y + reach * np.sin(angle)
-    # neighbouring returns closer than SURFACE_GAP cells apart lie on one surface (a wall seen at a grazing
-    # angle): the cells between them are surface too; a wider gap is a jump (an edge), left open
     gap = np.hypot(np.diff(x), np.diff(y))
     join = np.flatnonzero(hit[:-1] & hit[1:] & (gap <= SURFACE_GAP * geometry.resolution))
     fractions = np.linspace(0.0, 1.0, 2 * SURFACE_GAP + 1)[1:-1, None]
