@@ -8,8 +8,15 @@ and lossy (iptables statistic drops on the robot's input: each receiver loses it
         net.partition(1, True)          # host 1 hears and reaches nobody
         net.bridge_counters(0)          # bytes and packets host 0 put on the link, seen on the bridge
 
+With ``control=True`` a simulator host ``<prefix>-sim`` is added, joined to each robot host by a veth pair of its
+own (the control channel: ``ctl0`` on the robot, 10.78.<n>.<4k+2>/30, and ``c<k>`` on the sim, .<4k+1>/30; not
+bridged, not rate limited, not lossy, not counted; the sim does not forward, so robots cannot reach each other
+over it). With ``radio_port`` every robot host sends on its radio (``eth0``) only UDP from that port (iptables
+OUTPUT): the team link's frames, and nothing else (no DDS discovery) ever leaves by the radio.
+
 Every namespace is deleted on leaving the block, whatever happened inside it, and every process started with
-:meth:`Hosts.popen` is killed first. Only addresses inside these namespaces are used (10.77.<n>.0/24).
+:meth:`Hosts.popen` is killed first. Only addresses inside these namespaces are used (10.77.<n>.0/24, and
+10.78.<n>.0/24 for the control channel).
 """
 from __future__ import annotations
 
@@ -47,7 +54,7 @@ class Hosts:
     ``<prefix>-br``."""
 
     def __init__(self, n: int, rate_bits: int | None = None, loss: float = 0.0, subnet: int | None = None,
-                 prefix: str | None = None) -> None:
+                 prefix: str | None = None, control: bool = False, radio_port: int | None = None) -> None:
         if not 1 <= n <= 50:
             raise ValueError(f"1..50 hosts, got {n}")
         self.n, self.rate_bits, self.loss = n, rate_bits, loss
@@ -55,10 +62,20 @@ class Hosts:
         self.prefix = prefix or f"smr{os.getpid() % 100000}"
         self.bridge = f"{self.prefix}-br"
         self.hosts = [f"{self.prefix}-h{k}" for k in range(n)]
+        self.control, self.radio_port = control, radio_port
+        self.sim = f"{self.prefix}-sim"
         self.procs: list[subprocess.Popen] = []
 
     def address(self, k: int) -> str:
         return f"10.77.{self.subnet}.{k + 1}"
+
+    def control_address(self, k: int) -> str:
+        """Robot host ``k``'s address on its control channel to the sim."""
+        return f"10.78.{self.subnet}.{4 * k + 2}"
+
+    def sim_address(self, k: int) -> str:
+        """The sim host's address on its control channel to robot host ``k``."""
+        return f"10.78.{self.subnet}.{4 * k + 1}"
 
     @property
     def broadcast(self) -> str:
@@ -97,6 +114,20 @@ class Hosts:
                      f"{int(self.rate_bits)}bit", "burst", "1600", "limit", "4000")
             if self.loss:
                 self.set_loss(k, self.loss)
+            if self.radio_port is not None:
+                for rule in (["-p", "udp", "--sport", str(int(self.radio_port)), "-j", "ACCEPT"], ["-j", "DROP"]):
+                    _run("ip", "netns", "exec", host, "iptables", "-A", "OUTPUT", "-o", "eth0", *rule)
+        if self.control:
+            _run("ip", "netns", "add", self.sim)
+            self._quiet(self.sim)
+            _run("ip", "-n", self.sim, "link", "set", "lo", "up")
+            for k, host in enumerate(self.hosts):
+                _run("ip", "link", "add", "ctl0", "netns", host, "type", "veth", "peer", "name", f"c{k}", "netns",
+                     self.sim)
+                _run("ip", "-n", host, "addr", "add", f"{self.control_address(k)}/30", "dev", "ctl0")
+                _run("ip", "-n", host, "link", "set", "ctl0", "up")
+                _run("ip", "-n", self.sim, "addr", "add", f"{self.sim_address(k)}/30", "dev", f"c{k}")
+                _run("ip", "-n", self.sim, "link", "set", f"c{k}", "up")
 
     def _quiet(self, namespace: str) -> None:
         """No IPv6 (router solicitations and neighbour discovery would add traffic the robots did not send)."""
@@ -114,15 +145,16 @@ class Hosts:
                 except (subprocess.TimeoutExpired, OSError):
                     proc.kill()
                     proc.wait(timeout=5)
-        for namespace in self.hosts + [self.bridge]:
+        for namespace in self.hosts + [self.bridge] + ([self.sim] if self.control else []):
             _run("ip", "netns", "del", namespace, check=False)
 
     # ------------------------------------------------------------------------------------------ running
 
-    def command(self, k: int, args: Sequence[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.hosts[k], *args]
+    def command(self, k: int | str, args: Sequence[str]) -> list[str]:
+        """``args`` run on robot host ``k``, or on the sim host for k == "sim" (``control=True``)."""
+        return ["ip", "netns", "exec", self.sim if k == "sim" else self.hosts[k], *args]
 
-    def popen(self, k: int, args: Sequence[str], **kwargs) -> subprocess.Popen:
+    def popen(self, k: int | str, args: Sequence[str], **kwargs) -> subprocess.Popen:
         """Start a process on host ``k`` (killed on close)."""
         proc = subprocess.Popen(self.command(k, args), **kwargs)
         self.procs.append(proc)
@@ -134,13 +166,14 @@ class Hosts:
     # ---------------------------------------------------------------------------------------- faults
 
     def set_loss(self, k: int, probability: float) -> None:
-        """Drop each frame arriving at host ``k`` with ``probability`` (iptables statistic, chain SMR_LOSS)."""
+        """Drop each frame arriving at host ``k`` by the radio with ``probability`` (iptables statistic, chain
+        SMR_LOSS, on ``eth0``'s input only: the host's loopback and control channel stay lossless)."""
         host = self.hosts[k]
         _run("ip", "netns", "exec", host, "iptables", "-N", "SMR_LOSS", check=False)
         _run("ip", "netns", "exec", host, "iptables", "-F", "SMR_LOSS")
-        if not _run("ip", "netns", "exec", host, "iptables", "-C", "INPUT", "-j", "SMR_LOSS", check=False
-                    ).returncode == 0:
-            _run("ip", "netns", "exec", host, "iptables", "-A", "INPUT", "-j", "SMR_LOSS")
+        if not _run("ip", "netns", "exec", host, "iptables", "-C", "INPUT", "-i", "eth0", "-j", "SMR_LOSS",
+                    check=False).returncode == 0:
+            _run("ip", "netns", "exec", host, "iptables", "-A", "INPUT", "-i", "eth0", "-j", "SMR_LOSS")
         if probability > 0:
             _run("ip", "netns", "exec", host, "iptables", "-A", "SMR_LOSS", "-p", "udp", "-m", "statistic",
                  "--mode", "random", "--probability", f"{probability:.4f}", "-j", "DROP")
@@ -158,6 +191,19 @@ class Hosts:
         rx = json.loads(out)[0]["stats64"]["rx"]
         return {"ethernet_bytes": rx["bytes"], "packets": rx["packets"],
                 "ip_bytes": rx["bytes"] - ETHERNET_HEADER_BYTES * rx["packets"]}
+
+    def radio_guard_drops(self, k: int) -> int:
+        """Packets host ``k`` tried to send on its radio other than the link's (dropped by ``radio_port``'s rule)."""
+        out = _run("ip", "netns", "exec", self.hosts[k], "iptables", "-L", "OUTPUT", "-v", "-x", "-n").stdout
+        return sum(int(line.split()[0]) for line in out.splitlines()[2:]
+                   if line.split() and line.split()[2] == "DROP" and "eth0" in line.split())
+
+    def control_counters(self, k: int) -> dict:
+        """Bytes and packets on robot host ``k``'s control channel, each way, read on the sim's end (not the
+        team link: never counted against the share)."""
+        out = _run("ip", "-j", "-s", "-n", self.sim, "link", "show", f"c{k}").stdout
+        stats = json.loads(out)[0]["stats64"]
+        return {"to_robot_bytes": stats["tx"]["bytes"], "from_robot_bytes": stats["rx"]["bytes"]}
 
 
 def wait_for(predicate, timeout: float, period: float = 0.1) -> bool:

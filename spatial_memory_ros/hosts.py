@@ -1,0 +1,106 @@
+"""The simulated team as separate hosts (issue 14): the simulator on one host, each robot's whole stack on its own,
+only the team link on the radio between robots.
+
+:func:`split_team_graph` cuts ``graph.sim_team_graph``'s graph by host: ``"sim"`` keeps the simulator, and each
+robot keeps the nodes of its namespace plus a BEV maker of its own (the one-host graph shares one bev_predictor or
+geometric_bev among the robots; on separate hosts each robot makes its own BEV); every team_comm sends its frames
+over UDP (``transport:=udp``) from the robot's radio endpoint. The sim reaches each robot's camera, odometry,
+cmd_vel, initialpose, ground truth and /clock by DDS over a control channel that is not the radio (a network of
+its own, not counted against any share): :data:`CONTROL_DDS_PROFILE` makes every participant UDPv4 only (no shared
+memory between hosts), and ``ROS_AUTOMATIC_DISCOVERY_RANGE=SYSTEM_DEFAULT`` lets the profile decide. Each robot's
+DDS must be kept off its radio by the host (test/netns.py's ``radio_port`` lets only the link's UDP port out on
+the radio); robots never discover each other, since the control channel joins each robot to the sim alone.
+This module needs neither rclpy nor launch.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from spatial_memory_ros.graph import NodeSpec, Sources
+
+# Fast DDS: UDPv4 only (no shared-memory transport: separate hosts share no memory), on every interface the host has.
+CONTROL_DDS_PROFILE = """<?xml version="1.0" encoding="UTF-8"?>
+<dds xmlns="http://www.eprosima.com">
+  <profiles>
+    <transport_descriptors>
+      <transport_descriptor><transport_id>udp_only</transport_id><type>UDPv4</type></transport_descriptor>
+    </transport_descriptors>
+    <participant profile_name="udp_only" is_default_profile="true">
+      <rtps>
+        <userTransports><transport_id>udp_only</transport_id></userTransports>
+        <useBuiltinTransports>false</useBuiltinTransports>
+      </rtps>
+    </participant>
+  </profiles>
+</dds>
+"""
+
+BEV_MAKERS = ("bev_predictor", "geometric_bev")
+
+
+def control_dds_environment(profile_path: Path, domain_id: int | None = None) -> dict[str, str]:
+    """Environment for every node on every host of the split team: DDS over UDP only, as the profile says (write
+    :data:`CONTROL_DDS_PROFILE` to ``profile_path`` first)."""
+    env = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SYSTEM_DEFAULT", "FASTDDS_DEFAULT_PROFILES_FILE": str(profile_path),
+           "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}
+    if domain_id is not None:
+        env["ROS_DOMAIN_ID"] = str(int(domain_id))
+    return env
+
+
+def split_team_graph(graph: list[NodeSpec], link_endpoints: list[str], link_peers: list[str] | str,
+                     link_bits_per_second: float = 400.0, sources: Sources | None = None,
+                     extra_bev_readers: int = 0) -> dict[str, list[NodeSpec]]:
+    """``{"sim": [...], "robot1": [...], ...}``: the simulated team's graph (``sim_team_graph``), one host each.
+    ``link_endpoints`` is each robot's 'IPv4:port' on the radio (in the team's order); ``link_peers`` the subnet's
+    broadcast address or the endpoints, as robot.launch.py's ``link_peers``; ``link_bits_per_second`` each robot's
+    share of the air. ``sources`` and ``extra_bev_readers`` as given to sim_team_graph (the sim's ready_topics
+    are rewritten so that each robot's camera waits for that robot's own BEV maker)."""
+    sims = [spec for spec in graph if spec.executable == "sim_world"]
+    if len(sims) != 1:
+        raise ValueError("the graph has no single sim_world: not a sim_team_graph")
+    sim = sims[0]
+    robots = [f"robot{k + 1}" for k in range(int(sim.parameters["robots"]))]
+    if len(link_endpoints) != len(robots):
+        raise ValueError(f"{len(robots)} robots need {len(robots)} link endpoints, got {len(link_endpoints)}")
+    peers = [p.strip() for p in (link_peers.split(",") if isinstance(link_peers, str) else link_peers) if p.strip()]
+    shared_makers = [spec for spec in graph if not spec.namespace and spec.executable in BEV_MAKERS]
+    hosts: dict[str, list[NodeSpec]] = {"sim": []}
+    for robot, endpoint in zip(robots, link_endpoints):
+        ns = f"/{robot}"
+        part = [replace(spec, parameters={**spec.parameters, "robots": [""]}, namespace=ns)
+                for spec in shared_makers]
+        for spec in graph:
+            if spec.namespace != ns:
+                continue
+            if spec.executable == "team_comm":
+                spec = replace(spec, parameters={**spec.parameters, "transport": "udp", "link_bind": endpoint,
+                                                 "link_peers": peers,
+                                                 "link_bits_per_second": float(link_bits_per_second)})
+            part.append(spec)
+        hosts[robot] = part
+    placed = {id(spec) for spec in shared_makers} | {id(spec) for spec in graph if spec.namespace in
+                                                      {f"/{r}" for r in robots}}
+    hosts["sim"] = [spec for spec in graph if id(spec) not in placed]
+    if sources is not None:
+        ready = _ready_topics(robots, sources, hosts, extra_bev_readers)
+        hosts["sim"] = [replace(spec, parameters={**spec.parameters, "ready_topics": ready})
+                        if spec.executable == "sim_world" else spec for spec in hosts["sim"]]
+    return hosts
+
+
+def _ready_topics(robots: list[str], sources: Sources, hosts: dict[str, list[NodeSpec]],
+                  extra_bev_readers: int) -> list[str]:
+    """graph.ready_topics with each robot's camera (or scan, or depth) read by that robot's own BEV maker."""
+    entries = []
+    for robot in robots:
+        part = hosts[robot]
+        bev_readers = [spec.fully_qualified_name for spec in part if ("bev", sources.bev) in spec.remappings]
+        entries.append(f"/{robot}/{sources.bev}={len(bev_readers) + extra_bev_readers}@{','.join(bev_readers)}")
+        if sources.bev == "bev":
+            executable, topic = {"camera": ("bev_predictor", "camera/image_raw"), "scan": ("geometric_bev", "scan"),
+                                 "depth": ("geometric_bev", "camera/depth")}[sources.bev_source]
+            makers = [spec.fully_qualified_name for spec in part if spec.executable == executable]
+            entries.append(f"/{robot}/{topic}={1 + extra_bev_readers}@{','.join(makers)}")
+    return entries
