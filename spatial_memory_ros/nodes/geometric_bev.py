@@ -12,7 +12,8 @@ Publishes   <ns>/bev                  spatial_memory_ros/BevMap (same stamp as t
 The sensor's pose on the robot comes from parameters (scan_*, camera_*), not TF: a fixed mount.
 Refused, counted on ~/dropped_inputs with one warning per reason: scans whose ray count does not match their
 angles or whose angles / range limits are unusable, scans without a single usable return, depth images in
-another encoding or of another size than their CameraInfo, depth before any CameraInfo, unusable CameraInfo.
+another encoding or of another size than their CameraInfo, depth before any CameraInfo (the newest one waits for
+it; any older one is refused), unusable CameraInfo.
 """
 from __future__ import annotations
 
@@ -77,6 +78,7 @@ class GeometricBevNode(Node):
         self.guard = InputGuard(self)
         self.robots = [ns.strip("/") for ns in p["robots"]] or [""]
         self._intrinsics: dict[int, tuple] = {}
+        self._waiting: dict[int, Image] = {}
         self._outputs = []
         self.frames_converted = 0
         for index, namespace in enumerate(self.robots):
@@ -123,13 +125,21 @@ class GeometricBevNode(Node):
             self._intrinsics[index] = msg_to_intrinsics(msg)
         except InvalidMessage as error:
             self.guard.reject("invalid camera_info", f"{robot_id_of(self, self.robots[index])}: {error}")
+            return
+        waiting = self._waiting.pop(index, None)
+        if waiting is not None:
+            self._on_depth(index, waiting)
 
     def _on_depth(self, index: int, msg: Image) -> None:
         robot = robot_id_of(self, self.robots[index])
         intrinsics = self._intrinsics.get(index)
         if intrinsics is None:
-            self.guard.reject("depth without camera_info", f"{robot}: no usable CameraInfo on camera/camera_info "
-                                                           f"yet; the depth image cannot be projected")
+            # the first image may overtake its CameraInfo: hold one, refuse the one before it
+            if self._waiting.get(index) is not None:
+                self.guard.reject("depth without camera_info", f"{robot}: no usable CameraInfo on "
+                                                               f"camera/camera_info yet; the depth image cannot be "
+                                                               f"projected")
+            self._waiting[index] = msg
             return
         try:
             depth = msg_to_depth(msg)

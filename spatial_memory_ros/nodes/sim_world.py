@@ -7,7 +7,7 @@ Publishes, for each robot ``robotK`` (K = 1..robots):
   /robotK/camera/image_raw    sensor_msgs/Image (rgb8, 64x64)            sensor QoS
   /robotK/camera/camera_info  sensor_msgs/CameraInfo (the world's pinhole camera; same stamp as the image)
   /robotK/camera/depth        sensor_msgs/Image (32FC1 metres, the same camera; only while someone listens)
-  /robotK/scan                sensor_msgs/LaserScan (360 rays, 1 deg, in robotK/base_link; only while someone
+  /robotK/scan                sensor_msgs/LaserScan (720 rays, 0.5 deg, in robotK/base_link; only while someone
                               listens) -- both ray-cast in the layout, sim/range_sensors.py
   /robotK/odom                nav_msgs/Odometry (noisy twist, dead-reckoned pose)
   /robotK/ground_truth/pose   geometry_msgs/PoseWithCovarianceStamped (evaluation only; zero covariance)

@@ -6,9 +6,10 @@ centred sideways).
 
 Each cell is judged by its centre, seen from the sensor: its bearing falls between two rays, whose returns give
 its ranges (interpolated between them when both see one surface, else the nearer ray's); its distance is compared
-with them. A cell in front of the return is free; a cell just behind it (within ``wall_depth``), bordering free
-space a little farther behind (a wall seen at a grazing angle), or holding a point of the observed surface (the
-returns and the lines that join neighbouring returns on one surface) is wall; a cell farther is unseen
+with them. A cell in front of the return is free; a cell just behind it (within ``wall_depth``), separated from a
+free neighbour by the observed surface (the returns and the segments that join neighbouring returns on one
+surface; this finds walls seen at a grazing angle and leaves shadows behind edges unseen), or holding a point of
+that surface is wall; a cell farther is unseen
 (occluded), as is any cell outside the scan's angles or beyond range_max. Judging by the centre puts a wall
 surface that cuts a cell where the layout puts it: the cell is wall when its centre lies behind the surface,
 free when in front, as the simulator's BEV oracle decides.
@@ -33,10 +34,8 @@ from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D
 DEFAULT_BEV = GridGeometry(0.25, 32, 32, 0.0, -4.0)
 """The simulator's BEV geometry (sim/world.py WorldConfig: bev_resolution, bev_width, bev_height, bev_origin)."""
 FREE, WALL, UNSEEN = 0, 100, -1
-ADJACENT_WALL_DEPTH = 2.0
 SURFACE_GAP = 3
 """Neighbouring returns at most this many cells apart are joined into one surface."""
-"""How far behind a return (cells) a cell that borders free space still counts as wall."""
 
 
 @dataclass(frozen=True)
@@ -146,9 +145,9 @@ def bearings_to_bev(geometry: GridGeometry, sensor: Pose2D, bearings: np.ndarray
     A cell's centre falls between two neighbouring bearings. Where both show the same surface (their end points
     less than SURFACE_GAP cells apart) its ranges are interpolated between them (linearly in 1 / range, exact
     for a flat wall in the limit), otherwise the nearer bearing's are taken. The centre is free in front of the
-    free range; wall just behind the wall range (``wall_depth``, default 0.75 cells), or when it borders free
-    space up to ADJACENT_WALL_DEPTH cells behind (a wall seen at a grazing angle), or when it holds a point of
-    the observed surface; unseen otherwise, and beyond ``max_range`` or outside the bearings (half a spacing
+    free range; wall just behind the wall range (``wall_depth``, default 0.75 cells), or when the observed
+    surface (the returns joined into segments) separates it from a free neighbour (a wall seen at a grazing
+    angle), or when it holds a point of that surface; unseen otherwise, and beyond ``max_range`` or outside the bearings (half a spacing
     beyond the outermost; with ``max_spacing``, also more than half of it from both neighbouring bearings).
     ``also_free``: cells other evidence shows free (a depth camera's rays), unless the rules above make them
     wall."""
@@ -188,8 +187,9 @@ def bearings_to_bev(geometry: GridGeometry, sensor: Pose2D, bearings: np.ndarray
         seen_free = free if also_free is None else free | (also_free & (distance <= max_range))
         behind = inside & ~free & (distance > cell_wall)
         wall = behind & (distance <= cell_wall + depth)
-        wall |= behind & _next_to(seen_free) & (distance <= cell_wall + ADJACENT_WALL_DEPTH * geometry.resolution)
-        wall |= inside & ~free & _hit_cells(geometry, sensor, b, wall_r, max_range)
+        segments = _surface_segments(geometry, sensor, b, wall_r, max_range)
+        wall |= behind & _across_surface(geometry, segments, behind & _next_to(seen_free), seen_free)
+        wall |= inside & ~free & _hit_cells(geometry, sensor, b, wall_r, max_range, segments)
     occupancy[seen_free] = FREE
     occupancy[wall] = WALL
     return BevGrid(occupancy, np.zeros(shape, dtype=np.uint8), geometry.resolution, geometry.origin_x,
@@ -208,19 +208,61 @@ def _interpolated(ranges: np.ndarray, bearings: np.ndarray, lower: np.ndarray, u
     return np.where(joined, between, ranges[nearest])
 
 
-def _hit_cells(geometry: GridGeometry, sensor: Pose2D, bearings: np.ndarray, wall_range: np.ndarray,
-               max_range: float) -> np.ndarray:
-    """Cells that hold a point of the observed surface: each return (just behind it) and, between neighbouring
-    returns less than SURFACE_GAP cells apart (one surface), the points along the line that joins them."""
-    hit = np.isfinite(wall_range) & (wall_range <= max_range)
+def _surface_segments(geometry: GridGeometry, sensor: Pose2D, bearings: np.ndarray, wall_range: np.ndarray,
+                      max_range: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The observed surface as line segments (x0, y0, x1, y1) in the robot frame: between neighbouring returns less
+    than SURFACE_GAP cells apart (one surface; a wider gap is a jump at an edge, left open)."""
+    hit = np.isfinite(wall_range) & (wall_range <= max_range + geometry.resolution)
     angle = sensor.theta + bearings
-    reach = np.where(hit, wall_range + 1e-3, np.nan)
+    reach = np.where(hit, wall_range, np.nan)
     x, y = sensor.x + reach * np.cos(angle), sensor.y + reach * np.sin(angle)
-    gap = np.hypot(np.diff(x), np.diff(y))
-    join = np.flatnonzero(hit[:-1] & hit[1:] & (gap <= SURFACE_GAP * geometry.resolution))
+    with np.errstate(invalid="ignore"):
+        join = np.flatnonzero(hit[:-1] & hit[1:] & (np.hypot(np.diff(x), np.diff(y)) <= SURFACE_GAP
+                                                     * geometry.resolution))
+    return x[join], y[join], x[join + 1], y[join + 1]
+
+
+def _across_surface(geometry: GridGeometry, segments: tuple, candidates: np.ndarray,
+                    free: np.ndarray) -> np.ndarray:
+    """The candidate cells that the observed surface separates from a free 4-neighbour (the segment between the
+    two centres crosses it): the wall along the free space, however grazing the rays that saw it. A cell in a
+    shadow borders free space across a ray past an edge, not across a surface, and stays unseen."""
+    ax, ay, bx, by = (v[None, :] for v in segments)
+    result = np.zeros_like(candidates)
+    if ax.size == 0 or not candidates.any():
+        return result
+    xs, ys = geometry.cell_centres()
+    rows, cols = np.nonzero(candidates)
+
+    def side(ox, oy, ux, uy, vx, vy):
+        return (ux - ox) * (vy - oy) - (uy - oy) * (vx - ox)
+
+    for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+        nr, nc = rows + dr, cols + dc
+        ok = (nr >= 0) & (nr < geometry.height) & (nc >= 0) & (nc < geometry.width)
+        ok[ok] &= free[nr[ok], nc[ok]]
+        if not ok.any():
+            continue
+        r, c = rows[ok], cols[ok]
+        px, py = xs[r, c][:, None], ys[r, c][:, None]
+        qx, qy = px + dc * geometry.resolution, py + dr * geometry.resolution
+        crosses = ((side(ax, ay, bx, by, px, py) * side(ax, ay, bx, by, qx, qy) <= 0)
+                   & (side(px, py, qx, qy, ax, ay) * side(px, py, qx, qy, bx, by) <= 0)).any(axis=1)
+        result[r[crosses], c[crosses]] = True
+    return result
+
+
+def _hit_cells(geometry: GridGeometry, sensor: Pose2D, bearings: np.ndarray, wall_range: np.ndarray,
+               max_range: float, segments: tuple) -> np.ndarray:
+    """Cells that hold a point of the observed surface: each return (just behind it) and the points along the
+    surface's segments."""
+    hit = np.isfinite(wall_range) & (wall_range <= max_range)
+    angle = sensor.theta + bearings[hit]
+    reach = wall_range[hit] + 1e-3
+    x0, y0, x1, y1 = segments
     fractions = np.linspace(0.0, 1.0, 2 * SURFACE_GAP + 1)[1:-1, None]
-    x = np.concatenate([x[hit], (x[join] + fractions * (x[join + 1] - x[join])).reshape(-1)])
-    y = np.concatenate([y[hit], (y[join] + fractions * (y[join + 1] - y[join])).reshape(-1)])
+    x = np.concatenate([sensor.x + reach * np.cos(angle), (x0 + fractions * (x1 - x0)).reshape(-1)])
+    y = np.concatenate([sensor.y + reach * np.sin(angle), (y0 + fractions * (y1 - y0)).reshape(-1)])
     rows, cols, inside = geometry.cell_indices(x, y)
     marked = np.zeros((geometry.height, geometry.width), dtype=bool)
     marked[rows[inside], cols[inside]] = True

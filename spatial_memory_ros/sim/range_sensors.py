@@ -29,8 +29,8 @@ class ScanModel:
     valid in [range_min, range_max] metres, mounted at the robot's centre looking along its heading."""
 
     angle_min: float = -math.pi
-    angle_increment: float = math.radians(1.0)
-    count: int = 360
+    angle_increment: float = math.radians(0.5)
+    count: int = 720
     range_min: float = 0.05
     range_max: float = 8.0
 
@@ -41,7 +41,8 @@ class ScanModel:
 
 
 def default_scan_model(world) -> ScanModel:
-    """A 360-ray, 1 degree laser that reaches as far as the world's BEV (its view_range)."""
+    """A 720-ray, 0.5 degree laser (an RPLidar or Hokuyo class scanner) that reaches as far as the world's BEV
+    (its view_range)."""
     return ScanModel(range_max=float(world.config.view_range))
 
 
