@@ -89,3 +89,26 @@ def test_memory_maze_camera_and_bad_inputs(predictor):
         adapter.predict_arrays(np.zeros((1, 64, 64, 3), np.float32))
     with pytest.raises(CameraMismatch):
         CameraAdapter(predictor, CameraModel.pinhole(64, 64, 80.0, 0.0), MEMORY_MAZE_NAMES)
+
+
+@pytest.mark.slow
+def test_memory_maze_canonical_frames_come_back_to_the_worlds_oracle():
+    """data bev --world memory_maze: canonical labels (the world shrunk to the model's camera height), brought back
+    through the adapter's resampling, agree with the world's own oracle on the same poses."""
+    from spatial_memory_ros.perception.camera_adapter import real_view_mask
+    from spatial_memory_ros.perception.frames import render_canonical_frames, render_world_frames, world_camera
+    from spatial_memory_ros.sim.interface import WorldUnavailable
+
+    try:
+        real = render_world_frames("memory_maze", 1_000_000, 4, size=9)
+        canonical = render_canonical_frames("memory_maze", 1_000_000, 4, GEOMETRY, size=9)
+    except WorldUnavailable as error:
+        pytest.skip(str(error))
+    assert canonical.images.shape == (4, 64, 64, 3) and canonical.object_class.max() <= 6
+    camera = world_camera("memory_maze")
+    grid, outside = bev_sample_grid(GEOMETRY, camera, canonical_camera(GEOMETRY))
+    logits = torch.from_numpy(np.stack([canonical.occupancy == v for v in (-1, 0, 100)], 1).astype(np.float32))
+    back = np.array([-1, 0, 100])[resample_logits(logits, grid, outside).argmax(1).numpy()]
+    back[:, ~real_view_mask(GEOMETRY, camera)] = -1
+    seen = (back >= 0) | (real.occupancy >= 0)
+    assert (back == real.occupancy)[seen].mean() > 0.75
