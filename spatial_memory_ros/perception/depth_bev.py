@@ -27,6 +27,9 @@ from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D
 
 CARVE_RADIUS = 0.3
 """A pixel's ray frees a cell when it passes this close to the cell's centre (cells)."""
+CARVE_ROW_STRIDE = 4
+"""Rays of every n-th (used) image row carve free space (nearby rows' rays nearly coincide; 3x faster than all,
+the same IoU in the benchmark)."""
 
 
 def mount_transform(height: float, pitch: float = 0.0, forward: float = 0.0, lateral: float = 0.0,
@@ -164,7 +167,9 @@ def depth_to_bev(depth: np.ndarray, camera: DepthCamera, geometry: GridGeometry 
     rays = np.where(has_wall[kept], reach[pick], np.nan)
     free_range = reach[pick]
     sensor = Pose2D(float(origin[0]), float(origin[1]), 0.0)
-    carved = _carved(geometry, sensor, points[:2, used], reach[used], max_range)
+    rows = (np.arange(z.size) // u.shape[1]) % CARVE_ROW_STRIDE == 0    # nearby rows' rays nearly coincide
+    carving = used & rows
+    carved = _carved(geometry, sensor, points[:2, carving], reach[carving], max_range)
     spread = float(np.ptp(bearing[used])) / max(u.shape[1] - 1, 1)
     bev = bearings_to_bev(geometry, sensor, bearing[pick], free_range, rays, max_range, wall_depth,
                           max_spacing=3.0 * max(spread, 1e-6), also_free=carved)
