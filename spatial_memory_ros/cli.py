@@ -48,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--query", default=None,
                       help="the text goal every explorer asks its memory for and drives to, also asked at the end "
                            "for the summary (default: 'the <colour> target' for the maze's first target)")
-    demo.add_argument("--bev", choices=("predicted", "oracle"), default="predicted",
-                      help="BEV source of the mapping stack: the bev_predictor (default) or the sim's oracle")
+    demo.add_argument("--bev", choices=("predicted", "oracle", "scan", "depth"), default="predicted",
+                      help="BEV source of the mapping stack: the bev_predictor (default), the sim's oracle, or "
+                           "geometric_bev from the sim's laser scan or depth image")
     demo.add_argument("--pose", choices=("estimate", "ground_truth"), default="estimate",
                       help="pose source of the memory: the localizer (default) or the sim's ground truth")
     demo.add_argument("--bits", type=_bit_budget, default=16,

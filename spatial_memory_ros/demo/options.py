@@ -23,7 +23,7 @@ class DemoOptions:
     progress: bool = True
     query: str | None = None
     record: bool = False
-    bev: str = "predicted"          # or "oracle"
+    bev: str = "predicted"          # or "oracle", "scan", "depth" (geometric_bev from the sim's laser / depth)
     bits: int = 16                  # team link budget, bits per step
     comm: str = "ours"              # ours | broadcast | quota | none
     pose: str = "estimate"          # or "ground_truth"
@@ -32,8 +32,9 @@ class DemoOptions:
 
     def sources(self) -> Sources:
         """The graph's BEV and pose sources for these options."""
-        return Sources(bev="bev" if self.bev == "predicted" else "ground_truth/bev",
-                       pose="pose" if self.pose == "estimate" else "ground_truth/pose")
+        return Sources(bev="ground_truth/bev" if self.bev == "oracle" else "bev",
+                       pose="pose" if self.pose == "estimate" else "ground_truth/pose",
+                       bev_source={"scan": "scan", "depth": "depth"}.get(self.bev, "camera"))
 
 
 def demo_query(options: DemoOptions) -> str:

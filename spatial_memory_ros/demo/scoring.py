@@ -97,7 +97,7 @@ def add_memory_results(per_robot: dict, options: DemoOptions, observation: RunOb
             grid, geometry = msg_to_occupancy(observation.maps[robot])
             truth = rasterize_maze(maze, geometry)
             entry["map"] = {k: round(v, 4) for k, v in map_scores(grid, truth).items()}
-            if options.bev == "predicted":
+            if options.bev != "oracle":
                 oracle = oracle_bev_map(observation, robot, geometry)
                 entry["map_with_oracle_bev"] = {k: round(v, 4) for k, v in map_scores(oracle, truth).items()}
         answer = dict(observation.answers.get(robot, {"error": "not asked"}))
