@@ -18,10 +18,17 @@ so everything a host put on the link counts: frames, IP/UDP headers, ARP, discov
    receiver, against the same seeds unconstrained (a packet every step, no loss), at 16 bits per step.
 4. Faults: robot2 cut off for 30 s and joined again, robot3 rebooted (its sequence restarts): seconds until
    partners are heard again, and what was dropped.
+5. The full ROS stack across hosts (``--parts stack``, test/team_hosts.py): the simulated team with the simulator on
+   a host of its own and each robot's whole stack (memory, localizer, explorer, team_comm transport:=udp) on its own
+   host, the sim reaching the robots over an uncounted control channel and only the link's frames on the radio
+   (400 bit/s tbf, 20% loss), against the same seeds with the whole graph in one host (DDS link, unconstrained):
+   team success and time to goal (both robots within 0.6 m of the target named by the demo's query), bytes on the
+   radio and on the control channel. ``--stack-seeds`` (3), ``--stack-robots`` (2), 9x9 built-in maze, oracle BEV,
+   at most ``--stack-duration`` (60) sim s, ended at the goal.
 
 Writes benchmarks/results/link.json and prints the tables. Needs root, ip, tc, iptables (make setup-net) and
 eclipse-zenoh (pip) for the Zenoh rows (left out, and said so, without it).
-  .venv/bin/python benchmarks/link.py [--duration 30] [--seeds 20] [--jobs 2] [--parts air task faults] [--quick]
+  .venv/bin/python benchmarks/link.py [--duration 30] [--seeds 20] [--jobs 2] [--parts air task faults stack] [--quick]
 """
 from __future__ import annotations
 
@@ -276,6 +283,47 @@ def faults(duration: float = 50.0, cut_at: float = 8.0, cut_s: float = 30.0, off
 
 # ------------------------------------------------------------------------------------------ main
 
+def full_stack(seeds: int, robots: int, duration: float) -> dict:
+    """Part 5: the simulated team's whole ROS graph split over hosts vs in one host, on the same seeds."""
+    from team_hosts import run_team_on_hosts
+
+    rows, runs = {}, []
+    for hosts in (True, False):
+        name = f"{robots} robots on {robots + 1} hosts, {SHARE_BPS} bit/s, 20% loss" if hosts else "one host, DDS link"
+        episodes = []
+        for seed in range(seeds):
+            started = time.time()
+            with tempfile.TemporaryDirectory(prefix="smr_stack_") as tmp:
+                try:
+                    result = run_team_on_hosts(Path(tmp), robots=robots, seed=seed, maze_size=9, duration=duration,
+                                               rate_bits=SHARE_BPS, loss=0.2, bev="oracle", stop_at_goal=True,
+                                               wall_timeout=max(240.0, 8 * duration), hosts=hosts)
+                except RuntimeError as exc:
+                    result = {"error": str(exc), "goal": {"team_success": False}, "per_robot": {}}
+            per = result["per_robot"]
+            episode = {"hosts": hosts, "seed": seed, "error": result.get("error"),
+                       "success": result["goal"].get("team_success", False),
+                       "time_to_success_s": result["goal"].get("time_to_success_s"),
+                       "sim_seconds": result.get("sim_seconds"), "wall_seconds": round(time.time() - started, 1),
+                       "radio_ip_bytes": {r: e.get("radio", {}).get("ip_bytes") for r, e in per.items()},
+                       "air_bytes_counted": {r: (e.get("comm_stats") or {}).get("wire_bytes_sent")
+                                             for r, e in per.items()},
+                       "control_bytes": {r: e.get("control") for r, e in per.items()},
+                       "radio_guard_drops": {r: e.get("radio_guard_drops") for r, e in per.items()},
+                       "link_state": {r: (e.get("comm_stats") or {}).get("link_state") for r, e in per.items()}}
+            print(f"  {name}, seed {seed}: {'solved in ' + str(episode['time_to_success_s']) + ' sim s' if episode['success'] else 'not solved'}"
+                  f" ({episode['wall_seconds']} wall s){' ERROR ' + episode['error'] if episode['error'] else ''}")
+            episodes.append(episode)
+        times = [e["time_to_success_s"] for e in episodes if e["success"]]
+        rows[name] = {"episodes": len(episodes), "success": sum(e["success"] for e in episodes) / len(episodes),
+                      "mean_time_to_success_s": round(sum(times) / len(times), 2) if times else None,
+                      "errors": sum(e["error"] is not None for e in episodes)}
+        runs += episodes
+    return {"settings": {"robots": robots, "maze_size": 9, "world": "builtin", "bev": "oracle",
+                         "max_sim_seconds": duration, "bits_per_step": 16, "stop_at_goal": True},
+            "conditions": rows, "episodes": runs}
+
+
 def _print_overhead(rows: list[dict]) -> None:
     print(f"\n{'engine':<22}{'frames':>8}{'got':>6}{'IP B/frame':>12}{'bit/s/host':>12}")
     for r in rows:
@@ -295,7 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--losses", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5])
     parser.add_argument("--seeds", type=int, default=20, help="team task seeds per condition")
     parser.add_argument("--jobs", type=int, default=2, help="team task worker processes")
-    parser.add_argument("--parts", nargs="+", choices=("air", "task", "faults"), default=["air", "task", "faults"],
+    parser.add_argument("--stack-seeds", type=int, default=3, help="full-stack-across-hosts seeds per condition")
+    parser.add_argument("--stack-robots", type=int, default=2, help="robots in the full-stack runs")
+    parser.add_argument("--stack-duration", type=float, default=60.0, help="sim seconds at most per full-stack run")
+    parser.add_argument("--parts", nargs="+", choices=("air", "task", "faults", "stack"),
+                        default=["air", "task", "faults"],
                         help="which parts to run (the others' results are kept in the JSON)")
     parser.add_argument("--quick", action="store_true", help="10 s runs, 20%% loss only, 2 seeds of a 9x9 task")
     parser.add_argument("--peer", help=argparse.SUPPRESS)
@@ -319,6 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     if "faults" in args.parts and not netns_missing():
         results["faults"] = faults()
         print(f"\nfaults: {json.dumps(results['faults'])}")
+    if "stack" in args.parts and not netns_missing():
+        print("\nthe full ROS stack across hosts vs in one host (oracle BEV, 9x9, the same seeds):")
+        results["full_stack"] = full_stack(1 if args.quick else args.stack_seeds, args.stack_robots,
+                                           20.0 if args.quick else args.stack_duration)
+        for name, row in results["full_stack"]["conditions"].items():
+            print(f"  {name:<40} success {row['success']:.0%} of {row['episodes']}, mean time to goal "
+                  f"{row['mean_time_to_success_s']} sim s")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=1))
     print(f"\nwrote {RESULTS.relative_to(ROOT)}")
