@@ -28,7 +28,7 @@ def _nodes(context):
                              link_bind=arg("link_bind"), link_peers=arg("link_peers"),
                              link_bits_per_second=float(arg("link_bits_per_second")),
                              bev_source=arg("bev_source"), scan=arg("scan"), depth=arg("depth"),
-                             depth_camera_info=arg("depth_camera_info"))
+                             depth_camera_info=arg("depth_camera_info"), team_key_file=arg("team_key_file"))
     return node_actions(graph)
 
 
@@ -46,6 +46,9 @@ def generate_launch_description():
         DeclareLaunchArgument("team", default_value="",
                               description="the team's robot ids, comma-separated, this one included (empty: this "
                                           "robot alone)"),
+        DeclareLaunchArgument("team_key_file", default_value="",
+                              description="the team's key file (spatial-memory keygen PATH; the same on every "
+                                          "robot): team_comm refuses to start without it"),
         DeclareLaunchArgument("map_frame", default_value="map", description="the shared fixed frame"),
         DeclareLaunchArgument("odom_frame", default_value="odom",
                               description="the base's odometry frame (used when its odometry header names none)"),

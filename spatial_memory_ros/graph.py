@@ -202,7 +202,8 @@ def real_robot_graph(namespace: str = "robot1", camera: str = "/camera/image_raw
                      camera_info: str = "", odom_frame: str = "odom", base_frame: str = "base_link",
                      map_frame: str = "map", link_bind: str = "", link_peers: str | list[str] = "",
                      link_bits_per_second: float = 400.0, bev_source: str = "camera", scan: str = "/scan",
-                     depth: str = "/camera/depth/image_raw", depth_camera_info: str = "") -> list[NodeSpec]:
+                     depth: str = "/camera/depth/image_raw", depth_camera_info: str = "",
+                     team_key_file: str = "") -> list[NodeSpec]:
     """A real robot: its camera (and camera_info, default: beside the image topic), odometry and velocity command
     topics are remapped into the robot's namespace. ``team`` lists the team's robot ids (a list or 'robot1,robot7';
     default: this robot alone) and must contain ``namespace``. The frames are nav2's: the localizer publishes
@@ -212,7 +213,8 @@ def real_robot_graph(namespace: str = "robot1", camera: str = "/camera/image_raw
     ``link_bits_per_second`` on the air, instead of /team/packets over DDS (comm/transport.py). ``bev_source``
     makes the BEV from the ``camera`` (bev_predictor), a LaserScan on ``scan`` or a depth image on ``depth`` with
     its CameraInfo on ``depth_camera_info`` (default: camera_info beside the depth topic) (geometric_bev; its
-    sensor mount: config/geometric_bev.yaml)."""
+    sensor mount: config/geometric_bev.yaml). ``team_key_file``: the team's key (spatial-memory keygen), which
+    team_comm needs to start."""
     members = [m.strip() for m in (team.split(",") if isinstance(team, str) else team) if m.strip()]
     members = members or [namespace]
     if namespace not in members:
@@ -236,6 +238,10 @@ def real_robot_graph(namespace: str = "robot1", camera: str = "/camera/image_raw
         link = {"transport": "udp", "link_bind": link_bind, "link_peers": peers,
                 "link_bits_per_second": float(link_bits_per_second)}
         graph = [NodeSpec(s.executable, s.name, s.namespace, s.params_file, {**s.parameters, **link}, s.remappings)
+                 if s.executable == "team_comm" else s for s in graph]
+    if team_key_file:
+        graph = [NodeSpec(s.executable, s.name, s.namespace, s.params_file,
+                          {**s.parameters, "team_key_file": team_key_file}, s.remappings)
                  if s.executable == "team_comm" else s for s in graph]
     check_graph(graph, config_dir())
     return graph

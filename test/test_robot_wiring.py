@@ -18,6 +18,8 @@ def test_team_defaults_to_the_robot_itself_and_must_contain_it():
     assert comm.parameters["team"] == ["robot7"]
     comm = _by_executable(real_robot_graph(namespace="robot7", team="robot1, robot7"))["team_comm"]
     assert comm.parameters["team"] == ["robot1", "robot7"]
+    comm = _by_executable(real_robot_graph(namespace="robot7", team_key_file="/keys/team.key"))["team_comm"]
+    assert comm.parameters["team_key_file"] == "/keys/team.key"
     with pytest.raises(ValueError, match="does not contain this robot's namespace 'robot7'"):
         real_robot_graph(namespace="robot7", team="robot1,robot2")
 

@@ -167,11 +167,14 @@ def test_robot_launch_with_its_own_namespace_drives_a_stand_in_base_and_stops_cl
     """robot.launch.py namespace:=robot7 (no team given): team_comm stays up, the base gets cmd_vel, map -> odom ->
     base_link is connected with the base's own odom -> base_link, and Ctrl-C ends all 5 nodes cleanly."""
     env = _env()
+    key = tmp_path / "team.key"
+    subprocess.run([str(VENV / "bin" / "spatial-memory"), "keygen", str(key)], env=env, check=True,
+                   capture_output=True, timeout=60)
     base_log = open(tmp_path / "base.log", "w")
     base = subprocess.Popen([sys.executable, str(HERE / "stand_in_base.py"), "--cmd-vel", "/base/cmd_vel"],
                             env=env, stdout=base_log, stderr=subprocess.STDOUT)
-    launch = Launch(["robot.launch.py", "namespace:=robot7", "cmd_vel:=/base/cmd_vel"], env,
-                    tmp_path / "robot.log")
+    launch = Launch(["robot.launch.py", "namespace:=robot7", "cmd_vel:=/base/cmd_vel", f"team_key_file:={key}"],
+                    env, tmp_path / "robot.log")
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and launch.process.poll() is None and base.poll() is None:
