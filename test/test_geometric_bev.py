@@ -66,6 +66,14 @@ def test_cells_outside_the_scan_angles_are_unseen_and_the_mount_is_applied():
     assert cell(turned, 0.5, 2.1) == 100 and cell(turned, 0.5, 1.5) == 0 and cell(turned, 0.5, 3.0) == -1
 
 
+def test_a_scan_with_a_negative_increment_gives_the_same_bev():
+    scan = wall_scan(2.0)
+    reversed_scan = LaserScan(scan.ranges[::-1].copy(), -scan.angle_min, -scan.angle_increment, 0.05, 8.0)
+    forward, _ = scan_to_bev(scan, geometry=GRID)
+    backward, _ = scan_to_bev(reversed_scan, geometry=GRID)
+    assert np.array_equal(forward.occupancy, backward.occupancy)
+
+
 def test_a_full_turn_scan_wraps_around():
     angles = -math.pi + math.radians(1.0) * np.arange(360)
     ranges = np.full(360, 3.0, np.float32)   # a round room of radius 3

@@ -30,6 +30,9 @@ CARVE_RADIUS = 0.3
 CARVE_ROW_STRIDE = 4
 """Rays of every n-th (used) image row carve free space (nearby rows' rays nearly coincide; 3x faster than all,
 the same IoU in the benchmark)."""
+MAX_CARVING_RAYS = 4096
+"""At most this many pixels' rays carve free space (evenly spread over the image): a VGA image costs what a
+64x64 one does."""
 
 
 def mount_transform(height: float, pitch: float = 0.0, forward: float = 0.0, lateral: float = 0.0,
@@ -168,7 +171,8 @@ def depth_to_bev(depth: np.ndarray, camera: DepthCamera, geometry: GridGeometry 
     free_range = reach[pick]
     sensor = Pose2D(float(origin[0]), float(origin[1]), 0.0)
     rows = (np.arange(z.size) // u.shape[1]) % CARVE_ROW_STRIDE == 0    # nearby rows' rays nearly coincide
-    carving = used & rows
+    carving = np.flatnonzero(used & rows)
+    carving = carving[::max(1, math.ceil(carving.size / MAX_CARVING_RAYS))]   # bounded work for large images
     carved = _carved(geometry, sensor, points[:2, carving], reach[carving], max_range)
     spread = float(np.ptp(bearing[used])) / max(u.shape[1] - 1, 1)
     bev = bearings_to_bev(geometry, sensor, bearing[pick], free_range, rays, max_range, wall_depth,
