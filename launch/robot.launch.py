@@ -2,7 +2,9 @@
 
 Runs the robot's stack (spatial_memory_ros.graph.real_robot_graph) under /<namespace>, with the robot's own
 camera, camera_info, odometry and velocity command topics remapped in, in a team (team:=robot1,robot7; default:
-this robot alone), publishing map -> odom beside the base's own odom -> base_link.
+this robot alone), publishing map -> odom beside the base's own odom -> base_link. bev_source:=scan (scan:=/scan)
+or bev_source:=depth (depth:=..., depth_camera_info:=...) makes the BEV geometrically from a laser or a depth
+camera instead of the learned camera predictor (geometric_bev; the sensor's mount in config/geometric_bev.yaml).
 """
 import os
 import sys
