@@ -6,6 +6,7 @@ arguments (so nodes can be composed in one process), and ``main()`` for its exec
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Callable
 
@@ -93,10 +94,14 @@ def spin_node(make_node: Callable, args: list[str]) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
         if stop.is_set():
-            # Being stopped: the interpreter's exit would reset Python-handled signals to their default (death
-            # by SIGINT, exit code -2) while modules unload; ignored ones stay ignored.
+            # Stopped by a signal, with everything closed: leave now. The interpreter's own exit would reset the
+            # signal handlers (a second Ctrl-C then kills it, exit code -2) and garbage-collects models and memory
+            # for seconds under load, past ros2 launch's SIGTERM and SIGKILL timeouts (seen on Jazzy).
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, signal.SIG_IGN)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
     return 0
 
 
