@@ -51,12 +51,14 @@ def control_dds_environment(profile_path: Path, domain_id: int | None = None) ->
 
 def split_team_graph(graph: list[NodeSpec], link_endpoints: list[str], link_peers: list[str] | str,
                      link_bits_per_second: float = 400.0, sources: Sources | None = None,
-                     extra_bev_readers: int = 0) -> dict[str, list[NodeSpec]]:
+                     extra_bev_readers: int = 0, team_key_file: str = "") -> dict[str, list[NodeSpec]]:
     """``{"sim": [...], "robot1": [...], ...}``: the simulated team's graph (``sim_team_graph``), one host each.
     ``link_endpoints`` is each robot's 'IPv4:port' on the radio (in the team's order); ``link_peers`` the subnet's
     broadcast address or the endpoints, as robot.launch.py's ``link_peers``; ``link_bits_per_second`` each robot's
     share of the air. ``sources`` and ``extra_bev_readers`` as given to sim_team_graph (the sim's ready_topics
-    are rewritten so that each robot's camera waits for that robot's own BEV maker)."""
+    are rewritten so that each robot's camera waits for that robot's own BEV maker). ``team_key_file``: the team's
+    key file (``spatial-memory keygen``) instead of the graph's per-run key, for hosts started one by one (each
+    start of sim_team_graph draws a new per-run key)."""
     sims = [spec for spec in graph if spec.executable == "sim_world"]
     if len(sims) != 1:
         raise ValueError("the graph has no single sim_world: not a sim_team_graph")
@@ -75,7 +77,8 @@ def split_team_graph(graph: list[NodeSpec], link_endpoints: list[str], link_peer
             if spec.namespace != ns:
                 continue
             if spec.executable == "team_comm":
-                spec = replace(spec, parameters={**spec.parameters, "transport": "udp", "link_bind": endpoint,
+                key = {"team_key_file": team_key_file, "team_key": ""} if team_key_file else {}
+                spec = replace(spec, parameters={**spec.parameters, **key, "transport": "udp", "link_bind": endpoint,
                                                  "link_peers": peers,
                                                  "link_bits_per_second": float(link_bits_per_second)})
             part.append(spec)
@@ -88,6 +91,27 @@ def split_team_graph(graph: list[NodeSpec], link_endpoints: list[str], link_peer
         hosts["sim"] = [replace(spec, parameters={**spec.parameters, "ready_topics": ready})
                         if spec.executable == "sim_world" else spec for spec in hosts["sim"]]
     return hosts
+
+
+def host_graph(graph: list[NodeSpec], host: str, link_endpoints: str | list[str] = "",
+               link_peers: str | list[str] = "", link_bits_per_second: float = 400.0, team_key_file: str = "",
+               sources: Sources | None = None) -> list[NodeSpec]:
+    """The part of the simulated team's graph that runs on ``host`` ('' or 'all': the whole graph, as before;
+    'sim'; or a robot id), for sim_team.launch.py's ``host:=``. A split team needs every robot's radio endpoint
+    ('IPv4:port', comma separated, in the team's order) and the team's key file on every host (each launch would
+    otherwise draw its own per-run key); ``link_peers`` defaults to the endpoints."""
+    if host in ("", "all"):
+        return graph
+    endpoints = [e.strip() for e in (link_endpoints.split(",") if isinstance(link_endpoints, str)
+                                     else link_endpoints) if e.strip()]
+    if not team_key_file:
+        raise ValueError(f"host:={host} needs team_key_file:=PATH (spatial-memory keygen PATH, the same file on "
+                         f"every host): each host's launch would draw its own per-run key")
+    parts = split_team_graph(graph, endpoints, link_peers or endpoints, link_bits_per_second, sources=sources,
+                             team_key_file=team_key_file)
+    if host not in parts:
+        raise ValueError(f"host:={host} is not one of {', '.join(parts)}")
+    return parts[host]
 
 
 def _ready_topics(robots: list[str], sources: Sources, hosts: dict[str, list[NodeSpec]],
