@@ -54,8 +54,8 @@ def split_team_graph(graph: list[NodeSpec], link_endpoints: list[str], link_peer
                      extra_bev_readers: int = 0, team_key_file: str = "") -> dict[str, list[NodeSpec]]:
     """``{"sim": [...], "robot1": [...], ...}``: the simulated team's graph (``sim_team_graph``), one host each.
     ``link_endpoints`` is each robot's 'IPv4:port' on the radio (in the team's order); ``link_peers`` the subnet's
-    broadcast address or the endpoints, as robot.launch.py's ``link_peers``; ``link_bits_per_second`` each robot's
-    share of the air. ``sources`` and ``extra_bev_readers`` as given to sim_team_graph (the sim's ready_topics
+    broadcast address or the endpoints (a robot's own left out of its list), as robot.launch.py's ``link_peers``;
+    ``link_bits_per_second`` each robot's share of the air. ``sources`` and ``extra_bev_readers`` as given to sim_team_graph (the sim's ready_topics
     are rewritten so that each robot's camera waits for that robot's own BEV maker). ``team_key_file``: the team's
     key file (``spatial-memory keygen``) instead of the graph's per-run key, for hosts started one by one (each
     start of sim_team_graph draws a new per-run key)."""
@@ -79,7 +79,7 @@ def split_team_graph(graph: list[NodeSpec], link_endpoints: list[str], link_peer
             if spec.executable == "team_comm":
                 key = {"team_key_file": team_key_file, "team_key": ""} if team_key_file else {}
                 spec = replace(spec, parameters={**spec.parameters, **key, "transport": "udp", "link_bind": endpoint,
-                                                 "link_peers": peers,
+                                                 "link_peers": [p for p in peers if p != endpoint] or peers,
                                                  "link_bits_per_second": float(link_bits_per_second)})
             part.append(spec)
         hosts[robot] = part

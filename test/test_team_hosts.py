@@ -73,7 +73,7 @@ def test_host_graph_gives_one_hosts_part_and_refuses_a_split_without_the_team_ke
     comm = next(spec for spec in part if spec.executable == "team_comm")
     assert comm.parameters["team_key_file"] == key and not comm.parameters["team_key"]
     assert comm.parameters["link_bind"] == "10.0.0.2:7447"
-    assert comm.parameters["link_peers"] == ["10.0.0.1:7447", "10.0.0.2:7447"]
+    assert comm.parameters["link_peers"] == ["10.0.0.1:7447"]             # the teammates' endpoints, not its own
     assert [spec.executable for spec in host_graph(graph, "sim", "a:1,b:2", team_key_file=key)] == ["sim_world"]
     with pytest.raises(ValueError, match="not one of"):
         host_graph(graph, "robot3", "10.0.0.1:7447,10.0.0.2:7447", team_key_file=key)
