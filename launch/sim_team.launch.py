@@ -1,6 +1,8 @@
 """The simulated robot team: ros2 launch spatial_memory_ros sim_team.launch.py robots:=3 seed:=0
 
-Builds the same node graph as `spatial-memory demo` (spatial_memory_ros.graph.sim_team_graph). With host:=sim or
+Builds the same node graph as `spatial-memory demo` (spatial_memory_ros.graph.sim_team_graph). bev_source:=scan or
+bev_source:=depth makes each robot's BEV from the sim's laser scan or depth image (geometric_bev) instead of the
+learned camera predictor (camera, the default). With host:=sim or
 host:=robotK only that host's part runs (spatial_memory_ros.hosts.split_team_graph: the simulator alone, or one
 robot's whole stack with team_comm on the UDP team link), one launch per host, every host with the same arguments:
   ros2 launch spatial_memory_ros sim_team.launch.py robots:=2 host:=robot1 team_key_file:=team.key \
