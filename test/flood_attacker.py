@@ -16,6 +16,12 @@ from spatial_memory_ros.msg import TeamPacket
 from spatial_memory_ros.nodes.team_comm import PACKET_QOS
 
 
+def publish(pub, number: int, window: int) -> None:
+    """One bad-tag packet in robot1's name."""
+    pub.publish(TeamPacket(sender="robot1", sequence=10_000 + number, budget_window=window,
+                           payload=list(os.urandom(6)), payload_bits=44, auth_tag=list(os.urandom(8))))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=2000.0, help="packets per second")
@@ -36,9 +42,14 @@ def main() -> None:
         window = int(round(time.time() / args.step_period)) % (1 << 32)
         while sent < due:
             sent += 1
-            pub.publish(TeamPacket(sender="robot1", sequence=10_000 + sent, budget_window=window,
-                                   payload=list(os.urandom(6)), payload_bits=44, auth_tag=list(os.urandom(8))))
+            publish(pub, sent, window)
         time.sleep(0.0005)
+    # A few more, slowly: packets lost at the very end of the flood show as a gap in the publisher's numbering only
+    # once a later packet arrives, so the receivers can count every one of them.
+    for _ in range(5):
+        time.sleep(0.2)
+        sent += 1
+        publish(pub, sent, int(round(time.time() / args.step_period)) % (1 << 32))
     print(f"FLOOD_SENT {sent}", flush=True)
     time.sleep(0.5)
     node.destroy_node()
