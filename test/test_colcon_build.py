@@ -22,6 +22,7 @@ print(msg.__file__); print(world.__file__); print(graph.__file__)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a colcon build of the package: ~30 s alone, several minutes on a loaded machine
 @pytest.mark.parametrize("symlink", [False, True], ids=["copy", "symlink-install"])
 def test_colcon_build_gives_one_package_in_the_install_prefix(tmp_path, symlink):
     (tmp_path / "src").mkdir()
@@ -53,6 +54,7 @@ def test_colcon_build_gives_one_package_in_the_install_prefix(tmp_path, symlink)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_colcon_test_runs_the_pytest_suite(tmp_path):
     """BUILD_TESTING (colcon's default) registers the pytest suite with ctest; SPATIAL_MEMORY_TEST_ARGS picks a
     tiny selection here. colcon test must run it (its tests find the generated messages in the workspace's install

@@ -95,7 +95,7 @@ def test_graph_comes_up_with_sensors_at_their_configured_rates(ros, tmp_path):
     processes = ProcessGraph(graph, tmp_path / "logs")
     processes.start()
     try:
-        assert spin_until(ros, lambda: all(len(t) >= 3 for t in arrivals.values()), timeout=60.0), \
+        assert spin_until(ros, lambda: all(len(t) >= 3 for t in arrivals.values()), timeout=180.0), \
             {k: len(v) for k, v in arrivals.items()}
         for times in arrivals.values():
             times.clear()
