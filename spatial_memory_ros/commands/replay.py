@@ -200,6 +200,8 @@ def _publish_bag(reader: BagReader, selected: dict[str, BagTopic], classes: dict
         gate = _Lockstep(node, reader, classes, pairs, lockstep_timeout, stop_event, result) if pairs else None
         player = _Player(reader, publishers, clock_pub, rate, stop_event, context, result, on_status, gate)
         _wait_for_subscribers(node, publishers, wait_for_subscribers, stop_event, context)
+        if gate is not None:
+            gate.wait_for_publishers(max(wait_for_subscribers, lockstep_timeout))
         _sleep_while_running(delay, stop_event, context)
         while not stop_event.is_set() and context.ok():
             player.play_once(list(selected))
@@ -340,6 +342,18 @@ class _Lockstep:
             time.sleep(0.1)
         raise BagError(f"--lockstep output {topic} is neither in the bag nor published by any node: its type is "
                        f"unknown")
+
+    def wait_for_publishers(self, timeout: float) -> None:
+        """Wait until every output has a publisher, so that the first answers are not missed to discovery."""
+        deadline = time.monotonic() + timeout
+        outputs = sorted({o for outputs in self.outputs.values() for o in outputs})
+        while time.monotonic() < deadline and not self.stop_event.is_set() and self.node.context.ok():
+            if all(self.node.count_publishers(output) for output in outputs):
+                return
+            self.executor.spin_once(timeout_sec=0.05)
+        lonely = [output for output in outputs if not self.node.count_publishers(output)]
+        if lonely:
+            self.node.get_logger().warning(f"lockstep: no publisher on {lonely} after {timeout:g} s; going on")
 
     def _on_output(self, topic: str, msg) -> None:
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
