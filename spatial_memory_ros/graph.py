@@ -229,7 +229,8 @@ def real_robot_graph(namespace: str = "robot1", camera: str = "/camera/image_raw
     range_remaps = (("scan", scan), ("camera/depth", depth), ("camera/camera_info", depth_camera_info))
     frames = {"map_frame": map_frame, "odom_frame": odom_frame, "base_frame": base_frame}
     graph = [NodeSpec(s.executable, s.name, s.namespace, s.params_file,
-                      {**s.parameters, **frames} if s.executable == "localizer" else s.parameters,
+                      {**s.parameters, **frames} if s.executable == "localizer" else
+                      {**s.parameters, "map_frame": map_frame} if s.executable == "explorer" else s.parameters,
                       s.remappings + (range_remaps if s.executable == "geometric_bev" else sensor_remaps))
              for s in stack]
     if link_bind:

@@ -34,6 +34,8 @@ def test_base_topics_and_frames_are_arguments():
     assert dict(nodes["bev_predictor"].remappings)["camera/camera_info"] == "/front/camera_info"
     assert {k: nodes["localizer"].parameters[k] for k in ("map_frame", "odom_frame", "base_frame")} == \
         {"map_frame": "map", "odom_frame": "base_odom", "base_frame": "base_footprint"}
+    explorer = _by_executable(real_robot_graph(map_frame="world"))["explorer"]
+    assert explorer.parameters["map_frame"] == "world"
 
 
 @pytest.mark.ros

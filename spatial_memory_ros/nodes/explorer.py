@@ -46,6 +46,7 @@ POSE_STAMPS_KEPT = 20
 PARAMETERS = [
     Param("mode", "navigate", "walk: random walk only; navigate: frontiers, then the goal_query, on the map"),
     Param("seed", 0, "seed of the random walk", 0, 2**31 - 1),
+    Param("map_frame", "map", "the fixed frame of the published goal and plan (nav2's map_frame)"),
     Param("goal_query", "", "text goal asked of the memory, e.g. 'the red target'; empty: explore only"),
     Param("query_period", 1.0, "sim seconds between queries while the goal is not reached", 0.1, 600.0),
     Param("query_timeout", 5.0, "wall seconds to wait for a query's answer before giving it up", 0.1, 600.0),
@@ -230,7 +231,7 @@ class ExplorerNode(Node):
             return
         msg = PointStamped()
         msg.header.stamp = self.get_clock().now().to_msg()
-        msg.header.frame_id = "map"
+        msg.header.frame_id = self.params["map_frame"]
         msg.point.x, msg.point.y = float(goal[0]), float(goal[1])
         self.goal_pub.publish(msg)
         self._published["goal"] = goal
@@ -242,7 +243,7 @@ class ExplorerNode(Node):
         self._published["plan"] = path
         msg = Path()
         msg.header.stamp = self.get_clock().now().to_msg()
-        msg.header.frame_id = "map"
+        msg.header.frame_id = self.params["map_frame"]
         for k, (x, y) in enumerate(path):
             pose = PoseStamped()
             pose.header = msg.header
