@@ -160,9 +160,10 @@ class InputGuard:
 
 class PublisherAllowlist:
     """The publishers of one topic that a node takes messages from: those of one named node in the node's own
-    namespace, told apart by their DDS GIDs (which every message carries on Iron and later). The graph is asked
-    again, at most once per ``refresh_period`` seconds, when an unknown GID shows up, so a restarted publisher is
-    taken again. Without message info (Humble) every publisher is taken: say so where it matters."""
+    namespace, told apart by their DDS GIDs (which every message carries on Iron and later). When an unknown GID shows
+    up the graph is asked again if its number of publishers changed (a publisher restarted or joined), else at most
+    once per ``refresh_period`` seconds, so a flood from unknown GIDs costs one count each. Without message info
+    (Humble) every publisher is taken: say so where it matters."""
 
     def __init__(self, node: Node, topic: str, node_name: str, refresh_period: float = 1.0) -> None:
         self._node = node
@@ -171,6 +172,7 @@ class PublisherAllowlist:
         self._period = refresh_period
         self._allowed: set[bytes] = set()
         self._refreshed = -math.inf
+        self._publishers = -1
 
     def allows(self, info: dict | None) -> bool:
         """Whether the message whose info this is came from an allowed publisher."""
@@ -178,7 +180,8 @@ class PublisherAllowlist:
         if info is None or not gid:
             return info is None
         key = bytes(gid["data"])
-        if key not in self._allowed and time.monotonic() - self._refreshed >= self._period:
+        if key not in self._allowed and (self._node.count_publishers(self._topic) != self._publishers
+                                         or time.monotonic() - self._refreshed >= self._period):
             self._refresh()
         return key in self._allowed
 
@@ -189,6 +192,7 @@ class PublisherAllowlist:
     def _refresh(self) -> None:
         namespace = self._node.get_namespace()
         endpoints = self._node.get_publishers_info_by_topic(self._topic)
+        self._publishers = len(endpoints)
         self._allowed = {bytes(endpoint.endpoint_gid) for endpoint in endpoints
                          if endpoint.node_name == self._name and endpoint.node_namespace == namespace}
         self._refreshed = time.monotonic()

@@ -262,6 +262,7 @@ def test_prune_service_prunes_in_the_background_and_keeps_new_writes(ros, scene)
     assert len(node.memory.memory) < before, "nothing was pruned"
 
 
+@pytest.mark.slow
 def test_absurd_merges_store_nothing_and_are_counted(ros, scene):
     """Issue 15, attack 3: 100 entries with 1 MB labels at x = 3e37 on memory/merge: refused and counted, 0 stored,
     whether an outsider sends them (not the robot's own team link: refused as such) or the team link itself does
