@@ -11,6 +11,11 @@
    the same 3-robot demo run with predicted and with oracle BEVs, and within the predicted run the map the oracle
    BEVs would have given with the same poses.
 
+4. Other worlds (issue 12; ``--world-sizes memory_maze:15,memory_maze:9``, ``--only-worlds`` to update those rows
+   alone): the model on unseen Memory-Maze mazes against the world's own oracle, fed the raw image and behind the
+   camera adapter, beside the view-cone-all-free baseline and the adapter's ceiling (a perfect canonical
+   prediction brought back to the real grid). Targets there: free IoU >= 0.90, wall IoU >= 0.70, object F1 >= 0.80.
+
 Prints a table and writes benchmarks/results/bev.json.
   .venv/bin/python benchmarks/bev.py [--quick] [--mazes 20] [--frames-per-maze 50] [--checkpoint PATH]
 """
