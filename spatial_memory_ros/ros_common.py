@@ -160,10 +160,10 @@ class InputGuard:
 
 class PublisherAllowlist:
     """The publishers of one topic that a node takes messages from: those of one named node in the node's own
-    namespace, told apart by their DDS GIDs (which every message carries on Iron and later). When an unknown GID shows
+    namespace, told apart by their DDS GIDs (which every message carries on Kilted). When an unknown GID shows
     up the graph is asked again if its number of publishers changed (a publisher restarted or joined), else at most
-    once per ``refresh_period`` seconds, so a flood from unknown GIDs costs one count each. Without message info
-    (Humble) every publisher is taken: say so where it matters."""
+    once per ``refresh_period`` seconds, so a flood from unknown GIDs costs one count each. Where messages carry
+    no publisher GID (Humble, Jazzy) every publisher is taken: say so where it matters."""
 
     def __init__(self, node: Node, topic: str, node_name: str, refresh_period: float = 1.0) -> None:
         self._node = node
@@ -177,8 +177,8 @@ class PublisherAllowlist:
     def allows(self, info: dict | None) -> bool:
         """Whether the message whose info this is came from an allowed publisher."""
         gid = (info or {}).get("publisher_gid")
-        if info is None or not gid:
-            return info is None
+        if not gid:  # Humble (no message info) and Jazzy (info without the publisher's GID): cannot tell
+            return True
         key = bytes(gid["data"])
         if key not in self._allowed and (self._node.count_publishers(self._topic) != self._publishers
                                          or time.monotonic() - self._refreshed >= self._period):

@@ -55,6 +55,14 @@ def _memory_node(ros, tmp_path=None):
     return node
 
 
+def _messages_carry_publisher_gid() -> bool:
+    """Kilted's rclpy (9) hands each message's publisher GID to the callback; Jazzy's (7) and Humble's do not, so
+    there memory/merge cannot tell its own team_comm from an outsider (only the bounds hold)."""
+    from importlib.metadata import version
+
+    return int(version("rclpy").split(".")[0]) >= 9
+
+
 def _team_link(ros):
     """A stand-in for the robot's own team link: the one node whose memory/merge messages the memory takes."""
     import rclpy
@@ -285,8 +293,10 @@ def test_absurd_merges_store_nothing_and_are_counted(ros, scene):
                                                       label="red target", source_robot="robot2")])
     for msg in (absurd, plausible, absurd):
         outsider.publish(msg)
-    assert spin_until(ros, lambda: node.guard.counts.get("merge from an unauthorised publisher", 0) >= 3, timeout=30)
-    assert len(node.memory.memory) == size_before and node.merge_gate.accepted == 0
+    if _messages_carry_publisher_gid():
+        assert spin_until(ros, lambda: node.guard.counts.get("merge from an unauthorised publisher", 0) >= 3,
+                          timeout=30)
+        assert len(node.memory.memory) == size_before and node.merge_gate.accepted == 0
     merge_pub = _team_link(ros)
     assert spin_until(ros, merge_pub.get_subscription_count)
     for _ in range(3):

@@ -135,9 +135,9 @@ class SpatialMemoryNode(Node):
         self.markers_pub = self.create_publisher(MarkerArray, "memory/markers", LATCHED_QOS)
         self.create_subscription(BevMap, "bev", self._on_bev, RELIABLE_QOS)
         self.create_subscription(PoseWithCovarianceStamped, "pose", self._on_pose, RELIABLE_QOS)
-        if hasattr(Subscription, "CallbackType"):  # Iron and later hand over the publisher's GID
+        if hasattr(Subscription, "CallbackType"):  # message info; Kilted's carries the publisher's GID
             self.create_subscription(MemoryEntryArray, "memory/merge", self._on_merge, RELIABLE_QOS)
-        else:  # Humble: no publisher GID, so only the bounds below protect memory/merge
+        else:  # Humble: no message info, so only the bounds below protect memory/merge
             self.create_subscription(MemoryEntryArray, "memory/merge", lambda msg: self._on_merge(msg, None),
                                      RELIABLE_QOS)
         self.create_service(QueryMemory, "query", self._on_query)
