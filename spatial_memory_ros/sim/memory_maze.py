@@ -36,6 +36,7 @@ from spatial_memory_ros.sim.camera import RayCaster
 from spatial_memory_ros.sim.interface import CameraModel, WorldUnavailable
 from spatial_memory_ros.sim.maze import Maze, Target
 from spatial_memory_ros.sim.oracle import BevOracle
+from spatial_memory_ros.sim.robot_states import RobotStates
 from spatial_memory_ros.sim.world import WorldConfig, _arc_displacement, _wrap_angle
 from spatial_memory_ros.types import BevGrid, Pose2D
 
@@ -129,7 +130,7 @@ class _Robot:
         self.rays: tuple[tuple[float, float, float], np.ndarray] | None = None
 
 
-class MemoryMazeWorld:
+class MemoryMazeWorld(RobotStates):
     """Memory-Maze with a team of robots driven by (v, omega): the world interface of sim/interface.py."""
 
     def __init__(self, size: int = 15, seed: int = 0, num_robots: int = 3, config: WorldConfig | None = None) -> None:
@@ -276,33 +277,6 @@ class MemoryMazeWorld:
         """The walker's egocentric camera."""
         self._robot(robot)
         return camera_model()
-
-    def _robot(self, robot: int) -> _Robot:
-        if not 0 <= robot < self.num_robots:
-            raise IndexError(f"robot index {robot} out of range 0..{self.num_robots - 1}")
-        return self._robots[robot]
-
-    def true_pose(self, robot: int) -> Pose2D:
-        """The head's true pose in the map frame."""
-        pose = self._robot(robot).true_pose
-        return Pose2D(pose.x, pose.y, pose.theta)
-
-    def odom_pose(self, robot: int) -> Pose2D:
-        """Dead reckoning: the noisy measured twist integrated from the start pose."""
-        pose = self._robot(robot).odom_pose
-        return Pose2D(pose.x, pose.y, pose.theta)
-
-    def true_twist(self, robot: int) -> tuple[float, float]:
-        """Last step's actual (forward speed, yaw rate) of the walker, from its motion over the step."""
-        return self._robot(robot).true_twist
-
-    def odom_twist(self, robot: int) -> tuple[float, float]:
-        """Last step's measured (forward speed, yaw rate), with odometry noise."""
-        return self._robot(robot).odom_twist
-
-    def distance_travelled(self, robot: int) -> float:
-        """Total path length the walker moved, metres."""
-        return self._robot(robot).distance
 
     def set_pose(self, robot: int, pose: Pose2D, reset_odometry: bool = True) -> None:
         """Teleport a robot (tests, data generation); ValueError if the walker's ball would overlap a wall."""

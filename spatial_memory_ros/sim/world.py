@@ -22,6 +22,7 @@ from spatial_memory_ros.sim.interface import CameraModel
 from spatial_memory_ros.sim.maze import (CLASS_NAMES, TARGET_HEIGHT_CELLS, TARGET_RADIUS_CELLS, Maze, Target,
                                          generate_maze)
 from spatial_memory_ros.sim.oracle import BevOracle
+from spatial_memory_ros.sim.robot_states import RobotStates
 from spatial_memory_ros.types import BevGrid, Pose2D
 
 TEAMMATE_HEIGHT_CELLS = 0.35
@@ -93,7 +94,7 @@ class _RobotState:
     distance: float = 0.0
 
 
-class World:
+class World(RobotStates):
     """A maze with a team of differential-drive camera robots, stepped with a fixed dt."""
 
     def __init__(self, maze: Maze, num_robots: int = 3, seed: int = 0, config: WorldConfig | None = None) -> None:
@@ -136,7 +137,7 @@ class World:
 
     def camera_model(self, robot: int) -> CameraModel:
         """The robot's camera: a level pinhole at the robot's centre, CAMERA_HEIGHT_CELLS cells above the floor."""
-        self._check_robot(robot)
+        self._robot(robot)
         size = int(self.config.image_size)
         return CameraModel.pinhole(size, size, self.config.fov_deg, CAMERA_HEIGHT_CELLS * self.maze.cell_size)
 
@@ -167,36 +168,9 @@ class World:
             raise ValueError(f"the maze has only {len(free)} free cells for {self.num_robots} robots")
         return poses
 
-    def _check_robot(self, robot: int) -> _RobotState:
-        if not 0 <= robot < self.num_robots:
-            raise IndexError(f"robot index {robot} out of range 0..{self.num_robots - 1}")
-        return self._robots[robot]
-
-    def true_pose(self, robot: int) -> Pose2D:
-        """The robot's ground-truth pose in the map frame."""
-        pose = self._check_robot(robot).true_pose
-        return Pose2D(pose.x, pose.y, pose.theta)
-
-    def odom_pose(self, robot: int) -> Pose2D:
-        """Dead reckoning: the integral of the measured (noisy) twist from the start pose."""
-        pose = self._check_robot(robot).odom_pose
-        return Pose2D(pose.x, pose.y, pose.theta)
-
-    def true_twist(self, robot: int) -> tuple[float, float]:
-        """Last step's actual (forward speed m/s, yaw rate rad/s); forward speed is reduced when blocked."""
-        return self._check_robot(robot).true_twist
-
-    def odom_twist(self, robot: int) -> tuple[float, float]:
-        """Last step's measured (forward speed, yaw rate), with odometry noise."""
-        return self._check_robot(robot).odom_twist
-
-    def distance_travelled(self, robot: int) -> float:
-        """Total path length the robot actually moved, metres."""
-        return self._check_robot(robot).distance
-
     def set_pose(self, robot: int, pose: Pose2D, reset_odometry: bool = True) -> None:
         """Teleport a robot (tests, data generation); raises ValueError if it would overlap a wall or a robot."""
-        state = self._check_robot(robot)
+        state = self._robot(robot)
         if not all(math.isfinite(v) for v in (pose.x, pose.y, pose.theta)):
             raise ValueError(f"pose must be finite, got {pose}")
         if self._collides(robot, pose.x, pose.y):
@@ -283,7 +257,7 @@ class World:
         state.odom_twist = measured
 
     def _rays(self, robot: int) -> RayHits:
-        pose = self._check_robot(robot).true_pose
+        pose = self._robot(robot).true_pose
         key = (pose.x, pose.y, pose.theta)
         cached = self._ray_cache.get(robot)
         if cached is None or cached[0] != key:
