@@ -128,20 +128,23 @@ def sim_team_graph(robots: int = 3, seed: int = 0, maze_size: int = 15, max_sim_
     return graph
 
 
-def ready_topics(ids: list[str], sources: Sources, team: list[NodeSpec], extra_bev_readers: int = 0) -> list[str]:
+def ready_topics(ids: list[str], sources: Sources, team: list[NodeSpec], extra_bev_readers: int = 0,
+                 per_robot: dict[str, list[NodeSpec]] | None = None) -> list[str]:
     """'TOPIC=COUNT@READERS' for the sim: every robot's BEV (oracle or predicted) and camera, read by the graph's
     nodes named in READERS, and by as many readers in all as the graph has plus ``extra_bev_readers`` outside it
     (e.g. a recorder of both), so the sim starts only when none of them would miss the first frames. Naming the
-    readers matters: a recorder that is up early must not stand in for a node still loading its models."""
+    readers matters: a recorder that is up early must not stand in for a node still loading its models. With
+    ``per_robot`` (robot -> the nodes of its own host), each robot's sensors are read by its own host's nodes."""
     entries = []
     for robot in ids:
-        bev_readers = [spec.fully_qualified_name for spec in team if spec.namespace == f"/{robot}"
-                       and ("bev", sources.bev) in spec.remappings]
+        own = per_robot[robot] if per_robot is not None else [spec for spec in team if spec.namespace == f"/{robot}"]
+        bev_readers = [spec.fully_qualified_name for spec in own if ("bev", sources.bev) in spec.remappings]
         entries.append(f"/{robot}/{sources.bev}={len(bev_readers) + extra_bev_readers}@{','.join(bev_readers)}")
         if sources.bev == "bev":
             executable, topic = {"camera": ("bev_predictor", "camera/image_raw"), "scan": ("geometric_bev", "scan"),
                                  "depth": ("geometric_bev", "camera/depth")}[sources.bev_source]
-            makers = [spec.fully_qualified_name for spec in team if spec.executable == executable]
+            makers = [spec.fully_qualified_name for spec in (own if per_robot is not None else team)
+                      if spec.executable == executable]
             entries.append(f"/{robot}/{topic}={1 + extra_bev_readers}@{','.join(makers)}")
     return entries
 

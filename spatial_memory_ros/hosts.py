@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from spatial_memory_ros.graph import NodeSpec, Sources
+from spatial_memory_ros.graph import NodeSpec, Sources, ready_topics
 
 # Fast DDS: UDPv4 only (no shared-memory transport: separate hosts share no memory), on every interface the host has.
 CONTROL_DDS_PROFILE = """<?xml version="1.0" encoding="UTF-8"?>
@@ -87,7 +87,7 @@ def split_team_graph(graph: list[NodeSpec], link_endpoints: list[str], link_peer
                                                       {f"/{r}" for r in robots}}
     hosts["sim"] = [spec for spec in graph if id(spec) not in placed]
     if sources is not None:
-        ready = _ready_topics(robots, sources, hosts, extra_bev_readers)
+        ready = ready_topics(robots, sources, [], extra_bev_readers, per_robot=hosts)
         hosts["sim"] = [replace(spec, parameters={**spec.parameters, "ready_topics": ready})
                         if spec.executable == "sim_world" else spec for spec in hosts["sim"]]
     return hosts
@@ -112,19 +112,3 @@ def host_graph(graph: list[NodeSpec], host: str, link_endpoints: str | list[str]
     if host not in parts:
         raise ValueError(f"host:={host} is not one of {', '.join(parts)}")
     return parts[host]
-
-
-def _ready_topics(robots: list[str], sources: Sources, hosts: dict[str, list[NodeSpec]],
-                  extra_bev_readers: int) -> list[str]:
-    """graph.ready_topics with each robot's camera (or scan, or depth) read by that robot's own BEV maker."""
-    entries = []
-    for robot in robots:
-        part = hosts[robot]
-        bev_readers = [spec.fully_qualified_name for spec in part if ("bev", sources.bev) in spec.remappings]
-        entries.append(f"/{robot}/{sources.bev}={len(bev_readers) + extra_bev_readers}@{','.join(bev_readers)}")
-        if sources.bev == "bev":
-            executable, topic = {"camera": ("bev_predictor", "camera/image_raw"), "scan": ("geometric_bev", "scan"),
-                                 "depth": ("geometric_bev", "camera/depth")}[sources.bev_source]
-            makers = [spec.fully_qualified_name for spec in part if spec.executable == executable]
-            entries.append(f"/{robot}/{topic}={1 + extra_bev_readers}@{','.join(makers)}")
-    return entries
