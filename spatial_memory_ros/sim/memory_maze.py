@@ -36,7 +36,7 @@ from spatial_memory_ros.sim.camera import RayCaster
 from spatial_memory_ros.sim.interface import CameraModel, WorldUnavailable
 from spatial_memory_ros.sim.maze import Maze, Target
 from spatial_memory_ros.sim.oracle import BevOracle
-from spatial_memory_ros.sim.robot_states import RobotStates
+from spatial_memory_ros.sim.robot_states import RobotStates, validated_commands
 from spatial_memory_ros.sim.world import WorldConfig, _arc_displacement, _wrap_angle
 from spatial_memory_ros.types import BevGrid, Pose2D
 
@@ -305,18 +305,8 @@ class MemoryMazeWorld(RobotStates):
         self.step_count += 1
 
     def _validated_commands(self, commands: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
-        try:
-            array = np.asarray(commands, dtype=np.float64)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"commands must be numbers (v, omega) per robot: {error}") from None
-        if array.shape != (self.num_robots, 2):
-            raise ValueError(f"expected {self.num_robots} commands of (v, omega), got shape {array.shape}")
-        bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
-        if bad.size:
-            raise ValueError(f"non-finite command for robot(s) {bad.tolist()}: {array[bad].tolist()}")
-        v_max = min(self.config.max_linear_speed, MAX_LINEAR_SPEED)
-        w_max = min(self.config.max_angular_speed, MAX_ANGULAR_SPEED)
-        return list(zip(np.clip(array[:, 0], -v_max, v_max).tolist(), np.clip(array[:, 1], -w_max, w_max).tolist()))
+        return validated_commands(commands, self.num_robots, min(self.config.max_linear_speed, MAX_LINEAR_SPEED),
+                                  min(self.config.max_angular_speed, MAX_ANGULAR_SPEED))
 
     def _drive(self, robot: _Robot, v: float, omega: float) -> None:
         """dt of physics, the (roll, steer) action set each physics step by the velocity controller."""

@@ -1,11 +1,32 @@
-"""What every simulated world tells about each of its robots, from one per-robot state record: the true and the
-dead-reckoned pose, the last step's true and measured twist, and the distance travelled. The built-in world and
-Memory-Maze keep such records (``self._robots``) and share these accessors instead of each writing them."""
+"""What every simulated world tells about each of its robots, from one per-robot state record (the true and the
+dead-reckoned pose, the last step's true and measured twist, the distance travelled), and how it checks the robots'
+commands. The built-in world and Memory-Maze keep such records (``self._robots``) and share these pieces instead of
+each writing them."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
+
+import numpy as np
 
 from spatial_memory_ros.types import Pose2D
+
+
+def validated_commands(commands: Sequence[tuple[float, float]], num_robots: int, max_linear_speed: float,
+                       max_angular_speed: float) -> list[tuple[float, float]]:
+    """One (v, omega) per robot as floats, clipped to the speed limits; ValueError naming what is wrong (not
+    numbers, the wrong count, or a non-finite command and whose)."""
+    try:
+        array = np.asarray(commands, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"commands must be numbers (v, omega) per robot: {error}") from None
+    if array.shape != (num_robots, 2):
+        raise ValueError(f"expected {num_robots} commands of (v, omega), got shape {array.shape}")
+    bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
+    if bad.size:
+        raise ValueError(f"non-finite command for robot(s) {bad.tolist()}: {array[bad].tolist()}")
+    v = np.clip(array[:, 0], -max_linear_speed, max_linear_speed)
+    omega = np.clip(array[:, 1], -max_angular_speed, max_angular_speed)
+    return list(zip(v.tolist(), omega.tolist()))
 
 
 class RobotStates:

@@ -22,7 +22,7 @@ from spatial_memory_ros.sim.interface import CameraModel
 from spatial_memory_ros.sim.maze import (CLASS_NAMES, TARGET_HEIGHT_CELLS, TARGET_RADIUS_CELLS, Maze, Target,
                                          generate_maze)
 from spatial_memory_ros.sim.oracle import BevOracle
-from spatial_memory_ros.sim.robot_states import RobotStates
+from spatial_memory_ros.sim.robot_states import RobotStates, validated_commands
 from spatial_memory_ros.types import BevGrid, Pose2D
 
 TEAMMATE_HEIGHT_CELLS = 0.35
@@ -194,18 +194,8 @@ class World(RobotStates):
         self.step_count += 1
 
     def _validated_commands(self, commands: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
-        try:
-            array = np.asarray(commands, dtype=np.float64)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"commands must be numbers (v, omega) per robot: {error}") from None
-        if array.shape != (self.num_robots, 2):
-            raise ValueError(f"expected {self.num_robots} commands of (v, omega), got shape {array.shape}")
-        bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
-        if bad.size:
-            raise ValueError(f"non-finite command for robot(s) {bad.tolist()}: {array[bad].tolist()}")
-        v = np.clip(array[:, 0], -self.config.max_linear_speed, self.config.max_linear_speed)
-        omega = np.clip(array[:, 1], -self.config.max_angular_speed, self.config.max_angular_speed)
-        return list(zip(v.tolist(), omega.tolist()))
+        return validated_commands(commands, self.num_robots, self.config.max_linear_speed,
+                                  self.config.max_angular_speed)
 
     def _move(self, robot: int, v: float, omega: float) -> None:
         state, dt = self._robots[robot], self.config.dt
