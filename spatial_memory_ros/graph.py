@@ -159,7 +159,7 @@ def sim_geometric_parameters(world: str, bev_source: str) -> dict[str, Any]:
             camera = camera_model()
         else:
             from spatial_memory_ros.sim.camera import CAMERA_HEIGHT_CELLS
-            from spatial_memory_ros.sim.interface import CameraModel
+            from spatial_memory_ros.types import CameraModel
             camera = CameraModel.pinhole(64, 64, 90.0, CAMERA_HEIGHT_CELLS * 1.0)  # builtin: 1 m cells, level
         parameters.update(camera_height=float(camera.mount_height), camera_pitch=float(camera.mount_pitch),
                           camera_forward=float(camera.mount_forward))

@@ -7,7 +7,7 @@ grid, so the simulator's colours, Memory-Maze's colours or a real robot's detect
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -107,3 +107,51 @@ class GridGeometry:
         xs = self.origin_x + (np.arange(self.width) + 0.5) * self.resolution
         ys = self.origin_y + (np.arange(self.height) + 0.5) * self.resolution
         return np.meshgrid(xs, ys)
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """A pinhole camera on a robot: what sensor_msgs/CameraInfo carries, and where the camera sits.
+
+    Intrinsics in pixels, ROS convention (pixel centres at integer coordinates, so the image centre of a 64-pixel
+    side is 31.5): ``fx``, ``fy`` focal lengths, ``cx``, ``cy`` principal point; no distortion. The mount: the
+    optical centre ``mount_height`` metres above the floor and ``mount_forward`` metres ahead of the robot's
+    centre (the base_link origin, the point whose pose ``true_pose`` gives), looking along the robot's heading,
+    pitched ``mount_pitch`` radians down (positive = down).
+    """
+
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    mount_height: float
+    mount_forward: float = 0.0
+    mount_pitch: float = 0.0
+
+    @classmethod
+    def pinhole(cls, width: int, height: int, vertical_fov_deg: float, mount_height: float,
+                mount_forward: float = 0.0, mount_pitch: float = 0.0) -> CameraModel:
+        """A camera with square pixels whose image spans ``vertical_fov_deg`` from top to bottom."""
+        f = 0.5 * height / math.tan(math.radians(vertical_fov_deg) / 2)
+        return cls(int(width), int(height), f, f, (width - 1) / 2, (height - 1) / 2, float(mount_height),
+                   float(mount_forward), float(mount_pitch))
+
+    @property
+    def horizontal_fov_deg(self) -> float:
+        """Full horizontal field of view."""
+        return math.degrees(2 * math.atan(0.5 * self.width / self.fx))
+
+    @property
+    def vertical_fov_deg(self) -> float:
+        """Full vertical field of view."""
+        return math.degrees(2 * math.atan(0.5 * self.height / self.fy))
+
+    def projection_matrix(self) -> list[float]:
+        """K, row-major 3x3 (CameraInfo.k)."""
+        return [self.fx, 0.0, self.cx, 0.0, self.fy, self.cy, 0.0, 0.0, 1.0]
+
+    def as_dict(self) -> dict:
+        """Plain JSON values."""
+        return {key: (float(value) if isinstance(value, float) else value) for key, value in asdict(self).items()}

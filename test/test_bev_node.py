@@ -117,9 +117,9 @@ def test_camera_info_adapts_images_and_refuses_what_does_not_match(ros):
     import rclpy
     from sensor_msgs.msg import CameraInfo, Image
 
-    from spatial_memory_ros.conversions import camera_info_to_msg
+    from spatial_memory_ros.sensor_conversions import camera_info_to_msg
     from spatial_memory_ros.ros_common import SENSOR_QOS
-    from spatial_memory_ros.sim.interface import CameraModel
+    from spatial_memory_ros.types import CameraModel
 
     names = ["red", "green", "blue", "purple", "yellow", "salmon"]
     node = _predictor(ros, batch_timeout=0.01, use_camera_info=True, camera_height=0.9, camera_forward=0.15,

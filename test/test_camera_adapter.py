@@ -13,7 +13,7 @@ from spatial_memory_ros.perception.camera_adapter import (CameraAdapter, CameraM
                                                           resample_logits, warp_image, world_to_slot)
 from spatial_memory_ros.perception.frames import render_maze_frames, sim_geometry  # noqa: E402
 from spatial_memory_ros.perception.predictor import BevPredictor  # noqa: E402
-from spatial_memory_ros.sim.interface import CameraModel  # noqa: E402
+from spatial_memory_ros.types import CameraModel  # noqa: E402
 from spatial_memory_ros.sim.maze import CLASS_NAMES  # noqa: E402
 
 GEOMETRY = sim_geometry()

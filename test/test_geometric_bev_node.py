@@ -42,7 +42,8 @@ def _probe(ros, topic, msg_type):
 def test_scans_become_bevs_and_mismatched_scans_are_counted(ros):
     from sensor_msgs.msg import LaserScan
 
-    from spatial_memory_ros.conversions import scan_to_msg, seconds_to_time
+    from spatial_memory_ros.conversions import seconds_to_time
+    from spatial_memory_ros.sensor_conversions import scan_to_msg
     from spatial_memory_ros.sim import range_sensors
     from spatial_memory_ros.sim.interface import make_world
 
@@ -70,7 +71,8 @@ def test_scans_become_bevs_and_mismatched_scans_are_counted(ros):
 def test_depth_needs_camera_info_and_the_right_encoding(ros):
     from sensor_msgs.msg import Image
 
-    from spatial_memory_ros.conversions import camera_info_to_msg, depth_to_msg, seconds_to_time
+    from spatial_memory_ros.conversions import seconds_to_time
+    from spatial_memory_ros.sensor_conversions import camera_info_to_msg, depth_to_msg
     from spatial_memory_ros.sim import range_sensors
     from spatial_memory_ros.sim.interface import make_world
 

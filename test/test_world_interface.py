@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from spatial_memory_ros.sim.interface import (CameraModel, SimWorld, WorldUnavailable, make_world, world_class_names,
-                                              world_extent)
+from spatial_memory_ros.sim.interface import SimWorld, WorldUnavailable, make_world, world_class_names, world_extent
+from spatial_memory_ros.types import CameraModel
 from spatial_memory_ros.types import BevGrid, Pose2D
 
 SIZES = {"builtin": 11, "memory_maze": 9}

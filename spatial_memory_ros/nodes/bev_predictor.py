@@ -29,8 +29,8 @@ from nav_msgs.msg import OccupancyGrid
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
-from spatial_memory_ros.conversions import (InvalidMessage, bev_to_msg, image_to_msg, msg_to_image,
-                                            msg_to_intrinsics, occupancy_to_msg)
+from spatial_memory_ros.conversions import InvalidMessage, bev_to_msg, image_to_msg, msg_to_image, occupancy_to_msg
+from spatial_memory_ros.sensor_conversions import msg_to_intrinsics
 from spatial_memory_ros.perception.predictor import DEFAULT_CHECKPOINT, BevPredictor, CheckpointError
 from spatial_memory_ros.types import GridGeometry
 from spatial_memory_ros.evaluation.plots import draw_bev
@@ -97,7 +97,7 @@ class BevPredictorNode(Node):
 
     def _on_info(self, index: int, msg: CameraInfo) -> None:
         from spatial_memory_ros.perception.camera_adapter import CameraMismatch
-        from spatial_memory_ros.sim.interface import CameraModel
+        from spatial_memory_ros.types import CameraModel
 
         p = self.params
         try:

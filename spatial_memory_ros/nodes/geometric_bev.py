@@ -25,8 +25,8 @@ from nav_msgs.msg import OccupancyGrid
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, LaserScan
 
-from spatial_memory_ros.conversions import (InvalidMessage, bev_to_msg, msg_to_depth, msg_to_intrinsics,
-                                            msg_to_scan, occupancy_to_msg)
+from spatial_memory_ros.conversions import InvalidMessage, bev_to_msg, occupancy_to_msg
+from spatial_memory_ros.sensor_conversions import msg_to_depth, msg_to_intrinsics, msg_to_scan
 from spatial_memory_ros.msg import BevMap
 from spatial_memory_ros.perception.depth_bev import DepthCamera, depth_to_bev, mount_transform
 from spatial_memory_ros.perception.scan_bev import DEFAULT_BEV, scan_to_bev

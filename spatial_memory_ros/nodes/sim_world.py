@@ -37,10 +37,10 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, LaserScan
 from tf2_msgs.msg import TFMessage
 
-from spatial_memory_ros.conversions import (InvalidMessage, bev_to_msg, camera_info_to_msg, depth_to_msg,
-                                            image_to_msg, scan_to_msg,
-                                            maze_to_occupancy_grid, odometry_to_msg, pose_to_msg, seconds_to_time,
-                                            transform_msg, twist_to_command)
+from spatial_memory_ros.conversions import (InvalidMessage, bev_to_msg, image_to_msg, maze_to_occupancy_grid,
+                                            odometry_to_msg, pose_to_msg, seconds_to_time, transform_msg,
+                                            twist_to_command)
+from spatial_memory_ros.sensor_conversions import camera_info_to_msg, depth_to_msg, scan_to_msg
 from spatial_memory_ros.sim import range_sensors
 from spatial_memory_ros.sim.interface import WORLDS, SimWorld, WorldUnavailable, make_world
 from spatial_memory_ros.sim.world import WorldConfig

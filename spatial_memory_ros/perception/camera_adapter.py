@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from spatial_memory_ros.perception.geometry import BevGeometry
-from spatial_memory_ros.sim.interface import CameraModel
+from spatial_memory_ros.types import CameraModel
 from spatial_memory_ros.types import BevGrid
 
 if TYPE_CHECKING:

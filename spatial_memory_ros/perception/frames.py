@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from spatial_memory_ros.perception.geometry import BevGeometry
-from spatial_memory_ros.sim.interface import CameraModel
+from spatial_memory_ros.types import CameraModel
 from spatial_memory_ros.sim.maze import CLASS_NAMES, generate_maze
 from spatial_memory_ros.sim.world import World, WorldConfig
 from spatial_memory_ros.types import Pose2D
@@ -214,7 +214,7 @@ def render_world_frames(world: str, seed: int, frames: int, size: int | None = N
 
 
 def world_camera(world: str) -> CameraModel:
-    """The camera of a world's robots (sim/interface.py's CameraModel), without building the world."""
+    """The camera of a world's robots (types.CameraModel), without building the world."""
     if world == "memory_maze":
         from spatial_memory_ros.sim.memory_maze import camera_model
 

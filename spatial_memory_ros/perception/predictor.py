@@ -156,7 +156,7 @@ class BevPredictor:
 
     def for_camera(self, camera, class_names=None):
         """A CameraAdapter (perception/camera_adapter.py) that runs this model on images of ``camera`` (a
-        sim.interface.CameraModel: intrinsics and mount) and names objects in ``class_names`` (default the
+        types.CameraModel: intrinsics and mount) and names objects in ``class_names`` (default the
         model's). The canonical camera's height is the checkpoint's info['camera_height'] (default 0.5 m, the
         built-in sim's). Raises CameraMismatch for a camera it cannot adapt."""
         from spatial_memory_ros.perception.camera_adapter import CANONICAL_CAMERA_HEIGHT, CameraAdapter

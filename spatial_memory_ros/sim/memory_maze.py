@@ -33,7 +33,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from spatial_memory_ros.sim.camera import RayCaster
-from spatial_memory_ros.sim.interface import CameraModel, WorldUnavailable
+from spatial_memory_ros.sim.interface import WorldUnavailable
+from spatial_memory_ros.types import CameraModel
 from spatial_memory_ros.sim.maze import Maze, Target
 from spatial_memory_ros.sim.oracle import BevOracle
 from spatial_memory_ros.sim.robot_states import RobotStates, validated_commands

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from spatial_memory_ros.sim.camera import CAMERA_HEIGHT_CELLS, Renderer, RayCaster, RayHits, Sprite
-from spatial_memory_ros.sim.interface import CameraModel
+from spatial_memory_ros.types import CameraModel
 from spatial_memory_ros.sim.maze import (CLASS_NAMES, TARGET_HEIGHT_CELLS, TARGET_RADIUS_CELLS, Maze, Target,
                                          generate_maze)
 from spatial_memory_ros.sim.oracle import BevOracle
