@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -30,13 +31,16 @@ from spatial_memory_ros.comm.partners import Sighting
 from spatial_memory_ros.comm.transport import FrameLink, LoopbackHub
 from spatial_memory_ros.evaluation.map_scores import map_scores, rasterize_maze
 from spatial_memory_ros.memory.mapping import FLOOR_LABEL, WALL_LABEL, Observations
-from spatial_memory_ros.types import GridGeometry
+from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D
 from spatial_memory_ros.behaviour.goals import ask_memory
 from spatial_memory_ros.behaviour.planner import Partner, PlannerConfig
 from spatial_memory_ros.behaviour.robot import Robot, RobotConfig, Senses, sightings_in
 from spatial_memory_ros.memory.robot_memory import EMBEDDING_DIM, RobotMemory
 from spatial_memory_ros.sim.maze import CLASS_NAMES, generate_maze
 from spatial_memory_ros.sim.world import World
+
+if TYPE_CHECKING:
+    from spatial_memory_ros.sim.interface import SimWorld
 
 TEAM_KEY = b"spatial_memory_ros team benchmark key"
 
@@ -117,14 +121,15 @@ class LabelEmbedder:
         return cls(dict(zip(texts, embedder.embed(texts))))
 
     @classmethod
-    def synthetic(cls, seed: int = 0) -> LabelEmbedder:
-        """Random unit vectors per label, each query equal to its label's (tests without the language model)."""
+    def synthetic(cls, seed: int = 0, class_names: Sequence[str] = CLASS_NAMES) -> LabelEmbedder:
+        """Random unit vectors per label, each query equal to its label's (tests without the language model);
+        ``class_names``: the world's target colours (default the built-in world's)."""
         rng = np.random.default_rng([seed, 0x1AB])
         table = {}
-        for label in [FLOOR_LABEL, WALL_LABEL] + [f"{name} target" for name in CLASS_NAMES]:
+        for label in [FLOOR_LABEL, WALL_LABEL] + [f"{name} target" for name in class_names]:
             vector = rng.normal(size=EMBEDDING_DIM)
             table[label] = vector / np.linalg.norm(vector)
-        for name in CLASS_NAMES:
+        for name in class_names:
             table[f"the {name} target"] = table[f"{name} target"]
         return cls(table)
 
@@ -141,16 +146,28 @@ class LabelEmbedder:
         return {text: vector.tolist() for text, vector in self._table.items()}
 
 
-def task_texts() -> list[str]:
-    """Every text the team task embeds: the BEV labels and one query per colour."""
-    labels = [FLOOR_LABEL, WALL_LABEL] + [f"{name} target" for name in CLASS_NAMES]
-    return labels + [f"the {name} target" for name in CLASS_NAMES]
+def task_texts(class_names: Sequence[str] = CLASS_NAMES) -> list[str]:
+    """Every text the team task embeds: the BEV labels and one query per colour (of ``class_names``, default the
+    built-in world's)."""
+    labels = [FLOOR_LABEL, WALL_LABEL] + [f"{name} target" for name in class_names]
+    return labels + [f"the {name} target" for name in class_names]
 
 
 def draw_goal_target(maze, seed: int):
     """The target an episode of ``seed`` sends the team to (every benchmark of the team task draws it so)."""
     rng = np.random.default_rng([seed, 0x7EA])
     return maze.targets[int(rng.integers(len(maze.targets)))]
+
+
+@dataclass
+class Perceived:
+    """What one robot has to act on at a step: its BEV, its pose with the pose's sd (metres) and its measured
+    motion (v, omega). The team task's default is the oracle's: true BEV, true pose, true twist."""
+
+    bev: BevGrid
+    pose: Pose2D
+    pose_sd: float
+    twist: tuple[float, float]
 
 
 @dataclass
@@ -170,18 +187,30 @@ class _Member:
 
 
 class TeamEpisode:
-    """One episode of the team task, stepped by :meth:`step` or run to the end by :meth:`run`."""
+    """One episode of the team task, stepped by :meth:`step` or run to the end by :meth:`run`.
 
-    def __init__(self, config: TeamTaskConfig, embedder) -> None:
+    ``world``: the world to play in (any sim/interface.py SimWorld with ``config.num_robots`` robots: its maze,
+    start poses, object classes and dt); default the built-in world on ``generate_maze(config.maze_size, seed)``.
+    What each robot acts on comes from :meth:`perceive` (the oracle's by default; a subclass may perceive
+    otherwise).
+    """
+
+    def __init__(self, config: TeamTaskConfig, embedder, world: SimWorld | None = None) -> None:
         self.config = config
         seed = config.seed
-        self.maze = generate_maze(config.maze_size, seed=seed, num_targets=config.num_targets)
-        self.world = World(self.maze, config.num_robots, seed=seed)
+        if world is None:
+            world = World(generate_maze(config.maze_size, seed=seed, num_targets=config.num_targets),
+                          config.num_robots, seed=seed)
+        elif world.num_robots != config.num_robots:
+            raise ValueError(f"the world has {world.num_robots} robots, the config {config.num_robots}")
+        self.world = world
+        self.maze = world.maze
+        self.class_names = tuple(world.class_names)
         self.target = draw_goal_target(self.maze, seed)
         self.query = f"the {self.target.color} target"
         self.geometry = GridGeometry.covering(self.maze, config.map_resolution)
         self.truth = rasterize_maze(self.maze, self.geometry)
-        self.layout = CommLayout.for_map(self.geometry, CLASS_NAMES, config.comm_resolution)
+        self.layout = CommLayout.for_map(self.geometry, self.class_names, config.comm_resolution)
         self._loss_rng = np.random.default_rng([seed, 0x1055])
         ids = [f"robot{k + 1}" for k in range(config.num_robots)]
         comm_config = CommConfig(bits_per_step=config.bits_per_step, strategy=config.strategy, **config.comm)
@@ -196,7 +225,7 @@ class TeamEpisode:
 
     def _make_robot(self, index: int, ids: list[str], embedder, comm_config: CommConfig) -> _Member:
         robot_id = ids[index]
-        memory = RobotMemory(self.geometry, embedder, robot_id, class_names=CLASS_NAMES)
+        memory = RobotMemory(self.geometry, embedder, robot_id, class_names=self.class_names)
         comm = TeamComm(robot_id, ids, TEAM_KEY, self.layout, _copy_config(comm_config))
         comm.goal_label = f"{self.target.color} target"
         robot = Robot(self.query, RobotConfig(PlannerConfig(dt=self.world.config.dt), ask_every=self.config.ask_every,
@@ -221,15 +250,14 @@ class TeamEpisode:
         t = self.step_count
         self._maybe_drop_out(t)
         active = [r for r in self.robots if r.active]
-        bevs = {r.index: self.world.oracle_bev(r.index) for r in active}
-        poses = {r.index: self.world.true_pose(r.index) for r in active}
+        senses = {r.index: self.perceive(r.index, t) for r in active}
         for robot in active:
-            self._observe(robot, bevs[robot.index], poses[robot.index], t)
+            self._observe(robot, senses[robot.index], t)
         maps = {r.index: r.memory.occupancy() for r in active}
-        self._exchange(active, poses, maps, t)
+        self._exchange(active, senses, maps, t)
         commands = [(0.0, 0.0)] * self.config.num_robots
         for robot in active:
-            commands[robot.index] = self._command(robot, bevs[robot.index], poses[robot.index], maps[robot.index], t)
+            commands[robot.index] = self._command(robot, senses[robot.index], maps[robot.index], t)
         self.world.step(commands)
         self.step_count += 1
         self._active_robot_steps += len(active)
@@ -237,24 +265,31 @@ class TeamEpisode:
         if t % self.config.partner_error_every == 0:
             self._measure_partner_error(active, t)
 
+    def perceive(self, index: int, t: int) -> Perceived:
+        """What robot ``index`` acts on at step ``t``: here the oracle BEV, the true pose (sd ``pose_sd``) and the
+        true twist."""
+        return Perceived(self.world.oracle_bev(index), self.world.true_pose(index), self.config.pose_sd,
+                         self.world.true_twist(index))
+
     def _maybe_drop_out(self, t: int) -> None:
         if self.config.dropout_step is not None and t == self.config.dropout_step:
             self.robots[-1].active = False
 
-    def _observe(self, robot: _Member, bev, pose, t: int) -> None:
-        entries = robot.memory.observe(bev, pose, self.config.pose_sd, t * self.world.config.dt)
+    def _observe(self, robot: _Member, sensed: Perceived, t: int) -> None:
+        entries = robot.memory.observe(sensed.bev, sensed.pose, sensed.pose_sd, t * self.world.config.dt)
         robot.new_sightings.extend(sightings_in(entries.labels, entries.locations))
         robot.robot.notice(entries.labels)
 
-    def _exchange(self, active: list[_Member], poses: dict, maps: dict, t: int) -> None:
+    def _exchange(self, active: list[_Member], senses: dict[int, Perceived], maps: dict, t: int) -> None:
         """Every active robot offers a packet; each other active robot gets it unless the link loses it."""
         if self.config.link_bits_per_second > 0:
-            self._exchange_frames(active, poses, maps, t)
+            self._exchange_frames(active, senses, maps, t)
             return
         packets = []
         for robot in active:
-            speed = abs(self.world.true_twist(robot.index)[0])
-            packet = robot.comm.make_packet(t, poses[robot.index], speed, maps[robot.index], robot.new_sightings)
+            sensed = senses[robot.index]
+            packet = robot.comm.make_packet(t, sensed.pose, abs(sensed.twist[0]), maps[robot.index],
+                                            robot.new_sightings)
             robot.new_sightings.clear()  # the link remembers every sighting it was offered
             if packet is not None:
                 packets.append(packet)
@@ -266,13 +301,13 @@ class TeamEpisode:
                 if decoded is not None:
                     self._merge(receiver, receiver.comm.apply(decoded, t), packet.sender, t)
 
-    def _exchange_frames(self, active: list[_Member], poses: dict, maps: dict, t: int) -> None:
+    def _exchange_frames(self, active: list[_Member], senses: dict[int, Perceived], maps: dict, t: int) -> None:
         """The same over a paced frame link: a robot sends when its air share allows (FrameLink), the hub loses
         frames per receiver with ``packet_loss``."""
         dt = self.world.config.dt
         for robot in active:
-            speed = abs(self.world.true_twist(robot.index)[0])
-            robot.link.step(t, t * dt, poses[robot.index], speed, maps[robot.index], robot.new_sightings)
+            sensed = senses[robot.index]
+            robot.link.step(t, t * dt, sensed.pose, abs(sensed.twist[0]), maps[robot.index], robot.new_sightings)
             robot.new_sightings.clear()
         for robot in active:
             for decoded, sightings in robot.link.poll(t, t * dt):
@@ -287,7 +322,7 @@ class TeamEpisode:
         robot.memory.merge(locations, sds, values, labels, sources, stamps)
         robot.robot.notice(labels)
 
-    def _command(self, robot: _Member, bev, pose, own_map: np.ndarray, t: int) -> tuple[float, float]:
+    def _command(self, robot: _Member, sensed: Perceived, own_map: np.ndarray, t: int) -> tuple[float, float]:
         if robot.robot.should_ask():
             answer = ask_memory(robot.memory, self.query, seed=self.config.seed * 7919 + t)
             robot.robot.asked()
@@ -295,7 +330,7 @@ class TeamEpisode:
         team_map = robot.comm.team_occupancy(own_map, self.geometry)
         # A robot cannot tell that a teammate dropped out: its last believed place stays a soft obstacle.
         partners = tuple(Partner(p.x, p.y, p.sd) for p in robot.comm.partner_states(t))
-        return robot.robot.step(Senses(bev, pose, team_map, partners, self.world.true_twist(robot.index)))
+        return robot.robot.step(Senses(sensed.bev, sensed.pose, team_map, partners, sensed.twist))
 
     def _check_reached(self) -> None:
         for robot in self.robots:
@@ -362,6 +397,7 @@ def _copy_config(config: CommConfig) -> CommConfig:
     return CommConfig(**{name: getattr(config, name) for name in config.__dataclass_fields__})
 
 
-def run_episode(config: TeamTaskConfig, embedder) -> EpisodeResult:
-    """Run one episode of the team task (``embedder``: a LabelEmbedder or a semantics.Embedder)."""
-    return TeamEpisode(config, embedder).run()
+def run_episode(config: TeamTaskConfig, embedder, world: SimWorld | None = None) -> EpisodeResult:
+    """Run one episode of the team task (``embedder``: a LabelEmbedder or a semantics.Embedder; ``world``: see
+    TeamEpisode)."""
+    return TeamEpisode(config, embedder, world).run()
