@@ -193,14 +193,7 @@ class MemoryMazeWorld(RobotStates):
         return env, env.task._walker, observation
 
     def _layout(self, observation: dict) -> Maze:
-        free = np.asarray(observation["maze_layout"], dtype=np.uint8) == 1
-        walls = np.pad(~free, 1, constant_values=True)
-        targets = []
-        for index, (col, row) in enumerate(np.asarray(observation["targets_pos"], dtype=np.float64)):
-            name = CLASS_NAMES[index]
-            rgb = tuple(int(round(v)) for v in np.clip(_target_rgb(index) * 255.0, 0, 255))
-            targets.append(Target(name, rgb, float((col + 1.0) * CELL_SIZE), float((row + 1.0) * CELL_SIZE)))
-        return Maze(walls=walls, cell_size=CELL_SIZE, targets=targets, seed=self.seed)
+        return layout_maze(observation["maze_layout"], observation["targets_pos"], self.seed)
 
     def _joint_indices(self, physics: Any) -> dict[str, int]:
         model = physics.model
@@ -338,17 +331,10 @@ class MemoryMazeWorld(RobotStates):
                        angular_noise: float) -> None:
         """True twist from the walker's motion over the step (as an arc), then the noisy odometry."""
         dt, config = self.config.dt, self.config
-        dx, dy = after.x - before.x, after.y - before.y
-        turn = _wrap_angle(after.theta - before.theta)
-        chord = math.hypot(dx, dy)
-        half_turn = 0.5 * turn
-        along = dx * math.cos(before.theta + half_turn) + dy * math.sin(before.theta + half_turn)
-        sinc = math.sin(half_turn) / half_turn if abs(half_turn) > 1e-9 else 1.0
-        v = math.copysign(chord, along) / (dt * sinc)
-        omega = turn / dt
+        v, omega = step_twist(before, after, dt)
         robot.true_pose = after
         robot.true_twist = (v, omega)
-        robot.distance += chord
+        robot.distance += math.hypot(after.x - before.x, after.y - before.y)
         measured = (v * (1.0 + config.odom_linear_noise * linear_noise),
                     omega + math.radians(config.odom_angular_noise_deg) * angular_noise)
         odom = robot.odom_pose
@@ -374,6 +360,33 @@ class MemoryMazeWorld(RobotStates):
             hits = self._caster.cast(pose.x, pose.y, pose.theta + self._oracle.ray_angles)
             state.rays = (key, hits.distance)
         return self._oracle.compute(pose, state.rays[1], self.maze.targets)
+
+
+def layout_maze(maze_layout: np.ndarray, targets_pos: np.ndarray, seed: int = 0) -> Maze:
+    """The map-frame Maze (2 m cells, outer walls added) of Memory-Maze's ``maze_layout`` (1 = free, outer walls
+    removed) and ``targets_pos`` (layout units; target k has colour CLASS_NAMES[k])."""
+    free = np.asarray(maze_layout, dtype=np.uint8) == 1
+    walls = np.pad(~free, 1, constant_values=True)
+    targets = []
+    for index, (col, row) in enumerate(np.asarray(targets_pos, dtype=np.float64)):
+        rgb = tuple(int(round(v)) for v in np.clip(_target_rgb(index) * 255.0, 0, 255))
+        targets.append(Target(CLASS_NAMES[index], rgb, float((col + 1.0) * CELL_SIZE), float((row + 1.0) * CELL_SIZE)))
+    return Maze(walls=walls, cell_size=CELL_SIZE, targets=targets, seed=seed)
+
+
+def step_twist(before: Pose2D, after: Pose2D, dt: float) -> tuple[float, float]:
+    """The (v, omega) of the arc that takes ``before`` to ``after`` in ``dt`` seconds (v < 0 when it went back)."""
+    dx, dy = after.x - before.x, after.y - before.y
+    turn = _wrap_angle(after.theta - before.theta)
+    half_turn = 0.5 * turn
+    along = dx * math.cos(before.theta + half_turn) + dy * math.sin(before.theta + half_turn)
+    sinc = math.sin(half_turn) / half_turn if abs(half_turn) > 1e-9 else 1.0
+    return math.copysign(math.hypot(dx, dy), along) / (dt * sinc), turn / dt
+
+
+def head_heading(physics: Any, head: int) -> float:
+    """The heading of the walker's head body ``head`` (its forward y axis) in the world (= map) frame."""
+    return _head_heading(physics, head)
 
 
 def _head_heading(physics: Any, head: int) -> float:

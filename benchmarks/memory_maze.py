@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""Memory-Maze as published (issue 17.1): the shipped robot's total reward per episode beside human and oracle.
+
+The robot (evaluation/memory_maze_agent.py: BEV predictor through the camera adapter, TEM localizer, memory, the
+text goal "the <colour> target", THE robot loop of behaviour/robot.py) plays the standard episodes of
+memory_maze's task builder (9x9 / 11x11 / 13x13 / 15x15: 3 / 4 / 5 / 6 targets, 1,000 / 2,000 / 3,000 / 4,000
+steps at 4 Hz, 6 discrete actions, +1 per target reached) from the image, the target colour and noisy odometry
+(5% of speed, 2 deg/s). The published agents had NO odometry. The baseline, in the same run on the same seeds:
+the same robot with its memory switched off. Mean total reward with a 95% t interval, beside the published mean
+human and maximum ("oracle") scores.
+
+Resumable per episode: benchmarks/results/memory_maze.json keeps every finished episode keyed
+"<size>/<seed>/<variant>/<checkpoint name>"; a rerun skips those. ``--checkpoint`` runs another BEV checkpoint
+(its file name names its rows). Writes the JSON after each episode, then memory_maze.png.
+
+  .venv/bin/python benchmarks/memory_maze.py --sizes 9 11 --episodes 10
+  .venv/bin/python benchmarks/memory_maze.py --quick      # 9x9, one seed, 100 steps: a check, not a score
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+REPO = Path(__file__).resolve().parents[1]
+# This file's name is the memory_maze package's: keep its folder off the path so `import memory_maze` finds the package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+from spatial_memory_ros.evaluation.memory_maze_agent import VARIANTS, run_episode  # noqa: E402
+from spatial_memory_ros.evaluation.memory_maze_env import EPISODE_STEPS, PUBLISHED  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results" / "memory_maze.json"
+FIRST_SEED = 0
+LABELS = {"memory": "robot (memory on)", "no_memory": "robot, memory off"}
+
+
+def episode_key(size: int, seed: int, variant: str, checkpoint: str) -> str:
+    """The results key of one episode."""
+    return f"{size}/{seed}/{variant}/{checkpoint}"
+
+
+def mean_interval(values: list[float]) -> tuple[float, float, float]:
+    """Mean and its 95% t interval (the mean twice for a single value)."""
+    from scipy import stats
+
+    data = np.asarray(values, np.float64)
+    mean = float(data.mean())
+    if len(data) < 2:
+        return mean, mean, mean
+    half = float(stats.t.ppf(0.975, len(data) - 1) * data.std(ddof=1) / np.sqrt(len(data)))
+    return mean, mean - half, mean + half
+
+
+def summarise(episodes: dict) -> list[dict]:
+    """One row per (checkpoint, size, variant) over full-length episodes: score, interval, diagnostics."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in episodes.values():
+        if row["steps"] == EPISODE_STEPS[row["size"]]:
+            groups.setdefault((row["checkpoint"], row["size"], row["variant"]), []).append(row)
+    rows = []
+    for (checkpoint, size, variant), group in sorted(groups.items()):
+        mean, low, high = mean_interval([r["total_reward"] for r in group])
+
+        def average(key: str, sub: str | None = None) -> float:
+            values = [(r.get(key) or {}).get(sub) if sub else r.get(key) for r in group]
+            values = [v for v in values if v is not None]
+            return float(np.mean(values)) if values else float("nan")
+
+        exploring = [r["status_share"].get("exploring", 0.0) for r in group]
+        rows.append({"checkpoint": checkpoint, "size": size, "variant": variant, "episodes": len(group),
+                     "seeds": sorted(r["seed"] for r in group), "mean_reward": mean, "ci95": [low, high],
+                     **{f"published_{k}": v for k, v in PUBLISHED[size].items()},
+                     "share_of_oracle": mean / PUBLISHED[size]["oracle"],
+                     "position_error_mean_m": average("position_error_mean_m"),
+                     "bev_free_iou": average("bev", "free_iou"), "bev_wall_iou": average("bev", "wall_iou"),
+                     "bev_object_f1": average("bev", "object_f1"), "share_exploring": float(np.mean(exploring)),
+                     "false_arrivals": average("false_arrivals"), "wall_s_per_episode": average("wall_s")})
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    """The score table."""
+    print(f"{'checkpoint':<28} {'size':>5} {'variant':<10} {'n':>3} {'reward (95% CI)':>22} {'human':>6} "
+          f"{'oracle':>6} {'%orc':>5} {'loc m':>6} {'free/wall IoU':>13} {'obj F1':>6} {'explore':>7} {'s/ep':>6}")
+    for r in rows:
+        print(f"{r['checkpoint']:<28} {r['size']:>5} {r['variant']:<10} {r['episodes']:>3} "
+              f"{r['mean_reward']:>7.1f} [{r['ci95'][0]:5.1f}, {r['ci95'][1]:5.1f}] {r['published_human']:>6.1f} "
+              f"{r['published_oracle']:>6.1f} {100 * r['share_of_oracle']:>5.0f} {r['position_error_mean_m']:>6.2f} "
+              f"{r['bev_free_iou']:>6.2f}/{r['bev_wall_iou']:<6.2f} {r['bev_object_f1']:>6.2f} "
+              f"{r['share_exploring']:>7.2f} {r['wall_s_per_episode']:>6.0f}")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Mean score per size (95% interval) per checkpoint and variant, beside published human and oracle."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    sizes = sorted(PUBLISHED)
+    axis.plot(sizes, [PUBLISHED[s]["oracle"] for s in sizes], "k--", marker="_", label="published oracle (max)")
+    axis.plot(sizes, [PUBLISHED[s]["human"] for s in sizes], "k:", marker="_", label="published human")
+    series = sorted({(r["checkpoint"], r["variant"]) for r in rows})
+    for index, (checkpoint, variant) in enumerate(series):
+        mine = [r for r in rows if (r["checkpoint"], r["variant"]) == (checkpoint, variant)]
+        x = np.array([r["size"] for r in mine]) + 0.15 * (index - (len(series) - 1) / 2)
+        mean = np.array([r["mean_reward"] for r in mine])
+        ci = np.array([r["ci95"] for r in mine])
+        axis.errorbar(x, mean, yerr=[mean - ci[:, 0], ci[:, 1] - mean], marker="os"[variant != "memory"],
+                      capsize=3, linestyle="none", label=f"{LABELS[variant]}, {checkpoint}")
+    axis.set_xticks(sizes, [f"{s}x{s}" for s in sizes])
+    axis.set_xlabel("maze (1,000 / 2,000 / 3,000 / 4,000 steps at 4 Hz)")
+    axis.set_ylabel("total reward per episode (mean, 95% CI)")
+    axis.set_title("Memory-Maze: the shipped robot loop with odometry (published agents had none)", fontsize=9)
+    axis.legend(fontsize=7, loc="upper left")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def load_results(path: Path) -> dict:
+    """The results file so far (empty if none)."""
+    if not path.is_file():
+        return {"episodes": {}}
+    data = json.loads(path.read_text())
+    data.setdefault("episodes", {})
+    return data
+
+
+def make_adapter(checkpoint: Path | None):
+    """The BEV predictor (shipped, or ``checkpoint``) through the camera adapter for Memory-Maze's camera."""
+    from spatial_memory_ros.perception.predictor import DEFAULT_CHECKPOINT, BevPredictor
+    from spatial_memory_ros.sim.memory_maze import CLASS_NAMES, camera_model
+
+    path = checkpoint or DEFAULT_CHECKPOINT
+    predictor = BevPredictor.load(path, num_threads=1)
+    return predictor.for_camera(camera_model(), CLASS_NAMES), path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=sorted(EPISODE_STEPS), choices=sorted(EPISODE_STEPS))
+    parser.add_argument("--episodes", type=int, default=10, help="seeds per size (default 10: seeds 0..9)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="stop each episode after this many steps (smoke runs; such rows are not scored)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--checkpoint", type=Path, default=None, help="BEV checkpoint (default: the shipped one)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help=f"results JSON (default {RESULTS})")
+    parser.add_argument("--time-budget-min", type=float, default=0.0,
+                        help="start no episode after this many minutes (0: no limit); rerun to continue")
+    parser.add_argument("--quick", action="store_true",
+                        help="9x9, 1 seed, 100 steps, into memory_maze_quick.json (a check, not a score)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.episodes, args.steps = [9], 1, args.steps or 100
+        if args.results == RESULTS:
+            args.results = RESULTS.with_name("memory_maze_quick.json")
+    if args.episodes < 1 or (args.steps is not None and args.steps < 1):
+        parser.error("--episodes and --steps must be at least 1")
+    from tqdm import tqdm
+
+    from spatial_memory_ros.memory.semantics import Embedder
+
+    started = time.perf_counter()
+    adapter, checkpoint_path = make_adapter(args.checkpoint)
+    checkpoint = checkpoint_path.name
+    embedder = Embedder()
+    data = load_results(args.results)
+    episodes = data["episodes"]
+    todo = [(size, seed, variant) for size in args.sizes for seed in range(FIRST_SEED, FIRST_SEED + args.episodes)
+            for variant in args.variants
+            if not _finished(episodes.get(episode_key(size, seed, variant, checkpoint)), size, args.steps)]
+    quiet = not sys.stderr.isatty()
+    print(f"{len(todo)} episodes to run ({checkpoint}); results in {args.results}", flush=True)
+    for size, seed, variant in tqdm(todo, desc="episodes", unit="episode", disable=quiet):
+        if args.time_budget_min and time.perf_counter() - started > 60.0 * args.time_budget_min:
+            print("time budget spent: rerun to continue", flush=True)
+            break
+        steps = args.steps or EPISODE_STEPS[size]
+        with tqdm(total=steps, desc=f"{size}x{size} seed {seed} {variant}", unit="step", leave=False,
+                  disable=quiet) as bar:
+            row = run_episode(size, seed, variant, adapter, embedder, steps=args.steps,
+                              progress=lambda done: bar.update(done - bar.n))
+        row.pop("action_sequence")
+        row["checkpoint"] = checkpoint
+        episodes[episode_key(size, seed, variant, checkpoint)] = row
+        tqdm.write(f"{size}x{size} seed {seed} {variant}: reward {row['total_reward']:.0f} in {row['wall_s']:.0f} s")
+        _write(args, data, checkpoint_path)
+    _write(args, data, checkpoint_path)
+    rows = data["summary"]
+    print_table(rows)
+    if rows:
+        plot(rows, args.results.with_suffix(".png"))
+    print(f"wrote {args.results} in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def _finished(row: dict | None, size: int, steps: int | None) -> bool:
+    return row is not None and row["steps"] >= (steps or EPISODE_STEPS[size])
+
+
+def _write(args, data: dict, checkpoint_path: Path) -> None:
+    """Write the results file (episodes, summary, machine, command) atomically."""
+    checkpoints = data.setdefault("checkpoints", {})
+    checkpoints[checkpoint_path.name] = {"path": str(checkpoint_path), "sha256": hashlib.sha256(
+        checkpoint_path.read_bytes()).hexdigest()}
+    data["summary"] = summarise(data["episodes"])
+    data["task"] = {"builder": "memory_maze.tasks.memory_maze_NxN(global_observables=True, "
+                               "target_color_in_image=False, seed=seed)", "control_hz": 4, "actions": 6,
+                    "steps": EPISODE_STEPS, "published": PUBLISHED, "first_seed": FIRST_SEED,
+                    "robot_inputs": "image, target colour, odometry (5% of speed, 2 deg/s); published agents had "
+                                    "no odometry; agent_pos, maze_layout, targets_pos only for diagnostics"}
+    data["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}
+    data.setdefault("commands", [])
+    command = " ".join(sys.argv)
+    if command not in data["commands"]:
+        data["commands"].append(command)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    temporary = args.results.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(data, indent=1, default=float))
+    temporary.replace(args.results)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

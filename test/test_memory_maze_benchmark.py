@@ -1,0 +1,139 @@
+"""The Memory-Maze benchmark (issue 17.1): the robot decides from the image, the target colour and odometry only,
+its commands become the published discrete actions, and a short run of benchmarks/memory_maze.py is resumable."""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spatial_memory_ros.evaluation.memory_maze_env import (ACTION_NAMES, PRIVILEGED_KEYS, ROBOT_KEYS, RobotInput,
+                                                           nearest_action, robot_input, truth_of)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _observation() -> dict:
+    """An observation as memory_maze's task gives it with global observables."""
+    return {"image": np.full((64, 64, 3), 7, np.uint8), "target_color": np.array([0.77, 0.17, 0.14]),
+            "agent_pos": np.array([1.5, 6.5]), "agent_dir": np.array([0.0, 1.0]),
+            "maze_layout": np.ones((9, 9), np.uint8), "targets_pos": np.array([[3.5, 8.5], [5.5, 4.5], [8.5, 6.5]]),
+            "targets_vec": np.zeros((3, 2)), "target_pos": np.array([3.5, 8.5]), "target_vec": np.zeros(2)}
+
+
+def test_the_robot_input_holds_image_colour_and_odometry_only():
+    fields = {field.name for field in dataclasses.fields(RobotInput)}
+    assert fields == {"image", "target_color", "odometry", "stamp"}
+    assert not fields & set(PRIVILEGED_KEYS) and set(ROBOT_KEYS) <= fields
+    observation = _observation()
+    inp = robot_input(observation, (0.5, -0.1), 1.25)
+    assert inp.image.shape == (64, 64, 3) and inp.odometry == (0.5, -0.1) and inp.stamp == 1.25
+    observation["image"][:] = 0  # a copy: nothing the task later changes reaches the robot
+    assert inp.image.max() == 7
+
+
+def test_truth_is_read_for_the_report_only_when_the_task_has_it():
+    truth = truth_of(_observation())
+    assert truth is not None and truth.pose.x == pytest.approx(5.0) and truth.pose.y == pytest.approx(15.0)
+    assert truth.pose.theta == pytest.approx(np.pi / 2)
+    assert truth_of({key: _observation()[key] for key in ROBOT_KEYS}) is None
+
+
+@pytest.mark.parametrize("command, action", [((0.0, 0.0), "noop"), ((1.75, 0.0), "forward"), ((0.0, 1.2), "left"),
+                                             ((0.0, -1.5), "right"), ((1.0, 0.9), "forward_left"),
+                                             ((1.2, -0.8), "forward_right"), ((-0.2, 0.0), "noop"),
+                                             ((0.0, 0.05), "noop")])
+def test_a_command_becomes_the_nearest_discrete_action(command, action):
+    assert ACTION_NAMES[nearest_action(*command)] == action
+
+
+def test_target_colours_are_named_as_the_world_names_them():
+    maze = pytest.importorskip("memory_maze.maze", reason="memory-maze is not installed")
+    from spatial_memory_ros.evaluation.memory_maze_env import colour_name
+    from spatial_memory_ros.sim.memory_maze import CLASS_NAMES
+
+    assert [colour_name(colour) for colour in maze.TARGET_COLORS] == list(CLASS_NAMES)
+
+
+@pytest.fixture(scope="module")
+def stack():
+    """The shipped BEV predictor through Memory-Maze's camera, and the sentence embedder."""
+    from spatial_memory_ros.sim.interface import WorldUnavailable
+    from spatial_memory_ros.evaluation.memory_maze_env import MemoryMazeEpisode
+
+    try:
+        MemoryMazeEpisode(9, 0, steps=1).close()
+    except WorldUnavailable as error:
+        pytest.skip(f"Memory-Maze cannot start on this machine: {error}")
+    from spatial_memory_ros.memory.semantics import Embedder
+    from spatial_memory_ros.perception.predictor import BevPredictor
+    from spatial_memory_ros.sim.memory_maze import CLASS_NAMES, camera_model
+
+    return BevPredictor.load(num_threads=1).for_camera(camera_model(), CLASS_NAMES), Embedder()
+
+
+@pytest.mark.slow
+def test_decisions_are_the_same_without_any_privileged_observation(stack):
+    """The task built without global observables (no agent_pos, maze_layout, targets_pos anywhere) gives the
+    robot the same inputs, so it takes the same actions: nothing privileged reaches a decision."""
+    from spatial_memory_ros.evaluation.memory_maze_agent import MemoryMazeAgent, run_episode
+    from spatial_memory_ros.evaluation.memory_maze_env import MemoryMazeEpisode
+
+    adapter, embedder = stack
+    bare = MemoryMazeEpisode(9, 3, diagnostics=False, steps=5)
+    try:
+        inp, truth = bare.reset()
+        raw = bare.env.step(0).observation
+    finally:
+        bare.close()
+    assert truth is None and set(raw) == set(ROBOT_KEYS)
+    with_truth = run_episode(9, 3, "memory", adapter, embedder, steps=40, diagnostics=True)
+    without = run_episode(9, 3, "memory", adapter, embedder, steps=40, diagnostics=False)
+    assert with_truth["action_sequence"] == without["action_sequence"]
+    assert with_truth["total_reward"] == without["total_reward"]
+    assert "position_error_mean_m" in with_truth and "position_error_mean_m" not in without
+    with pytest.raises(TypeError, match="RobotInput"):
+        MemoryMazeAgent(9, adapter, embedder).act(_observation())
+
+
+def _benchmark_module():
+    spec = importlib.util.spec_from_file_location("memory_maze_benchmark", REPO / "benchmarks" / "memory_maze.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_benchmark_smoke_run_writes_results_and_resumes(stack, tmp_path, capsys):
+    benchmark = _benchmark_module()
+    results = tmp_path / "memory_maze.json"
+    arguments = ["--sizes", "9", "--episodes", "1", "--steps", "25", "--results", str(results)]
+    assert benchmark.main(arguments) == 0
+    data = json.loads(results.read_text())
+    assert sorted(data["episodes"]) == ["9/0/memory/bev.pt", "9/0/no_memory/bev.pt"]
+    row = data["episodes"]["9/0/memory/bev.pt"]
+    assert row["steps"] == 25 and row["total_reward"] >= 0 and sum(row["actions"]) == 25
+    assert "bev" in row and "position_error_mean_m" in row and "status_share" in row
+    assert data["summary"] == []  # 25-step episodes are not scored beside the published full episodes
+    first = capsys.readouterr().out
+    assert "2 episodes to run" in first
+    assert benchmark.main(arguments) == 0  # a rerun skips what is done
+    assert "0 episodes to run" in capsys.readouterr().out
+    assert json.loads(results.read_text())["episodes"]["9/0/memory/bev.pt"]["wall_s"] == row["wall_s"]
+
+
+def test_scores_are_summarised_with_a_t_interval():
+    benchmark = _benchmark_module()
+    mean, low, high = benchmark.mean_interval([20.0, 22.0, 24.0, 26.0])
+    assert mean == pytest.approx(23.0) and low < 20.0 < 26.0 < high
+    assert benchmark.mean_interval([5.0]) == (5.0, 5.0, 5.0)
+    episodes = {benchmark.episode_key(9, seed, "memory", "bev.pt"): {
+        "size": 9, "seed": seed, "variant": "memory", "checkpoint": "bev.pt", "steps": 1000,
+        "total_reward": float(seed), "status_share": {"exploring": 0.5}, "wall_s": 60.0} for seed in range(3)}
+    episodes["9/3/memory/bev.pt"] = dict(episodes["9/0/memory/bev.pt"], seed=3, steps=10, total_reward=99.0)
+    rows = benchmark.summarise(episodes)
+    assert len(rows) == 1 and rows[0]["episodes"] == 3 and rows[0]["mean_reward"] == pytest.approx(1.0)
+    assert rows[0]["published_human"] == 26.4 and rows[0]["published_oracle"] == 34.8
