@@ -42,8 +42,9 @@ BEV_MAKERS = ("bev_predictor", "geometric_bev")
 def control_dds_environment(profile_path: Path, domain_id: int | None = None) -> dict[str, str]:
     """Environment for every node on every host of the split team: DDS over UDP only, as the profile says (write
     :data:`CONTROL_DDS_PROFILE` to ``profile_path`` first)."""
-    env = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SYSTEM_DEFAULT", "FASTDDS_DEFAULT_PROFILES_FILE": str(profile_path),
-           "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}
+    # ROS_LOCALHOST_ONLY=0 as well: Jazzy still honours the deprecated variable, and over the discovery range
+    env = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SYSTEM_DEFAULT", "ROS_LOCALHOST_ONLY": "0",
+           "FASTDDS_DEFAULT_PROFILES_FILE": str(profile_path), "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}
     if domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(int(domain_id))
     return env

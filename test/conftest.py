@@ -43,3 +43,11 @@ def spin_until(executor, predicate: Callable[[], bool], timeout: float = 10.0) -
             return True
         executor.spin_once(timeout_sec=0.05)
     return predicate()
+
+
+def messages_carry_publisher_gid() -> bool:
+    """Kilted's rclpy (9) hands each message's publisher GID to the callback; Jazzy's (7) and Humble's do not, so
+    there a subscriber cannot tell one publisher from another (an outsider from the robot's own team link)."""
+    from importlib.metadata import version
+
+    return int(version("rclpy").split(".")[0]) >= 9

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from rclpy.parameter import Parameter
 
-from conftest import spin_until
+from conftest import messages_carry_publisher_gid, spin_until
 
 pytestmark = pytest.mark.ros
 
@@ -53,14 +53,6 @@ def _memory_node(ros, tmp_path=None):
     node = SpatialMemoryNode(context=ros.context_, namespace="/robot1", parameter_overrides=params)
     ros.add_node(node)
     return node
-
-
-def _messages_carry_publisher_gid() -> bool:
-    """Kilted's rclpy (9) hands each message's publisher GID to the callback; Jazzy's (7) and Humble's do not, so
-    there memory/merge cannot tell its own team_comm from an outsider (only the bounds hold)."""
-    from importlib.metadata import version
-
-    return int(version("rclpy").split(".")[0]) >= 9
 
 
 def _team_link(ros):
@@ -291,17 +283,23 @@ def test_absurd_merges_store_nothing_and_are_counted(ros, scene):
                                                    source_robot="robot2") for _ in range(100)])
     plausible = MemoryEntryArray(entries=[MemoryEntry(x=1.0, y=1.0, location_sd=0.5, value=[0.1] * 388,
                                                       label="red target", source_robot="robot2")])
-    for msg in (absurd, plausible, absurd):
-        outsider.publish(msg)
-    if _messages_carry_publisher_gid():
+    if messages_carry_publisher_gid():
+        for msg in (absurd, plausible, absurd):
+            outsider.publish(msg)
         assert spin_until(ros, lambda: node.guard.counts.get("merge from an unauthorised publisher", 0) >= 3,
                           timeout=30)
+        assert len(node.memory.memory) == size_before and node.merge_gate.accepted == 0
+    else:  # no publisher identity (Jazzy, Humble): an outsider is the team link to the node; the bounds still hold
+        for msg in (absurd, absurd):
+            outsider.publish(msg)
+        assert spin_until(ros, lambda: node.guard.counts.get("merged entries out of bounds", 0) >= 2, timeout=30)
         assert len(node.memory.memory) == size_before and node.merge_gate.accepted == 0
     merge_pub = _team_link(ros)
     assert spin_until(ros, merge_pub.get_subscription_count)
     for _ in range(3):
         merge_pub.publish(absurd)
-    assert spin_until(ros, lambda: node.guard.counts.get("merged entries out of bounds", 0) >= 3, timeout=30)
+    bounded = 3 if messages_carry_publisher_gid() else 5
+    assert spin_until(ros, lambda: node.guard.counts.get("merged entries out of bounds", 0) >= bounded, timeout=30)
     assert len(node.memory.memory) == size_before
     many = [MemoryEntryArray(entries=[MemoryEntry(x=1.0 + 0.001 * k, y=1.0, location_sd=0.5, value=[0.1] * 388,
                                                   label=f"thing {i}", source_robot="robot2") for k in range(500)])

@@ -1,7 +1,8 @@
 """Issue 15, attack 2: an outsider without the key floods /team/packets at 2,000 packets/s. Two team_comm nodes,
 each in its own process as on a robot, keep hearing each other (>= 90% of what the other sent is received and
 applied), every flood packet is counted as dropped (bad tag, over the rate limit, or lost in the receive queue as
-the publisher's numbering shows), and their own sending goes on."""
+the publisher's numbering shows; on Jazzy, whose rclpy hands over no publisher GID, at least 90%: the queue's losses
+cannot be told apart there), and their own sending goes on."""
 from __future__ import annotations
 
 import os
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import spin_until
+from conftest import messages_carry_publisher_gid, spin_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 HERE = Path(__file__).resolve().parent
@@ -78,7 +79,10 @@ def test_a_keyless_flood_of_2000_packets_a_second_neither_starves_nor_goes_uncou
                   f"packets counted as dropped {reasons}")
             assert sent >= 40, f"{sender} sent only {sent} packets in ~5 s: its own sending starved"
             assert received >= 0.9 * sent, (received, sent)
-            assert dropped >= flood, (dropped, flood, reasons)
+            if messages_carry_publisher_gid():
+                assert dropped >= flood, (dropped, flood, reasons)
+            else:  # Jazzy: no publisher GID, so what the receive queue lost cannot be put down to the flood
+                assert dropped >= 0.9 * flood, (dropped, flood, reasons)
     finally:
         if attacker is not None and attacker.poll() is None:
             attacker.kill()
