@@ -47,8 +47,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import team as team_bench  # noqa: E402  (benchmarks/team.py: summaries, paired comparisons, target checks)
-from spatial_memory_ros.evaluation.memory_maze_team import (REACH_RADIUS, STEP_S, maze_from_dict,  # noqa: E402
-                                                            maze_to_dict, memory_maze_layout, run_layout_episode)
+from spatial_memory_ros.evaluation.memory_maze_team import REACH_RADIUS, STEP_S, run_layout_episode  # noqa: E402
 from spatial_memory_ros.evaluation.team_task import LabelEmbedder, TeamTaskConfig, task_texts  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -59,18 +58,17 @@ FULL_STACK_POLICIES = ("ours", "broadcast")
 MAZE_SIZE = 15
 MAX_STEPS = 600
 FIRST_SEED = 1000
+BY_TIME_S = (50, 75, 100, 125, 150, 200, 250, 300)
 SEED_000 = {"ours": {4: 0.644, 128: 0.735}, "broadcast": {4: 0.286, 128: 0.676}}
 """Seed 000's published figures (SSM-PC on its Memory-Maze team task): success at 4 and 128 bits per step."""
 
 _EMBEDDER: LabelEmbedder | None = None
-_LAYOUTS: dict[int, dict] = {}
 
 
-def _init_worker(table: dict, layouts: dict) -> None:
-    global _EMBEDDER, _LAYOUTS
+def _init_worker(table: dict) -> None:
+    global _EMBEDDER
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _EMBEDDER = LabelEmbedder({text: np.asarray(vector, np.float32) for text, vector in table.items()})
-    _LAYOUTS = layouts
 
 
 def _run(task: dict) -> dict:
@@ -82,8 +80,7 @@ def _run(task: dict) -> dict:
 
         result = run_full_stack_episode(config, _EMBEDDER, step_s, checkpoint or None)
     else:
-        layout = _LAYOUTS.get(config.seed)
-        result = run_layout_episode(config, _EMBEDDER, step_s, maze_from_dict(layout) if layout else None)
+        result = run_layout_episode(config, _EMBEDDER, step_s)  # the layout is drawn once per seed and process
     result["mode"] = mode
     result["max_steps"] = config.max_steps
     result["checkpoint"] = checkpoint
@@ -120,7 +117,7 @@ def load_report(path: Path) -> dict:
     """The results so far (an empty report if none)."""
     if path.exists():
         return json.loads(path.read_text())
-    return {"episodes": [], "layouts": {}, "runs": []}
+    return {"episodes": [], "runs": []}
 
 
 def save_report(path: Path, report: dict) -> None:
@@ -128,15 +125,6 @@ def save_report(path: Path, report: dict) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=1, default=float))
     tmp.replace(path)
-
-
-def layouts_for(seeds: list[int], report: dict) -> dict[int, dict]:
-    """Memory-Maze's layouts of these seeds (about 2 s each to draw), cached in the report."""
-    cache = report.setdefault("layouts", {})
-    for seed in seeds:
-        if str(seed) not in cache:
-            cache[str(seed)] = maze_to_dict(memory_maze_layout(MAZE_SIZE, seed))
-    return {seed: cache[str(seed)] for seed in seeds}
 
 
 def summary(report: dict, mode: str, max_steps: int, step_s: float, bits: list[int], checkpoint: str = "") -> dict:
@@ -147,6 +135,11 @@ def summary(report: dict, mode: str, max_steps: int, step_s: float, bits: list[i
     seeds = _complete_seeds(episodes)
     paired = episodes  # each row over all its seeds; each comparison over the seeds both settings ran
     sweep, _ = team_bench.group(paired, tuple(bits))
+    for row in sweep:  # success within shorter limits: how the policies part over time (the pilot chose T so)
+        mine = team_bench.fault_free_episodes(paired, row["method"], row["bits_per_step"])
+        row["success_within_s"] = {str(limit): sum(bool(e["success"]) and e["time_to_success_s"] <= limit
+                                                   for e in mine) / len(mine)
+                                   for limit in BY_TIME_S if limit <= max_steps * step_s + 1e-9}
     targets = team_bench.check_targets(sweep, paired)
     rate = {(row["method"], row["bits_per_step"]): row["success_rate"] for row in sweep}
     targets["ours_4_at_least_73.5_percent"] = bool(rate.get(("ours", 4), 0.0) >= 0.735)
@@ -221,21 +214,19 @@ def run(args: argparse.Namespace, path: Path) -> dict:
     tasks = [{**row, "seed": seed} for seed in seeds for row in rows]
     todo = [task for task in tasks if episode_key(task) not in done]
     started = time.perf_counter()
-    layouts = layouts_for(sorted({task["seed"] for task in todo}), report) if todo and mode == "true_bev" else {}
-    layout_s = time.perf_counter() - started
     print(f"{len(tasks) - len(todo)} of {len(tasks)} episodes already in {path.name}; running {len(todo)}",
           flush=True)
     if todo:
         table = embedding_table()
         context = multiprocessing.get_context("spawn")  # torch is loaded here: fork is not safe after that
-        with context.Pool(args.jobs, initializer=_init_worker, initargs=(table, layouts)) as pool, \
+        with context.Pool(args.jobs, initializer=_init_worker, initargs=(table,)) as pool, \
                 tqdm(total=len(todo), unit="episode", desc=f"memory-maze team ({mode})",
                      disable=not sys.stderr.isatty()) as bar:
             for result in pool.imap(_run, todo):
                 report["episodes"].append(result)
                 save_report(path, report)
                 bar.update(1)
-    report["runs"].append({"command": " ".join(sys.argv), "episodes_run": len(todo), "layout_s": layout_s,
+    report["runs"].append({"command": " ".join(sys.argv), "episodes_run": len(todo),
                            "wall_s": time.perf_counter() - started, "jobs": args.jobs, "ended": time.time(),
                            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                        "python": platform.python_version(),
