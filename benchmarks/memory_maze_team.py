@@ -32,6 +32,7 @@ every setting per round), so stopping at any time leaves the settings paired on 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -43,10 +44,22 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+# Python puts this script's folder first on sys.path, where benchmarks/memory_maze.py would shadow the memory_maze
+# package (Memory-Maze itself): take it off (spawned workers inherit the fixed path).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import team as team_bench  # noqa: E402  (benchmarks/team.py: summaries, paired comparisons, target checks)
+
+def _load_team_benchmark():
+    """benchmarks/team.py (summaries, paired comparisons, target checks, plot helpers), loaded by path: putting
+    benchmarks/ on sys.path would let benchmarks/memory_maze.py shadow the memory_maze package."""
+    spec = importlib.util.spec_from_file_location("team_benchmark", ROOT / "benchmarks" / "team.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+team_bench = _load_team_benchmark()
 from spatial_memory_ros.evaluation.memory_maze_team import REACH_RADIUS, STEP_S, run_layout_episode  # noqa: E402
 from spatial_memory_ros.evaluation.team_task import LabelEmbedder, TeamTaskConfig, task_texts  # noqa: E402
 

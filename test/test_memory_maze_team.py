@@ -1,9 +1,9 @@
 """The team task on Memory-Maze (issue 17, item 2): layouts from Memory-Maze's own generator, the true-BEV world on
 them, tiny episodes of the benchmark (resumable), and the full stack's episode."""
 import argparse
+import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,8 +86,10 @@ def test_layout_and_starts_are_memory_maze_worlds():
 
 @pytest.mark.slow
 def test_benchmark_runs_and_a_rerun_skips_what_is_done(tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import memory_maze_team as bench
+    spec = importlib.util.spec_from_file_location("memory_maze_team_benchmark",
+                                                  ROOT / "benchmarks" / "memory_maze_team.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)  # by path: benchmarks/ on sys.path would shadow the memory_maze package
 
     args = argparse.Namespace(seeds=1, first_seed=1000, bits=[4], policies=["ours", "none"], full_stack=False,
                               max_steps=8, step_s=0.25, jobs=1, checkpoint=None)
