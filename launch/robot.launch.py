@@ -5,6 +5,8 @@ camera, camera_info, odometry and velocity command topics remapped in, in a team
 this robot alone), publishing map -> odom beside the base's own odom -> base_link. bev_source:=scan (scan:=/scan)
 or bev_source:=depth (depth:=..., depth_camera_info:=...) makes the BEV geometrically from a laser or a depth
 camera instead of the learned camera predictor (geometric_bev; the sensor's mount in config/geometric_bev.yaml).
+bev_checkpoint:=... runs a camera model adapted to this robot (spatial-memory train bev --bag); camera_height:=...
+(with camera_pitch:=, camera_forward:=) adapts each image from camera_info and the mount to the model's camera.
 """
 import os
 import sys
@@ -30,7 +32,10 @@ def _nodes(context):
                              link_bind=arg("link_bind"), link_peers=arg("link_peers"),
                              link_bits_per_second=float(arg("link_bits_per_second")),
                              bev_source=arg("bev_source"), scan=arg("scan"), depth=arg("depth"),
-                             depth_camera_info=arg("depth_camera_info"), team_key_file=arg("team_key_file"))
+                             depth_camera_info=arg("depth_camera_info"), team_key_file=arg("team_key_file"),
+                             bev_checkpoint=arg("bev_checkpoint"),
+                             camera_mount=(float(arg("camera_height")), float(arg("camera_pitch")),
+                                           float(arg("camera_forward"))) if arg("camera_height") else None)
     return node_actions(graph)
 
 
@@ -71,6 +76,16 @@ def generate_launch_description():
         DeclareLaunchArgument("scan", default_value="/scan", description="the LaserScan topic (bev_source:=scan)"),
         DeclareLaunchArgument("depth", default_value="/camera/depth/image_raw",
                               description="the depth image topic, 32FC1 or 16UC1 (bev_source:=depth)"),
+        DeclareLaunchArgument("bev_checkpoint", default_value="",
+                              description="the camera BEV model (empty: the shipped bev.pt); e.g. one adapted to "
+                                          "this robot's camera by spatial-memory train bev --bag"),
+        DeclareLaunchArgument("camera_height", default_value="",
+                              description="the camera's height above the floor, m; set: bev_predictor adapts "
+                                          "each image to the model's camera from camera_info and the mount"),
+        DeclareLaunchArgument("camera_pitch", default_value="0.0",
+                              description="the camera's pitch, rad, down positive (with camera_height)"),
+        DeclareLaunchArgument("camera_forward", default_value="0.0",
+                              description="the camera ahead of the robot's centre, m (with camera_height)"),
         DeclareLaunchArgument("depth_camera_info", default_value="",
                               description="the depth image's CameraInfo (empty: camera_info beside the depth "
                                           "topic)"),

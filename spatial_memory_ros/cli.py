@@ -79,7 +79,8 @@ def command_modules() -> list:
     import spatial_memory_ros.commands as package
 
     return [importlib.import_module(f"{package.__name__}.{info.name}")
-            for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda info: info.name)]
+            for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda info: info.name)
+            if not info.name.startswith("_")]   # _name: a helper of another command
 
 
 def main(argv: list[str] | None = None) -> int:

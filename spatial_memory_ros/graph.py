@@ -206,7 +206,8 @@ def real_robot_graph(namespace: str = "robot1", camera: str = "/camera/image_raw
                      map_frame: str = "map", link_bind: str = "", link_peers: str | list[str] = "",
                      link_bits_per_second: float = 400.0, bev_source: str = "camera", scan: str = "/scan",
                      depth: str = "/camera/depth/image_raw", depth_camera_info: str = "",
-                     team_key_file: str = "") -> list[NodeSpec]:
+                     team_key_file: str = "", bev_checkpoint: str = "",
+                     camera_mount: tuple[float, float, float] | None = None) -> list[NodeSpec]:
     """A real robot: its camera (and camera_info, default: beside the image topic), odometry and velocity command
     topics are remapped into the robot's namespace. ``team`` lists the team's robot ids (a list or 'robot1,robot7';
     default: this robot alone) and must contain ``namespace``. The frames are nav2's: the localizer publishes
@@ -217,7 +218,10 @@ def real_robot_graph(namespace: str = "robot1", camera: str = "/camera/image_raw
     makes the BEV from the ``camera`` (bev_predictor), a LaserScan on ``scan`` or a depth image on ``depth`` with
     its CameraInfo on ``depth_camera_info`` (default: camera_info beside the depth topic) (geometric_bev; its
     sensor mount: config/geometric_bev.yaml). ``team_key_file``: the team's key (spatial-memory keygen), which
-    team_comm needs to start."""
+    team_comm needs to start. ``bev_checkpoint``: the camera model (default the shipped one; e.g. one adapted to
+    this robot by ``spatial-memory train bev --bag``); ``camera_mount`` (height m, pitch rad down, forward m): the
+    camera's mount, which makes bev_predictor read the intrinsics from camera_info and adapt each image to the
+    model's camera (perception/camera_adapter.py)."""
     members = [m.strip() for m in (team.split(",") if isinstance(team, str) else team) if m.strip()]
     members = members or [namespace]
     if namespace not in members:
@@ -247,6 +251,14 @@ def real_robot_graph(namespace: str = "robot1", camera: str = "/camera/image_raw
         graph = [NodeSpec(s.executable, s.name, s.namespace, s.params_file,
                           {**s.parameters, "team_key_file": team_key_file}, s.remappings)
                  if s.executable == "team_comm" else s for s in graph]
+    camera_parameters: dict[str, Any] = {"checkpoint": bev_checkpoint} if bev_checkpoint else {}
+    if camera_mount is not None:
+        height, pitch, forward = (float(v) for v in camera_mount)
+        camera_parameters.update(use_camera_info=True, camera_height=height, camera_pitch=pitch,
+                                 camera_forward=forward)
+    if camera_parameters:
+        graph = [NodeSpec(s.executable, s.name, s.namespace, s.params_file, {**s.parameters, **camera_parameters},
+                          s.remappings) if s.executable == "bev_predictor" else s for s in graph]
     check_graph(graph, config_dir())
     return graph
 

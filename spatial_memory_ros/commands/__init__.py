@@ -1,7 +1,8 @@
 """Subcommands of ``spatial-memory`` beyond demo and graph, one module each.
 
 A module here defines ``add_parser(subparsers)``, which adds its parser and sets ``run=<function>`` with
-``parser.set_defaults(run=run)``, and ``run(args) -> int``. cli.py finds them by listing this package.
+``parser.set_defaults(run=run)``, and ``run(args) -> int``. cli.py finds them by listing this package; a module whose name starts
+with an underscore is a helper of another command (``_adapt_bev``: the bag mode of ``train bev``) and is skipped.
 """
 
 

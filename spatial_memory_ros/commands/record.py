@@ -28,12 +28,22 @@ from spatial_memory_ros.recording.bags import BagError, BagWriter, make_qos
 ROBOT_TOPICS = ("camera/image_raw", "odom", "initialpose", "ground_truth/pose", "ground_truth/bev", "bev", "pose",
                 "map", "belief", "memory/entries", "partners", "comm/stats")
 SHARED_TOPICS = ("/team/packets", "/clock", "/ground_truth/map")
+ADAPTATION_TOPICS = ("camera/image_raw", "camera/camera_info", "scan", "camera/depth", "odom")
+"""What ``spatial-memory train bev --bag`` reads (a camera and the scan or depth image that labels it), plus odometry:
+the topic names of sim_world and of robot.launch.py's remappings, under the robot's namespace."""
 SUBSCRIPTION_DEPTH = 100     # deep enough that a burst (a fast sim, a busy CPU) is not dropped
 
 
 def default_topics(robots: int) -> list[str]:
     """What ``record`` takes by default: every robot's sensors, ground truth, BEV, pose and map; the team link."""
     return [f"/robot{k}/{name}" for k in range(1, robots + 1) for name in ROBOT_TOPICS] + list(SHARED_TOPICS)
+
+
+def adaptation_topics(namespace: str = "") -> list[str]:
+    """The topics ``--adaptation`` records, under ``namespace`` ('' for a robot whose drivers publish at the root:
+    /camera/image_raw, /camera/camera_info, /scan, /camera/depth, /odom)."""
+    prefix = f"/{namespace.strip('/')}/" if namespace.strip("/") else "/"
+    return [prefix + name for name in ADAPTATION_TOPICS]
 
 
 def add_parser(subparsers) -> None:
@@ -44,7 +54,12 @@ def add_parser(subparsers) -> None:
                     "bag: mcap storage, metadata version 8 (Humble reads it), message definitions embedded, "
                     "latched topics' QoS stored. Stop with Ctrl-C or --duration; the bag is closed cleanly.",
         epilog="examples:\n  spatial-memory record --out runs/bag1 --duration 60\n"
-               "  spatial-memory record --out runs/maps --topics /robot1/map /robot2/map /ground_truth/map",
+               "  spatial-memory record --out runs/maps --topics /robot1/map /robot2/map /ground_truth/map\n"
+               "  spatial-memory record --adaptation --out runs/robot-bag --duration 300   # a robot's camera + "
+               "scan/depth for train bev --bag\n"
+               "  spatial-memory record --adaptation --namespace robot1 --out runs/sim-bag --duration 300\n"
+               "  spatial-memory record --out runs/robot-bag --topics /camera/color/image_raw "
+               "/camera/color/camera_info /camera/depth/image_raw /scan /odom   # other driver names",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="the bag directory to create (must not exist)")
     parser.add_argument("--topics", nargs="+", default=None, metavar="TOPIC",
@@ -53,6 +68,12 @@ def add_parser(subparsers) -> None:
                              "robot, "
                              "/team/packets, /clock, /ground_truth/map)")
     parser.add_argument("--robots", type=int, default=3, help="robots for the default topics (default 3)")
+    parser.add_argument("--adaptation", action="store_true",
+                        help="record what `spatial-memory train bev --bag` adapts the camera model from: "
+                             "camera/image_raw, camera/camera_info, scan, camera/depth, odom under --namespace "
+                             "(whichever of them the robot has; a bag needs the camera and a scan or a depth image)")
+    parser.add_argument("--namespace", default="",
+                        help="the robot's namespace for --adaptation (default none: /camera/image_raw, /scan, ...)")
     parser.add_argument("--duration", type=float, default=None,
                         help="stop after this many wall seconds (default: until Ctrl-C)")
     parser.add_argument("--quiet", action="store_true", help="no status line")
@@ -61,7 +82,10 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Record until Ctrl-C or --duration; print what was recorded; exit 1 if the bag cannot be written."""
-    topics = args.topics or default_topics(args.robots)
+    if args.adaptation and args.topics:
+        print("--adaptation chooses the topics itself; give --topics instead to name them", file=sys.stderr)
+        return 1
+    topics = args.topics or (adaptation_topics(args.namespace) if args.adaptation else default_topics(args.robots))
     if args.duration is not None and args.duration <= 0:
         print(f"--duration must be > 0, got {args.duration}", file=sys.stderr)
         return 1

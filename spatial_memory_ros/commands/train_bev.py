@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from spatial_memory_ros.commands import command_group
+from spatial_memory_ros.commands import _adapt_bev as adapt_bev, command_group
 
 DESCRIPTION = """Train the BEV predictor (perception/) on the shards in --data, validating on frames rendered from
 unseen mazes (seeds from 1,000,000 up). The run folder --out gets last.pt (the full training state, for --resume),
@@ -24,7 +24,7 @@ EXAMPLE = """example:
   spatial-memory train bev --data runs/bev-data --steps 3600 --resume      # continue an interrupted run
   spatial-memory train bev --data runs/bev-data --out runs/bev-2 --init runs/train-bev/best.pt --depth-bins 36 \
       --lr 0.001 --steps 5000 --val-every 250 --export bev.pt     # then go on from it with the depth path
-"""
+""" + adapt_bev.EXAMPLE
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -34,8 +34,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     models = command_group(subparsers, "train", "train a model")
     parser = models.add_parser("bev", help="train the BEV predictor", description=DESCRIPTION, epilog=EXAMPLE,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, nargs="+", required=True,
-                        help="folder(s) of shards from `spatial-memory data bev` (several: mixed, e.g. both worlds)")
+    parser.add_argument("--data", type=Path, nargs="+", default=None,
+                        help="folder(s) of shards from `spatial-memory data bev` (several: mixed, e.g. both worlds); "
+                             "or --bag to adapt to a robot's camera")
     parser.add_argument("--val-world-mazes", type=int, default=4,
                         help="validation mazes of each other world in --data (Memory-Maze, canonical camera; "
                              "default 4)")
@@ -46,7 +47,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--export", type=Path, default=None, help="write the best model here when done")
     parser.add_argument("--steps", type=_positive_int, default=3600, help="optimizer steps (default 3600)")
     parser.add_argument("--batch-size", type=_positive_int, default=64, help="frames per step (default 64)")
-    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate, one-cycle schedule (default 3e-3)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="peak learning rate, one-cycle schedule (default 3e-3; with --bag 3e-4, cosine decay)")
     parser.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default 1e-4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of initial weights, batch order, flips (default 0)")
     parser.add_argument("--val-mazes", type=_positive_int, default=10,
@@ -67,6 +69,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "random ones; layers it lacks (the depth path) start at zero effect")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    adapt_bev.add_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -79,6 +82,17 @@ def run(args: argparse.Namespace) -> int:
                                                       render_canonical_frames, sim_geometry)
     from spatial_memory_ros.perception.predictor import save_checkpoint
 
+    if args.bag is not None:
+        if args.data:
+            print("error: give --data (train on simulator shards) or --bag (adapt to a robot's camera), not both",
+                  file=sys.stderr)
+            return 2
+        return adapt_bev.run(args)
+    if not args.data:
+        print("error: --data (shards of `spatial-memory data bev`) or --bag (a robot's bag) is required",
+              file=sys.stderr)
+        return 2
+    args.lr = 3e-3 if args.lr is None else args.lr
     torch.set_num_threads(args.threads)
     try:
         parts = [read_shards(directory) for directory in args.data]
