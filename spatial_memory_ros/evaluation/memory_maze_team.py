@@ -80,19 +80,6 @@ def layout_from_observation(observation: dict, seed: int) -> Maze:
     return Maze(walls=walls, cell_size=CELL_SIZE, targets=targets, seed=seed)
 
 
-def maze_to_dict(maze: Maze) -> dict:
-    """A layout as plain JSON (to cache layouts between runs)."""
-    return {"walls": maze.walls.astype(int).tolist(), "cell_size": maze.cell_size, "seed": maze.seed,
-            "targets": [[t.color, list(t.rgb), t.x, t.y] for t in maze.targets]}
-
-
-def maze_from_dict(data: dict) -> Maze:
-    """The inverse of :func:`maze_to_dict`."""
-    targets = [Target(color, tuple(rgb), float(x), float(y)) for color, rgb, x, y in data["targets"]]
-    return Maze(walls=np.asarray(data["walls"], dtype=bool), cell_size=float(data["cell_size"]), targets=targets,
-                seed=int(data["seed"]))
-
-
 class LayoutWorld(World):
     """A Memory-Maze layout with kinematic robots: true BEVs (Memory-Maze's classes, its 0.6 m spheres, its 80 deg
     cone) and true poses, no rendering needed. Starts are MemoryMazeWorld's for the same seed; robots pass through
