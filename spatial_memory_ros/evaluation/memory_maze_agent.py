@@ -11,7 +11,8 @@ The robot knows neither where it starts nor the maze: it starts at (0, 0) headin
 map that covers the maze from any start (twice the maze's outer size), and knows only the maze's size. When the
 colour it is shown changes (the task moved the goal after a reward), it starts a fresh ``Robot`` with the new
 query; its memory, map and pose stay. If the robot believes it has arrived but no new colour came (its goal or
-pose is off), it asks again with a fresh ``Robot`` ("false arrival").
+pose is off: a "false arrival"), it explores for ``retry_after`` steps (a ``Robot`` without a query: frontiers,
+else a random walk), which looks around and lets the localizer and the memory catch up, then asks again.
 
 ``memory=False`` is the baseline: the same robot with its memory switched off: every step starts from an empty
 memory, so the map, the plan and any goal come from the current view alone (a goal is kept only until the next
@@ -55,6 +56,8 @@ class AgentConfig:
     observation_weight: float = 0.05
     min_known_fraction: float = 0.8
     lookahead: float = 1.0
+    goal_tolerance: float = 0.4  # a 4 Hz step moves 0.44 m: 0.2 m is hit only by chance (the dome's radius: 0.6 m)
+    retry_after: int = 20
     seed: int = 0
 
 
@@ -69,7 +72,8 @@ class MemoryMazeAgent:
         cells = int(round(2 * reach / self.config.map_resolution))
         self.geometry = GridGeometry(self.config.map_resolution, cells, cells, -reach, -reach)
         self.planner = PlannerConfig(dt=CONTROL_DT, max_linear_speed=float(ACTION_TWISTS[1, 0]),
-                                     max_angular_speed=float(ACTION_TWISTS[2, 1]), lookahead=self.config.lookahead)
+                                     max_angular_speed=float(ACTION_TWISTS[2, 1]), lookahead=self.config.lookahead,
+                                     goal_tolerance=self.config.goal_tolerance)
         self.localizer = TemLocalizer(TemConfig(observation_weight=self.config.observation_weight,
                                                 min_known_fraction=self.config.min_known_fraction),
                                       initial_pose=(0.0, 0.0, 0.0), initial_sigma=0.05,
@@ -130,15 +134,17 @@ class MemoryMazeAgent:
         return now
 
     def _robot_for(self, colour: str) -> Robot:
-        """The Robot for ``colour``'s goal: a fresh one when the colour changed, or after a false arrival."""
+        """The Robot for ``colour``'s goal: a fresh one when the colour changed; after a false arrival one that
+        explores (no query) for ``retry_after`` steps, then a fresh one with the query again."""
         false_arrival = self.robot is not None and self.robot.arrived and colour == self.colour
-        if self.robot is None or colour != self.colour or false_arrival:
+        retry = self.robot is not None and not self.robot.query and self.robot.steps >= self.config.retry_after
+        if self.robot is None or colour != self.colour or false_arrival or retry:
             self.false_arrivals += int(false_arrival)
+            query = "" if false_arrival else f"the {colour} target"
             self.colour = colour
             self.robots_started += 1
-            self.robot = Robot(self.query, RobotConfig(self.planner, ask_every=self.config.ask_every, park=False,
-                                                       seed=self.config.seed * 131 + self.robots_started),
-                               self.geometry)
+            self.robot = Robot(query, RobotConfig(self.planner, ask_every=self.config.ask_every, park=False,
+                                                  seed=self.config.seed * 131 + self.robots_started), self.geometry)
         return self.robot
 
     def _localize(self, inp: RobotInput) -> None:
