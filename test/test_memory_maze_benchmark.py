@@ -113,8 +113,9 @@ def test_benchmark_smoke_run_writes_results_and_resumes(stack, tmp_path, capsys)
     arguments = ["--sizes", "9", "--episodes", "1", "--steps", "25", "--results", str(results)]
     assert benchmark.main(arguments) == 0
     data = json.loads(results.read_text())
-    assert sorted(data["episodes"]) == ["9/0/memory/bev.pt", "9/0/no_memory/bev.pt"]
-    row = data["episodes"]["9/0/memory/bev.pt"]
+    seed = benchmark.FIRST_SEED
+    assert sorted(data["episodes"]) == [f"9/{seed}/memory/bev.pt", f"9/{seed}/no_memory/bev.pt"]
+    row = data["episodes"][f"9/{seed}/memory/bev.pt"]
     assert row["steps"] == 25 and row["total_reward"] >= 0 and sum(row["actions"]) == 25
     assert "bev" in row and "position_error_mean_m" in row and "status_share" in row
     assert data["summary"] == []  # 25-step episodes are not scored beside the published full episodes
@@ -122,7 +123,7 @@ def test_benchmark_smoke_run_writes_results_and_resumes(stack, tmp_path, capsys)
     assert "2 episodes to run" in first
     assert benchmark.main(arguments) == 0  # a rerun skips what is done
     assert "0 episodes to run" in capsys.readouterr().out
-    assert json.loads(results.read_text())["episodes"]["9/0/memory/bev.pt"]["wall_s"] == row["wall_s"]
+    assert json.loads(results.read_text())["episodes"][f"9/{seed}/memory/bev.pt"]["wall_s"] == row["wall_s"]
 
 
 def test_scores_are_summarised_with_a_t_interval():
