@@ -141,6 +141,7 @@ def _lagged(tmp_path):
     return tmp_path / "lagged"
 
 
+@pytest.mark.slow
 def test_train_bev_bag_adapts_writes_a_checkpoint_and_card_and_resumes(drive_bag, tmp_path, capsys):
     from spatial_memory_ros.cli import main
     from spatial_memory_ros.perception.predictor import BevPredictor
@@ -196,3 +197,51 @@ def test_robot_graph_runs_an_adapted_checkpoint_with_the_camera_mount():
     assert parameters["checkpoint"] == "/robot/bev_robot.pt"
     assert (parameters["use_camera_info"], parameters["camera_height"], parameters["camera_pitch"],
             parameters["camera_forward"]) == (True, 0.3, 0.1, 0.05)
+
+
+@pytest.mark.slow
+def test_encoder_only_adaptation_leaves_the_geometry_layers_and_batch_norms_alone(tmp_path):
+    import torch
+
+    from spatial_memory_ros.perception.adaptation import AdaptationConfig, AdaptationRun
+    from spatial_memory_ros.perception.camera_adapter import canonical_camera
+    from spatial_memory_ros.perception.predictor import load_model
+
+    model, _, bias = load_model()
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    occupancy = np.full((32, 32), 0, dtype=np.int8)
+    occupancy[:, 20:] = -1
+    occupancy[:, 20] = 100
+    rng = np.random.default_rng(0)
+    pairs = AdaptationSet(rng.integers(0, 255, (10, 64, 64, 3), dtype=np.uint8), np.repeat(occupancy[None], 10, 0),
+                          np.repeat(label_mask(occupancy, GRID)[None], 10, 0), np.arange(10, dtype=float))
+    run = AdaptationRun(model, bias, canonical_camera(model.geometry), pairs.subset(slice(0, 8)),
+                        pairs.subset(slice(8, 10)), tmp_path, AdaptationConfig(epochs=1, batch_size=4, rehearsal=0.0))
+    history = run.train()
+    assert [r.epoch for r in history] == [0, 1] and (tmp_path / "last.pt").is_file()
+    after = model.state_dict()
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert any(name.startswith("encoder.") for name in changed)
+    assert not any(name.startswith(("column_encoder.", "query_decoder.", "head.", "queries", "cell_embedding"))
+                   for name in changed)
+    assert not any(name.endswith(("running_mean", "running_var")) for name in changed)
+
+
+@pytest.mark.slow
+def test_the_readme_adapt_command_runs_on_a_tiny_bag(drive_bag, tmp_path):
+    """README's 'A real robot's three commands': command 2, as printed there, on a bag of the project's writer
+    (paths swapped for the test's, one short epoch; the built-in camera is 0.5 m up and level)."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    from spatial_memory_ros.cli import main
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    line = re.search(r"^spatial-memory train bev --bag .*$", readme, re.MULTILINE).group(0)
+    args = shlex.split(line)[1:]
+    swap = {"--bag": str(drive_bag), "--out": str(tmp_path / "adapt"), "--export": str(tmp_path / "bev_robot.pt"),
+            "--camera-height": "0.5", "--camera-pitch": "0.0"}
+    args = [swap.get(args[k - 1], value) if k else value for k, value in enumerate(args)]
+    assert main(args + ["--epochs", "1", "--rehearse", "40", "--batch-size", "16", "--no-progress"]) == 0
+    assert (tmp_path / "bev_robot.pt").is_file() and (tmp_path / "bev_robot.md").is_file()

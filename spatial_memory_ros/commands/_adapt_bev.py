@@ -45,9 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--validation-fraction", type=float, default=0.2,
                        help="the tail of the recording held out for validation (default 0.2)")
     group.add_argument("--rehearse", type=int, default=1600,
-                       help="frames of the checkpoint's own camera (built-in sim, true BEVs) mixed into every "
-                            "batch so it keeps what it knew; 0: none (default 1600)")
+                       help="frames of the checkpoint's own camera (built-in sim) mixed into every batch, against "
+                            "the starting model's answers, so it keeps what it knew; 0: none (default 1600)")
     group.add_argument("--stride", type=int, default=1, help="use every n-th pair of the bag (default 1)")
+    group.add_argument("--adapt-layers", choices=("encoder", "all"), default="encoder",
+                       help="what adapts: the image encoder (a camera's look; the geometry after it is the camera "
+                            "adapter's) or all layers (default encoder)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
           f"{train.counts(adapter.view_mask)}")
     config = AdaptationConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                               weight_decay=args.weight_decay, wall_weight=args.wall_weight, seed=args.seed,
-                              rehearsal=0.5 if args.rehearse > 0 else 0.0)
+                              rehearsal=0.5 if args.rehearse > 0 else 0.0, layers=args.adapt_layers)
     rehearsal, original = _rehearsal_frames(args.rehearse)
     model, info, bias = _load_raw(init)
     run_ = AdaptationRun(model, bias, camera, train, heldout, args.out, config,
@@ -171,7 +174,8 @@ def command_line(args: argparse.Namespace, init: Path) -> str:
         if getattr(args, name):
             options += [f"--{name.replace('_', '-')}", getattr(args, name)]
     for name in ("camera_height", "camera_pitch", "camera_forward", "scan_x", "scan_y", "scan_yaw", "epochs",
-                 "validation_fraction", "rehearse", "stride", "batch_size", "lr", "weight_decay", "wall_weight",
+                 "validation_fraction", "rehearse", "stride", "adapt_layers", "batch_size", "lr", "weight_decay",
+                 "wall_weight",
                  "seed", "threads", "out", "export"):
         if getattr(args, name) is not None:
             options += [f"--{name.replace('_', '-')}", getattr(args, name)]

@@ -7,8 +7,8 @@ predictor (``BevPredictor.for_camera``) reads its answers. The occupancy cross-e
 labelling sensor saw (perception/self_supervised.py: free, wall, occluded); unknown cells carry no loss, object
 colours are not trained (a range sensor sees none). Batch-norm statistics stay frozen (a few thousand frames of one
 camera should not move what the encoder normalises by). Optionally a share of every batch rehearses frames of the
-checkpoint's own camera with their true BEVs (rendered by the built-in simulator, so nothing else is needed), which
-keeps what the model knew there.
+checkpoint's own camera (rendered by the built-in simulator, so nothing else is needed) against the starting model's
+own answers on them (distillation: learning without forgetting, Li & Hoiem 2016), which keeps what it knew there.
 
 ``AdaptationRun`` keeps the whole training state in ``<out>/last.pt`` after every epoch (``resume`` continues an
 interrupted run exactly) and the best epoch by held-out score in ``<out>/best.pt``.
@@ -49,6 +49,9 @@ class AdaptationConfig:
     wall_weight: float = 1.5
     rehearsal: float = 0.5
     seed: int = 0
+    layers: str = "encoder"
+    """What adapts: 'encoder' (the image encoder and its projection into column tokens: what a camera's look
+    changes; the geometry after it is the camera adapter's and stays) or 'all'."""
 
     def steps_per_epoch(self, pairs: int) -> int:
         """Optimizer steps that show every training pair about once."""
@@ -77,8 +80,9 @@ class AdaptationRun:
     """Fine-tunes ``model`` (a BevNet loaded from a checkpoint; its decision ``bias`` is kept) for ``camera``
     (a types.CameraModel with the robot's intrinsics and mount) on ``train`` pairs, scoring ``heldout`` pairs
     after every epoch. ``train`` / ``heldout`` images are already re-projected to the model's canonical camera
-    (``CameraAdapter.canonical_images``). ``rehearsal`` / ``original``: training and validation frames of the
-    model's own camera with true BEVs (perception/frames.BevFrames), or None."""
+    (``CameraAdapter.canonical_images``). ``rehearsal``: frames of the model's own camera, distilled from the
+    starting model; ``original``: validation frames of that camera with true BEVs (perception/frames.BevFrames);
+    either may be None."""
 
     def __init__(self, model, bias, camera: CameraModel, train: AdaptationSet, heldout: AdaptationSet,
                  out: Path, config: AdaptationConfig = AdaptationConfig(), canonical_height: float = 0.5,
@@ -103,7 +107,8 @@ class AdaptationRun:
         self.rehearsal = training_tensors(rehearsal) if rehearsal is not None and len(rehearsal) else None
         self.teacher = None if self.rehearsal is None else _teacher_logits(model, self.rehearsal[0])
         torch.manual_seed(config.seed)
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.AdamW(_trainable(model, config.layers), lr=config.lr,
+                                           weight_decay=config.weight_decay)
         self.total_steps = config.epochs * config.steps_per_epoch(len(train))
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, partial(_warmup_cosine,
                                                                                   total=self.total_steps))
@@ -270,6 +275,21 @@ class AdaptationRun:
         self.history = [EpochRecord(**r) for r in state["history"]]
         self.best_epoch, self.best_score = state["best"]
         return None
+
+
+ENCODER_LAYERS = ("encoder.", "column_projection.")
+
+
+def _trainable(model, layers: str) -> list:
+    """The parameters that adapt (the others are frozen); ValueError for an unknown choice."""
+    if layers not in ("encoder", "all"):
+        raise ValueError(f"layers must be 'encoder' or 'all', got {layers!r}")
+    chosen = []
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(layers == "all" or name.startswith(ENCODER_LAYERS))
+        if parameter.requires_grad:
+            chosen.append(parameter)
+    return chosen
 
 
 def _teacher_logits(model, images: torch.Tensor, batch: int = 64) -> torch.Tensor:

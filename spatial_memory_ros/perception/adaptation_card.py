@@ -27,8 +27,9 @@ def model_card(adaptation: dict, checkpoint: Path) -> str:
         f"- camera: {camera['width']}x{camera['height']}, fx {camera['fx']:.2f}, fy {camera['fy']:.2f}, cx "
         f"{camera['cx']:.2f}, cy {camera['cy']:.2f}; mount {camera['mount_height']:.3f} m up, "
         f"{camera['mount_forward']:.3f} m ahead, pitched {math.degrees(camera['mount_pitch']):.2f} deg down",
-        f"- rehearsal: {adaptation['rehearsal_frames']} frames of the checkpoint's own camera (built-in sim, "
-        f"true BEVs) in every batch" if adaptation["rehearsal_frames"] else "- rehearsal: none",
+        f"- rehearsal: {adaptation['rehearsal_frames']} frames of the checkpoint's own camera (built-in sim), "
+        f"distilled from the starting model, in every batch" if adaptation["rehearsal_frames"] else
+        "- rehearsal: none",
         "",
         "## Command",
         "```",
