@@ -55,6 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rehearse", type=int, default=None, help="(default: the CLI's)")
     parser.add_argument("--stride", type=int, default=2, help="every n-th pair of the 10 Hz bag (default 2)")
     parser.add_argument("--adapt-layers", default=None, help="(default: the CLI's)")
+    parser.add_argument("--rehearse-weight", type=float, default=None, help="(default: the CLI's)")
     parser.add_argument("--test-mazes", type=int, default=6, help="unseen Memory-Maze mazes scored")
     parser.add_argument("--builtin-mazes", type=int, default=10, help="built-in benchmark mazes scored")
     parser.add_argument("--frames", type=int, default=40, help="frames per scored maze")
@@ -112,6 +113,8 @@ def adapt_command(args: argparse.Namespace, bag: Path) -> list[str]:
         command += ["--rehearse", str(args.rehearse)]
     if args.adapt_layers is not None:
         command += ["--adapt-layers", args.adapt_layers]
+    if args.rehearse_weight is not None:
+        command += ["--rehearse-weight", str(args.rehearse_weight)]
     command += ["--stride", str(args.stride)]
     return command
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_LR = 3e-4
+DEFAULT_LR = 6e-4
 EXAMPLE = """adapting to a robot's camera (a bag from `spatial-memory record --adaptation`):
   spatial-memory train bev --bag runs/robot-bag --labels scan --camera-height 0.3 --out runs/adapt \\
       --export bev_robot.pt        # then: robot.launch.py ... bev_checkpoint:=bev_robot.pt
@@ -48,9 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="frames of the checkpoint's own camera (built-in sim) mixed into every batch, against "
                             "the starting model's answers, so it keeps what it knew; 0: none (default 1600)")
     group.add_argument("--stride", type=int, default=1, help="use every n-th pair of the bag (default 1)")
-    group.add_argument("--adapt-layers", choices=("encoder", "all"), default="encoder",
-                       help="what adapts: the image encoder (a camera's look; the geometry after it is the camera "
-                            "adapter's) or all layers (default encoder)")
+    group.add_argument("--adapt-layers", choices=("encoder", "all"), default="all",
+                       help="what adapts: all layers (default) or the image encoder only")
+    group.add_argument("--rehearse-weight", type=float, default=10.0,
+                       help="weight of the rehearsal (distillation) term against the bag's (default 10)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
           f"{train.counts(adapter.view_mask)}")
     config = AdaptationConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                               weight_decay=args.weight_decay, wall_weight=args.wall_weight, seed=args.seed,
-                              rehearsal=0.5 if args.rehearse > 0 else 0.0, layers=args.adapt_layers)
+                              rehearsal=0.5 if args.rehearse > 0 else 0.0, layers=args.adapt_layers,
+                              rehearsal_weight=args.rehearse_weight)
     rehearsal, original = _rehearsal_frames(args.rehearse)
     model, info, bias = _load_raw(init)
     run_ = AdaptationRun(model, bias, camera, train, heldout, args.out, config,
@@ -174,9 +176,8 @@ def command_line(args: argparse.Namespace, init: Path) -> str:
         if getattr(args, name):
             options += [f"--{name.replace('_', '-')}", getattr(args, name)]
     for name in ("camera_height", "camera_pitch", "camera_forward", "scan_x", "scan_y", "scan_yaw", "epochs",
-                 "validation_fraction", "rehearse", "stride", "adapt_layers", "batch_size", "lr", "weight_decay",
-                 "wall_weight",
-                 "seed", "threads", "out", "export"):
+                 "validation_fraction", "rehearse", "stride", "adapt_layers", "rehearse_weight", "batch_size", "lr",
+                 "weight_decay", "wall_weight", "seed", "threads", "out", "export"):
         if getattr(args, name) is not None:
             options += [f"--{name.replace('_', '-')}", getattr(args, name)]
     return "spatial-memory train bev " + " ".join(shlex.quote(str(value)) for value in options)

@@ -48,7 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=_positive_int, default=3600, help="optimizer steps (default 3600)")
     parser.add_argument("--batch-size", type=_positive_int, default=64, help="frames per step (default 64)")
     parser.add_argument("--lr", type=float, default=None,
-                        help="peak learning rate, one-cycle schedule (default 3e-3; with --bag 3e-4, cosine decay)")
+                        help="peak learning rate, one-cycle schedule (default 3e-3; with --bag 6e-4, warm-up then "
+                             "cosine decay)")
     parser.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default 1e-4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of initial weights, batch order, flips (default 0)")
     parser.add_argument("--val-mazes", type=_positive_int, default=10,

@@ -48,8 +48,9 @@ class AdaptationConfig:
     weight_decay: float = 1e-4
     wall_weight: float = 1.5
     rehearsal: float = 0.5
+    rehearsal_weight: float = 1.0
     seed: int = 0
-    layers: str = "encoder"
+    layers: str = "all"
     """What adapts: 'encoder' (the image encoder and its projection into column tokens: what a camera's look
     changes; the geometry after it is the camera adapter's and stays) or 'all'."""
 
@@ -219,7 +220,7 @@ class AdaptationRun:
         loss = (cells * weights).sum() / weights.sum().clamp(min=1.0)
         if teacher is not None:
             rehearsal_loss = _distillation(logits[own:], teacher, self.canonical_mask)
-            loss = (own * loss + config.rehearsal_batch * rehearsal_loss) / config.batch_size
+            loss = (own * loss + config.rehearsal_weight * config.rehearsal_batch * rehearsal_loss) / config.batch_size
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
