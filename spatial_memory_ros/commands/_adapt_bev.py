@@ -194,7 +194,7 @@ def _export(run_, init: Path, export: Path, args: argparse.Namespace, pairs, cam
     info = dict(base_info)
     info.update(adaptation={
         "base_checkpoint": str(init), "bag": str(args.bag), "labels": args.labels, "topics": pairs.topics,
-        "stamp_tolerance_s": args.stamp_tolerance, "pairing": pairs.pairing.describe(),
+        "stamp_tolerance_s": args.stamp_tolerance, "pairing": pairs.pairing.describe(), "stride": args.stride,
         "pairs": {"train": len(run_.train_set), "heldout": len(run_.heldout)}, "refused": pairs.refused,
         "camera": camera.as_dict(), "config": dict(run_.config.__dict__),
         "rehearsal_frames": 0 if run_.rehearsal is None else len(run_.rehearsal[0]),

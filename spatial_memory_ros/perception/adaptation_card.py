@@ -21,7 +21,8 @@ def model_card(adaptation: dict, checkpoint: Path) -> str:
         "",
         "## Data",
         f"- topics: {', '.join(f'{role} `{topic}`' for role, topic in adaptation['topics'].items())}",
-        f"- pairing by header stamp, tolerance {adaptation['stamp_tolerance_s']} s: {adaptation['pairing']}",
+        f"- pairing by header stamp, tolerance {adaptation['stamp_tolerance_s']} s: {adaptation['pairing']}"
+        + (f" (every {adaptation['stride']}th used)" if adaptation.get("stride", 1) > 1 else ""),
         f"- {adaptation['pairs']['train']} training pairs, {adaptation['pairs']['heldout']} held out (the tail of "
         f"the recording); refused messages: {adaptation['refused'] or 'none'}",
         f"- camera: {camera['width']}x{camera['height']}, fx {camera['fx']:.2f}, fy {camera['fy']:.2f}, cx "
@@ -50,8 +51,10 @@ def model_card(adaptation: dict, checkpoint: Path) -> str:
         lines.append(f"| {e['epoch']}{mark} | {_number(e['loss'])} | {_number(e['heldout']['free_iou'])} | "
                      f"{_number(e['heldout']['wall_iou'])} | {_number(original.get('free_iou'))} | "
                      f"{_number(original.get('wall_iou'))} |")
-    lines += ["", f"Exported: epoch {best['epoch']}, the best held-out free + wall IoU. Use it with "
-              f"`bev_predictor` (`checkpoint:={checkpoint}`, `use_camera_info:=true` and the camera's mount).", ""]
+    lines += ["", f"Exported: epoch {best['epoch']}, the best held-out free + wall IoU. Run it with "
+              f"`ros2 launch spatial_memory_ros robot.launch.py bev_checkpoint:={checkpoint} camera_height:="
+              f"{camera['mount_height']:g} camera_pitch:={camera['mount_pitch']:g} camera_forward:="
+              f"{camera['mount_forward']:g}` (bev_predictor: `checkpoint`, `use_camera_info:=true` and the mount).", ""]
     return "\n".join(lines)
 
 
