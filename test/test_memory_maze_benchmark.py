@@ -1,5 +1,5 @@
 """The Memory-Maze benchmark (issue 17.1): the robot decides from the image, the target colour and odometry only,
-its commands become the published discrete actions, and a short run of benchmarks/memory_maze.py is resumable."""
+its commands become the published discrete actions, and a short run of benchmarks/memory_maze_score.py is resumable."""
 from __future__ import annotations
 
 import dataclasses
@@ -100,7 +100,7 @@ def test_decisions_are_the_same_without_any_privileged_observation(stack):
 
 
 def _benchmark_module():
-    spec = importlib.util.spec_from_file_location("memory_maze_benchmark", REPO / "benchmarks" / "memory_maze.py")
+    spec = importlib.util.spec_from_file_location("memory_maze_benchmark", REPO / "benchmarks" / "memory_maze_score.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

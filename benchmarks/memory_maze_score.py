@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Memory-Maze as published (issue 17.1): the shipped robot's total reward per episode beside human and oracle.
 
+(Not named memory_maze.py: a script of that name in benchmarks/ would shadow the memory_maze package for every
+benchmark run as ``python benchmarks/NAME.py``.)
+
 The robot (evaluation/memory_maze_agent.py: BEV predictor through the camera adapter, TEM localizer, memory, the
 text goal "the <colour> target", THE robot loop of behaviour/robot.py) plays the standard episodes of
 memory_maze's task builder (9x9 / 11x11 / 13x13 / 15x15: 3 / 4 / 5 / 6 targets, 1,000 / 2,000 / 3,000 / 4,000
@@ -13,8 +16,8 @@ Resumable per episode: benchmarks/results/memory_maze.json keeps every finished 
 "<size>/<seed>/<variant>/<checkpoint name>"; a rerun skips those. ``--checkpoint`` runs another BEV checkpoint
 (its file name names its rows). Writes the JSON after each episode, then memory_maze.png.
 
-  .venv/bin/python benchmarks/memory_maze.py --sizes 9 11 --episodes 10
-  .venv/bin/python benchmarks/memory_maze.py --quick      # 9x9, one seed, 100 steps: a check, not a score
+  .venv/bin/python benchmarks/memory_maze_score.py --sizes 9 11 --episodes 10
+  .venv/bin/python benchmarks/memory_maze_score.py --quick      # 9x9, one seed, 100 steps: a check, not a score
 """
 from __future__ import annotations
 
@@ -29,8 +32,6 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
-# This file's name is the memory_maze package's: keep its folder off the path so `import memory_maze` finds the package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
