@@ -216,7 +216,8 @@ def test_encoder_only_adaptation_leaves_the_geometry_layers_and_batch_norms_alon
     pairs = AdaptationSet(rng.integers(0, 255, (10, 64, 64, 3), dtype=np.uint8), np.repeat(occupancy[None], 10, 0),
                           np.repeat(label_mask(occupancy, GRID)[None], 10, 0), np.arange(10, dtype=float))
     run = AdaptationRun(model, bias, canonical_camera(model.geometry), pairs.subset(slice(0, 8)),
-                        pairs.subset(slice(8, 10)), tmp_path, AdaptationConfig(epochs=1, batch_size=4, rehearsal=0.0))
+                        pairs.subset(slice(8, 10)), tmp_path, AdaptationConfig(epochs=1, batch_size=4, rehearsal=0.0,
+                                                                   layers="encoder"))
     history = run.train()
     assert [r.epoch for r in history] == [0, 1] and (tmp_path / "last.pt").is_file()
     after = model.state_dict()
