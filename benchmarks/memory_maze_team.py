@@ -44,8 +44,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-# Python puts this script's folder first on sys.path, where benchmarks/memory_maze.py would shadow the memory_maze
-# package (Memory-Maze itself): take it off (spawned workers inherit the fixed path).
+# Python puts this script's folder first on sys.path, where a script named after a package (a benchmarks/
+# memory_maze.py once shadowed Memory-Maze's memory_maze) would hide it: take it off (spawned workers inherit it).
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 sys.path.insert(0, str(ROOT))
 
