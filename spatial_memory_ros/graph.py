@@ -161,8 +161,9 @@ def sim_geometric_parameters(world: str, bev_source: str) -> dict[str, Any]:
             from spatial_memory_ros.sim.camera import CAMERA_HEIGHT_CELLS
             from spatial_memory_ros.types import CameraModel
             camera = CameraModel.pinhole(64, 64, 90.0, CAMERA_HEIGHT_CELLS * 1.0)  # builtin: 1 m cells, level
+        # the sim's depth camera sits on the colour camera's mount with its own resolution and CameraInfo
         parameters.update(camera_height=float(camera.mount_height), camera_pitch=float(camera.mount_pitch),
-                          camera_forward=float(camera.mount_forward))
+                          camera_forward=float(camera.mount_forward), depth_info_topic="camera/depth/camera_info")
     return parameters
 
 

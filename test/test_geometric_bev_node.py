@@ -13,11 +13,12 @@ from conftest import spin_until
 pytestmark = pytest.mark.ros
 
 
-def _node(ros, source):
+def _node(ros, source, **parameters):
     from spatial_memory_ros.nodes.geometric_bev import GeometricBevNode
 
+    parameters = {"source": source, "robots": ["robot1"], **parameters}
     node = GeometricBevNode(context=ros.context_, parameter_overrides=[
-        Parameter("source", value=source), Parameter("robots", value=["robot1"])])
+        Parameter(name, value=value) for name, value in parameters.items()])
     ros.add_node(node)
     return node
 
@@ -100,8 +101,10 @@ def test_sim_world_feeds_geometric_bev_whose_bev_matches_the_oracle(ros, source,
     from sensor_msgs.msg import Image, LaserScan
 
     from spatial_memory_ros.msg import BevMap
+    from spatial_memory_ros.graph import sim_geometric_parameters
     from spatial_memory_ros.nodes.sim_world import SimWorldNode
     from spatial_memory_ros.ros_common import RELIABLE_QOS, SENSOR_QOS
+    from spatial_memory_ros.sim.range_sensors import DEPTH_WIDTH
 
     import rclpy
 
@@ -109,7 +112,7 @@ def test_sim_world_feeds_geometric_bev_whose_bev_matches_the_oracle(ros, source,
         Parameter(k, value=v) for k, v in {"robots": 1, "maze_size": 9, "seed": 5, "wait_for_controllers": 0.0,
                                            "lockstep": False, "real_time_factor": 5.0}.items()])
     ros.add_node(sim)
-    node = _node(ros, source)
+    node = _node(ros, **sim_geometric_parameters("builtin", source))  # as the sim graph starts it
     probe = rclpy.create_node("sim_probe", context=ros.context_)
     ros.add_node(probe)
     got, oracle, raw = [], [], []
@@ -119,8 +122,8 @@ def test_sim_world_feeds_geometric_bev_whose_bev_matches_the_oracle(ros, source,
     assert spin_until(ros, lambda: len(got) >= 3 and len(raw) >= 3, timeout=20.0), (len(got), len(raw))
     if source == "scan":
         assert (len(raw[-1].ranges), raw[-1].header.frame_id) == (720, "robot1/base_link")
-    else:
-        assert (raw[-1].encoding, raw[-1].width, raw[-1].height) == ("32FC1", 64, 64)
+    else:  # the sim's depth camera: its own resolution and CameraInfo (camera/depth/camera_info)
+        assert (raw[-1].encoding, raw[-1].width, raw[-1].height) == ("32FC1", DEPTH_WIDTH, DEPTH_WIDTH)
     stamps = {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in oracle}
     pairs = [(m, stamps[(m.header.stamp.sec, m.header.stamp.nanosec)]) for m in got
              if (m.header.stamp.sec, m.header.stamp.nanosec) in stamps]

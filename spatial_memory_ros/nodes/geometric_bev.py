@@ -6,7 +6,8 @@ Subscribes  <ns>/scan                 sensor_msgs/LaserScan (REP-117: +inf = not
                                       returns below range_min or above range_max carry no information)
 with ``source:=depth``:
 Subscribes  <ns>/camera/depth         sensor_msgs/Image (32FC1 metres or 16UC1 millimetres, REP-118)
-            <ns>/camera/camera_info   sensor_msgs/CameraInfo (the depth image's intrinsics; needed first)
+            <ns>/camera/camera_info   sensor_msgs/CameraInfo (the depth image's intrinsics; needed first;
+                                      the topic is the parameter depth_info_topic)
 Publishes   <ns>/bev                  spatial_memory_ros/BevMap (same stamp as the sensor's message)
             <ns>/bev/grid             nav_msgs/OccupancyGrid of the BEV in <robot>/base_link, for RViz
 The sensor's pose on the robot comes from parameters (scan_*, camera_*), not TF: a fixed mount.
@@ -44,6 +45,8 @@ PARAMETERS = [
     Param("scan_x", 0.0, "the scan frame's position ahead of the robot's centre (m)", -10.0, 10.0),
     Param("scan_y", 0.0, "the scan frame's position left of the robot's centre (m)", -10.0, 10.0),
     Param("scan_yaw", 0.0, "the scan frame's yaw on the robot (rad, counter-clockwise)", -3.2, 3.2),
+    Param("depth_info_topic", "camera/camera_info", "the depth image's CameraInfo, under each robot's namespace "
+          "(the simulator's depth camera has its own: camera/depth/camera_info)"),
     Param("camera_height", 0.5, "the depth camera's optical centre above the floor (m)", 0.0, 10.0),
     Param("camera_pitch", 0.0, "the depth camera's pitch (rad, positive = looking down)", -1.5, 1.5),
     Param("camera_forward", 0.0, "the depth camera's optical centre ahead of the robot's centre (m)", -10.0, 10.0),
@@ -89,8 +92,8 @@ class GeometricBevNode(Node):
                 self.create_subscription(LaserScan, f"{prefix}scan", partial(self._on_scan, index), SENSOR_QOS)
             else:
                 self.create_subscription(Image, f"{prefix}camera/depth", partial(self._on_depth, index), SENSOR_QOS)
-                self.create_subscription(CameraInfo, f"{prefix}camera/camera_info", partial(self._on_info, index),
-                                         SENSOR_QOS)
+                self.create_subscription(CameraInfo, f"{prefix}{p['depth_info_topic']}",
+                                         partial(self._on_info, index), SENSOR_QOS)
         self.get_logger().info(f"geometric BEV from {p['source']} for {len(self.robots)} robot(s)")
 
     def _camera_transform(self) -> np.ndarray:

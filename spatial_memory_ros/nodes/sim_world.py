@@ -6,7 +6,9 @@ bump into each other).
 Publishes, for each robot ``robotK`` (K = 1..robots):
   /robotK/camera/image_raw    sensor_msgs/Image (rgb8, 64x64)            sensor QoS
   /robotK/camera/camera_info  sensor_msgs/CameraInfo (the world's pinhole camera; same stamp as the image)
-  /robotK/camera/depth        sensor_msgs/Image (32FC1 metres, the same camera; only while someone listens)
+  /robotK/camera/depth        sensor_msgs/Image (32FC1 metres; a depth camera on the colour camera's mount with
+                              its fields of view at depth_width columns; only while someone listens)
+  /robotK/camera/depth/camera_info  sensor_msgs/CameraInfo (the depth camera's; with each depth image)
   /robotK/scan                sensor_msgs/LaserScan (720 rays, 0.5 deg, in robotK/base_link; only while someone
                               listens) -- both ray-cast in the layout, sim/range_sensors.py
   /robotK/odom                nav_msgs/Odometry (noisy twist, dead-reckoned pose)
@@ -77,6 +79,8 @@ PARAMETERS = [
     Param("odom_angular_noise_deg", 2.0, "std of the additive noise on measured yaw rate (deg/s)", 0.0, 90.0),
     Param("max_linear_speed", 1.0, "forward speed limit (m/s)", 0.0, 10.0),
     Param("max_angular_speed", 2.0, "yaw rate limit (rad/s)", 0.0, 20.0),
+    Param("depth_width", range_sensors.DEPTH_WIDTH, "columns of the depth camera (camera/depth), on the colour "
+          "camera's mount with its fields of view; 0 = the colour camera's own resolution", 0, 1280),
 ]
 
 STATUS_PERIOD = 1.0  # wall seconds
@@ -136,11 +140,13 @@ class SimWorldNode(Node):
         self.map_pub = self.create_publisher(OccupancyGrid, "/ground_truth/map", LATCHED_QOS)
         self.status_pub = self.create_publisher(SimStatus, "/sim/status", LATCHED_QOS)
         self.camera_pubs, self.odom_pubs, self.pose_pubs, self.bev_pubs, self.start_pubs = [], [], [], [], []
-        self.info_pubs, self.depth_pubs, self.scan_pubs = [], [], []
+        self.info_pubs, self.depth_pubs, self.depth_info_pubs, self.scan_pubs = [], [], [], []
         for index, robot in enumerate(self.robot_ids):
             self.camera_pubs.append(self.create_publisher(Image, f"/{robot}/camera/image_raw", SENSOR_QOS))
             self.info_pubs.append(self.create_publisher(CameraInfo, f"/{robot}/camera/camera_info", SENSOR_QOS))
             self.depth_pubs.append(self.create_publisher(Image, f"/{robot}/camera/depth", SENSOR_QOS))
+            self.depth_info_pubs.append(self.create_publisher(CameraInfo, f"/{robot}/camera/depth/camera_info",
+                                                              SENSOR_QOS))
             self.scan_pubs.append(self.create_publisher(LaserScan, f"/{robot}/scan", SENSOR_QOS))
             self.odom_pubs.append(self.create_publisher(Odometry, f"/{robot}/odom", RELIABLE_QOS))
             self.pose_pubs.append(self.create_publisher(PoseWithCovarianceStamped, f"/{robot}/ground_truth/pose", RELIABLE_QOS))
@@ -280,7 +286,9 @@ class SimWorldNode(Node):
         """The robot's depth image and laser scan, each only while it has a subscriber (they cost ray casts)."""
         robot = self.robot_ids[index]
         if self.depth_pubs[index].get_subscription_count() > 0:
-            self.depth_pubs[index].publish(depth_to_msg(range_sensors.depth_image(self.world, index), stamp,
+            camera = range_sensors.depth_camera_model(self.world, index, self.params["depth_width"])
+            self.depth_info_pubs[index].publish(camera_info_to_msg(camera, stamp, f"{robot}/camera"))
+            self.depth_pubs[index].publish(depth_to_msg(range_sensors.depth_image(self.world, index, camera), stamp,
                                                         f"{robot}/camera"))
         if self.scan_pubs[index].get_subscription_count() > 0:
             self.scan_pubs[index].publish(scan_to_msg(range_sensors.scan(self.world, index), stamp,
