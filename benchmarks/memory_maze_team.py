@@ -214,6 +214,14 @@ def print_summary(result: dict) -> None:
     print("targets:", json.dumps(result["targets"]))
 
 
+def _record(results, report: dict, path: Path, bar) -> None:
+    """Add each episode's result to the report and save it at once (so a stopped run loses at most one)."""
+    for result in results:
+        report["episodes"].append(result)
+        save_report(path, report)
+        bar.update(1)
+
+
 def run(args: argparse.Namespace, path: Path) -> dict:
     """Run what is missing, round by round, saving after each episode; then summarise and plot."""
     from tqdm import tqdm
@@ -231,14 +239,16 @@ def run(args: argparse.Namespace, path: Path) -> dict:
           flush=True)
     if todo:
         table = embedding_table()
-        context = multiprocessing.get_context("spawn")  # torch is loaded here: fork is not safe after that
-        with context.Pool(args.jobs, initializer=_init_worker, initargs=(table,)) as pool, \
-                tqdm(total=len(todo), unit="episode", desc=f"memory-maze team ({mode})",
-                     disable=not sys.stderr.isatty()) as bar:
-            for result in pool.imap(_run, todo):
-                report["episodes"].append(result)
-                save_report(path, report)
-                bar.update(1)
+        with tqdm(total=len(todo), unit="episode", desc=f"memory-maze team ({mode})",
+                  disable=not sys.stderr.isatty()) as bar:
+            if args.jobs == 1:  # in this process: nothing left running if the run is stopped
+                _init_worker(table)
+                results = map(_run, todo)
+                _record(results, report, path, bar)
+            else:
+                context = multiprocessing.get_context("spawn")  # torch is loaded here: fork is not safe after that
+                with context.Pool(args.jobs, initializer=_init_worker, initargs=(table,)) as pool:
+                    _record(pool.imap(_run, todo), report, path, bar)
     report["runs"].append({"command": " ".join(sys.argv), "episodes_run": len(todo),
                            "wall_s": time.perf_counter() - started, "jobs": args.jobs, "ended": time.time(),
                            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
