@@ -96,12 +96,15 @@ $(VENV)/.tf2-stamp: $(VENV)/.deps-stamp scripts/vendor/tf2_msgs/CMakeLists.txt s
 	    || { tail -n 30 $(BUILD_ROOT)/tf2_msgs.log; echo "setup: building tf2_msgs failed; see $(BUILD_ROOT)/tf2_msgs.log"; exit 1; }; fi
 	@touch $@
 
+# The installed package is removed before each install: cmake --install only adds files, so a module deleted or
+# renamed in the source would stay importable in the venv (a stale commands/ module broke the whole CLI).
 $(VENV)/.build-stamp: $(VENV)/.deps-stamp $(VENV)/.tf2-stamp $(SOURCES)
 	@echo "setup: building msg/ and srv/ with rosidl and installing the package into $(VENV) (log: $(BUILD_ROOT)/cmake.log)"
 	@mkdir -p $(BUILD_ROOT)
 	@cmake -S . -B $(BUILD_DIR) -DCMAKE_PREFIX_PATH="$(CURDIR)/$(VENV)" -DCMAKE_INSTALL_PREFIX="$(CURDIR)/$(VENV)" \
 	    -DPython3_EXECUTABLE="$(CURDIR)/$(PY)" -DBUILD_TESTING=OFF > $(BUILD_ROOT)/cmake.log 2>&1 \
 	  && cmake --build $(BUILD_DIR) -j 2 >> $(BUILD_ROOT)/cmake.log 2>&1 \
+	  && rm -rf "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/spatial_memory_ros" \
 	  && cmake --install $(BUILD_DIR) >> $(BUILD_ROOT)/cmake.log 2>&1 \
 	  || { tail -n 30 $(BUILD_ROOT)/cmake.log; echo "setup: the CMake build failed; the full log is $(BUILD_ROOT)/cmake.log"; exit 1; }
 	@touch $@
