@@ -15,6 +15,14 @@ os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def pytest_sessionstart(session) -> None:
+    """Start from a clean /dev/shm: Fast DDS files left by killed participants (tests kill processes on purpose)
+    have made later participants hang at start-up or crash; see spatial_memory_ros/dds_shm.py."""
+    from spatial_memory_ros.dds_shm import remove_stale_fastdds_files
+
+    remove_stale_fastdds_files()
+
+
 @pytest.fixture
 def ros():
     """rclpy initialised for one test; yields an executor to add nodes to; everything torn down after."""

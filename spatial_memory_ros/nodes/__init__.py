@@ -8,11 +8,16 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import threading
+import time
 from typing import Callable
 
 NODE_MODULES = ("sim_world", "explorer", "spatial_memory", "localizer", "bev_predictor", "geometric_bev",
                 "team_comm")
 STOP_CHECK_PERIOD = 0.1  # s: how soon a node notices SIGINT/SIGTERM while nothing arrives
+# s: how long a node stuck in a C call (DDS start-up, destroying a participant) may take to honour a signal before
+# it leaves anyway; below ros2 launch's default SIGTERM timeout (5 s), so launch never has to escalate.
+STUCK_EXIT_GRACE = 3.0
 
 
 def node_class(executable: str) -> type:
@@ -37,6 +42,50 @@ class _StopWhileStarting(BaseException):
     """SIGINT or SIGTERM before the node spins: abandon its construction."""
 
 
+class _StopWatchdog:
+    """Makes a signal count even while the main thread is stuck inside a C call.
+
+    Python runs signal handlers only between bytecodes of the main thread, so a node blocked in C (a DDS
+    participant waiting on a shared-memory port lock another process left held, a slow library load) ignores
+    SIGINT and SIGTERM until ros2 launch SIGKILLs it. The C-level handler still writes each signal to the wakeup
+    fd; this thread reads it and, if the main thread is still starting or destroying (phases with nothing left to
+    save) ``STUCK_EXIT_GRACE`` seconds later, leaves the process with exit code 0. It never cuts ``closing`` (a
+    bag or memory file being written) or a running callback short.
+    """
+
+    ABANDONABLE = ("starting", "destroying")
+
+    def __init__(self, grace: float = STUCK_EXIT_GRACE) -> None:
+        import signal
+
+        self.phase = "starting"
+        self._phase_since = time.monotonic()
+        self._grace = grace
+        self._read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        signal.set_wakeup_fd(write_fd)
+        threading.Thread(target=self._watch, name="stop-watchdog", daemon=True).start()
+
+    def enter(self, phase: str) -> None:
+        """The main thread moves on to ``phase`` (one of starting, spinning, closing, destroying)."""
+        self.phase, self._phase_since = phase, time.monotonic()
+
+    def _watch(self) -> None:
+        os.read(self._read_fd, 1)  # blocks until the first signal
+        signalled = time.monotonic()
+        while True:
+            time.sleep(0.05)
+            stuck_for = time.monotonic() - max(signalled, self._phase_since)
+            if self.phase in self.ABANDONABLE and stuck_for > self._grace:
+                import faulthandler
+
+                sys.stderr.write(f"[spin_node] still {self.phase} {self._grace:g} s after a stop signal "
+                                 "(stuck in a C call); exiting now. Where each thread was:\n")
+                faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+                sys.stderr.flush()
+                os._exit(0)
+
+
 def spin_node(make_node: Callable, args: list[str]) -> int:
     """Init rclpy with ``args`` (``--ros-args`` included), spin one node until Ctrl-C, SIGTERM or shutdown; 0 then.
 
@@ -50,7 +99,6 @@ def spin_node(make_node: Callable, args: list[str]) -> int:
     abandons it at once.
     """
     import signal
-    import threading
 
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -73,6 +121,7 @@ def spin_node(make_node: Callable, args: list[str]) -> int:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
+    watchdog = _StopWatchdog()
     node = executor = None
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
@@ -80,6 +129,7 @@ def spin_node(make_node: Callable, args: list[str]) -> int:
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         spinning.set()
+        watchdog.enter("spinning")
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=STOP_CHECK_PERIOD)  # Python runs the signal handlers in between
     except (ExternalShutdownException, _StopWhileStarting):
@@ -90,8 +140,11 @@ def spin_node(make_node: Callable, args: list[str]) -> int:
         if node is not None:
             close = getattr(node, "close", None)
             if close is not None:
+                watchdog.enter("closing")
                 close()
+            watchdog.enter("destroying")
             node.destroy_node()
+        watchdog.enter("destroying")
         rclpy.try_shutdown()
         if stop.is_set():
             # Stopped by a signal, with everything closed: leave now. The interpreter's own exit would reset the
