@@ -62,7 +62,7 @@ def test_a_node_stuck_in_c_while_starting_still_exits_0_on_a_signal(signum):
     """)
     code, err, took = _stop(process, signum)
     assert code == 0, err
-    assert "still starting" in err and "deadlock" in err, err  # says why, and where it was stuck
+    assert "[spin_node] still starting" in err and "deadlock" in err, err  # says why, and where it was stuck
     assert took >= STUCK_EXIT_GRACE - 0.5  # it gave the main thread its chance first
 
 
@@ -84,7 +84,7 @@ def test_a_node_stuck_in_c_while_being_destroyed_still_exits_0_on_ctrl_c():
         sys.exit(spin_node(StuckOnDestroy, ["stuck_on_destroy"]))
     """, report="spinning")
     code, err, _ = _stop(process, signal.SIGINT)
-    assert code == 0 and "still destroying" in err, err
+    assert code == 0 and "[spin_node] still destroying" in err, err
 
 
 def test_a_node_stopped_by_a_signal_while_loading_in_python_exits_at_once():
@@ -99,5 +99,5 @@ def test_a_node_stopped_by_a_signal_while_loading_in_python_exits_at_once():
         sys.exit(spin_node(make_node, ["slow_node"]))
     """, report="loading")
     code, err, took = _stop(process, signal.SIGINT)
-    assert code == 0 and "still" not in err, err
+    assert code == 0 and "[spin_node]" not in err, err
     assert took < STUCK_EXIT_GRACE, took
