@@ -51,6 +51,23 @@ def test_open_space_drives_forward_and_a_wall_ahead_stops_it():
     assert RandomWalker(seed=2).command(walled)[0] == 0.0
 
 
+def test_the_blind_zone_below_a_raised_camera_does_not_block_the_way():
+    """A camera 0.9 m up pitched down (Memory-Maze's) sees no ground in its first ~0.9 m: that band is unseen in
+    every heading. The walker drives on what lies beyond it; unseen cells farther out than something seen still
+    block, and so do walls."""
+    walker = RandomWalker(seed=2)
+    raised = blank_bev(0)
+    raised.occupancy[:, :4] = -1  # x < 1 m: the ground at the robot's feet
+    assert walker.clearances(raised).max() > 2.5
+    assert RandomWalker(seed=2).command(raised)[0] > 0.3
+    walled = raised.occupancy.copy()
+    walled[:, 8:] = 100  # a wall 2 m ahead, beyond the blind band
+    assert walker.clearances(BevGrid(walled, raised.object_class, 0.25, 0.0, -4.0, CLASS_NAMES)).max() <= 2.0
+    unseen_far = raised.occupancy.copy()
+    unseen_far[:, 8:] = -1  # seen free from 1 to 2 m, unseen beyond
+    assert walker.clearances(BevGrid(unseen_far, raised.object_class, 0.25, 0.0, -4.0, CLASS_NAMES)).max() <= 2.0
+
+
 def test_commands_respect_the_configured_limits():
     config = ExplorerConfig(max_linear_speed=0.3, max_angular_speed=0.7)
     walker = RandomWalker(seed=3, config=config)

@@ -108,6 +108,36 @@ def test_goal_from_query_answers():
     assert goal_from_answer(np.zeros((0, 2)), [], "the red target") is None
 
 
+def test_a_goal_is_the_densest_sighting_not_the_mean_of_two():
+    """Two sightings 6 m apart: the mean (a phantom between them, often in a wall) is no goal; the larger one is."""
+    locations = np.array([[0.0, 0.0], [6.0, 0.0], [6.2, 0.0], [5.8, 0.2], [0.1, 0.1]])
+    labels = ["red target"] * 5
+    assert goal_from_answer(locations, labels, "the red target") == pytest.approx((6.0, 0.0667), abs=1e-3)
+
+
+def test_places_found_empty_are_left_out_of_the_goal():
+    locations = np.array([[6.0, 0.0], [6.2, 0.0], [0.0, 0.0], [0.1, 0.1]])
+    labels = ["red target"] * 4
+    assert goal_from_answer(locations, labels, "the red target", not_here=[(6.1, 0.1)]) == \
+        pytest.approx((0.05, 0.05))
+    assert goal_from_answer(locations, labels, "the red target", not_here=[(6.1, 0.1), (0.0, 0.0)]) is None
+
+
+def test_a_robot_told_its_target_is_not_there_looks_elsewhere():
+    from spatial_memory_ros.behaviour.robot import Robot
+
+    robot = Robot("the red target", geometry=GridGeometry(0.25, 40, 40))
+    phantom_and_real = (np.array([[2.0, 2.0], [2.1, 2.0], [8.0, 8.0]]), ["red target"] * 3)
+    robot.take_answer(*phantom_and_real)
+    assert robot.goal == pytest.approx((2.05, 2.0))
+    robot.arrived = True
+    robot.not_found_here()
+    assert not robot.arrived and robot.goal is None and robot.should_ask()
+    robot.take_answer(*phantom_and_real)
+    assert robot.goal == pytest.approx((8.0, 8.0))
+    assert Robot("the red target", not_here=robot.not_here).not_here == [pytest.approx((2.05, 2.0))]
+
+
 def test_goal_sampled_from_a_memory_that_saw_the_target():
     geometry = GridGeometry(0.25, 40, 40)
     memory = RobotMemory(geometry, LabelEmbedder.synthetic(), "robot1")

@@ -1,13 +1,16 @@
 """A text goal and the memory's answer to it: which labels answer a query, and where the goal is (no ROS).
 
-:func:`goal_from_answer` reads a memory query's samples: the goal is the mean of the samples whose label matches
-the text query (all the query's content words appear in the label, e.g. 'red target' for 'the red target'), when
-the best sample matches. The same matching decides which news makes a robot ask its memory again and, in the
+:func:`goal_from_answer` reads a memory query's samples: the goal is the centre of the densest cluster of the
+samples whose label matches the text query (all the query's content words appear in the label, e.g. 'red target'
+for 'the red target'), when the best sample matches; samples at places the robot already went to and found empty
+are left out. (The mean of all matching samples put goals between two sightings, in a wall: a phantom target.) The same matching decides which news makes a robot ask its memory again and, in the
 evaluation, which true targets a query names, so there is one notion of "this answers the goal".
 """
 from __future__ import annotations
 
+import math
 import re
+from typing import Sequence
 
 import numpy as np
 
@@ -27,13 +30,28 @@ def label_matches(label: str, query: str) -> bool:
     return bool(wanted) and wanted <= query_words(label)
 
 
-def goal_from_answer(locations: np.ndarray, labels: list[str], query: str) -> tuple[float, float] | None:
-    """A goal from a query's samples (best first): the mean of the matching samples, if the best one matches."""
-    if not len(labels) or not label_matches(labels[0], query):
+CLUSTER_RADIUS = 1.0   # m: samples this close to each other count as one sighting
+NOT_HERE_RADIUS = 0.75  # m: a place found empty rules out the samples this close to it (a target within
+# about 0.6 m of where the robot stood would have been reached, so a wider radius could rule out one it just missed)
+
+
+def goal_from_answer(locations: np.ndarray, labels: list[str], query: str,
+                     not_here: Sequence[tuple[float, float]] = ()) -> tuple[float, float] | None:
+    """A goal from a query's samples (best first): the centre of the densest cluster of matching samples, if the
+    best sample not ruled out by ``not_here`` (places already visited and found empty) matches."""
+    points = np.asarray(locations, np.float64).reshape(-1, 2)
+    keep = [k for k in range(len(labels)) if not _near_any(points[k], not_here, NOT_HERE_RADIUS)]
+    if not keep or not label_matches(labels[keep[0]], query):
         return None
-    matching = [k for k, label in enumerate(labels) if label_matches(label, query)]
-    x, y = np.asarray(locations, np.float64)[matching].mean(axis=0)
+    matching = points[[k for k in keep if label_matches(labels[k], query)]]
+    close = np.linalg.norm(matching[:, None, :] - matching[None, :, :], axis=2) <= CLUSTER_RADIUS
+    densest = int(np.argmax(close.sum(axis=1)))  # ties: the best-ranked sample's cluster
+    x, y = matching[close[densest]].mean(axis=0)
     return float(x), float(y)
+
+
+def _near_any(point: np.ndarray, places: Sequence[tuple[float, float]], radius: float) -> bool:
+    return any(math.hypot(point[0] - x, point[1] - y) <= radius for x, y in places)
 
 
 def targets_named(targets, query: str) -> list:

@@ -9,7 +9,9 @@ class, so a benchmark measures the robot that ships. Per step (:meth:`Robot.step
    the best frontier of the map ("exploring"), else a random walk.
 3. arrives when its own pose is within ``goal_tolerance`` of the goal, or when the world says it has reached the
    target (:meth:`Robot.reached`, as Memory-Maze's reward does); then it parks in the most open place 2.5 to 8 m
-   (path cost) from the goal, out of its teammates' way, and stops asking.
+   (path cost) from the goal, out of its teammates' way, and stops asking. If the caller learns that the target is
+   not where the robot arrived (:meth:`Robot.not_found_here`: no reward came), the robot remembers the place as
+   empty for this query, ignores the memory's samples near it from then on, and looks again.
 
 Asking the memory for the text goal is the caller's to carry out (a service call in the node, a direct call in
 process) because only the caller knows how; *when* to ask is decided here: :meth:`Robot.should_ask` holds every
@@ -32,6 +34,7 @@ from spatial_memory_ros.comm.partners import Sighting
 from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D, is_target_label
 
 MODES = ("walk", "navigate")
+MAX_NOT_HERE = 16  # places found empty that a robot remembers per query (the oldest are forgotten)
 STATUSES = ("walking", "waiting", "exploring", "going to goal", "arrived")
 
 
@@ -76,7 +79,7 @@ class Robot:
     """One robot's decisions, step by step; seeded, so the same senses give the same commands."""
 
     def __init__(self, query: str = "", config: RobotConfig | None = None,
-                 geometry: GridGeometry | None = None) -> None:
+                 geometry: GridGeometry | None = None, not_here: Iterable[tuple[float, float]] = ()) -> None:
         self.config = config or RobotConfig()
         planner = self.config.planner
         self.query = query.strip() if query_words(query) else ""
@@ -87,6 +90,7 @@ class Robot:
         if geometry is not None:
             self.use_geometry(geometry)
         self.goal: tuple[float, float] | None = None
+        self.not_here: list[tuple[float, float]] = list(not_here)  # places found without the target of the query
         self.park: tuple[float, float] | None = None
         self.arrived = False
         self.steps = 0
@@ -124,13 +128,23 @@ class Robot:
         self._ask_now = False
 
     def take_answer(self, locations: np.ndarray, labels: list[str]) -> None:
-        """The memory's samples for the query (best first): the goal is their matching mean, or none."""
+        """The memory's samples for the query (best first): the goal is their densest matching cluster away from
+        places found empty (:func:`goals.goal_from_answer`), or none."""
         if not self.arrived:
-            self.goal = goal_from_answer(locations, labels, self.query) if len(labels) else None
+            self.goal = goal_from_answer(locations, labels, self.query, self.not_here) if len(labels) else None
 
     def reached(self) -> None:
         """The world says this robot has reached the target (a reward signal): it has arrived."""
         self.arrived = True
+
+    def not_found_here(self) -> None:
+        """The robot arrived but the target is not here (no reward came): remember the goal as an empty place,
+        drop the goal and go on looking (the next answer leaves the samples near it out)."""
+        if self.goal is not None:
+            self.not_here.append(self.goal)
+            del self.not_here[:-MAX_NOT_HERE]
+        self.goal, self.arrived, self.park = None, False, None
+        self._ask_now = True
 
     # -- the step ------------------------------------------------------------------------------------------------
 

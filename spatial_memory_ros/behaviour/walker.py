@@ -6,7 +6,8 @@ away from places it has already been (counted on a coarse grid in its own dead-r
 ahead is clear it turns in place, keeping one turning direction until a way opens; now and then it also turns
 by a random angle on its own (run and tumble), which finds side openings that a forward camera misses.
 
-Walls anywhere and unseen cells inside the field of view count as obstacles. A forward camera cannot see what
+Walls anywhere and unseen cells inside the field of view count as obstacles, except unseen ground nearer than
+anything seen along a heading (the blind zone below a raised camera). A forward camera cannot see what
 is beside the robot, so the walker also remembers the walls of its recent BEVs for a few seconds, moved along
 by the robot's own motion (odometry when given, else its own commands); a step on which the robot did not move
 as commanded (it bumped into something) leaves an obstacle in that memory just ahead of it.
@@ -156,8 +157,15 @@ class RandomWalker:
         """Free distance (metres, capped at the lookahead) along each candidate heading of the fan."""
         probe = probe or self._probe(bev)
         values = bev.occupancy.reshape(-1)[probe.flat_index]
-        blocked = (probe.inside & (values == WALL)) | (probe.in_view & (values == UNSEEN))
-        blocked_at = blocked.any(axis=2)
+        wall_at = (probe.inside & (values == WALL)).any(axis=2)
+        unseen_at = (probe.in_view & (values == UNSEEN)).any(axis=2)
+        # Unseen cells nearer than anything this BEV has seen are the ground at the robot's feet that a raised or
+        # pitched camera cannot see (Memory-Maze's: about 0.9 m): counted as obstacles, they would block every
+        # heading and leave the robot turning in place for good. Unseen cells beyond that still block.
+        seen_at = (probe.inside & (values != UNSEEN)).any(axis=2)
+        first_seen = probe.distances[np.argmax(seen_at, axis=1)][seen_at.any(axis=1)]
+        blind = float(first_seen.min()) if len(first_seen) else 0.0
+        blocked_at = wall_at | (unseen_at & (probe.distances >= blind)[None, :])
         first = np.argmax(blocked_at, axis=1)
         return np.where(blocked_at.any(axis=1), probe.distances[first], self.config.lookahead)
 

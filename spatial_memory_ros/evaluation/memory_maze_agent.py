@@ -11,8 +11,9 @@ The robot knows neither where it starts nor the maze: it starts at (0, 0) headin
 map that covers the maze from any start (twice the maze's outer size), and knows only the maze's size. When the
 colour it is shown changes (the task moved the goal after a reward), it starts a fresh ``Robot`` with the new
 query; its memory, map and pose stay. If the robot believes it has arrived but no new colour came (its goal or
-pose is off: a "false arrival"), it explores for ``retry_after`` steps (a ``Robot`` without a query: frontiers,
-else a random walk), which looks around and lets the localizer and the memory catch up, then asks again.
+pose is off: a "false arrival"), the Robot is told the target is not there (``Robot.not_found_here``): it keeps
+that place as empty for the colour (for the rest of the episode: Memory-Maze's targets do not move) and asks again,
+leaving out the memory's samples near it; with nothing else in memory it explores.
 
 ``memory=False`` is the baseline: the same robot with its memory switched off: every step starts from an empty
 memory, so the map, the plan and any goal come from the current view alone (a goal is kept only until the next
@@ -57,7 +58,6 @@ class AgentConfig:
     min_known_fraction: float = 0.8
     lookahead: float = 1.0
     goal_tolerance: float = 0.4  # a 4 Hz step moves 0.44 m: 0.2 m is hit only by chance (the dome's radius: 0.6 m)
-    retry_after: int = 20
     seed: int = 0
 
 
@@ -86,6 +86,7 @@ class MemoryMazeAgent:
         self.robot: Robot | None = None
         self.robots_started = 0
         self.false_arrivals = 0
+        self._not_here: dict[str, list[tuple[float, float]]] = {}  # colour -> places found without its target
         self.pose = Pose2D(0.0, 0.0, 0.0)
         self.bev: BevGrid | None = None
         self.status = "waiting"
@@ -134,17 +135,20 @@ class MemoryMazeAgent:
         return now
 
     def _robot_for(self, colour: str) -> Robot:
-        """The Robot for ``colour``'s goal: a fresh one when the colour changed; after a false arrival one that
-        explores (no query) for ``retry_after`` steps, then a fresh one with the query again."""
-        false_arrival = self.robot is not None and self.robot.arrived and colour == self.colour
-        retry = self.robot is not None and not self.robot.query and self.robot.steps >= self.config.retry_after
-        if self.robot is None or colour != self.colour or false_arrival or retry:
-            self.false_arrivals += int(false_arrival)
-            query = "" if false_arrival else f"the {colour} target"
-            self.colour = colour
-            self.robots_started += 1
-            self.robot = Robot(query, RobotConfig(self.planner, ask_every=self.config.ask_every, park=False,
-                                                  seed=self.config.seed * 131 + self.robots_started), self.geometry)
+        """The Robot for ``colour``'s goal: a fresh one when the colour changed (with the places already found
+        without that colour's target); after a false arrival the same one, told the target is not there."""
+        if self.robot is not None and colour == self.colour:
+            if self.robot.arrived:  # arrived, yet the colour did not change: no reward, the target is not here
+                self.false_arrivals += 1
+                self.robot.not_found_here()
+                self._not_here[colour] = list(self.robot.not_here)
+            return self.robot
+        self.colour = colour
+        self.robots_started += 1
+        self.robot = Robot(f"the {colour} target", RobotConfig(self.planner, ask_every=self.config.ask_every,
+                                                               park=False,
+                                                               seed=self.config.seed * 131 + self.robots_started),
+                           self.geometry, not_here=self._not_here.get(colour, ()))
         return self.robot
 
     def _localize(self, inp: RobotInput) -> None:
