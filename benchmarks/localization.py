@@ -91,7 +91,10 @@ def tem_config(noise: float) -> TemConfig:
 
 def run_tem(run: Run) -> tuple[np.ndarray, float, int]:
     """TEM estimates (T+1, 3), mean ms per update, number of re-initialisations."""
-    tem = TemLocalizer(tem_config(run.noise), maze_occupancy(run.maze), initial_pose=run.start)
+    import dataclasses
+
+    config = dataclasses.replace(tem_config(run.noise), map_from_bevs=False)  # the true maze, not built from BEVs
+    tem = TemLocalizer(config, maze_occupancy(run.maze), initial_pose=run.start)
     estimates, elapsed, resets = [run.start], 0.0, 0
     for (v, omega), bev in zip(run.twists, run.bevs):
         started = time.perf_counter()

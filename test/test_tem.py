@@ -15,7 +15,7 @@ from spatial_memory_ros.sim.world import World, WorldConfig
 from spatial_memory_ros.types import BevGrid, Pose2D
 
 # The correction's mechanics without the plausibility gate (tested on its own below): every BEV applied at once.
-UNGATED = TemConfig(min_trust=0.0, plausible_fit=-math.inf, trust_radius=math.inf)
+UNGATED = TemConfig(min_trust=0.0, plausible_fit=-math.inf, trust_radius=math.inf, place_check=False)
 ROOM = ["#" * 14] + ["#" + "." * 12 + "#"] * 12 + ["#" * 14]
 
 
@@ -96,7 +96,8 @@ def test_views_of_mostly_unmapped_space_are_skipped_when_asked():
     full = maze_occupancy(maze)
     unmapped = full.data.copy()
     unmapped[:] = -1
-    config = TemConfig(min_known_fraction=0.8, min_trust=0.0, plausible_fit=-math.inf, trust_radius=math.inf)
+    config = TemConfig(min_known_fraction=0.8, min_trust=0.0, plausible_fit=-math.inf, trust_radius=math.inf,
+                       place_check=False)
     start = (truth.x + 0.4, truth.y - 0.3, truth.theta)
     blind = TemLocalizer(config, OccupancyMap(unmapped, full.resolution), initial_pose=start, initial_sigma=0.5)
     before = blind.belief.copy()
@@ -251,7 +252,8 @@ def _drive(seed: int, kind: str | None, steps: int = 400) -> tuple[float, float,
     maze = generate_maze(15, seed=seed)
     world = World(maze, num_robots=1, seed=seed)
     walker, rng, start = RandomWalker(seed=seed), np.random.default_rng(seed), world.true_pose(0)
-    tem = TemLocalizer(TemConfig(), maze_occupancy(maze), initial_pose=(start.x, start.y, start.theta))
+    tem = TemLocalizer(TemConfig(map_from_bevs=False), maze_occupancy(maze),  # the true maze
+                       initial_pose=(start.x, start.y, start.theta))
     truth, odometry, estimates = [], [], []
     bev = world.oracle_bev(0)
     for _ in range(steps):
@@ -288,7 +290,8 @@ def test_a_trusted_source_is_applied_and_an_untrusted_one_is_said_so():
     maze = generate_maze(9, seed=2)
     world = World(maze, num_robots=1, seed=2)
     start = world.true_pose(0)
-    tem = TemLocalizer(TemConfig(trust_window=10), maze_occupancy(maze), initial_pose=(start.x, start.y, start.theta))
+    tem = TemLocalizer(TemConfig(trust_window=10, place_check=False), maze_occupancy(maze),  # the fit gate alone
+                       initial_pose=(start.x, start.y, start.theta))
     results = [tem.correct(world.oracle_bev(0)) for _ in range(3)]
     assert tem.source_trusted and results[-1].applied and results[-1].rejected is None
     garbage = _corrupted(world.oracle_bev(0), "random", np.random.default_rng(0))

@@ -29,6 +29,7 @@ import numpy as np
 
 from spatial_memory_ros.localization.belief import BeliefGrid, apply_translation
 from spatial_memory_ros.localization.map_likelihood import BevPoints, MapLikelihood, OccupancyMap, bev_points
+from spatial_memory_ros.localization.place_check import PlaceCheck
 from spatial_memory_ros.localization.tem_config import TemConfig
 
 LOG = logging.getLogger(__name__)
@@ -103,6 +104,13 @@ class TemLocalizer:
         self._cached_estimate: tuple | None = None
         self.events: list[str] = []
         self._plausible: deque[bool] = deque(maxlen=self.config.trust_window)
+        self.places = PlaceCheck()  # the source's BEVs must agree with its own earlier ones in the world frame
+        self.bevs_seen = 0
+        # While nothing but odometry moves the belief (no map it may trust, no applied BEV), the estimate is the
+        # exact odometry integral from where the belief was then: the grid's mean would drift from it by its
+        # 0.125 m quantisation (2-3 cm over 50 s), and a localizer following odometry must equal dead reckoning.
+        self._odometry_anchor: tuple[float, float] | None = None
+        self._odometry_shift = (0.0, 0.0)
         if occupancy is None and extent is None:
             extent = (initial_pose[0] - 10.0, initial_pose[1] - 10.0, initial_pose[0] + 10.0, initial_pose[1] + 10.0)
         bounds = occupancy.bounds if occupancy is not None else extent
@@ -186,10 +194,11 @@ class TemLocalizer:
         self._store(belief / belief.sum())
         self.heading, self.heading_var = _wrap(theta), max(heading_sigma, self.config.min_heading_sigma) ** 2
         self._last_good = (x, y, self.heading)
+        self._odometry_anchor, self._odometry_shift = (x, y), (0.0, 0.0)
 
     def estimate(self) -> PoseEstimate:
         """Mean pose of the belief and its covariance (position from the grid, heading from its Gaussian)."""
-        key = (self._version, self.heading, self.heading_var)
+        key = (self._version, self.heading, self.heading_var, self._odometry_anchor, self._odometry_shift)
         if self._cached_estimate is None or self._cached_estimate[0] != key:
             self._cached_estimate = (key, self._compute_estimate())
         estimate = self._cached_estimate[1]
@@ -201,6 +210,9 @@ class TemLocalizer:
         centre_x, centre_y = (c[window] for c in self.cell_centres)
         mean_x, mean_y = float((belief * centre_x).sum()), float((belief * centre_y).sum())
         dx, dy = centre_x - mean_x, centre_y - mean_y
+        if self._odometry_anchor is not None:
+            mean_x = self._odometry_anchor[0] + self._odometry_shift[0]
+            mean_y = self._odometry_anchor[1] + self._odometry_shift[1]
         cell_variance = self.config.resolution ** 2 / 12.0
         covariance = np.zeros((3, 3))
         covariance[0, 0] = float((belief * dx * dx).sum()) + cell_variance
@@ -222,11 +234,20 @@ class TemLocalizer:
         ``max_dt`` (a jump: reset() instead) or speeds above the configured limits.
         """
         self._check_step(v, omega, dt)
+        self.places.move(v, omega, dt)
+        odometry_only = not self.map_trusted
+        if odometry_only and self._odometry_anchor is None:
+            start = self.estimate()
+            self._odometry_anchor, self._odometry_shift = (start.x, start.y), (0.0, 0.0)
+        elif not odometry_only:
+            self._odometry_anchor = None
         config = self.config
         mid_heading = self.heading + 0.5 * omega * dt
         half_turn = 0.5 * omega * dt
         chord = v * dt * (math.sin(half_turn) / half_turn if abs(half_turn) > 1e-9 else 1.0)
         dx, dy = chord * math.cos(mid_heading), chord * math.sin(mid_heading)
+        if self._odometry_anchor is not None:
+            self._odometry_shift = (self._odometry_shift[0] + dx, self._odometry_shift[1] + dy)
         self.heading = _wrap(self.heading + omega * dt)
         self.heading_var += (config.angular_noise * dt) ** 2
         step = math.hypot(dx, dy)
@@ -237,7 +258,8 @@ class TemLocalizer:
         moved_window = apply_translation(self.belief[window], shift_x, shift_y, blur)
         if config.sharpen != 1.0:
             np.power(moved_window, config.sharpen, out=moved_window)
-        moved_window *= self._prior[window]
+        if self.map_trusted:
+            moved_window *= self._prior[window]
         moved = np.zeros_like(self.belief)
         moved[window] = moved_window
         self._set_belief(moved, "after an odometry step all belief mass was in walls or off the map")
@@ -324,12 +346,25 @@ class TemLocalizer:
         anywhere the belief allows, or when its source has lately sent too many such BEVs (``rejected`` says why).
         """
         points = bev_points(bev, self.config)
+        self.bevs_seen += 1
+        if self.config.place_check:
+            self.places.observe(np.asarray(bev.occupancy), float(bev.resolution),
+                                (float(bev.origin_x), float(bev.origin_y)))
         if self._likelihood is None:
             return CorrectionResult(applied=False, message="no map yet: belief carried by odometry only")
         if len(points.xy) == 0:
             return CorrectionResult(applied=False, message="BEV shows nothing: belief unchanged")
         if self.config.min_known_fraction > 0.0 and self.known_fraction(points) < self.config.min_known_fraction:
             return CorrectionResult(applied=False)
+        if self.config.place_check and not self.places.trusted:
+            if not self.places.distrusted:  # not a fault of the input: every source starts so
+                return CorrectionResult(applied=False, message=(
+                    "BEV source not judged yet: it must first agree with its own earlier BEVs once the robot has "
+                    "moved (a few metres of driving); following odometry"))
+            return CorrectionResult(applied=False, rejected=(
+                f"BEV source untrusted: its BEVs agree with its earlier ones {self.places.world_share:.0%} in the "
+                f"world frame and {self.places.ego_share:.0%} in the robot's (a pattern fixed to the camera, not "
+                f"places); following odometry"))
         fits = self._fits(points)
         best = float(fits[2].max())
         offset, radius = self._best_offset(fits), self._trust_radius()
@@ -373,6 +408,20 @@ class TemLocalizer:
         covariance = self.estimate().covariance
         sd = math.sqrt(max(0.5 * (covariance[0, 0] + covariance[1, 1]), 0.0))
         return max(self.config.trust_radius, 2.0 * sd)
+
+    @property
+    def map_trusted(self) -> bool:
+        """Whether the map may shape the belief between BEVs (mass kept out of its walls). A map the robot built
+        from a bad BEV source holds that source's phantom walls, which would push the belief off the odometry as
+        surely as its BEVs would; so once BEVs come, only while their source is trusted (before any BEV the map is
+        a given one, and is used). A map made independently of the BEVs (``map_from_bevs`` False) always is."""
+        if self._likelihood is None:
+            return False
+        if not self.config.map_from_bevs:
+            return True
+        if self.trust < self.config.min_trust:
+            return False
+        return not self.config.place_check or self.places.trusted or self.bevs_seen == 0
 
     @property
     def trust(self) -> float:
@@ -422,6 +471,7 @@ class TemLocalizer:
 
     def _correct_with(self, points: BevPoints, fits: tuple[np.ndarray, np.ndarray, np.ndarray]) -> CorrectionResult:
         config = self.config
+        self._odometry_anchor = None  # a BEV moves the belief now: its mean is the estimate again
         candidates, offsets, fit = fits
         log_like = config.observation_weight * len(points.xy) * fit
         heading_prior = -0.5 * offsets ** 2 / self.heading_var

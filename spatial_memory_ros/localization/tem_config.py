@@ -49,6 +49,13 @@ class TemConfig:
     trust_radius: float = 0.3
     trust_window: int = 50
     min_trust: float = 0.8
+    # The place check (place_check.py): a source whose BEVs agree with its own earlier ones in the robot's frame
+    # rather than the world's is left out, since a map built from it would explain it anyway.
+    place_check: bool = True
+    # Whether the map comes from the same BEVs (the spatial memory's map, built by the robot): then it shapes the
+    # belief between BEVs only while their source is trusted. False for a map made independently of them (a floor
+    # plan, a survey): its walls then always keep the belief out of them.
+    map_from_bevs: bool = True
     lost_fit: float = -1.2
     good_fit: float = -0.6
     lost_mass: float = 1e-9

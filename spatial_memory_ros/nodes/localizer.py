@@ -63,6 +63,12 @@ PARAMETERS = [
     Param("min_trust", 0.8, "share of the last trust_window BEVs that must be plausible before any is applied "
                             "(0: the plausibility gate is off)", 0.0, 1.0),
     Param("trust_window", 50, "BEVs over which the source's trust is counted", 1, 100000),
+    Param("place_check", True, "apply a BEV source only once its BEVs agree with its own earlier ones in the world "
+                               "frame (moved by odometry) better than in the robot's: a source drawing one pattern "
+                               "wherever the robot goes never corrects (localization/place_check.py)"),
+    Param("map_from_bevs", True, "the map is built from these BEVs (the spatial memory's): it keeps the belief out "
+                                 "of its walls only while their source is trusted; false for an independent map "
+                                 "(a floor plan), whose walls always do"),
     Param("map_lag", 2.0, "a BEV stamped T is matched against the memory map of T - map_lag (s): then the "
                           "belief does not depend on message timing (replays give the live poses), and the map "
                           "holds no cells drawn from the pose being corrected; must exceed the memory's map_period "
@@ -100,7 +106,8 @@ class LocalizerNode(Node):
                            angular_noise=math.radians(p["angular_noise_deg"]),
                            observation_weight=p["observation_weight"], max_dt=p["max_odom_gap"],
                            min_known_fraction=p["min_known_fraction"], plausible_fit=p["plausible_fit"],
-                           trust_radius=p["trust_radius"], min_trust=p["min_trust"], trust_window=p["trust_window"])
+                           trust_radius=p["trust_radius"], min_trust=p["min_trust"], trust_window=p["trust_window"],
+                           place_check=p["place_check"], map_from_bevs=p["map_from_bevs"])
         self.tem = TemLocalizer(config, initial_pose=(p["initial_x"], p["initial_y"], p["initial_theta"]),
                                 initial_sigma=p["initial_sd"])
         self.grid_code = GridCodeModel(p["grid_modules"], p["grid_base_period"], p["grid_ratio"])
