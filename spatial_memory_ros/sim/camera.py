@@ -96,8 +96,44 @@ def ceiling_rgb(image_size: int) -> np.ndarray:
     return np.round(top + (horizon - top) * fraction).astype(np.uint8)
 
 
+_SHADE_RATE = 0.13
+
+
 def _distance_shade(distance: np.ndarray, cell_size: float) -> np.ndarray:
-    return 1.0 / (1.0 + 0.13 * distance / cell_size)
+    return 1.0 / (1.0 + _SHADE_RATE * distance / cell_size)
+
+
+def _random_wall_textures(rng: np.random.Generator, faces: int) -> np.ndarray:
+    """(faces, T_rows, T_cols, 3) uint8 wall textures of random colours: one palette of 1 to 6 colours per
+    maze, bricks, plain paint or noise of random contrast (training data of issue 12)."""
+    palette = rng.uniform(20, 255, size=(int(rng.integers(1, 7)), 3))
+    base = palette[rng.integers(len(palette), size=faces)] * rng.uniform(0.8, 1.15, size=(faces, 1))
+    v = np.arange(_TEXTURE_ROWS)[:, None]
+    u = np.arange(_TEXTURE_COLS)[None, :]
+    kind = rng.integers(3)
+    if kind == 0:  # bricks with mortar of random darkness
+        shifted = u + 4 * ((v // 8) % 2)
+        mortar = (v % 8 == 0) | (shifted % 8 == 0)
+        pattern = np.where(mortar, rng.uniform(0.4, 1.3), 1.0) * np.ones((faces, 1, 1))
+    elif kind == 1:  # plain paint
+        pattern = np.ones((faces, _TEXTURE_ROWS, _TEXTURE_COLS))
+    else:  # noise
+        pattern = 1.0 + rng.uniform(0.05, 0.4) * rng.standard_normal((faces, _TEXTURE_ROWS, _TEXTURE_COLS))
+    texture = base[:, None, None, :] * pattern[..., None]
+    if rng.random() < 0.5:  # the built-in maze's coloured bands and dark stripes, as landmarks
+        _paint_bands(rng, texture, base)
+        _paint_stripes(rng, texture)
+    return np.clip(texture, 0, 255).astype(np.uint8)
+
+
+def _random_floor(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """A top-down floor of ``shape`` pixels, float32 RGB: one random colour, tiles or noise of random contrast."""
+    colour = rng.uniform(10, 255, size=3)
+    rows, cols = np.arange(shape[0])[:, None], np.arange(shape[1])[None, :]
+    tile = int(rng.choice([1, 2, 4, 8, 16]))
+    checker = ((rows // tile + cols // tile) % 2) * rng.uniform(0.0, 0.35)
+    noise = rng.uniform(0.0, 0.25) * rng.standard_normal(shape)
+    return (colour * np.clip(1.0 - checker + noise, 0.2, 2.0)[..., None]).astype(np.float32)
 
 
 def _wall_textures(maze: Maze) -> np.ndarray:
@@ -195,6 +231,25 @@ class Renderer:
         self.ceiling = ceiling_rgb(size)[:, None, :].astype(np.float32)
         self.floor_distance = self.camera_height * self.focal / np.maximum(self.screen_y[half:], 0.5)
         self.floor_shade = _distance_shade(self.floor_distance, maze.cell_size)[:, None, None].astype(np.float32)
+        self.shade_rate = _SHADE_RATE
+
+    def restyle(self, rng: np.random.Generator) -> None:
+        """Random appearance for training data that must transfer to other worlds (issue 12): wall, floor and
+        ceiling colours and textures, wall height (1.2 to 4 camera heights) and how fast things darken with
+        distance. Where walls stand is unchanged, so the world's labels stay true; targets and teammates keep
+        their colours (they are what tells objects apart)."""
+        self.texels = _random_wall_textures(rng, len(self.texels) // (_TEXTURE_ROWS * _TEXTURE_COLS)).reshape(-1, 3)
+        self.floor = _random_floor(rng, self.floor.shape[:2])
+        if rng.random() < 0.3:  # a floor of the walls' own hue, darker (as in the built-in maze)
+            wall_colour = self.texels.reshape(-1, 3).astype(np.float32).mean(axis=0)
+            self.floor *= (wall_colour * rng.uniform(0.4, 0.8)) / np.maximum(self.floor.mean(axis=(0, 1)), 1.0)
+        top, horizon = rng.uniform(0, 255, size=(2, 3))
+        fraction = np.linspace(0.0, 1.0, self.size // 2)[:, None]
+        self.ceiling = (top + (horizon - top) * fraction)[:, None, :].astype(np.float32)
+        self.wall_height = self.camera_height * rng.uniform(1.2, 4.0)
+        self.shade_rate = rng.uniform(0.0, 0.25)
+        self.floor_shade = (1.0 / (1.0 + self.shade_rate * self.floor_distance / self.cell_size)
+                            )[:, None, None].astype(np.float32)
 
     def render(self, pose: Pose2D, hits: RayHits, sprites: Sequence[Sprite]) -> np.ndarray:
         """The (size, size, 3) uint8 RGB view from ``pose`` given the wall hits of ``column_angles``."""
@@ -217,17 +272,21 @@ class Renderer:
         return self.floor[np.clip(fy, 0, height - 1), np.clip(fx, 0, width - 1)] * self.floor_shade
 
     def _draw_walls(self, image: np.ndarray, depth: np.ndarray, hits: RayHits) -> None:
-        projected = self.focal * self.wall_height / np.maximum(depth, 1e-6)
+        inverse_depth = self.focal / np.maximum(depth, 1e-6)
+        bottom = self.camera_height * inverse_depth  # screen rows (0 at the horizon, down positive) of the edges
+        top = (self.camera_height - self.wall_height) * inverse_depth
         # Each pixel shows the wall in proportion to how much of its height the wall covers (area sampling, as a
         # real sensor integrates): the top and bottom edge pixels then carry the wall's sub-pixel height, the only
         # cue to the depth of far walls, where a quarter metre moves an edge by a fraction of a pixel.
-        coverage = np.clip(0.5 * projected[None, :] - self.abs_screen_y[:, None] + 0.5, 0.0, 1.0)
-        texture_row = self.screen_y[:, None] * (_TEXTURE_ROWS / projected)[None, :] + 0.5 * _TEXTURE_ROWS
+        rows = self.screen_y[:, None]
+        coverage = np.clip(np.minimum(bottom[None, :], rows + 0.5) - np.maximum(top[None, :], rows - 0.5), 0.0, 1.0)
+        texture_row = (rows - top[None, :]) * (_TEXTURE_ROWS / (bottom - top))[None, :]
         texture_row = np.minimum(np.maximum(texture_row, 0.0), _TEXTURE_ROWS - 1).astype(np.intp)
         texture_col = np.minimum((hits.u * _TEXTURE_COLS).astype(np.intp), _TEXTURE_COLS - 1)
         column_base = hits.face * (_TEXTURE_ROWS * _TEXTURE_COLS) + texture_col
         texels = self.texels.take(texture_row * _TEXTURE_COLS + column_base[None, :], axis=0)
-        shade = (_distance_shade(depth, self.cell_size) * np.where(hits.side, 1.0, 0.78)).astype(np.float32)
+        shade = (1.0 / (1.0 + self.shade_rate * depth / self.cell_size) * np.where(hits.side, 1.0, 0.78)
+                 ).astype(np.float32)
         wall = texels * shade[None, :, None]
         image += (wall - image) * coverage.astype(np.float32)[..., None]
 

@@ -144,6 +144,10 @@ class World(RobotStates):
     def close(self) -> None:
         """Nothing to release (the interface's close)."""
 
+    def restyle_camera(self, rng: np.random.Generator) -> None:
+        """Give the camera a random appearance (sim/camera.py ``Renderer.restyle``; training data only)."""
+        self._camera.restyle(rng)
+
     def _start_poses(self) -> list[Pose2D]:
         free = self.maze.free_cells()
         target_cells = {self.maze.cell_of(t.x, t.y) for t in self.maze.targets}
