@@ -130,7 +130,10 @@ def world_accuracy(predictor, world: str, size: int, mazes: int, frames_per_maze
         adapted.update(*adapter.predict_arrays(frames.images), frames.occupancy, frames.object_class)
         baseline.update(np.repeat(everything_free[None], len(frames), 0), np.zeros_like(objects),
                         frames.occupancy, frames.object_class)
-        if not adapter.identity:  # the same poses' oracle drawn in the model's canonical grid, brought back
+        if hasattr(adapter, "raster"):  # a floor-boundary model: the true boundaries through the same geometry
+            ceiling.update(*true_boundary_prediction(world, seed, frames_per_maze, size, adapter),
+                           frames.occupancy, frames.object_class)
+        elif not adapter.identity:  # the same poses' oracle drawn in the model's canonical grid, brought back
             canonical = render_canonical_frames(world, seed, frames_per_maze, predictor.geometry,
                                                 adapter.canonical_height, size=size)
             ceiling.update(*_perfect_canonical_prediction(canonical, adapter), frames.occupancy, frames.object_class)
@@ -138,8 +141,18 @@ def world_accuracy(predictor, world: str, size: int, mazes: int, frames_per_maze
             "maze_seeds": [BENCHMARK_SEED_BASE, BENCHMARK_SEED_BASE + mazes - 1], "camera": camera.as_dict(),
             "model_raw_image": raw.summary(), "model_camera_adapter": adapted.summary(),
             "baseline_everything_free": baseline.summary(),
-            "adapter_ceiling_canonical_oracle": ceiling.summary() if not adapter.identity else None,
+            "adapter_ceiling_canonical_oracle": ceiling.summary() if ceiling.frames else None,
             "seconds": round(time.monotonic() - started, 1)}
+
+
+def true_boundary_prediction(world: str, seed: int, frames: int, size: int, adapter) -> tuple:
+    """A floor-boundary model's ceiling: the true per-column ranges of the same poses as render_world_frames
+    (same seed, same draws) through the same rasterisation, in the world's classes."""
+    from spatial_memory_ros.perception.boundary_data import true_column_ranges
+
+    ranges, classes = true_column_ranges(world, seed, frames, size, adapter.camera, adapter.geometry)
+    occupancy, objects = adapter.raster.rasterise(ranges, classes)
+    return occupancy, adapter.slots[objects]
 
 
 def _perfect_canonical_prediction(canonical, adapter) -> tuple:
@@ -385,10 +398,10 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import torch
 
-    from spatial_memory_ros.perception.predictor import DEFAULT_CHECKPOINT, BevPredictor, CheckpointError
+    from spatial_memory_ros.perception.predictor import DEFAULT_CHECKPOINT, CheckpointError, load_predictor
 
     try:
-        predictor = BevPredictor.load(args.checkpoint or DEFAULT_CHECKPOINT)
+        predictor = load_predictor(args.checkpoint or DEFAULT_CHECKPOINT)
     except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

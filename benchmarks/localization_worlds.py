@@ -172,7 +172,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from spatial_memory_ros.perception.predictor import BevPredictor
+    from spatial_memory_ros.perception.predictor import load_predictor
     from spatial_memory_ros.sim.interface import world_class_names
 
     result = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "localization_worlds"}
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     key = f"{args.world}:{args.size} steps {args.steps} noise {args.noise:g} checkpoint {checkpoint}"
     rows = result.setdefault("runs", {}).setdefault(key, [])
     done = {row["seed"] for row in rows}
-    predictor = BevPredictor.load(args.checkpoint, num_threads=1)
+    predictor = load_predictor(args.checkpoint, num_threads=1)
     adapter = predictor  # the built-in world's camera is the canonical one
     if args.world == "memory_maze":
         from spatial_memory_ros.sim.memory_maze import camera_model

@@ -108,6 +108,7 @@ def sim_team_graph(robots: int = 3, seed: int = 0, maze_size: int = 15, max_sim_
         if world != "builtin":  # issue 12: another camera than the model's, read from camera_info + the mount
             camera = sim_geometric_parameters(world, "depth")
             predictor_parameters.update(use_camera_info=True, class_names=list(world_class_names(world)),
+                                        checkpoint=other_camera_checkpoint(),
                                         **{k: v for k, v in camera.items() if k != "source"})
         team.append(NodeSpec("bev_predictor", "bev_predictor", params_file="bev_predictor.yaml",
                              parameters=predictor_parameters))
@@ -254,6 +255,7 @@ def real_robot_graph(namespace: str = "robot1", camera: str = "/camera/image_raw
                  if s.executable == "team_comm" else s for s in graph]
     camera_parameters: dict[str, Any] = {"checkpoint": bev_checkpoint} if bev_checkpoint else {}
     if camera_mount is not None:
+        camera_parameters.setdefault("checkpoint", other_camera_checkpoint())
         height, pitch, forward = (float(v) for v in camera_mount)
         camera_parameters.update(use_camera_info=True, camera_height=height, camera_pitch=pitch,
                                  camera_forward=forward)
@@ -262,6 +264,14 @@ def real_robot_graph(namespace: str = "robot1", camera: str = "/camera/image_raw
                           s.remappings) if s.executable == "bev_predictor" else s for s in graph]
     check_graph(graph, config_dir())
     return graph
+
+
+def other_camera_checkpoint() -> str:
+    """The BEV model for a camera other than the built-in sim's: the floor-boundary checkpoint where it ships
+    (perception/predictor.py BOUNDARY_CHECKPOINT), else '' (the node's default, the BevNet through the adapter)."""
+    from spatial_memory_ros.perception.predictor import BOUNDARY_CHECKPOINT
+
+    return str(BOUNDARY_CHECKPOINT) if BOUNDARY_CHECKPOINT.is_file() else ""
 
 
 def config_dir() -> Path:

@@ -109,10 +109,19 @@ def test_missing_checkpoint_says_which_file_and_how_to_train(tmp_path):
     assert str(missing) in result.stderr and "train bev" in result.stderr
 
 
-def test_camera_info_adapts_images_and_refuses_what_does_not_match(ros):
+@pytest.mark.parametrize("kind", ["bev_net", "floor_boundary"])
+def test_camera_info_adapts_images_and_refuses_what_does_not_match(ros, tmp_path, kind):
     """use_camera_info (issue 12): images wait for their robot's CameraInfo, must match its size, and come out as
-    BEVs in the world's class names; an unusable CameraInfo is counted."""
+    BEVs in the world's class names; an unusable CameraInfo is counted. With the shipped BevNet and with a
+    floor-boundary checkpoint (perception/boundary_model.py; untrained here: the wiring is what is tested)."""
     import math
+
+    checkpoint = ""
+    if kind == "floor_boundary":
+        from spatial_memory_ros.perception.boundary_model import build_boundary_model, save_boundary_checkpoint
+        from spatial_memory_ros.perception.frames import sim_geometry
+
+        checkpoint = str(save_boundary_checkpoint(tmp_path / "boundary.pt", build_boundary_model(sim_geometry())))
 
     import rclpy
     from sensor_msgs.msg import CameraInfo, Image
@@ -123,7 +132,7 @@ def test_camera_info_adapts_images_and_refuses_what_does_not_match(ros):
 
     names = ["red", "green", "blue", "purple", "yellow", "salmon"]
     node = _predictor(ros, batch_timeout=0.01, use_camera_info=True, camera_height=0.9, camera_forward=0.15,
-                      camera_pitch=math.radians(5.71), class_names=names)
+                      camera_pitch=math.radians(5.71), class_names=names, checkpoint=checkpoint)
     pubs, got = _probe(ros)
     probe = rclpy.create_node("info_probe", context=ros.context_)
     ros.add_node(probe)

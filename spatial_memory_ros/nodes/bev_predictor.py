@@ -31,7 +31,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from spatial_memory_ros.conversions import InvalidMessage, bev_to_msg, image_to_msg, msg_to_image, occupancy_to_msg
 from spatial_memory_ros.sensor_conversions import msg_to_intrinsics
-from spatial_memory_ros.perception.predictor import DEFAULT_CHECKPOINT, BevPredictor, CheckpointError
+from spatial_memory_ros.perception.predictor import DEFAULT_CHECKPOINT, CheckpointError, load_predictor
 from spatial_memory_ros.types import GridGeometry
 from spatial_memory_ros.evaluation.plots import draw_bev
 from spatial_memory_ros.msg import BevMap
@@ -66,7 +66,7 @@ class BevPredictorNode(Node):
         super().__init__("bev_predictor", **node_kwargs)
         p = self.params = declare_parameters(self, PARAMETERS)
         checkpoint = Path(p["checkpoint"]) if p["checkpoint"] else DEFAULT_CHECKPOINT
-        self.predictor = BevPredictor.load(checkpoint, num_threads=p["num_threads"])  # CheckpointError says how to fix
+        self.predictor = load_predictor(checkpoint, num_threads=p["num_threads"])  # CheckpointError says how to fix
         self.image_size = self.predictor.geometry.image_size
         self.guard = InputGuard(self)
         self.robots = [ns.strip("/") for ns in p["robots"]] or [""]
@@ -187,6 +187,10 @@ class BevPredictorNode(Node):
         from spatial_memory_ros.types import BevGrid
 
         predictor = self.predictor
+        if hasattr(predictor, "infer"):  # a floor-boundary model: one pass, then each robot's camera geometry
+            t, classes = predictor.infer(np.ascontiguousarray(images))
+            return [self._adapters[index].bevs_from_inference(t[row:row + 1], classes[row:row + 1])[0]
+                    for row, index in enumerate(indices)]
         with predictor._torch.inference_mode():
             logits = predictor.model(images_to_tensor(np.ascontiguousarray(images)))
         geometry, bevs = predictor.geometry, []

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     import torch
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "bev.pt"
+BOUNDARY_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("bev_boundary.pt")
+"""The floor-boundary model (perception/boundary_model.py, models/bev.md): the one for cameras other than the
+built-in sim's (Memory-Maze's, a real robot's), where the camera's height, pitch and field of view are inputs."""
 CHECKPOINT_FORMAT = "spatial_memory_ros.bev"
 CHECKPOINT_VERSION = 1
 TRAIN_COMMAND = ("spatial-memory data bev --mazes 300 --frames-per-maze 160 --out runs/bev-data && "
@@ -192,6 +195,17 @@ class BevPredictor:
         if images.dtype != np.uint8:
             raise ValueError(f"expected uint8 RGB images, got dtype {images.dtype}")
         return images
+
+
+def load_predictor(path: str | Path = DEFAULT_CHECKPOINT, num_threads: int | None = None):
+    """The predictor a checkpoint holds: a BevPredictor, or a FloorBoundaryPredictor (perception/boundary_model.py)
+    for a floor-boundary checkpoint. Both have ``geometry``, ``predict_arrays``, ``predict`` and ``for_camera``.
+    Raises CheckpointError as ``BevPredictor.load`` does."""
+    from spatial_memory_ros.perception.boundary_model import FloorBoundaryPredictor, is_boundary_checkpoint
+
+    if Path(path).is_file() and is_boundary_checkpoint(path):
+        return FloorBoundaryPredictor.load(path, num_threads=num_threads)
+    return BevPredictor.load(path, num_threads=num_threads)
 
 
 def _fuse_batch_norms(model: torch.nn.Module) -> torch.nn.Module:
