@@ -14,11 +14,16 @@ Appearance it has to learn, which is why its training data vary colours, texture
 
 ``ColumnRaster`` turns per-column ranges (and the class of an object standing there) into the BEV grid of the
 worlds' oracles: free up to the range, wall just behind it, unseen beyond or outside the camera's field of view.
+An object (a run of columns of one class) is drawn as the disc its silhouette implies: a round object of radius R
+whose centre lies D away spans 2 asin(R / D) and shows its near side at D - R, so the width and the nearest range
+give both. The walls it hides are taken to continue between the columns beside it (interpolated in 1 / range,
+exact for a flat wall), which is also how the oracles draw them: objects stand on free floor and hide nothing.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -34,9 +39,9 @@ margin)."""
 OUTLINE_CELLS = 2.0
 """A cell not seen free but next to one that is, and at most this many cells behind its bearing's range, is wall
 (the far side of a corner: the oracles outline free space with the walls around it)."""
-MIN_OBJECT_DEPTH = 0.25
-"""Metres behind an object's near side that its class is drawn on, at least (an object is taken to be as deep as
-it is wide in the image)."""
+MAX_OBJECT_HALF_ANGLE = 1.2
+"""Radians: an object run wider than twice this (nearly the whole view) is taken to subtend this much (the disc
+geometry breaks down when the camera is inside the object)."""
 
 
 def column_bearings(size: int, fov_deg: float) -> np.ndarray:
@@ -99,7 +104,21 @@ class ColumnRaster:
         """(B, columns) ranges in metres (np.inf: no obstacle in range) and optional (B, columns) object labels
         (0: a wall or nothing) -> occupancy (B, H, W) int8 (-1 / 0 / 100) and object labels (B, H, W) uint8."""
         ranges = np.atleast_2d(np.asarray(ranges, dtype=np.float64))
-        batch = len(ranges)
+        if classes is not None:
+            classes = np.atleast_2d(np.asarray(classes))
+        walls = ranges if classes is None else hidden_wall_ranges(ranges, classes, self.bearings)
+        free, wall = self._free_and_walls(walls)
+        objects = np.zeros(free.shape, dtype=np.uint8)
+        if classes is not None:
+            self._draw_objects(objects, free, ranges, classes, walls)
+        occupancy = np.full(free.shape, -1, dtype=np.int8)
+        occupancy[free] = 0
+        occupancy[wall] = 100
+        shape = (len(ranges), self.geometry.bev_height, self.geometry.bev_width)
+        return occupancy.reshape(shape), objects.reshape(shape)
+
+    def _free_and_walls(self, ranges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, cells) free and wall masks of (B, columns) wall ranges."""
         low, high = ranges[:, self.low], ranges[:, self.high]
         inverse = (1 - self.share) / low + self.share / high
         same_surface = np.abs(low - high) <= self.geometry.bev_resolution
@@ -108,23 +127,25 @@ class ColumnRaster:
         distance = self.distance[None]
         free = self.inside & (distance <= cell_range)
         behind = self.inside & ~free & np.isfinite(cell_range)
-        wall = behind & (distance <= cell_range + WALL_DEPTH_CELLS * self.geometry.bev_resolution)
+        resolution = self.geometry.bev_resolution
+        wall = behind & (distance <= cell_range + WALL_DEPTH_CELLS * resolution)
         wall |= self._hit_cells(ranges) & self.inside & ~free
-        wall |= behind & _next_to(free, self.geometry) & (distance <= cell_range + OUTLINE_CELLS * self.geometry.bev_resolution)
-        objects = np.zeros(free.shape, dtype=np.uint8)
-        if classes is not None:
-            classes = np.atleast_2d(np.asarray(classes))
-            cell_class = classes[:, nearest]
-            depth = object_depths(ranges, classes, abs(self.bearings[0] - self.bearings[1]))[:, nearest]
-            on_object = behind & (cell_class > 0) & (distance <= cell_range + depth)
-            objects[on_object] = cell_class[on_object]
-            free |= on_object
-            wall &= ~on_object
-        occupancy = np.full(free.shape, -1, dtype=np.int8)
-        occupancy[free] = 0
-        occupancy[wall] = 100
-        shape = (batch, self.geometry.bev_height, self.geometry.bev_width)
-        return occupancy.reshape(shape), objects.reshape(shape)
+        wall |= behind & _next_to(free, self.geometry) & (distance <= cell_range + OUTLINE_CELLS * resolution)
+        return free, wall
+
+    def _draw_objects(self, objects: np.ndarray, free: np.ndarray, ranges: np.ndarray, classes: np.ndarray,
+                      walls: np.ndarray) -> None:
+        """Marks each object's disc (object_discs) on the free cells of ``objects`` (B, cells), in place."""
+        x, y = self.geometry.cell_centres()
+        x, y = x.reshape(-1), y.reshape(-1)
+        reach = 0.5 * self.geometry.bev_resolution  # the oracles mark cells whose centre is within half a cell
+        used = np.flatnonzero(self.columns_used)
+        for frame, label, bearing, centre, radius in object_discs(ranges, classes, self.bearings, used, walls,
+                                                                          slack=reach):
+            centre_x = self.camera.mount_forward + centre * math.cos(bearing)
+            on_disc = np.hypot(x - centre_x, y - centre * math.sin(bearing)) <= radius + reach
+            on_disc &= free[frame]
+            objects[frame, on_disc] = label
 
     def _hit_cells(self, ranges: np.ndarray) -> np.ndarray:
         """(B, cells) bool: the cells holding each used column's end point (so thin or grazing walls stay
@@ -154,17 +175,64 @@ def _next_to(mask: np.ndarray, geometry: BevGeometry) -> np.ndarray:
     return near.reshape(len(mask), -1)
 
 
-def object_depths(ranges: np.ndarray, classes: np.ndarray, spacing: float) -> np.ndarray:
-    """(B, columns) metres behind each column's range that its object reaches: the width of the run of adjacent
-    columns showing the same object class (columns x ``spacing`` radians x range), at least MIN_OBJECT_DEPTH; an
-    upright object is about as deep as it is wide."""
-    depth = np.full(ranges.shape, MIN_OBJECT_DEPTH)
-    for frame, (row, labels) in enumerate(zip(ranges, classes)):
-        start = 0
-        for end in range(1, len(labels) + 1):
-            if end == len(labels) or labels[end] != labels[start]:
-                if labels[start] > 0:
-                    width = (end - start) * spacing * float(np.median(row[start:end]))
-                    depth[frame, start:end] = max(MIN_OBJECT_DEPTH, width)
-                start = end
-    return depth
+def hidden_wall_ranges(ranges: np.ndarray, classes: np.ndarray, bearings: np.ndarray) -> np.ndarray:
+    """(B, columns) ranges with the columns that show an object (classes > 0) replaced by the wall the object-free
+    columns beside it see: 1 / (range cos bearing), the boundary's image row up to the camera's scale, interpolated
+    linearly across the columns (exact for a straight wall, whose base is a straight line in the image); the
+    nearest object-free column's value at the ends."""
+    walls = np.array(ranges, dtype=np.float64)
+    columns = np.arange(walls.shape[1])
+    cosine = np.cos(bearings)
+    for frame in np.flatnonzero((classes > 0).any(axis=1)):
+        hidden = classes[frame] > 0
+        if hidden.all():
+            continue
+        row = 1.0 / (np.maximum(walls[frame, ~hidden], 1e-6) * cosine[~hidden])  # np.inf (nothing in range): 0
+        filled = np.interp(columns[hidden], columns[~hidden], row)
+        walls[frame, hidden] = 1.0 / (np.maximum(filled, 1e-9) * cosine[hidden])
+    return walls
+
+
+def object_discs(ranges: np.ndarray, classes: np.ndarray, bearings: np.ndarray, used: np.ndarray,
+                 walls: np.ndarray, slack: float) -> list[tuple[int, int, float, float, float]]:
+    """(frame, label, bearing, centre range, radius) of each object seen as a run of columns of one class.
+
+    The centre's bearing is the run's middle, or, for a run cut off by the edge of the camera's ``used`` columns,
+    the bearing of its nearest column (the near side of a round object faces the camera); an object whose nearest
+    column is the cut-off edge is left out (its centre is probably out of view, where the oracles do not draw it),
+    and so is one whose centre lies more than ``slack`` metres behind the wall at its bearing (seen only round a
+    corner).
+    """
+    discs = []
+    spacing = np.abs(np.gradient(bearings))
+    first, last = int(used[0]), int(used[-1])
+    for frame, row in enumerate(classes):
+        for start, end, label in _runs(row):
+            run = np.arange(start, end)
+            closest = int(run[np.argmin(ranges[frame, run])])
+            cut_low, cut_high = start <= first, end - 1 >= last
+            if cut_low or cut_high:
+                if (cut_low and cut_high) or closest in (start, end - 1):
+                    continue
+                other = end - 1 if cut_low else start
+                middle, half_angle = closest, abs(bearings[closest] - bearings[other]) + 0.5 * spacing[other]
+            else:
+                middle = (start + end - 1) // 2
+                half_angle = 0.5 * (abs(bearings[start] - bearings[end - 1]) + spacing[start])
+            bearing = float(bearings[closest] if cut_low or cut_high else 0.5 * (bearings[start] + bearings[end - 1]))
+            sine = math.sin(min(half_angle, MAX_OBJECT_HALF_ANGLE))
+            centre = float(ranges[frame, closest]) / (1.0 - sine)
+            if not math.isfinite(centre) or centre > walls[frame, middle] + slack:
+                continue
+            discs.append((frame, int(label), bearing, centre, centre * sine))
+    return discs
+
+
+def _runs(labels: np.ndarray) -> Iterator[tuple[int, int, int]]:
+    """(start, end, label) of each maximal run of one non-zero label in a 1-D array."""
+    start = 0
+    for end in range(1, len(labels) + 1):
+        if end == len(labels) or labels[end] != labels[start]:
+            if labels[start] > 0:
+                yield start, end, int(labels[start])
+            start = end
