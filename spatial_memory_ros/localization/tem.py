@@ -370,6 +370,11 @@ class TemLocalizer:
         offset, radius = self._best_offset(fits), self._trust_radius()
         self._plausible.append(best >= self.config.plausible_fit and offset <= radius)
         if not self.source_trusted:
+            needed = max(1, self.config.trust_window // 5)
+            if len(self._plausible) < needed and self.trust >= self.config.min_trust:  # too early to judge
+                return CorrectionResult(applied=False, fit=best, message=(
+                    f"BEV source not judged yet: {len(self._plausible)} of the {needed} BEVs it needs to fit the "
+                    f"map first; following odometry"))
             return CorrectionResult(applied=False, fit=best, rejected=(
                 f"BEV source untrusted: only {self.trust:.0%} of its last {len(self._plausible)} BEVs fit the map "
                 f"(needs {self.config.min_trust:.0%}); following odometry"))
