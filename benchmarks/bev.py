@@ -73,32 +73,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --------------------------------------------------------------------------------------------- accuracy
 
 
+class WallBands:
+    """Wall IoU by distance band from the robot (RANGE_BANDS), pooled over frames like BevMetrics."""
+
+    def __init__(self, geometry) -> None:
+        from spatial_memory_ros.perception.geometry import cell_ranges
+
+        ranges = cell_ranges(geometry).reshape(geometry.bev_height, geometry.bev_width)
+        self.bands = {name: (ranges >= low) & (ranges < high) for name, (low, high) in RANGE_BANDS.items()}
+        self.counts = {name: [0, 0] for name in self.bands}  # wall intersection, union
+
+    def update(self, predicted_occupancy, true_occupancy) -> None:
+        """Add (N, H, W) occupancy grids (-1 / 0 / 100)."""
+        import numpy as np
+
+        predicted_wall, true_wall = predicted_occupancy == 100, true_occupancy == 100
+        for name, band in self.bands.items():
+            self.counts[name][0] += int(np.count_nonzero(predicted_wall & true_wall & band))
+            self.counts[name][1] += int(np.count_nonzero((predicted_wall | true_wall) & band))
+
+    def summary(self) -> dict:
+        """Wall IoU per band (nan where neither has a wall)."""
+        return {name: i / u if u else float("nan") for name, (i, u) in self.counts.items()}
+
+
 def accuracy(predictor, mazes: int, frames_per_maze: int) -> dict:
     """Metrics of the predictor and of the everything-free baseline on frames of unseen mazes."""
     import numpy as np
 
     from spatial_memory_ros.perception.frames import BENCHMARK_SEED_BASE, maze_seed_range, render_maze_frames
-    from spatial_memory_ros.perception.geometry import cell_ranges, view_cone_mask
+    from spatial_memory_ros.perception.geometry import view_cone_mask
     from spatial_memory_ros.perception.metrics import BevMetrics
 
     seeds = maze_seed_range(BENCHMARK_SEED_BASE, mazes)
     model_metrics, baseline_metrics = (BevMetrics(predictor.geometry.class_names) for _ in range(2))
     everything_free = np.where(view_cone_mask(predictor.geometry), 0, -1).astype(np.int8)
-    ranges = cell_ranges(predictor.geometry).reshape(everything_free.shape)
-    bands = {name: (ranges >= low) & (ranges < high) for name, (low, high) in RANGE_BANDS.items()}
-    band_counts = {name: [0, 0] for name in bands}  # wall intersection, union
+    bands = WallBands(predictor.geometry)
     for seed in seeds:
         frames = render_maze_frames(seed, frames_per_maze)
         occupancy, objects = predictor.predict_arrays(frames.images)
         model_metrics.update(occupancy, objects, frames.occupancy, frames.object_class)
         baseline_metrics.update(np.repeat(everything_free[None], len(frames), 0), np.zeros_like(objects),
                                 frames.occupancy, frames.object_class)
-        predicted_wall, true_wall = occupancy == 100, frames.occupancy == 100
-        for name, band in bands.items():
-            band_counts[name][0] += int(np.count_nonzero(predicted_wall & true_wall & band))
-            band_counts[name][1] += int(np.count_nonzero((predicted_wall | true_wall) & band))
+        bands.update(occupancy, frames.occupancy)
     return {"maze_seeds": [seeds[0], seeds[-1]], "model": model_metrics.summary(),
-            "model_wall_iou_by_range": {name: i / u if u else float("nan") for name, (i, u) in band_counts.items()},
+            "model_wall_iou_by_range": bands.summary(),
             "baseline_everything_free": baseline_metrics.summary()}
 
 
@@ -121,18 +140,22 @@ def world_accuracy(predictor, world: str, size: int, mazes: int, frames_per_maze
     adapter = predictor.for_camera(camera, names)
     slots = class_slots(predictor.geometry.class_names, names)
     raw, adapted, baseline, ceiling = (BevMetrics(names) for _ in range(4))
+    adapted_bands, ceiling_bands = WallBands(predictor.geometry), WallBands(predictor.geometry)
     everything_free = np.where(real_view_mask(predictor.geometry, camera), 0, -1).astype(np.int8)
     started = time.monotonic()
     for seed in range(BENCHMARK_SEED_BASE, BENCHMARK_SEED_BASE + mazes):
         frames = render_world_frames(world, seed, frames_per_maze, size=size)
         occupancy, objects = predictor.predict_arrays(frames.images)
         raw.update(occupancy, slots[objects], frames.occupancy, frames.object_class)
-        adapted.update(*adapter.predict_arrays(frames.images), frames.occupancy, frames.object_class)
+        adapted_occupancy, adapted_objects = adapter.predict_arrays(frames.images)
+        adapted.update(adapted_occupancy, adapted_objects, frames.occupancy, frames.object_class)
+        adapted_bands.update(adapted_occupancy, frames.occupancy)
         baseline.update(np.repeat(everything_free[None], len(frames), 0), np.zeros_like(objects),
                         frames.occupancy, frames.object_class)
         if hasattr(adapter, "raster"):  # a floor-boundary model: the true boundaries through the same geometry
-            ceiling.update(*true_boundary_prediction(world, seed, frames_per_maze, size, adapter),
-                           frames.occupancy, frames.object_class)
+            best_occupancy, best_objects = true_boundary_prediction(world, seed, frames_per_maze, size, adapter)
+            ceiling.update(best_occupancy, best_objects, frames.occupancy, frames.object_class)
+            ceiling_bands.update(best_occupancy, frames.occupancy)
         elif not adapter.identity:  # the same poses' oracle drawn in the model's canonical grid, brought back
             canonical = render_canonical_frames(world, seed, frames_per_maze, predictor.geometry,
                                                 adapter.canonical_height, size=size)
@@ -142,6 +165,8 @@ def world_accuracy(predictor, world: str, size: int, mazes: int, frames_per_maze
             "model_raw_image": raw.summary(), "model_camera_adapter": adapted.summary(),
             "baseline_everything_free": baseline.summary(),
             "adapter_ceiling_canonical_oracle": ceiling.summary() if ceiling.frames else None,
+            "model_camera_adapter_wall_iou_by_range": adapted_bands.summary(),
+            "ceiling_wall_iou_by_range": ceiling_bands.summary() if ceiling_bands.counts["<2 m"][1] else None,
             "seconds": round(time.monotonic() - started, 1)}
 
 
@@ -362,6 +387,11 @@ def print_worlds(rows: list[dict]) -> None:
                            ("object_recall", "object recall"), ("object_f1", "object F1")):
             print(f"{label:<22}{row['model_raw_image'][key]:>10.3f}{row['model_camera_adapter'][key]:>16.3f}"
                   f"{row['baseline_everything_free'][key]:>10.3f}{ceiling.get(key, float('nan')):>17.3f}")
+        by_range = row.get("model_camera_adapter_wall_iou_by_range")
+        if by_range:
+            best = row.get("ceiling_wall_iou_by_range") or {}
+            print("wall IoU by range (camera adapter / ceiling): " + ", ".join(
+                f"{name} {value:.2f} / {best.get(name, float('nan')):.2f}" for name, value in by_range.items()))
 
 
 def world_rows(predictor, args: argparse.Namespace) -> list[dict]:

@@ -319,11 +319,30 @@ class _Lockstep:
             self.outputs.setdefault(source, []).append(output)
         self.latest: dict[str, int] = {}       # output -> newest header stamp seen (ns)
         self.pending: dict[str, int] = {}      # input -> header stamp of its last message, still unanswered
+        self.matched: dict[str, int] | None = {}  # output -> publishers our subscription is connected to
         self.executor = SingleThreadedExecutor(context=node.context)
         self.executor.add_node(node)
         for output in sorted({o for outputs in self.outputs.values() for o in outputs}):
             msg_class, qos = self._output_type(reader, output)
-            node.create_subscription(msg_class, output, lambda msg, topic=output: self._on_output(topic, msg), qos)
+            self._subscribe(msg_class, output, qos)
+
+    def _subscribe(self, msg_class: type, output: str, qos) -> None:
+        """Subscribe to ``output``, counting the publishers it is connected to (where the middleware tells)."""
+        from rclpy.event_handler import SubscriptionEventCallbacks, UnsupportedEventTypeError
+
+        def on_message(msg, topic=output):
+            self._on_output(topic, msg)
+
+        if self.matched is not None:
+            def on_matched(info, topic=output):
+                self.matched[topic] = info.current_count
+            try:
+                self.node.create_subscription(msg_class, output, on_message, qos,
+                                              event_callbacks=SubscriptionEventCallbacks(matched=on_matched))
+                return
+            except UnsupportedEventTypeError:  # a middleware without matched events: fall back to the graph
+                self.matched = None
+        self.node.create_subscription(msg_class, output, on_message, qos)
 
     def _output_type(self, reader: BagReader, topic: str):
         from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -344,16 +363,23 @@ class _Lockstep:
                        f"unknown")
 
     def wait_for_publishers(self, timeout: float) -> None:
-        """Wait until every output has a publisher, so that the first answers are not missed to discovery."""
+        """Wait until every output's subscription is connected to a publisher, so that the first answers are not
+        missed to discovery (seeing a publisher in the graph is not enough: our reader may not be matched to it
+        yet, and a volatile answer published before that is lost, which stalls the lockstep for its timeout)."""
         deadline = time.monotonic() + timeout
         outputs = sorted({o for outputs in self.outputs.values() for o in outputs})
         while time.monotonic() < deadline and not self.stop_event.is_set() and self.node.context.ok():
-            if all(self.node.count_publishers(output) for output in outputs):
+            if all(self._connected(output) for output in outputs):
                 return
             self.executor.spin_once(timeout_sec=0.05)
-        lonely = [output for output in outputs if not self.node.count_publishers(output)]
+        lonely = [output for output in outputs if not self._connected(output)]
         if lonely:
             self.node.get_logger().warning(f"lockstep: no publisher on {lonely} after {timeout:g} s; going on")
+
+    def _connected(self, output: str) -> bool:
+        if self.matched is None:
+            return self.node.count_publishers(output) > 0
+        return self.matched.get(output, 0) > 0
 
     def _on_output(self, topic: str, msg) -> None:
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
