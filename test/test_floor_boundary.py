@@ -9,15 +9,15 @@ import sys
 import numpy as np
 import pytest
 
-from spatial_memory_ros.perception.boundary_data import (column_labels, disc_ranges, read_boundary_shards,
-                                                         render_boundary_frames)
-from spatial_memory_ros.perception.camera_adapter import world_to_slot
+from spatial_memory_ros.perception.boundary_data import (boundary_geometry, column_labels, disc_ranges,
+                                                         read_boundary_shards, render_boundary_frames)
+from spatial_memory_ros.perception.camera_adapter import class_slots, world_to_slot
 from spatial_memory_ros.perception.floor_boundary import (MAX_BOUNDARY, ColumnRaster, boundary_of_ranges,
                                                           column_bearings, hidden_wall_ranges,
                                                           ranges_of_boundary)
 from spatial_memory_ros.perception.frames import _scatter_robots, sim_geometry, world_camera
 from spatial_memory_ros.perception.metrics import BevMetrics
-from spatial_memory_ros.sim.interface import make_world
+from spatial_memory_ros.sim.interface import WORLDS, make_world, world_class_names
 from spatial_memory_ros.sim.maze import CLASS_NAMES
 from spatial_memory_ros.types import CameraModel, Pose2D
 
@@ -38,6 +38,18 @@ def test_bearings_run_left_to_right_across_the_field_of_view():
     assert BEARINGS[0] > 0 > BEARINGS[-1]
     assert BEARINGS[0] == pytest.approx(-BEARINGS[-1])
     assert math.degrees(BEARINGS[0]) == pytest.approx(45.0, abs=1.0)
+
+
+def test_the_boundary_model_has_one_class_per_colour_of_every_world():
+    """A class means one colour in every world's data (no slot shared by, say, cyan and salmon)."""
+    names = boundary_geometry().class_names
+    assert len(set(names)) == len(names)
+    for world in WORLDS:
+        world_names = world_class_names(world)
+        lookup = class_slots(names, world_names)
+        assert all(world_names[lookup[slot] - 1] == names[slot - 1] for slot in range(1, len(names) + 1)
+                   if lookup[slot])
+        assert sorted(lookup[lookup > 0]) == list(range(1, len(world_names) + 1))
 
 
 def test_disc_ranges_hit_the_near_side_of_a_disc_ahead_only():

@@ -74,9 +74,9 @@ def run_data(args: argparse.Namespace) -> int:
     """Write the shards; returns an exit code."""
     from tqdm import tqdm
 
-    from spatial_memory_ros.perception.boundary_data import render_boundary_frames, write_boundary_shard
-    from spatial_memory_ros.perception.boundary_data import BoundaryFrames
-    from spatial_memory_ros.perception.frames import VALIDATION_SEED_BASE, sim_geometry
+    from spatial_memory_ros.perception.boundary_data import (BoundaryFrames, boundary_geometry,
+                                                             render_boundary_frames, write_boundary_shard)
+    from spatial_memory_ros.perception.frames import VALIDATION_SEED_BASE
     from spatial_memory_ros.sim.interface import WorldUnavailable
 
     seeds = range(args.first_seed, args.first_seed + args.mazes)
@@ -86,7 +86,7 @@ def run_data(args: argparse.Namespace) -> int:
         return 2
     manifest = {"world": args.world, "randomize": args.randomize, "first_seed": args.first_seed,
                 "mazes": args.mazes, "frames_per_maze": args.frames_per_maze,
-                "mazes_per_shard": args.mazes_per_shard, "geometry": sim_geometry().as_dict()}
+                "mazes_per_shard": args.mazes_per_shard, "geometry": boundary_geometry().as_dict()}
     path = args.out / "manifest.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
     if previous and {k: previous.get(k) for k in manifest} != manifest:
@@ -107,7 +107,7 @@ def run_data(args: argparse.Namespace) -> int:
         parts = []
         for seed in chunk:
             try:
-                parts.append(render_boundary_frames(args.world, seed, args.frames_per_maze, sim_geometry(),
+                parts.append(render_boundary_frames(args.world, seed, args.frames_per_maze, boundary_geometry(),
                                                     randomize=args.randomize))
             except WorldUnavailable as error:
                 print(f"error: {error}", file=sys.stderr)

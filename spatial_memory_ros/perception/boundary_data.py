@@ -9,6 +9,7 @@ height, shading; sim/camera.py ``Renderer.restyle``): the leave-one-world-out mo
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,19 @@ def read_boundary_shards(directory: str | Path) -> BoundaryFrames:
             raise ValueError(f"{path} is not a floor-boundary shard ({error}); write shards with "
                              f"`spatial-memory data boundary`") from None
     return BoundaryFrames.concatenate(parts)
+
+
+def boundary_geometry() -> BevGeometry:
+    """The floor-boundary model's grid and classes: the built-in model's grid, with the object classes of every
+    world by colour name (the built-in world's six, then Memory-Maze's purple and salmon), so that a class means one
+    colour in every world's data instead of sharing a slot between two colours (camera_adapter.class_slots)."""
+    from spatial_memory_ros.perception.frames import sim_geometry
+    from spatial_memory_ros.sim.interface import WORLDS, world_class_names
+
+    names: list[str] = []
+    for world in WORLDS:
+        names += [name for name in world_class_names(world) if name not in names]
+    return dataclasses.replace(sim_geometry(), class_names=tuple(names))
 
 
 def disc_ranges(eye: Pose2D, angles: np.ndarray, discs: Sequence[tuple[float, float, float]]) -> tuple[np.ndarray,

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-from spatial_memory_ros.perception.boundary_data import BoundaryFrames, read_boundary_shards, render_boundary_frames
+from spatial_memory_ros.perception.boundary_data import (BoundaryFrames, boundary_geometry, read_boundary_shards,
+                                                         render_boundary_frames)
 from spatial_memory_ros.perception.boundary_model import (BoundaryModelConfig, FloorBoundaryPredictor, boundary_loss,
                                                           build_boundary_model, focal_of, save_boundary_checkpoint)
-from spatial_memory_ros.perception.frames import VALIDATION_SEED_BASE, sim_geometry
+from spatial_memory_ros.perception.frames import VALIDATION_SEED_BASE
 
 
 def augment(images: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -99,10 +100,17 @@ class TrainingRun:
         self.args = args
         torch.set_num_threads(args.threads)
         torch.manual_seed(args.seed)
-        self.geometry = sim_geometry()
+        self.geometry = boundary_geometry()
         self.data = BoundaryFrames.concatenate([read_boundary_shards(folder) for folder in args.data])
         self.manifests = [json.loads((Path(f) / "manifest.json").read_text()) for f in args.data
                           if (Path(f) / "manifest.json").exists()]
+        for manifest in self.manifests:
+            folder = manifest.get("command", "").rsplit("--out ", 1)[-1] or "a data folder"
+            classes = manifest.get("geometry", {}).get("class_names")
+            if classes is not None and tuple(classes) != self.geometry.class_names:
+                raise ValueError(f"{folder} was labelled with the classes {classes}, the model has "
+                                 f"{list(self.geometry.class_names)}: regenerate it with `spatial-memory data "
+                                 f"boundary`")
         self.validation = self._validation_sets()
         self.model = build_boundary_model(self.geometry, BoundaryModelConfig())
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=args.lr, weight_decay=1e-4)
