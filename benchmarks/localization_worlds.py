@@ -18,7 +18,7 @@ dead reckoning on a true map and <= 0.8x on a self-built map, never worse than d
 Resumable: each finished run is stored in the results JSON at once (keyed world/size/seed/checkpoint) and skipped
 by a rerun. Prints a table, writes benchmarks/results/localization_worlds.json.
   .venv/bin/python benchmarks/localization_worlds.py [--runs 15] [--steps 500] [--size 15]
-        [--checkpoint spatial_memory_ros/models/bev.pt] [--quick]
+        [--checkpoint spatial_memory_ros/models/bev_boundary.pt] [--quick]
 """
 from __future__ import annotations
 
@@ -159,8 +159,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=15, help="runs, one maze each (default 15)")
     parser.add_argument("--steps", type=int, default=500, help="steps per run at 10 Hz (default 500: 50 s)")
     parser.add_argument("--noise", type=float, default=0.05, help="odometry noise, fraction of speed (default 0.05)")
-    parser.add_argument("--checkpoint", type=Path, default=REPO / "spatial_memory_ros" / "models" / "bev.pt",
-                        help="BEV checkpoint (default the shipped one)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="BEV checkpoint (default: the one the world's camera ships with, "
+                             "perception/predictor.py checkpoint_for_world)")
     parser.add_argument("--quick", action="store_true", help="2 runs of 100 steps into a separate JSON (smoke run)")
     parser.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results/...)")
     args = parser.parse_args(argv)
@@ -172,9 +173,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from spatial_memory_ros.perception.predictor import load_predictor
+    from spatial_memory_ros.perception.predictor import checkpoint_for_world, load_predictor
     from spatial_memory_ros.sim.interface import world_class_names
 
+    args.checkpoint = args.checkpoint or checkpoint_for_world(args.world)
     result = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "localization_worlds"}
     result["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}
     checkpoint = os.path.relpath(args.checkpoint.resolve(), REPO)

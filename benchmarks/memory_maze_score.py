@@ -143,10 +143,10 @@ def load_results(path: Path) -> dict:
 
 def make_adapter(checkpoint: Path | None):
     """The BEV predictor (shipped, or ``checkpoint``) through the camera adapter for Memory-Maze's camera."""
-    from spatial_memory_ros.perception.predictor import DEFAULT_CHECKPOINT, load_predictor
+    from spatial_memory_ros.perception.predictor import checkpoint_for_world, load_predictor
     from spatial_memory_ros.sim.memory_maze import CLASS_NAMES, camera_model
 
-    path = checkpoint or DEFAULT_CHECKPOINT
+    path = checkpoint or checkpoint_for_world("memory_maze")
     predictor = load_predictor(path, num_threads=1)
     return predictor.for_camera(camera_model(), CLASS_NAMES), path
 

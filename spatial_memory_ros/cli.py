@@ -36,8 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "13 or 15 inside it")
     demo.add_argument("--world", choices=("builtin", "memory_maze"), default="builtin",
                       help="the simulated world: the built-in ray-cast maze (default) or Memory-Maze in MuJoCo "
-                           "(2 m cells; the shipped BEV predictor is trained on the built-in camera: use --bev "
-                           "oracle there)")
+                           "(2 m cells; its camera's BEVs come from the floor-boundary model, models/bev_boundary.md)")
     demo.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of the run folder (default runs)")
     demo.add_argument("--composed", action="store_true",
                       help="run all nodes in this process on a multi-threaded executor")

@@ -269,9 +269,9 @@ def real_robot_graph(namespace: str = "robot1", camera: str = "/camera/image_raw
 def other_camera_checkpoint() -> str:
     """The BEV model for a camera other than the built-in sim's: the floor-boundary checkpoint where it ships
     (perception/predictor.py BOUNDARY_CHECKPOINT), else '' (the node's default, the BevNet through the adapter)."""
-    from spatial_memory_ros.perception.predictor import BOUNDARY_CHECKPOINT
+    from spatial_memory_ros.perception.predictor import BOUNDARY_CHECKPOINT, checkpoint_for_world
 
-    return str(BOUNDARY_CHECKPOINT) if BOUNDARY_CHECKPOINT.is_file() else ""
+    return str(BOUNDARY_CHECKPOINT) if checkpoint_for_world("other") == BOUNDARY_CHECKPOINT else ""
 
 
 def config_dir() -> Path:

@@ -215,3 +215,16 @@ def test_data_and_train_commands_make_a_loadable_model(tmp_path):
                                         "--steps", "4", "--resume", "--val-worlds", "builtin", "--val-mazes", "1"],
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0 and "resumed" in resumed.stdout + resumed.stderr
+
+
+def test_every_camera_but_the_sims_runs_the_shipped_floor_boundary_model():
+    """Nodes, graph and benchmarks pick the checkpoint by world in one place; the boundary model ships."""
+    from spatial_memory_ros.graph import other_camera_checkpoint
+    from spatial_memory_ros.perception.predictor import (BOUNDARY_CHECKPOINT, DEFAULT_CHECKPOINT, checkpoint_for_world,
+                                                         load_predictor)
+
+    assert checkpoint_for_world("builtin") == DEFAULT_CHECKPOINT
+    assert checkpoint_for_world("memory_maze") == BOUNDARY_CHECKPOINT and BOUNDARY_CHECKPOINT.is_file()
+    assert other_camera_checkpoint() == str(BOUNDARY_CHECKPOINT)
+    predictor = load_predictor(BOUNDARY_CHECKPOINT)
+    assert predictor.geometry.class_names == boundary_geometry().class_names

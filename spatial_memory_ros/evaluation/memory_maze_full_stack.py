@@ -32,10 +32,10 @@ INITIAL_SD = 0.05
 
 def make_adapter(checkpoint: str | Path | None = None):
     """The BEV predictor (the shipped checkpoint, or ``checkpoint``) adapted to Memory-Maze's camera and classes."""
-    from spatial_memory_ros.perception.predictor import DEFAULT_CHECKPOINT, load_predictor
+    from spatial_memory_ros.perception.predictor import checkpoint_for_world, load_predictor
     from spatial_memory_ros.sim.memory_maze import CLASS_NAMES, camera_model
 
-    predictor = load_predictor(checkpoint or DEFAULT_CHECKPOINT, num_threads=1)
+    predictor = load_predictor(checkpoint or checkpoint_for_world("memory_maze"), num_threads=1)
     return predictor.for_camera(camera_model(), CLASS_NAMES)
 
 

@@ -24,8 +24,16 @@ if TYPE_CHECKING:
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "bev.pt"
 BOUNDARY_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("bev_boundary.pt")
-"""The floor-boundary model (perception/boundary_model.py, models/bev.md): the one for cameras other than the
-built-in sim's (Memory-Maze's, a real robot's), where the camera's height, pitch and field of view are inputs."""
+"""The floor-boundary model (perception/boundary_model.py, models/bev_boundary.md): the one for cameras other than
+the built-in sim's (Memory-Maze's, a real robot's), where the camera's height, pitch and field of view are inputs."""
+
+
+def checkpoint_for_world(world: str) -> Path:
+    """The shipped checkpoint a camera of ``world`` runs on: bev.pt for the built-in sim's camera, the
+    floor-boundary model for any other (where it ships), so nodes and benchmarks pick the same one."""
+    if world != "builtin" and BOUNDARY_CHECKPOINT.is_file():
+        return BOUNDARY_CHECKPOINT
+    return DEFAULT_CHECKPOINT
 CHECKPOINT_FORMAT = "spatial_memory_ros.bev"
 CHECKPOINT_VERSION = 1
 TRAIN_COMMAND = ("spatial-memory data bev --mazes 300 --frames-per-maze 160 --out runs/bev-data && "
