@@ -229,7 +229,12 @@ def run(args: argparse.Namespace, path: Path) -> dict:
     report = load_report(path)
     mode = "full_stack" if args.full_stack else "true_bev"
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    checkpoint = str(args.checkpoint or "") if args.full_stack else ""
+    checkpoint = ""
+    if args.full_stack:  # named, so that the results stay apart when the default checkpoint changes
+        from spatial_memory_ros.perception.predictor import checkpoint_for_world
+
+        chosen = Path(args.checkpoint) if args.checkpoint else checkpoint_for_world("memory_maze")
+        checkpoint = os.path.relpath(chosen.resolve(), ROOT) if chosen.is_absolute() else str(chosen)
     rows = settings(mode, args.bits, args.policies, args.max_steps, args.step_s, checkpoint)
     done = {episode_key(e) for e in report["episodes"]}
     tasks = [{**row, "seed": seed} for seed in seeds for row in rows]
@@ -279,7 +284,8 @@ def main() -> None:
     parser.add_argument("--full-stack", action="store_true",
                         help="rendered images, predicted BEVs, estimated poses (MuJoCo; about 20 steps/s per robot)")
     parser.add_argument("--checkpoint", default=None,
-                        help="--full-stack: BEV checkpoint (default the shipped spatial_memory_ros/models/bev.pt)")
+                        help="--full-stack: BEV checkpoint (default: Memory-Maze's shipped one, "
+                             "spatial_memory_ros/models/bev_boundary.pt)")
     parser.add_argument("--max-steps", type=int, default=MAX_STEPS, help=f"T in steps (default {MAX_STEPS})")
     parser.add_argument("--step-s", type=float, default=STEP_S, help=f"seconds per step (default {STEP_S})")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
