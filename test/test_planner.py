@@ -6,7 +6,8 @@ import pytest
 
 from spatial_memory_ros.evaluation.map_scores import rasterize_maze
 from spatial_memory_ros.types import GridGeometry
-from spatial_memory_ros.behaviour.planner import (Partner, PlannerConfig, WallCells, choose_frontier, clearance_ahead,
+from spatial_memory_ros.behaviour.planner import (Partner, PlannerConfig, WallCells, choose_frontier, clear_around,
+                                                  clearance_ahead,
                                                   cost_grid, frontier_mask, park_spot, plan_path, shortest_paths)
 from spatial_memory_ros.behaviour.navigator import Navigator
 from spatial_memory_ros.behaviour.goals import goal_from_answer, goal_from_memory, label_matches
@@ -203,3 +204,57 @@ def test_navigator_explores_an_unknown_map_by_frontiers(maze, known):
     seen_free = (grid.occupancy() >= 0) & (grid.occupancy() < 50) & (truth == 0)
     assert seen_free.sum() / (truth == 0).sum() > 0.9
     assert "frontier" in modes
+
+
+def _wall_blob(occupancy, geometry, centre, half):
+    """A copy with a square of wall cells of half-width ``half`` around ``centre`` (a target mapped as a wall)."""
+    xs, ys = geometry.cell_centres()
+    blob = occupancy.copy()
+    blob[(np.abs(xs - centre[0]) <= half) & (np.abs(ys - centre[1]) <= half)] = 100
+    return blob
+
+
+def test_walls_near_a_goal_read_as_unknown_for_planning(known):
+    occupancy, geometry = known
+    goal = (5.5, 1.5)
+    blob = _wall_blob(occupancy, geometry, goal, 0.4)
+    cleared = clear_around(blob, geometry, goal, 0.3)
+    xs, ys = geometry.cell_centres()
+    near = np.hypot(xs - goal[0], ys - goal[1]) <= 0.3
+    assert (cleared[near] == -1).all() and (blob[near] == 100).all()
+    assert (cleared[~near] == blob[~near]).all()
+    assert (blob[near] == 100).all()  # the map passed in is not changed
+    assert (clear_around(blob, geometry, goal, 0.0) == blob).all()
+
+
+def test_nearest_reachable_cell_of_a_sealed_off_point(known):
+    occupancy, geometry = known
+    blob = _wall_blob(occupancy, geometry, (5.5, 1.5), 0.6)
+    field = shortest_paths(cost_grid(blob, geometry, PlannerConfig()), geometry, (1.5, 1.5))
+    cell = field.nearest_reachable((5.5, 1.5), 1.0)
+    assert cell is not None and np.isfinite(field.distances.reshape(-1)[cell])
+    xs, ys = geometry.cell_centres()
+    assert 0.6 < math.hypot(xs.reshape(-1)[cell] - 5.5, ys.reshape(-1)[cell] - 1.5) <= 1.0
+    assert field.nearest_reachable((5.5, 1.5), 0.5) is None
+
+
+@pytest.mark.parametrize("half", [0.4, 0.6])
+def test_navigator_drives_to_a_goal_the_map_walls_in(maze, known, half):
+    """A target mapped as a wall (a blob around the goal the world does not have) must not send the robot away
+    exploring: 0.4 m is cleared (goal_clear_radius 0.5), 0.6 m is reached via the nearest reachable cell."""
+    occupancy, geometry = known
+    goal = (5.5, 1.5)
+    blob = _wall_blob(occupancy, geometry, goal, half)
+    world = World(maze, num_robots=1, seed=3)
+    world.set_pose(0, Pose2D(1.5, 1.5, 0.0))
+    navigator = Navigator(geometry, PlannerConfig(goal_clear_radius=0.5), seed=4)
+    modes = set()
+    for _ in range(400):
+        pose = world.true_pose(0)
+        if math.hypot(pose.x - goal[0], pose.y - goal[1]) < 0.3:
+            break
+        world.step([navigator.step(world.oracle_bev(0), pose, blob, goal, twist=world.true_twist(0))])
+        modes.add(navigator.status.mode)
+    pose = world.true_pose(0)
+    assert math.hypot(pose.x - goal[0], pose.y - goal[1]) < 0.3, modes
+    assert "frontier" not in modes and "wander" not in modes

@@ -1,7 +1,10 @@
 """The navigator: one (v, omega) per step from a map, a pose and an optional goal, on the parts in planner.py.
 
 :class:`Navigator` ties planner.py's parts: goal if any, else frontier, else a random walk; it replans every
-``replan_every`` steps or when the goal moves. When forward commands stop moving the robot (a teammate the map
+``replan_every`` steps or when the goal moves. A goal the map walls in is still driven to: walls within
+``goal_clear_radius`` of it do not count, and when it is still unreachable the path leads to the nearest
+reachable cell within ``goal_reach_radius`` and on to the goal (a target the robot saw is worth a try; exploring
+elsewhere instead led robots away from targets they had in sight). When forward commands stop moving the robot (a teammate the map
 does not show, usually) it backs off and plans around the spot for a while; when it makes no progress for
 ``stuck_steps`` it random-walks out and gives up that frontier.
 """
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spatial_memory_ros.behaviour.planner import (Partner, PathFollower, PlannerConfig, WallCells, cell_of,
-                                                  choose_frontier, cost_grid, shortest_paths)
+                                                  choose_frontier, clear_around, cost_grid, shortest_paths)
 from spatial_memory_ros.behaviour.walker import ExplorerConfig, RandomWalker
 from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D
 
@@ -115,16 +118,17 @@ class Navigator:
               partners: tuple[Partner, ...]) -> None:
         self._goal, self._since_plan = goal, 0
         self.follower.reset()
+        if goal is not None:
+            occupancy = clear_around(occupancy, self.geometry, goal, self.config.goal_clear_radius)
         costs = cost_grid(occupancy, self.geometry, self.config, self._obstacles(partners))
         field = shortest_paths(costs, self.geometry, (pose.x, pose.y))
         if field is None:
             self.status = NavigationStatus("wander", None, None)
             return
         if goal is not None:
-            cell = cell_of(self.geometry, goal)
-            path = field.path_to(cell) if cell is not None else None
+            path = self._path_to_goal(field, goal)
             if path is not None:
-                self.status = NavigationStatus("goal", goal, _with_end(path, goal), WallCells(occupancy, self.geometry))
+                self.status = NavigationStatus("goal", goal, path, WallCells(occupancy, self.geometry))
                 return
         keep = self.status.target if self.status.mode == "frontier" else None
         frontier = choose_frontier(occupancy, field, self.config, partners, tuple(self._reached_frontiers), keep)
@@ -133,6 +137,16 @@ class Navigator:
             return
         self.status = NavigationStatus("frontier", (frontier.x, frontier.y), field.path_to(frontier.cell),
                                        WallCells(occupancy, self.geometry))
+
+    def _path_to_goal(self, field, goal: tuple[float, float]) -> np.ndarray | None:
+        """The path to ``goal`` ending exactly on it; via the nearest reachable cell when the goal is walled in."""
+        cell = cell_of(self.geometry, goal)
+        path = field.path_to(cell) if cell is not None else None
+        if path is not None:
+            return _with_end(path, goal)
+        near = field.nearest_reachable(goal, self.config.goal_reach_radius) if cell is not None else None
+        path = field.path_to(near) if near is not None else None
+        return np.vstack([path, goal]) if path is not None else None
 
     def _drive(self, bev: BevGrid | None, pose: Pose2D, twist: tuple[float, float] | None) -> tuple[float, float]:
         status = self.status

@@ -49,6 +49,8 @@ class PlannerConfig:
     replan_every: int = 10
     lookahead: float = 0.6
     goal_tolerance: float = 0.2
+    goal_clear_radius: float = 0.3
+    goal_reach_radius: float = 1.0
     max_linear_speed: float = 0.8
     max_angular_speed: float = 1.5
     turn_gain: float = 2.0
@@ -69,6 +71,8 @@ class PlannerConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"PlannerConfig.{name} must be a positive finite number, got {value}")
+        if not (0.0 <= self.goal_clear_radius <= 5.0 and 0.0 <= self.goal_reach_radius <= 5.0):
+            raise ValueError("PlannerConfig.goal_clear_radius and goal_reach_radius must lie in [0, 5] m")
         if self.replan_every < 1 or self.stuck_steps < 2:
             raise ValueError("PlannerConfig.replan_every must be >= 1 and stuck_steps >= 2")
 
@@ -104,6 +108,25 @@ def cost_grid(occupancy: np.ndarray, geometry: GridGeometry, config: PlannerConf
     return costs
 
 
+def clear_around(occupancy: np.ndarray, geometry: GridGeometry, point: tuple[float, float],
+                 radius: float) -> np.ndarray:
+    """A copy of ``occupancy`` whose wall cells within ``radius`` of ``point`` read as unknown.
+
+    A goal is where a target was seen: walls mapped that close to it are, most often, the target itself seen as a
+    wall, or the goal estimate sitting a little inside a real wall; planning through them lets the robot reach it
+    (a real wall still stops it, and the stuck handling takes over)."""
+    occupancy = _checked_occupancy(occupancy, geometry)
+    if radius <= 0:
+        return occupancy
+    near = _disc(geometry, point[0], point[1], radius) > 0
+    walls = near & (occupancy >= 50)
+    if not walls.any():
+        return occupancy
+    cleared = occupancy.copy()
+    cleared[walls] = -1
+    return cleared
+
+
 def _checked_occupancy(occupancy: np.ndarray, geometry: GridGeometry) -> np.ndarray:
     occupancy = np.asarray(occupancy)
     if occupancy.shape != (geometry.height, geometry.width):
@@ -128,6 +151,15 @@ class PathField:
     start: int
     distances: np.ndarray      # (height, width), inf where unreachable
     predecessors: np.ndarray   # flat, -9999 where none
+
+    def nearest_reachable(self, point: tuple[float, float], radius: float) -> int | None:
+        """The reachable cell (flat index) nearest to ``point`` within ``radius`` metres of it, or None."""
+        xs, ys = self.geometry.cell_centres()
+        distance = np.hypot(xs - point[0], ys - point[1])
+        candidates = np.isfinite(self.distances) & (distance <= radius)
+        if not candidates.any():
+            return None
+        return int(np.argmin(np.where(candidates, distance, np.inf)))
 
     def path_to(self, cell: int) -> np.ndarray | None:
         """Map-frame cell centres from the start to ``cell`` (flat index), or None if unreachable."""

@@ -73,7 +73,7 @@ class MemoryMazeAgent:
         self.geometry = GridGeometry(self.config.map_resolution, cells, cells, -reach, -reach)
         self.planner = PlannerConfig(dt=CONTROL_DT, max_linear_speed=float(ACTION_TWISTS[1, 0]),
                                      max_angular_speed=float(ACTION_TWISTS[2, 1]), lookahead=self.config.lookahead,
-                                     goal_tolerance=self.config.goal_tolerance)
+                                     goal_tolerance=self.config.goal_tolerance, goal_clear_radius=TARGET_RADIUS)
         self.localizer = TemLocalizer(TemConfig(observation_weight=self.config.observation_weight,
                                                 min_known_fraction=self.config.min_known_fraction),
                                       initial_pose=(0.0, 0.0, 0.0), initial_sigma=0.05,

@@ -228,7 +228,8 @@ class TeamEpisode:
         memory = RobotMemory(self.geometry, embedder, robot_id, class_names=self.class_names)
         comm = TeamComm(robot_id, ids, TEAM_KEY, self.layout, _copy_config(comm_config))
         comm.goal_label = f"{self.target.color} target"
-        robot = Robot(self.query, RobotConfig(PlannerConfig(dt=self.world.config.dt), ask_every=self.config.ask_every,
+        planner = PlannerConfig(dt=self.world.config.dt, goal_clear_radius=self.world.target_radius)
+        robot = Robot(self.query, RobotConfig(planner, ask_every=self.config.ask_every,
                                               seed=self.config.seed * 31 + index), self.geometry)
         return _Member(index, robot_id, memory, comm, robot)
 

@@ -55,6 +55,8 @@ PARAMETERS = [
     Param("max_linear_speed", 0.8, "forward speed limit of the commands (m/s)", 0.01, 10.0),
     Param("max_angular_speed", 1.5, "yaw rate limit of the commands (rad/s)", 0.01, 20.0),
     Param("goal_tolerance", 0.2, "distance (m) to the goal at which the robot counts itself arrived", 0.01, 10.0),
+    Param("goal_clear_radius", 0.3, "walls mapped this close (m) to the goal are taken for the target itself "
+          "(set it to the targets' radius)", 0.0, 5.0),
     Param("replan_every", 10, "steps between replans", 1, 1000),
     Param("control_period", 0.1, "seconds between BEVs (the walker's step; the sim's 1/rate_hz)", 0.01, 10.0),
 ]
@@ -68,7 +70,7 @@ class ExplorerNode(Node):
         p = self.params = declare_parameters(self, PARAMETERS)
         planner = PlannerConfig(max_linear_speed=p["max_linear_speed"], max_angular_speed=p["max_angular_speed"],
                                 dt=p["control_period"], goal_tolerance=p["goal_tolerance"],
-                                replan_every=p["replan_every"])
+                                goal_clear_radius=p["goal_clear_radius"], replan_every=p["replan_every"])
         config = RobotConfig(planner, mode=p["mode"], park=p["park"], seed=p["seed"],
                              ask_every=max(1, int(round(p["query_period"] / p["control_period"]))))
         self.robot = Robot(p["goal_query"], config)

@@ -114,6 +114,11 @@ class World(RobotStates):
         self._ray_cache: dict[int, tuple[tuple[float, float, float], RayHits]] = {}
 
     @property
+    def target_radius(self) -> float:
+        """Radius (m) of the targets as the oracle BEVs draw them."""
+        return float(self._oracle.target_radius)
+
+    @property
     def time(self) -> float:
         """Simulated seconds since the start."""
         return self.step_count * self.config.dt
