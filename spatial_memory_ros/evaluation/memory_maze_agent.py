@@ -75,7 +75,8 @@ class MemoryMazeAgent:
                                      max_angular_speed=float(ACTION_TWISTS[2, 1]), lookahead=self.config.lookahead,
                                      goal_tolerance=self.config.goal_tolerance, goal_clear_radius=TARGET_RADIUS)
         self.localizer = TemLocalizer(TemConfig(observation_weight=self.config.observation_weight,
-                                                min_known_fraction=self.config.min_known_fraction),
+                                                min_known_fraction=self.config.min_known_fraction,
+                                                landmarks=self.config.memory),
                                       initial_pose=(0.0, 0.0, 0.0), initial_sigma=0.05,
                                       extent=(-reach, -reach, reach, reach))
         self.memory = self._new_memory()

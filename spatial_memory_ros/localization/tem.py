@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from spatial_memory_ros.localization.belief import BeliefGrid, apply_translation
+from spatial_memory_ros.localization.landmarks import Fix, LandmarkMap, object_sightings
 from spatial_memory_ros.localization.map_likelihood import BevPoints, MapLikelihood, OccupancyMap, bev_points
 from spatial_memory_ros.localization.place_check import PlaceCheck
 from spatial_memory_ros.localization.tem_config import TemConfig
@@ -105,6 +106,7 @@ class TemLocalizer:
         self.events: list[str] = []
         self._plausible: deque[bool] = deque(maxlen=self.config.trust_window)
         self.places = PlaceCheck()  # the source's BEVs must agree with its own earlier ones in the world frame
+        self.landmarks = LandmarkMap(self.config)  # objects seen before fix the pose (landmarks.py)
         self.bevs_seen = 0
         # While nothing but odometry moves the belief (no map it may trust, no applied BEV), the estimate is the
         # exact odometry integral from where the belief was then: the grid's mean would drift from it by its
@@ -251,6 +253,7 @@ class TemLocalizer:
         self.heading = _wrap(self.heading + omega * dt)
         self.heading_var += (config.angular_noise * dt) ** 2
         step = math.hypot(dx, dy)
+        self.landmarks.moved(step)
         variance = (config.linear_noise * step) ** 2 + step ** 2 * self.heading_var + config.process_noise ** 2 * dt
         shift_x, shift_y, blur = dx / config.resolution, dy / config.resolution, math.sqrt(variance) / config.resolution
         reach = math.ceil(max(abs(shift_x), abs(shift_y)) + 3.0 * blur) + 2
@@ -350,6 +353,8 @@ class TemLocalizer:
         if self.config.place_check:
             self.places.observe(np.asarray(bev.occupancy), float(bev.resolution),
                                 (float(bev.origin_x), float(bev.origin_y)))
+        if self.config.landmarks:
+            self._fix_from_landmarks(bev)
         if self._likelihood is None:
             return CorrectionResult(applied=False, message="no map yet: belief carried by odometry only")
         if len(points.xy) == 0:
@@ -398,6 +403,39 @@ class TemLocalizer:
             estimate = self.estimate()
             self._last_good = (estimate.x, estimate.y, estimate.theta)
         return result
+
+    def _fix_from_landmarks(self, bev: Any) -> None:
+        """Objects in the BEV seen before (landmarks.py) fix the position and, after a long trip, the heading."""
+        classes = getattr(bev, "object_class", None)
+        if classes is None or np.shape(classes) != self.config.bev_shape:
+            return
+        sightings = object_sightings(classes, float(bev.resolution), (float(bev.origin_x), float(bev.origin_y)),
+                                     self.config.landmark_min_cells, self.config.landmark_max_range)
+        if not sightings:
+            return
+        estimate = self.estimate()
+        pose = (estimate.x, estimate.y, estimate.theta)
+        sd = math.sqrt(max(0.5 * (estimate.covariance[0, 0] + estimate.covariance[1, 1]), 0.0))
+        heading_sd = math.sqrt(self.heading_var)
+        prior_sd = self.landmarks.position_sd(pose, sd, heading_sd)
+        fix = self.landmarks.observe(sightings, pose, sd, heading_sd)
+        if fix is not None:
+            self.apply_fix(fix, prior_sd)
+
+    def apply_fix(self, fix: Fix, prior_sd: float) -> None:
+        """Fuse a position fix (and heading change, if any) with the estimate as two Gaussians; the belief becomes
+        the fused Gaussian (a product with the grid would be cut off by the grid's pruned tails)."""
+        estimate = self.estimate()
+        if math.isfinite(fix.heading_sd):
+            gain = self.heading_var / (self.heading_var + fix.heading_sd ** 2)
+            self.heading = _wrap(self.heading + gain * fix.heading_change)
+            self.heading_var *= 1.0 - gain
+        weight = prior_sd ** 2 / (prior_sd ** 2 + fix.sd ** 2)
+        x = estimate.x + weight * (fix.x - estimate.x)
+        y = estimate.y + weight * (fix.y - estimate.y)
+        sigma = math.sqrt(weight) * fix.sd
+        self.reset((x, y, self.heading), sigma, math.sqrt(self.heading_var))
+        self.landmarks.fixed(x, y)
 
     def _best_offset(self, fits: tuple[np.ndarray, np.ndarray, np.ndarray]) -> float:
         """Distance (m) from the estimate to the candidate position that explains the BEV best."""

@@ -56,6 +56,15 @@ class TemConfig:
     # belief between BEVs only while their source is trusted. False for a map made independently of them (a floor
     # plan, a survey): its walls then always keep the belief out of them.
     map_from_bevs: bool = True
+    # Landmarks (landmarks.py): objects the BEVs label, placed once and used to fix the pose when seen again.
+    landmarks: bool = True
+    landmark_min_cells: int = 3
+    landmark_max_range: float = 4.0
+    landmark_gate: float = 3.0
+    landmark_sighting_sd: float = 0.25
+    landmark_min_baseline: float = 4.0
+    landmark_min_travel: float = 2.0
+    landmark_max_sigmas: float = 3.0
     lost_fit: float = -1.2
     good_fit: float = -0.6
     lost_mass: float = 1e-9
@@ -82,6 +91,12 @@ class TemConfig:
         if not 0.0 <= self.min_trust <= 1.0 or self.trust_window < 1:
             raise ValueError(f"TemConfig.min_trust must be in [0, 1] and trust_window >= 1, got {self.min_trust}, "
                              f"{self.trust_window}")
+        for name in ("landmark_max_range", "landmark_gate", "landmark_sighting_sd", "landmark_min_baseline",
+                     "landmark_min_travel", "landmark_max_sigmas"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"TemConfig.{name} must be a positive finite number, got {getattr(self, name)}")
+        if self.landmark_min_cells < 1:
+            raise ValueError(f"TemConfig.landmark_min_cells must be at least 1, got {self.landmark_min_cells}")
         if not 0.0 <= self.min_known_fraction <= 1.0:
             raise ValueError(f"TemConfig.min_known_fraction must be in [0, 1], got {self.min_known_fraction}")
         self.bev_shape = tuple(int(v) for v in self.bev_shape)
