@@ -214,7 +214,10 @@ def _finished(row: dict | None, size: int, steps: int | None) -> bool:
 
 
 def _write(args, data: dict, checkpoint_path: Path) -> None:
-    """Write the results file (episodes, summary, machine, command) atomically."""
+    """Write the results file (episodes, summary, machine, command) atomically, keeping the episodes another run
+    (on the other core) wrote to it meanwhile."""
+    for key, row in load_results(args.results)["episodes"].items():
+        data["episodes"].setdefault(key, row)
     checkpoints = data.setdefault("checkpoints", {})
     checkpoints[checkpoint_path.name] = {"path": str(checkpoint_path), "sha256": hashlib.sha256(
         checkpoint_path.read_bytes()).hexdigest()}
@@ -230,7 +233,7 @@ def _write(args, data: dict, checkpoint_path: Path) -> None:
     if command not in data["commands"]:
         data["commands"].append(command)
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    temporary = args.results.with_suffix(".json.tmp")
+    temporary = args.results.with_suffix(f".json.{os.getpid()}.tmp")
     temporary.write_text(json.dumps(data, indent=1, default=float))
     temporary.replace(args.results)
 
