@@ -69,6 +69,10 @@ PARAMETERS = [
     Param("map_from_bevs", True, "the map is built from these BEVs (the spatial memory's): it keeps the belief out "
                                  "of its walls only while their source is trusted; false for an independent map "
                                  "(a floor plan), whose walls always do"),
+    Param("landmarks", True, "objects the BEVs label (targets) are landmarks: seen again, they fix the position "
+          "and heading (localization/landmarks.py)"),
+    Param("landmark_gate", 3.0, "a sighting farther than this (m) from every stored object of its class is a new "
+          "landmark", 0.1, 100.0),
     Param("map_lag", 2.0, "a BEV stamped T is matched against the memory map of T - map_lag (s): then the "
                           "belief does not depend on message timing (replays give the live poses), and the map "
                           "holds no cells drawn from the pose being corrected; must exceed the memory's map_period "
@@ -107,7 +111,8 @@ class LocalizerNode(Node):
                            observation_weight=p["observation_weight"], max_dt=p["max_odom_gap"],
                            min_known_fraction=p["min_known_fraction"], plausible_fit=p["plausible_fit"],
                            trust_radius=p["trust_radius"], min_trust=p["min_trust"], trust_window=p["trust_window"],
-                           place_check=p["place_check"], map_from_bevs=p["map_from_bevs"])
+                           place_check=p["place_check"], map_from_bevs=p["map_from_bevs"],
+                           landmarks=p["landmarks"], landmark_gate=p["landmark_gate"])
         self.tem = TemLocalizer(config, initial_pose=(p["initial_x"], p["initial_y"], p["initial_theta"]),
                                 initial_sigma=p["initial_sd"])
         self.grid_code = GridCodeModel(p["grid_modules"], p["grid_base_period"], p["grid_ratio"])
