@@ -108,3 +108,16 @@ def test_an_object_fixed_to_the_camera_does_not_hold_the_robot_back():
         tem.predict(1.0, 0.0, 0.1)
         tem.correct(bev_seeing([(1, 2.0, 0.0)]))
     assert tem.estimate().x == pytest.approx(10.0, abs=0.5)
+
+
+def test_the_store_stays_bounded_and_keeps_the_landmarks_seen_often():
+    from spatial_memory_ros.localization import landmarks as module
+
+    store = LandmarkMap(TemConfig())
+    store.observe([Sighting(1, 1.0, 0.0)], (0.0, 0.0, 0.0), 0.05)
+    store.moved(3.0)
+    store.observe([Sighting(1, 1.0, 0.0)], (0.0, 0.0, 0.0), 0.05)  # seen twice
+    for k in range(module.MAX_LANDMARKS + 10):  # phantoms, each far from the others
+        store.observe([Sighting(2, 1.0, 0.0)], (10.0 * (k + 1), 0.0, 0.0), 0.05)
+    assert len(store.landmarks) == module.MAX_LANDMARKS
+    assert store.landmarks[0].class_id == 1 and store.landmarks[0].sightings == 2

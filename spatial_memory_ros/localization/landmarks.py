@@ -28,6 +28,8 @@ import scipy.ndimage
 
 from spatial_memory_ros.localization.tem_config import TemConfig
 
+MAX_LANDMARKS = 256  # a robot's store; each new one is compared with those of its class on every sighting
+
 
 @dataclass(frozen=True)
 class Sighting:
@@ -113,8 +115,7 @@ class LandmarkMap:
             my = y + sin_t * sighting.x + cos_t * sighting.y
             landmark = self._nearest(sighting.class_id, mx, my)
             if landmark is None:
-                self.landmarks.append(Landmark(sighting.class_id, mx, my, math.hypot(pose_sd, seen_sd),
-                                               used_at=self.odometer))
+                self._add(Landmark(sighting.class_id, mx, my, math.hypot(pose_sd, seen_sd), used_at=self.odometer))
                 continue
             landmark.sightings += 1
             fix = Fix(x + landmark.x - mx, y + landmark.y - my, math.hypot(landmark.sd, seen_sd))
@@ -147,9 +148,9 @@ class LandmarkMap:
     def _usable(self, landmark: Landmark, fix: Fix, estimate: tuple[float, float], pose_sd: float) -> bool:
         """Whether a sighting may fix the pose or refine the landmark: the robot drove ``landmark_min_travel``
         since the landmark was placed or last used (successive views of one object are not independent), and the
-        two disagree by less than ``landmark_max_sigmas`` of their combined uncertainty. An object drawn at a fixed place in the view
-        (a pattern of the camera, not of the world) asks for a correction as long as the distance driven, far
-        beyond the gate, so it never holds the robot back."""
+        two disagree by less than ``landmark_max_sigmas`` of their combined uncertainty. An "object" drawn at a
+        fixed place in the view (a pattern of the camera, not of the world) would ask for a correction as large
+        as the distance driven since, which the second condition refuses, so it cannot hold the robot back."""
         if self.odometer - landmark.used_at < self.config.landmark_min_travel:
             return False
         innovation = math.hypot(fix.x - estimate[0], fix.y - estimate[1])
@@ -157,6 +158,14 @@ class LandmarkMap:
             self.rejected += 1
             return False
         return True
+
+    def _add(self, landmark: Landmark) -> None:
+        """Store a new landmark; past MAX_LANDMARKS, the oldest one seen only once (a misclassified object, most
+        likely) makes room, or else the oldest."""
+        if len(self.landmarks) >= MAX_LANDMARKS:
+            once = [index for index, m in enumerate(self.landmarks) if m.sightings == 1]
+            del self.landmarks[once[0] if once else 0]
+        self.landmarks.append(landmark)
 
     def _nearest(self, class_id: int, x: float, y: float) -> Landmark | None:
         candidates = [(math.hypot(m.x - x, m.y - y), index) for index, m in enumerate(self.landmarks)
