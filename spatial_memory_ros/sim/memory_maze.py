@@ -253,6 +253,11 @@ class MemoryMazeWorld(RobotStates):
     # ------------------------------------------------------------------------------------------ interface
 
     @property
+    def target_radius(self) -> float:
+        """Radius (m) of Memory-Maze's target spheres."""
+        return TARGET_RADIUS
+
+    @property
     def time(self) -> float:
         """Simulated seconds since the last reset."""
         return self.step_count * self.config.dt
