@@ -2,7 +2,9 @@
 the net and its predictor (boundary_model.py), and the data and train commands."""
 from __future__ import annotations
 
+import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -215,6 +217,15 @@ def test_data_and_train_commands_make_a_loadable_model(tmp_path):
                                         "--steps", "4", "--resume", "--val-worlds", "builtin", "--val-mazes", "1"],
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0 and "resumed" in resumed.stdout + resumed.stderr
+    relabelled = tmp_path / "relabelled"
+    shutil.copytree(data, relabelled)
+    manifest = json.loads((relabelled / "manifest.json").read_text())
+    manifest["geometry"]["class_names"] = ["red", "green"]
+    (relabelled / "manifest.json").write_text(json.dumps(manifest))
+    refused = subprocess.run(command + ["train", "boundary", "--data", str(relabelled), "--out", str(tmp_path / "r2"),
+                                        "--steps", "1", "--val-worlds", "builtin", "--val-mazes", "1"],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and f"{relabelled} was labelled with the classes" in refused.stderr
 
 
 def test_every_camera_but_the_sims_runs_the_shipped_floor_boundary_model():

@@ -102,10 +102,10 @@ class TrainingRun:
         torch.manual_seed(args.seed)
         self.geometry = boundary_geometry()
         self.data = BoundaryFrames.concatenate([read_boundary_shards(folder) for folder in args.data])
-        self.manifests = [json.loads((Path(f) / "manifest.json").read_text()) for f in args.data
-                          if (Path(f) / "manifest.json").exists()]
-        for manifest in self.manifests:
-            folder = manifest.get("command", "").rsplit("--out ", 1)[-1] or "a data folder"
+        manifests = {folder: json.loads((Path(folder) / "manifest.json").read_text()) for folder in args.data
+                     if (Path(folder) / "manifest.json").exists()}
+        self.manifests = list(manifests.values())
+        for folder, manifest in manifests.items():
             classes = manifest.get("geometry", {}).get("class_names")
             if classes is not None and tuple(classes) != self.geometry.class_names:
                 raise ValueError(f"{folder} was labelled with the classes {classes}, the model has "
