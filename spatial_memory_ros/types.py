@@ -14,6 +14,11 @@ import numpy as np
 TARGET_SUFFIX = " target"  # an object sighting of class NAME is the memory label "NAME target"
 
 
+def wrap_angle(angle):
+    """An angle (radians; a float or a numpy array) wrapped into [-pi, pi)."""
+    return (angle + math.pi) % (2.0 * math.pi) - math.pi
+
+
 def target_label(class_name: str) -> str:
     """The memory label of a sighting of ``class_name`` ("red" -> "red target")."""
     return f"{class_name}{TARGET_SUFFIX}"

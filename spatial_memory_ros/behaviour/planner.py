@@ -21,7 +21,7 @@ import scipy.sparse
 import scipy.sparse.csgraph
 
 from spatial_memory_ros.behaviour.walker import RandomWalker
-from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D
+from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D, wrap_angle
 
 _NEIGHBOURS = ((0, 1), (1, 0), (1, 1), (1, -1))  # each undirected 8-neighbour edge once
 
@@ -384,7 +384,7 @@ class PathFollower:
         config = self.config
         target = self._lookahead_point(pose, path, walls)
         bearing = math.atan2(target[1] - pose.y, target[0] - pose.x)
-        error = (bearing - pose.theta + math.pi) % (2 * math.pi) - math.pi
+        error = wrap_angle(bearing - pose.theta)
         omega = float(np.clip(config.turn_gain * error, -config.max_angular_speed, config.max_angular_speed))
         if abs(error) > math.radians(config.turn_in_place_deg):
             return 0.0, omega

@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from spatial_memory_ros.types import wrap_angle
+
 
 def _positions(poses: np.ndarray, name: str) -> np.ndarray:
     array = np.asarray(poses, dtype=float)
@@ -60,7 +62,7 @@ def heading_errors(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
     est, true = np.asarray(estimate, dtype=float), np.asarray(truth, dtype=float)
     if est.ndim != 2 or true.ndim != 2 or est.shape[1] < 3 or true.shape[1] < 3 or len(est) != len(true):
         raise ValueError(f"heading errors need two (N, 3) arrays of equal length, got {est.shape} and {true.shape}")
-    return np.abs((est[:, 2] - true[:, 2] + math.pi) % (2 * math.pi) - math.pi)
+    return np.abs(wrap_angle(est[:, 2] - true[:, 2]))
 
 
 def pair_by_stamp(estimate: list[tuple[float, float, float]], truth: list[tuple[float, float, float]],

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spatial_memory_ros.types import wrap_angle
+
 WALL, UNSEEN = 100, -1
 
 
@@ -115,7 +117,7 @@ class PlaceCheck:
         """Travel from ``pose`` to now, with a turn counted as its share of ``min_travel`` per ``min_turn``."""
         config = self.config
         travel = math.hypot(self.pose[0] - pose[0], self.pose[1] - pose[1])
-        turn = abs(_wrap(self.pose[2] - pose[2]))
+        turn = abs(wrap_angle(self.pose[2] - pose[2]))
         return max(travel, turn / config.min_turn * config.min_travel)
 
     def _partner(self) -> _Kept | None:
@@ -170,6 +172,3 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
     out[:, :-1] |= mask[:, 1:]
     return out
 
-
-def _wrap(angle: float) -> float:
-    return (angle + math.pi) % (2.0 * math.pi) - math.pi

@@ -32,6 +32,7 @@ from spatial_memory_ros.localization.landmarks import Fix, LandmarkMap, object_s
 from spatial_memory_ros.localization.map_likelihood import BevPoints, MapLikelihood, OccupancyMap, bev_points
 from spatial_memory_ros.localization.place_check import PlaceCheck
 from spatial_memory_ros.localization.tem_config import TemConfig
+from spatial_memory_ros.types import wrap_angle
 
 LOG = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ class TemLocalizer:
         if belief.sum() <= 0:
             belief = np.exp(-0.5 * ((centre_x - x) ** 2 + (centre_y - y) ** 2) / spread ** 2)
         self._store(belief / belief.sum())
-        self.heading, self.heading_var = _wrap(theta), max(heading_sigma, self.config.min_heading_sigma) ** 2
+        self.heading, self.heading_var = wrap_angle(theta), max(heading_sigma, self.config.min_heading_sigma) ** 2
         self._last_good = (x, y, self.heading)
         self._odometry_anchor, self._odometry_shift = (x, y), (0.0, 0.0)
 
@@ -250,7 +251,7 @@ class TemLocalizer:
         dx, dy = chord * math.cos(mid_heading), chord * math.sin(mid_heading)
         if self._odometry_anchor is not None:
             self._odometry_shift = (self._odometry_shift[0] + dx, self._odometry_shift[1] + dy)
-        self.heading = _wrap(self.heading + omega * dt)
+        self.heading = wrap_angle(self.heading + omega * dt)
         self.heading_var += (config.angular_noise * dt) ** 2
         step = math.hypot(dx, dy)
         self.landmarks.moved(step)
@@ -428,7 +429,7 @@ class TemLocalizer:
         estimate = self.estimate()
         if math.isfinite(fix.heading_sd):
             gain = self.heading_var / (self.heading_var + fix.heading_sd ** 2)
-            self.heading = _wrap(self.heading + gain * fix.heading_change)
+            self.heading = wrap_angle(self.heading + gain * fix.heading_change)
             self.heading_var *= 1.0 - gain
         weight = prior_sd ** 2 / (prior_sd ** 2 + fix.sd ** 2)
         x = estimate.x + weight * (fix.x - estimate.x)
@@ -542,7 +543,7 @@ class TemLocalizer:
         mean = float(weights @ offsets)
         spread = float(weights @ (offsets - mean) ** 2)
         step = offsets[1] - offsets[0] if len(offsets) > 1 else self.config.min_heading_step
-        self.heading = _wrap(self.heading + mean)
+        self.heading = wrap_angle(self.heading + mean)
         self.heading_var = max(min(self.heading_var, spread + step ** 2 / 12.0), self.config.min_heading_sigma ** 2)
 
     def _result(self, points: BevPoints, candidates: np.ndarray, position_like: np.ndarray, predicted: np.ndarray,
@@ -565,6 +566,3 @@ class TemLocalizer:
             memory_loss=float(((posterior - memory_belief) ** 2).sum()),
             fit=fit, heading_shift=heading_shift, candidates=len(candidates))
 
-
-def _wrap(angle: float) -> float:
-    return (angle + math.pi) % (2.0 * math.pi) - math.pi

@@ -38,8 +38,8 @@ from spatial_memory_ros.types import CameraModel
 from spatial_memory_ros.sim.maze import Maze, Target
 from spatial_memory_ros.sim.oracle import BevOracle
 from spatial_memory_ros.sim.robot_states import RobotStates, validated_commands
-from spatial_memory_ros.sim.world import WorldConfig, _arc_displacement, _wrap_angle
-from spatial_memory_ros.types import BevGrid, Pose2D
+from spatial_memory_ros.sim.world import WorldConfig, _arc_displacement
+from spatial_memory_ros.types import BevGrid, Pose2D, wrap_angle
 
 CLASS_NAMES: tuple[str, ...] = ("red", "green", "blue", "purple", "yellow", "salmon")
 """Memory-Maze's target colours in its own order (memory_maze.maze.TARGET_COLORS): target k has colour k."""
@@ -344,7 +344,7 @@ class MemoryMazeWorld(RobotStates):
                     omega + math.radians(config.odom_angular_noise_deg) * angular_noise)
         odom = robot.odom_pose
         ox, oy = _arc_displacement(odom.theta, measured[0], measured[1], dt)
-        robot.odom_pose = Pose2D(odom.x + ox, odom.y + oy, _wrap_angle(odom.theta + measured[1] * dt))
+        robot.odom_pose = Pose2D(odom.x + ox, odom.y + oy, wrap_angle(odom.theta + measured[1] * dt))
         robot.odom_twist = measured
 
     def render(self, robot: int) -> np.ndarray:
@@ -382,7 +382,7 @@ def layout_maze(maze_layout: np.ndarray, targets_pos: np.ndarray, seed: int = 0)
 def step_twist(before: Pose2D, after: Pose2D, dt: float) -> tuple[float, float]:
     """The (v, omega) of the arc that takes ``before`` to ``after`` in ``dt`` seconds (v < 0 when it went back)."""
     dx, dy = after.x - before.x, after.y - before.y
-    turn = _wrap_angle(after.theta - before.theta)
+    turn = wrap_angle(after.theta - before.theta)
     half_turn = 0.5 * turn
     along = dx * math.cos(before.theta + half_turn) + dy * math.sin(before.theta + half_turn)
     sinc = math.sin(half_turn) / half_turn if abs(half_turn) > 1e-9 else 1.0

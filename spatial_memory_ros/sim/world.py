@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from spatial_memory_ros.sim.camera import CAMERA_HEIGHT_CELLS, Renderer, RayCaster, RayHits, Sprite
-from spatial_memory_ros.types import CameraModel
+from spatial_memory_ros.types import CameraModel, wrap_angle
 from spatial_memory_ros.sim.maze import (CLASS_NAMES, TARGET_HEIGHT_CELLS, TARGET_RADIUS_CELLS, Maze, Target,
                                          generate_maze)
 from spatial_memory_ros.sim.oracle import BevOracle
@@ -72,10 +72,6 @@ class WorldConfig:
 
 
 # --------------------------------------------------------------------------------------------- world
-
-
-def _wrap_angle(angle: float) -> float:
-    return (angle + math.pi) % (2.0 * math.pi) - math.pi
 
 
 def _arc_displacement(theta: float, v: float, omega: float, dt: float) -> tuple[float, float]:
@@ -184,7 +180,7 @@ class World(RobotStates):
             raise ValueError(f"pose must be finite, got {pose}")
         if self._collides(robot, pose.x, pose.y):
             raise ValueError(f"pose ({pose.x:.3f}, {pose.y:.3f}) overlaps a wall or another robot")
-        state.true_pose = Pose2D(float(pose.x), float(pose.y), _wrap_angle(float(pose.theta)))
+        state.true_pose = Pose2D(float(pose.x), float(pose.y), wrap_angle(float(pose.theta)))
         if reset_odometry:
             state.odom_pose = Pose2D(state.true_pose.x, state.true_pose.y, state.true_pose.theta)
 
@@ -211,7 +207,7 @@ class World(RobotStates):
         pose = state.true_pose
         dx, dy = _arc_displacement(pose.theta, v, omega, dt)
         fraction = self._free_fraction(robot, pose.x, pose.y, dx, dy)
-        state.true_pose = Pose2D(pose.x + fraction * dx, pose.y + fraction * dy, _wrap_angle(pose.theta + omega * dt))
+        state.true_pose = Pose2D(pose.x + fraction * dx, pose.y + fraction * dy, wrap_angle(pose.theta + omega * dt))
         state.true_twist = (fraction * v, omega)
         state.distance += fraction * math.hypot(dx, dy)
 
@@ -252,7 +248,7 @@ class World(RobotStates):
                     omega + math.radians(config.odom_angular_noise_deg) * angular_noise)
         odom = state.odom_pose
         dx, dy = _arc_displacement(odom.theta, measured[0], measured[1], config.dt)
-        state.odom_pose = Pose2D(odom.x + dx, odom.y + dy, _wrap_angle(odom.theta + measured[1] * config.dt))
+        state.odom_pose = Pose2D(odom.x + dx, odom.y + dy, wrap_angle(odom.theta + measured[1] * config.dt))
         state.odom_twist = measured
 
     def _rays(self, robot: int) -> RayHits:

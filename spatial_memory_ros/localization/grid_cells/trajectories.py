@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spatial_memory_ros.types import wrap_angle
+
 RAYLEIGH_SPEED_SCALE = 0.13 * 2.0 * math.pi  # m/s, Sorscher's forward-speed scale
 ROTATION_SIGMA = 11.52  # rad/s, Sorscher's turning noise
 
@@ -109,6 +111,3 @@ def _wall_avoidance(position: np.ndarray, heading: np.ndarray, half: np.ndarray,
     turn = np.where(near_wall, np.sign(towards) * (math.pi / 2 - np.abs(towards)) * config.wall_turn_scale, 0.0)
     return near_wall, turn
 
-
-def wrap_angle(angle: np.ndarray) -> np.ndarray:
-    return (angle + math.pi) % (2.0 * math.pi) - math.pi
