@@ -9,7 +9,8 @@ import pytest
 
 from spatial_memory_ros.behaviour.walker import RandomWalker
 from spatial_memory_ros.evaluation.map_scores import map_scores, rasterize_maze, wall_surfaces
-from spatial_memory_ros.memory.mapping import FLOOR_LABEL, WALL, WALL_LABEL, LogOddsMap, ObservationBinner, bev_to_map
+from spatial_memory_ros.memory.mapping import (FLOOR_LABEL, WALL, WALL_LABEL, BevInMap, LogOddsMap, ObservationBinner,
+                                              bev_to_map)
 from spatial_memory_ros.types import GridGeometry
 from spatial_memory_ros.sim.maze import generate_maze
 from spatial_memory_ros.sim.world import World
@@ -83,3 +84,27 @@ def test_bad_geometry_is_refused():
         GridGeometry(math.nan, 10, 10)
     with pytest.raises(ValueError, match="cells"):
         GridGeometry(0.1, 0, 10)
+
+
+def _one_bin_view(object_class: int) -> BevInMap:
+    """A BEV seen in the map frame with four cells in the bin [0, 0.5) x [0, 0.5), all of ``object_class``."""
+    cells = np.full(4, object_class, np.uint8)
+    return BevInMap(x=np.array([0.1, 0.2, 0.3, 0.4]), y=np.array([0.1, 0.2, 0.3, 0.4]),
+                    occupancy=np.zeros(4, np.int8), object_class=cells, range_fraction=np.full(4, 0.5),
+                    class_names=("red", "green"))
+
+
+def test_an_object_seen_in_one_view_only_is_not_written():
+    binner = ObservationBinner(bin_size=0.5, min_object_views=2, min_object_share=0.5)
+    assert binner.observe(_one_bin_view(1)).labels == [FLOOR_LABEL]
+    assert binner.observe(_one_bin_view(0)).labels == []
+    assert binner.observe(_one_bin_view(0)).labels == [], "a floor bin already reported is not written again"
+
+
+def test_an_object_seen_again_is_written_once_its_views_outweigh_the_views_without_it():
+    binner = ObservationBinner(bin_size=0.5, min_object_views=2, min_object_share=0.5)
+    labels = [binner.observe(_one_bin_view(k)).labels for k in (0, 0, 1, 1, 1, 2)]
+    assert labels == [[FLOOR_LABEL], [], [], ["red target"], [], []], labels
+    assert ObservationBinner(min_object_views=1).observe(_one_bin_view(2)).labels == ["green target"]
+    with pytest.raises(ValueError, match="min_object_views"):
+        ObservationBinner(min_object_views=0)

@@ -94,7 +94,10 @@ class MemoryMazeAgent:
         self.seconds: dict[str, float] = {"bev": 0.0, "localize": 0.0, "memory": 0.0, "decide": 0.0}
 
     def _new_memory(self) -> RobotMemory:
-        return RobotMemory(self.geometry, self.embedder, "robot1", class_names=CLASS_NAMES)
+        # without memory every step starts afresh: one view is all there is, so its objects count at once
+        views, share = (2, 0.15) if self.config.memory else (1, 0.0)
+        return RobotMemory(self.geometry, self.embedder, "robot1", class_names=CLASS_NAMES, min_object_views=views,
+                           min_object_share=share)
 
     @property
     def query(self) -> str:

@@ -76,17 +76,18 @@ class RobotMemory:
     """Occupancy map + spatial memory of one robot, fed with BEVs and poses, asked with text.
 
     ``class_names`` are the object classes the world's BEVs may name; ``warm_up`` embeds their labels ahead of
-    time (labels not known ahead are embedded when first seen).
+    time (labels not known ahead are embedded when first seen). ``min_object_views`` and ``min_object_share``: see ObservationBinner.
     """
 
     def __init__(self, geometry: GridGeometry, embedder: Embedder, robot_id: str = "robot1", *,
                  bin_size: float = 0.5, max_entries: int = 1_000_000, memory: SpatialMemory | None = None,
-                 query: QuerySettings | None = None, class_names: Sequence[str] = ()) -> None:
+                 query: QuerySettings | None = None, class_names: Sequence[str] = (),
+                 min_object_views: int = 2, min_object_share: float = 0.15) -> None:
         self.robot_id = robot_id
         self.class_names = tuple(class_names)
         self.embedder = embedder
         self.map = LogOddsMap(geometry)
-        self.binner = ObservationBinner(bin_size)
+        self.binner = ObservationBinner(bin_size, min_object_views, min_object_share)
         self.bin_size = bin_size
         self.memory = memory if memory is not None else SpatialMemory(2, VALUE_DIM, max_entries)
         if (self.memory.location_dim, self.memory.value_dim) != (2, VALUE_DIM):

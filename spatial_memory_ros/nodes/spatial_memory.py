@@ -55,6 +55,9 @@ PARAMETERS = [
     Param("map_period", 1.0, "seconds of BEV stamps between map publications (and of clock between marker "
                              "publications)", 0.05, 60.0),
     Param("bin_size", 0.5, "one memory entry per bin of this size (m) and label", 0.05, 10.0),
+    Param("min_object_views", 2, "BEVs that must show an object in a bin before the memory takes it as seen "
+                                 "(flickering classes are ignored; 1 with min_object_share 0: at once)", 1, 1000),
+    Param("min_object_share", 0.15, "and the share of the BEVs seeing the bin that must show the object", 0.0, 1.0),
     Param("max_entries", 1_000_000, "entries kept; the oldest are evicted past it", 100, 100_000_000),
     Param("pose_tolerance", 0.05, "largest stamp difference (s) between a BEV and the pose it is paired with",
           0.0, 5.0),
@@ -90,6 +93,8 @@ class SpatialMemoryNode(Node):
         if len(memory):
             self.get_logger().info(f"loaded {len(memory)} entries from {p['snapshot_path']}")
         self.memory = RobotMemory(geometry, Embedder(), self.robot_id, bin_size=p["bin_size"], memory=memory,
+                                  min_object_views=p["min_object_views"],
+                                  min_object_share=p["min_object_share"],
                                   query=QuerySettings(p["query_temperature"], p["query_location_weight"],
                                                       p["query_sigma_scale"]),
                                   class_names=CLASS_NAMES)  # the built-in world's object classes, embedded ahead
