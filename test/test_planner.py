@@ -148,6 +148,8 @@ def test_goal_sampled_from_a_memory_that_saw_the_target():
     objects[16, 8] = CLASS_NAMES.index("red") + 1
     bev = BevGrid(occupancy, objects, 0.25, 0.0, -4.0, CLASS_NAMES)
     memory.observe(bev, Pose2D(2.0, 5.0, 0.0), 0.05, 0.0)
+    assert goal_from_memory(memory, "the red target", seed=1) is None, "one view of an object is not evidence"
+    memory.observe(bev, Pose2D(2.0, 5.0, 0.0), 0.05, 0.25)
     goal = goal_from_memory(memory, "the red target", seed=1)
     assert goal is not None and math.hypot(goal[0] - 4.125, goal[1] - 5.125) < 0.4
     assert goal_from_memory(memory, "the blue target", seed=1) is None
