@@ -26,8 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from spatial_memory_ros.sim.memory_maze import (CELL_SIZE, CLASS_NAMES, check_size, head_heading, layout_maze,
-                                                 step_twist)
+from spatial_memory_ros.sim.memory_maze import CELL_SIZE, CLASS_NAMES, check_size, head_heading, step_twist
 from spatial_memory_ros.types import Pose2D
 
 CONTROL_DT = 0.25

@@ -109,7 +109,7 @@ def _likelihood_fields(occupancy: OccupancyMap, config: TemConfig, pad_m: float)
     free = np.repeat(np.repeat(occupancy.free, upsample, 0), upsample, 1)
     outside_wall = _distance(~occupied) * resolution
     inside_wall = _distance(occupied) * resolution
-    miss, unknown = math.log(config.miss_probability), config.unknown_log_likelihood
+    unknown = config.unknown_log_likelihood
     hit = lambda distance: np.log(config.miss_probability + (1 - config.miss_probability)  # noqa: E731
                                   * np.exp(-0.5 * (distance / config.hit_sigma) ** 2))
     known = occupied | free

@@ -31,7 +31,6 @@ import sys
 import time
 from functools import partial
 
-import rclpy
 from geometry_msgs.msg import PoseWithCovarianceStamped, Twist
 from nav_msgs.msg import OccupancyGrid, Odometry
 from rclpy.node import Node

@@ -126,7 +126,6 @@ def render_boundary_frames(world: str, seed: int, frames: int, geometry: BevGeom
     try:
         while len(images) < frames:
             _scatter_robots(built, rng)
-            poses = [built.true_pose(k) for k in range(robots)]
             for robot in range(robots):
                 ranges, column_class = column_labels(built, robot, camera, bearings, slots)
                 image = built.render(robot)

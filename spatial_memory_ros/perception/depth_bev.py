@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spatial_memory_ros.perception.scan_bev import DEFAULT_BEV, FREE, UNSEEN, bearings_to_bev
+from spatial_memory_ros.perception.scan_bev import DEFAULT_BEV, UNSEEN, bearings_to_bev
 from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D
 
 
