@@ -95,9 +95,8 @@ class MemoryMazeAgent:
 
     def _new_memory(self) -> RobotMemory:
         # without memory every step starts afresh: one view is all there is, so its objects count at once
-        views, share = (2, 0.15) if self.config.memory else (1, 0.0)
-        return RobotMemory(self.geometry, self.embedder, "robot1", class_names=CLASS_NAMES, min_object_views=views,
-                           min_object_share=share)
+        single_view = {} if self.config.memory else {"min_object_views": 1, "min_object_share": 0.0}
+        return RobotMemory(self.geometry, self.embedder, "robot1", class_names=CLASS_NAMES, **single_view)
 
     @property
     def query(self) -> str:

@@ -76,7 +76,8 @@ class RobotMemory:
     """Occupancy map + spatial memory of one robot, fed with BEVs and poses, asked with text.
 
     ``class_names`` are the object classes the world's BEVs may name; ``warm_up`` embeds their labels ahead of
-    time (labels not known ahead are embedded when first seen). ``min_object_views`` and ``min_object_share``: see ObservationBinner.
+    time (labels not known ahead are embedded when first seen). ``min_object_views`` and ``min_object_share``: see
+    ObservationBinner.
     """
 
     def __init__(self, geometry: GridGeometry, embedder: Embedder, robot_id: str = "robot1", *,
