@@ -141,6 +141,28 @@ def load_results(path: Path) -> dict:
     return data
 
 
+def supersede(data: dict, note: str) -> int:
+    """Move every episode, with its summary and commands, into a new first entry of ``data['superseded']`` that
+    says ``note`` (why they no longer count); returns how many moved. For a change to the robot loop: a rerun skips
+    the episodes already in the results, so the old loop's ones have to move aside first."""
+    generations = data.get("superseded", [])
+    if isinstance(generations, dict):  # the one generation that files of session 10 kept
+        generations = [generations]
+    moved = data.get("episodes", {})
+    if moved:
+        generations.insert(0, {"note": note, "episodes": moved, "summary": data.get("summary", []),
+                               "commands": data.get("commands", [])})
+    data.update(superseded=generations, episodes={}, summary=[], commands=[])
+    return len(moved)
+
+
+def _write_atomically(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".json.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(data, indent=1, default=float))
+    temporary.replace(path)
+
+
 def make_adapter(checkpoint: Path | None):
     """The BEV predictor (shipped, or ``checkpoint``) through the camera adapter for Memory-Maze's camera."""
     from spatial_memory_ros.perception.predictor import checkpoint_for_world, load_predictor
@@ -162,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"results JSON (default {RESULTS})")
     parser.add_argument("--time-budget-min", type=float, default=0.0,
                         help="start no episode after this many minutes (0: no limit); rerun to continue")
+    parser.add_argument("--supersede", metavar="NOTE", default=None,
+                        help="first move every episode in the results aside (under 'superseded', with NOTE saying "
+                             "why): after a change to the robot loop, since a rerun skips finished episodes")
     parser.add_argument("--quick", action="store_true",
                         help="9x9, 1 seed, 100 steps, into memory_maze_quick.json (a check, not a score)")
     args = parser.parse_args(argv)
@@ -171,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             args.results = RESULTS.with_name("memory_maze_quick.json")
     if args.episodes < 1 or (args.steps is not None and args.steps < 1):
         parser.error("--episodes and --steps must be at least 1")
+    if args.supersede is not None and not args.supersede.strip():
+        parser.error("--supersede needs a note that says why the episodes no longer count")
     from tqdm import tqdm
 
     from spatial_memory_ros.memory.semantics import Embedder
@@ -180,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = checkpoint_path.name
     embedder = Embedder()
     data = load_results(args.results)
+    if args.supersede is not None:
+        print(f"moved {supersede(data, args.supersede.strip())} episodes aside (superseded)", flush=True)
+        _write_atomically(args.results, data)
     episodes = data["episodes"]
     todo = [(size, seed, variant) for size in args.sizes for seed in range(FIRST_SEED, FIRST_SEED + args.episodes)
             for variant in args.variants
@@ -232,10 +262,7 @@ def _write(args, data: dict, checkpoint_path: Path) -> None:
     command = " ".join(sys.argv)
     if command not in data["commands"]:
         data["commands"].append(command)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    temporary = args.results.with_suffix(f".json.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, indent=1, default=float))
-    temporary.replace(args.results)
+    _write_atomically(args.results, data)
 
 
 if __name__ == "__main__":

@@ -127,6 +127,26 @@ def test_benchmark_smoke_run_writes_results_and_resumes(stack, tmp_path, capsys)
     assert benchmark.main(arguments) == 0  # a rerun skips what is done
     assert "0 episodes to run" in capsys.readouterr().out
     assert json.loads(results.read_text())["episodes"][f"9/{seed}/memory/{name}"]["wall_s"] == row["wall_s"]
+    assert benchmark.main(arguments + ["--supersede", "the loop changed"]) == 0  # a new loop runs them again
+    out = capsys.readouterr().out
+    assert "moved 2 episodes aside" in out and "2 episodes to run" in out
+    data = json.loads(results.read_text())
+    assert data["superseded"][0]["note"] == "the loop changed"
+    assert data["superseded"][0]["episodes"][f"9/{seed}/memory/{name}"]["wall_s"] == row["wall_s"]
+    assert data["episodes"][f"9/{seed}/memory/{name}"]["wall_s"] != row["wall_s"]
+
+
+def test_superseded_episodes_move_aside_newest_first_and_a_note_is_needed():
+    benchmark = _benchmark_module()
+    data = {"episodes": {"9/1/memory/a.pt": {"steps": 1000}}, "summary": [{"size": 9}], "commands": ["run 2"],
+            "superseded": {"note": "older", "episodes": {"9/1/memory/a.pt": {"steps": 999}}}}
+    assert benchmark.supersede(data, "newer") == 1
+    assert [generation["note"] for generation in data["superseded"]] == ["newer", "older"]
+    assert data["superseded"][0]["commands"] == ["run 2"] and data["superseded"][0]["summary"] == [{"size": 9}]
+    assert data["episodes"] == {} and data["summary"] == [] and data["commands"] == []
+    assert benchmark.supersede(data, "nothing to move") == 0 and len(data["superseded"]) == 2
+    with pytest.raises(SystemExit):
+        benchmark.main(["--supersede", "  "])
 
 
 def test_scores_are_summarised_with_a_t_interval():

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from spatial_memory_ros.types import target_label
+from spatial_memory_ros.types import BevGrid, Pose2D, target_label
 
 _STOP_WORDS = {"the", "a", "an", "to", "go", "find", "some", "something", "any", "please", "of"}
 
@@ -38,7 +38,8 @@ NOT_HERE_RADIUS = 0.75  # m: a place found empty rules out the samples this clos
 def goal_from_answer(locations: np.ndarray, labels: list[str], query: str,
                      not_here: Sequence[tuple[float, float]] = ()) -> tuple[float, float] | None:
     """A goal from a query's samples (best first): the centre of the densest cluster of matching samples, if the
-    best sample not ruled out by ``not_here`` (places already visited and found empty) matches."""
+    best sample not ruled out by ``not_here`` (places already visited and found empty: (x, y), which rules out
+    ``NOT_HERE_RADIUS`` around it, or (x, y, radius)) matches."""
     points = np.asarray(locations, np.float64).reshape(-1, 2)
     keep = [k for k in range(len(labels)) if not _near_any(points[k], not_here, NOT_HERE_RADIUS)]
     if not keep or not label_matches(labels[keep[0]], query):
@@ -50,8 +51,37 @@ def goal_from_answer(locations: np.ndarray, labels: list[str], query: str,
     return float(x), float(y)
 
 
-def _near_any(point: np.ndarray, places: Sequence[tuple[float, float]], radius: float) -> bool:
-    return any(math.hypot(point[0] - x, point[1] - y) <= radius for x, y in places)
+def _near_any(point: np.ndarray, places: Sequence[tuple[float, ...]], radius: float) -> bool:
+    """Whether ``point`` lies within ``radius`` of any place (x, y), or within a place's own radius (x, y, r)."""
+    return any(math.hypot(point[0] - place[0], point[1] - place[1]) <= (place[2] if len(place) > 2 else radius)
+               for place in places)
+
+
+def sighting_in_view(bev: BevGrid, pose: Pose2D, query: str, max_range: float, min_cells: int = 3,
+                     not_here: Sequence[tuple[float, float]] = ()) -> tuple[float, float] | None:
+    """Where the current view shows the query's object: the map-frame centre of the BEV cells whose class answers
+    ``query``, when there are at least ``min_cells`` of them, their centre lies within ``max_range`` of the robot and
+    not at a place already found empty; else None.
+
+    The view measures the object relative to the robot, so this point is as good as the view even when the pose
+    estimate has drifted (a goal from the memory carries the drift of every pose it was written from)."""
+    wanted = [k + 1 for k, name in enumerate(bev.class_names) if label_matches(target_label(name), query)]
+    if not wanted or max_range <= 0:
+        return None
+    iy, ix = np.nonzero(np.isin(bev.object_class, wanted))
+    if len(ix) < min_cells:
+        return None
+    cells = np.column_stack([bev.origin_x + (ix + 0.5) * bev.resolution, bev.origin_y + (iy + 0.5) * bev.resolution])
+    close = np.linalg.norm(cells[:, None, :] - cells[None, :, :], axis=2) <= CLUSTER_RADIUS
+    densest = close[int(np.argmax(close.sum(axis=1)))]  # one object: two of a kind in view are not averaged
+    if densest.sum() < min_cells:
+        return None
+    forward, left = cells[densest].mean(axis=0)
+    if math.hypot(forward, left) > max_range:
+        return None
+    cos, sin = math.cos(pose.theta), math.sin(pose.theta)
+    point = (float(pose.x + cos * forward - sin * left), float(pose.y + sin * forward + cos * left))
+    return None if _near_any(np.asarray(point), not_here, NOT_HERE_RADIUS) else point
 
 
 def targets_named(targets, query: str) -> list:

@@ -26,7 +26,8 @@ from typing import Iterable
 
 import numpy as np
 
-from spatial_memory_ros.behaviour.goals import goal_from_answer, label_matches, query_words
+from spatial_memory_ros.behaviour.goals import (NOT_HERE_RADIUS, goal_from_answer, label_matches, query_words,
+                                                sighting_in_view)
 from spatial_memory_ros.behaviour.planner import Partner, PlannerConfig, park_spot
 from spatial_memory_ros.behaviour.navigator import Navigator
 from spatial_memory_ros.behaviour.walker import ExplorerConfig, RandomWalker
@@ -35,26 +36,36 @@ from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D, is_target_la
 
 MODES = ("walk", "navigate")
 MAX_NOT_HERE = 16  # places found empty that a robot remembers per query (the oldest are forgotten)
-STATUSES = ("walking", "waiting", "exploring", "going to goal", "arrived")
+STATUSES = ("walking", "waiting", "exploring", "going to goal", "looking around", "arrived")
 
 
 @dataclass(frozen=True)
 class RobotConfig:
     """How a robot behaves: ``mode`` 'navigate' (frontiers, then the text goal, on the map) or 'walk' (random walk
     only); ``ask_every`` control steps between memory queries until the goal is reached; ``park`` out of the way
-    after arriving (else stay where it arrived); ``seed`` of everything random it does."""
+    after arriving (else stay where it arrived); ``seed`` of everything random it does. ``sight_range``: when the
+    current view shows the query's object within this many metres in ``sight_frames`` views in a row, the robot
+    drives to where the view puts it instead of to the memory's goal (0: never). ``look_around``: on reaching the
+    memory's goal with no word that the target is reached, turn once on the spot before counting itself arrived,
+    so that a target beside or behind the goal comes into view (and into ``sight``) first."""
 
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     mode: str = "navigate"
     ask_every: int = 10
     park: bool = True
     seed: int = 0
+    sight_range: float = 3.0  # m: a choice, not tuned: far objects cover few cells of a 64x64 image and flicker
+    sight_frames: int = 2
+    look_around: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode '{self.mode}' is not one of {', '.join(MODES)}")
         if self.ask_every < 1:
             raise ValueError(f"ask_every must be at least 1 step, got {self.ask_every}")
+        if not (self.sight_range >= 0 and math.isfinite(self.sight_range)) or self.sight_frames < 1:
+            raise ValueError(f"sight_range must be a finite distance >= 0 and sight_frames at least 1, got "
+                             f"{self.sight_range} and {self.sight_frames}")
 
 
 @dataclass
@@ -79,7 +90,7 @@ class Robot:
     """One robot's decisions, step by step; seeded, so the same senses give the same commands."""
 
     def __init__(self, query: str = "", config: RobotConfig | None = None,
-                 geometry: GridGeometry | None = None, not_here: Iterable[tuple[float, float]] = ()) -> None:
+                 geometry: GridGeometry | None = None, not_here: Iterable[tuple[float, ...]] = ()) -> None:
         self.config = config or RobotConfig()
         planner = self.config.planner
         self.query = query.strip() if query_words(query) else ""
@@ -90,7 +101,11 @@ class Robot:
         if geometry is not None:
             self.use_geometry(geometry)
         self.goal: tuple[float, float] | None = None
-        self.not_here: list[tuple[float, float]] = list(not_here)  # places found without the target of the query
+        self.sight: tuple[float, float] | None = None  # where the view showed the query's object lately
+        self._sightings_in_a_row = 0
+        self._looking_left = 0
+        self._looked_around = False
+        self.not_here: list[tuple[float, ...]] = list(not_here)  # places found without the query's target (x, y[, r])
         self.park: tuple[float, float] | None = None
         self.arrived = False
         self.steps = 0
@@ -140,10 +155,15 @@ class Robot:
     def not_found_here(self) -> None:
         """The robot arrived but the target is not here (no reward came): remember the goal as an empty place,
         drop the goal and go on looking (the next answer leaves the samples near it out)."""
-        if self.goal is not None:
-            self.not_here.append(self.goal)
+        place = self.sight or self.goal
+        if place is not None:
+            # a full turn there without a sighting also clears what the view reaches (half of it: walls hide some)
+            radius = max(NOT_HERE_RADIUS, 0.5 * self.config.sight_range)
+            self.not_here.append((*place, radius) if self._looked_around else place)
             del self.not_here[:-MAX_NOT_HERE]
-        self.goal, self.arrived, self.park = None, False, None
+        self.goal, self.sight, self.arrived, self.park = None, None, False, None
+        self._sightings_in_a_row = self._looking_left = 0
+        self._looked_around = False
         self._ask_now = True
 
     # -- the step ------------------------------------------------------------------------------------------------
@@ -159,9 +179,16 @@ class Robot:
             return self._walk(senses)
         if self.arrived and self.park is None:
             self.park = self._park_spot(plan_map, pose)
-        target = self.park if self.arrived else self.goal
+        if not self.arrived:
+            self._look(senses.bev, pose)
+        if self._looking_left > 0:
+            return self._look_around_step()
+        target = self.park if self.arrived else self.sight or self.goal
         command = self.navigator.step(senses.bev, pose, plan_map, target, senses.partners, senses.twist)
-        if not self.arrived and self.goal is not None and self.navigator.status.mode == "arrived":
+        if not self.arrived and target is not None and self.navigator.status.mode == "arrived":
+            if self.sight is None and self.config.look_around and self.asks:
+                self._looking_left = self._turn_steps()
+                return self._look_around_step()
             self.arrived = True
         if self.arrived:
             self.status = "arrived"
@@ -169,13 +196,40 @@ class Robot:
             self.status = "going to goal" if self.navigator.status.mode == "goal" else "exploring"
         return command
 
+    def _look(self, bev: BevGrid | None, pose: Pose2D) -> None:
+        """Take the view's sighting of the query's object as the goal once it held ``sight_frames`` views in a row
+        (one frame's flicker is not a target); it then stays the goal, following newer sightings, until arrival."""
+        if not self.asks or self.config.sight_range <= 0 or bev is None:
+            return
+        seen = sighting_in_view(bev, pose, self.query, self.config.sight_range, not_here=self.not_here)
+        self._sightings_in_a_row = self._sightings_in_a_row + 1 if seen is not None else 0
+        if seen is not None and self._sightings_in_a_row >= self.config.sight_frames:
+            self.sight = seen
+
+    def _turn_steps(self) -> int:
+        planner = self.config.planner
+        return max(1, math.ceil(2.0 * math.pi / (planner.max_angular_speed * planner.dt)))
+
+    def _look_around_step(self) -> tuple[float, float]:
+        """One step of the turn on the spot at the goal; a sighting ends it (the next step drives to it), and so
+        does a full turn without one: the robot has arrived."""
+        if self.sight is not None:
+            self._looking_left = 0
+            return 0.0, 0.0
+        self._looking_left -= 1
+        if self._looking_left == 0:
+            self.arrived, self.status, self._looked_around = True, "arrived", True
+            return 0.0, 0.0
+        self.status = "looking around"
+        return 0.0, self.config.planner.max_angular_speed
+
     def _walk(self, senses: Senses) -> tuple[float, float]:
         return self.walker.command(senses.bev, twist=senses.twist) if senses.bev is not None else (0.0, 0.0)
 
     def _park_spot(self, plan_map: np.ndarray, pose: Pose2D) -> tuple[float, float]:
         if not self.config.park:
             return pose.x, pose.y
-        spot = park_spot(plan_map, self.geometry, self.goal or (pose.x, pose.y), self.config.planner)
+        spot = park_spot(plan_map, self.geometry, self.sight or self.goal or (pose.x, pose.y), self.config.planner)
         return spot or (pose.x, pose.y)
 
     @property
