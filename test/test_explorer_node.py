@@ -176,10 +176,15 @@ def test_map_pose_and_answer_give_a_goal_a_plan_and_commands_toward_it(ros):
     probe.bev(stamp=1.0)
     turn = probe.commands[-1]
     assert turn.angular.z < -0.5 and turn.linear.x < 0.05, (turn.linear.x, turn.angular.z)
-    # At the goal: arrived, then it parks out of the way and stops asking.
+    # At the goal: a turn on the spot to look around, arrived, then it parks out of the way and stops asking.
     probe.pose(7.0, 2.0, 0.0, stamp=2.0)
     probe.settle()
     probe.bev(stamp=2.0)
+    assert spin_until(ros, lambda: probe.statuses[-1] == "looking around", timeout=5.0), probe.statuses
+    turn = probe.commands[-1]
+    assert turn.angular.z > 0.5 and turn.linear.x == 0.0, (turn.linear.x, turn.angular.z)
+    for _ in range(explorer.robot.look_around_steps):
+        probe.bev(stamp=2.0)
     assert spin_until(ros, lambda: probe.statuses[-1] == "arrived", timeout=5.0), probe.statuses
     probe.bev(stamp=2.0)
     assert explorer.robot.arrived and explorer.robot.park is not None

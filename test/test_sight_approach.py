@@ -66,7 +66,7 @@ def test_the_robot_drives_to_what_it_sees_over_the_memory_goal_once_the_view_hol
     assert robot.sight is None, "one view is not enough"
     robot.step(senses(view((2.0, 1.0, 1))))
     assert robot.sight == pytest.approx((2.0, 1.0), abs=0.06)
-    assert robot.navigator.status.target == pytest.approx(robot.sight)
+    assert robot.navigator.status.target == pytest.approx(robot.sight) and robot.current_goal == robot.sight
     robot.step(senses(view()))
     assert robot.sight is not None, "the sighting stays the goal when the object leaves the view up close"
 
@@ -102,6 +102,7 @@ def test_at_the_memory_goal_the_robot_turns_once_on_the_spot_before_it_counts_it
     robot = Robot("the red target", RobotConfig(park=False), GridGeometry(0.25, 80, 80, -10.0, -10.0))
     robot.take_answer(np.array([[0.1, 0.0], [0.1, 0.05]]), ["red target"] * 2)  # the goal is where it stands
     turn = math.ceil(2 * math.pi / (robot.config.planner.max_angular_speed * robot.config.planner.dt))
+    assert robot.look_around_steps == turn
     commands = [robot.step(senses(view())) for _ in range(turn)]
     assert all(v == 0 and w > 0 for v, w in commands[:-1]) and robot.status == "arrived" and robot.arrived
     assert robot.steps == turn

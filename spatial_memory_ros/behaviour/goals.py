@@ -36,7 +36,7 @@ NOT_HERE_RADIUS = 0.75  # m: a place found empty rules out the samples this clos
 
 
 def goal_from_answer(locations: np.ndarray, labels: list[str], query: str,
-                     not_here: Sequence[tuple[float, float]] = ()) -> tuple[float, float] | None:
+                     not_here: Sequence[tuple[float, ...]] = ()) -> tuple[float, float] | None:
     """A goal from a query's samples (best first): the centre of the densest cluster of matching samples, if the
     best sample not ruled out by ``not_here`` (places already visited and found empty: (x, y), which rules out
     ``NOT_HERE_RADIUS`` around it, or (x, y, radius)) matches."""
@@ -58,7 +58,7 @@ def _near_any(point: np.ndarray, places: Sequence[tuple[float, ...]], radius: fl
 
 
 def sighting_in_view(bev: BevGrid, pose: Pose2D, query: str, max_range: float, min_cells: int = 3,
-                     not_here: Sequence[tuple[float, float]] = ()) -> tuple[float, float] | None:
+                     not_here: Sequence[tuple[float, ...]] = ()) -> tuple[float, float] | None:
     """Where the current view shows the query's object: the map-frame centre of the BEV cells whose class answers
     ``query``, when there are at least ``min_cells`` of them, their centre lies within ``max_range`` of the robot and
     not at a place already found empty; else None.

@@ -6,12 +6,15 @@ class, so a benchmark measures the robot that ships. Per step (:meth:`Robot.step
 1. takes what it has (:class:`Senses`): its BEV, its pose estimate, the team map to plan on, its teammates'
    believed positions and its measured motion. Without a pose or a map yet it random-walks ("waiting").
 2. drives with the :class:`~spatial_memory_ros.behaviour.planner.Navigator`: to the goal if it has one, else to
-   the best frontier of the map ("exploring"), else a random walk.
+   the best frontier of the map ("exploring"), else a random walk. The goal is where its current view shows the
+   query's object (``sight``: two BEVs in a row within ``sight_range``), else the memory's answer.
 3. arrives when its own pose is within ``goal_tolerance`` of the goal, or when the world says it has reached the
-   target (:meth:`Robot.reached`, as Memory-Maze's reward does); then it parks in the most open place 2.5 to 8 m
-   (path cost) from the goal, out of its teammates' way, and stops asking. If the caller learns that the target is
-   not where the robot arrived (:meth:`Robot.not_found_here`: no reward came), the robot remembers the place as
-   empty for this query, ignores the memory's samples near it from then on, and looks again.
+   target (:meth:`Robot.reached`, as Memory-Maze's reward does); at the memory's goal it first turns once on the
+   spot ("looking around"), and a sighting during the turn becomes the goal. Once arrived it parks in the most
+   open place 2.5 to 8 m (path cost) from the goal, out of its teammates' way, and stops asking. If the caller
+   learns that the target is not where the robot arrived (:meth:`Robot.not_found_here`: no reward came), the robot
+   remembers the place as empty for this query (after a full turn, out to half the sight range), ignores the
+   memory's samples there from then on, and looks again.
 
 Asking the memory for the text goal is the caller's to carry out (a service call in the node, a direct call in
 process) because only the caller knows how; *when* to ask is decided here: :meth:`Robot.should_ask` holds every
@@ -155,7 +158,7 @@ class Robot:
     def not_found_here(self) -> None:
         """The robot arrived but the target is not here (no reward came): remember the goal as an empty place,
         drop the goal and go on looking (the next answer leaves the samples near it out)."""
-        place = self.sight or self.goal
+        place = self.current_goal
         if place is not None:
             # a full turn there without a sighting also clears what the view reaches (half of it: walls hide some)
             radius = max(NOT_HERE_RADIUS, 0.5 * self.config.sight_range)
@@ -183,11 +186,11 @@ class Robot:
             self._look(senses.bev, pose)
         if self._looking_left > 0:
             return self._look_around_step()
-        target = self.park if self.arrived else self.sight or self.goal
+        target = self.park if self.arrived else self.current_goal
         command = self.navigator.step(senses.bev, pose, plan_map, target, senses.partners, senses.twist)
         if not self.arrived and target is not None and self.navigator.status.mode == "arrived":
             if self.sight is None and self.config.look_around and self.asks:
-                self._looking_left = self._turn_steps()
+                self._looking_left = self.look_around_steps
                 return self._look_around_step()
             self.arrived = True
         if self.arrived:
@@ -206,7 +209,9 @@ class Robot:
         if seen is not None and self._sightings_in_a_row >= self.config.sight_frames:
             self.sight = seen
 
-    def _turn_steps(self) -> int:
+    @property
+    def look_around_steps(self) -> int:
+        """Control steps of the full turn on the spot at a goal (at the planner's top yaw rate)."""
         planner = self.config.planner
         return max(1, math.ceil(2.0 * math.pi / (planner.max_angular_speed * planner.dt)))
 
@@ -229,8 +234,13 @@ class Robot:
     def _park_spot(self, plan_map: np.ndarray, pose: Pose2D) -> tuple[float, float]:
         if not self.config.park:
             return pose.x, pose.y
-        spot = park_spot(plan_map, self.geometry, self.sight or self.goal or (pose.x, pose.y), self.config.planner)
+        spot = park_spot(plan_map, self.geometry, self.current_goal or (pose.x, pose.y), self.config.planner)
         return spot or (pose.x, pose.y)
+
+    @property
+    def current_goal(self) -> tuple[float, float] | None:
+        """The goal driven to now: where the view showed the target, else the memory's goal, else none."""
+        return self.sight or self.goal
 
     @property
     def plan(self) -> np.ndarray | None:

@@ -223,14 +223,15 @@ class ExplorerNode(Node):
 
     def _publish_status(self) -> None:
         if self.robot.status != self._published["status"]:
-            if self.robot.status == "arrived" and self.robot.goal is not None:
-                self.get_logger().info(f"arrived at the goal ({self.robot.goal[0]:.2f}, {self.robot.goal[1]:.2f}) "
-                                       f"after {self.robot.steps} steps")
+            goal = self.robot.current_goal
+            if self.robot.status == "arrived" and goal is not None:
+                self.get_logger().info(f"arrived at the goal ({goal[0]:.2f}, {goal[1]:.2f}) after {self.robot.steps} "
+                                       f"steps")
             self._published["status"] = self.robot.status
             self.status_pub.publish(String(data=self.robot.status))
 
     def _publish_goal(self) -> None:
-        goal, last = self.robot.goal, self._published["goal"]
+        goal, last = self.robot.current_goal, self._published["goal"]
         if goal is None or (last is not None and math.hypot(goal[0] - last[0], goal[1] - last[1]) < 0.05):
             return
         msg = PointStamped()
