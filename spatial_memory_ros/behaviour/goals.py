@@ -36,10 +36,9 @@ NOT_HERE_RADIUS = 0.75  # m: a place found empty rules out the samples this clos
 
 
 def goal_from_answer(locations: np.ndarray, labels: list[str], query: str,
-                     not_here: Sequence[tuple[float, ...]] = ()) -> tuple[float, float] | None:
+                     not_here: Sequence[tuple[float, float]] = ()) -> tuple[float, float] | None:
     """A goal from a query's samples (best first): the centre of the densest cluster of matching samples, if the
-    best sample not ruled out by ``not_here`` (places already visited and found empty: (x, y), which rules out
-    ``NOT_HERE_RADIUS`` around it, or (x, y, radius)) matches."""
+    best sample not ruled out by ``not_here`` (places already visited and found empty) matches."""
     points = np.asarray(locations, np.float64).reshape(-1, 2)
     keep = [k for k in range(len(labels)) if not _near_any(points[k], not_here, NOT_HERE_RADIUS)]
     if not keep or not label_matches(labels[keep[0]], query):
@@ -51,14 +50,12 @@ def goal_from_answer(locations: np.ndarray, labels: list[str], query: str,
     return float(x), float(y)
 
 
-def _near_any(point: np.ndarray, places: Sequence[tuple[float, ...]], radius: float) -> bool:
-    """Whether ``point`` lies within ``radius`` of any place (x, y), or within a place's own radius (x, y, r)."""
-    return any(math.hypot(point[0] - place[0], point[1] - place[1]) <= (place[2] if len(place) > 2 else radius)
-               for place in places)
+def _near_any(point: np.ndarray, places: Sequence[tuple[float, float]], radius: float) -> bool:
+    return any(math.hypot(point[0] - x, point[1] - y) <= radius for x, y in places)
 
 
 def sighting_in_view(bev: BevGrid, pose: Pose2D, query: str, max_range: float, min_cells: int = 3,
-                     not_here: Sequence[tuple[float, ...]] = ()) -> tuple[float, float] | None:
+                     not_here: Sequence[tuple[float, float]] = ()) -> tuple[float, float] | None:
     """Where the current view shows the query's object: the map-frame centre of the BEV cells whose class answers
     ``query``, when there are at least ``min_cells`` of them, their centre lies within ``max_range`` of the robot and
     not at a place already found empty; else None.
