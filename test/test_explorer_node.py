@@ -285,6 +285,11 @@ def test_graph_gives_every_explorer_the_goal_the_team_map_and_the_pose_source():
             assert dict(spec.remappings)["pose"] == "ground_truth/pose"
 
 
+def test_the_final_approach_by_sight_and_the_look_around_are_parameters(ros):
+    explorer = _explorer(ros, sight_range=1.5, look_around=False)
+    assert explorer.robot.config.sight_range == 1.5 and explorer.robot.config.look_around is False
+
+
 def test_the_node_decides_exactly_as_the_in_process_robot_on_the_same_senses(ros):
     """The explorer node runs behaviour.Robot: fed through topics the senses that an in-process Robot of the same
     seed and settings gets (a simulated robot's oracle BEV, true pose and measured motion, the true map), it gives

@@ -60,6 +60,8 @@ PARAMETERS = [
     Param("replan_every", 10, "steps between replans", 1, 1000),
     Param("sight_range", 3.0, "drive to the goal's object where the current BEV shows it (2 BEVs in a row) within "
           "this range (m) instead of to the memory's goal, which carries the pose drift; 0: never", 0.0, 100.0),
+    Param("look_around", True, "at the memory's goal, turn once on the spot (looking for the target) before "
+          "counting itself arrived"),
     Param("control_period", 0.1, "seconds between BEVs (the walker's step; the sim's 1/rate_hz)", 0.01, 10.0),
 ]
 
@@ -74,6 +76,7 @@ class ExplorerNode(Node):
                                 dt=p["control_period"], goal_tolerance=p["goal_tolerance"],
                                 goal_clear_radius=p["goal_clear_radius"], replan_every=p["replan_every"])
         config = RobotConfig(planner, mode=p["mode"], park=p["park"], seed=p["seed"], sight_range=p["sight_range"],
+                             look_around=p["look_around"],
                              ask_every=max(1, int(round(p["query_period"] / p["control_period"]))))
         self.robot = Robot(p["goal_query"], config)
         if p["goal_query"].strip() and not self.robot.query:
