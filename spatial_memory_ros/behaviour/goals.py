@@ -5,6 +5,8 @@ samples whose label matches the text query (all the query's content words appear
 for 'the red target'), when the best sample matches; samples at places the robot already went to and found empty
 are left out. (The mean of all matching samples put goals between two sightings, in a wall: a phantom target.) The same matching decides which news makes a robot ask its memory again and, in the
 evaluation, which true targets a query names, so there is one notion of "this answers the goal".
+:func:`sighting_in_view` reads the current BEV the same way: the densest cluster of the query's object cells, put
+on the map from the pose (the robot's final approach by sight).
 """
 from __future__ import annotations
 
@@ -44,10 +46,14 @@ def goal_from_answer(locations: np.ndarray, labels: list[str], query: str,
     if not keep or not label_matches(labels[keep[0]], query):
         return None
     matching = points[[k for k in keep if label_matches(labels[k], query)]]
-    close = np.linalg.norm(matching[:, None, :] - matching[None, :, :], axis=2) <= CLUSTER_RADIUS
-    densest = int(np.argmax(close.sum(axis=1)))  # ties: the best-ranked sample's cluster
-    x, y = matching[close[densest]].mean(axis=0)
+    x, y = matching[_densest_cluster(matching)].mean(axis=0)
     return float(x), float(y)
+
+
+def _densest_cluster(points: np.ndarray) -> np.ndarray:
+    """Mask of the points within ``CLUSTER_RADIUS`` of the point with the most such neighbours (ties: the first)."""
+    close = np.linalg.norm(points[:, None, :] - points[None, :, :], axis=2) <= CLUSTER_RADIUS
+    return close[int(np.argmax(close.sum(axis=1)))]
 
 
 def _near_any(point: np.ndarray, places: Sequence[tuple[float, float]], radius: float) -> bool:
@@ -69,8 +75,7 @@ def sighting_in_view(bev: BevGrid, pose: Pose2D, query: str, max_range: float, m
     if len(ix) < min_cells:
         return None
     cells = np.column_stack([bev.origin_x + (ix + 0.5) * bev.resolution, bev.origin_y + (iy + 0.5) * bev.resolution])
-    close = np.linalg.norm(cells[:, None, :] - cells[None, :, :], axis=2) <= CLUSTER_RADIUS
-    densest = close[int(np.argmax(close.sum(axis=1)))]  # one object: two of a kind in view are not averaged
+    densest = _densest_cluster(cells)  # one object: two of a kind in view are not averaged
     if densest.sum() < min_cells:
         return None
     forward, left = cells[densest].mean(axis=0)
