@@ -300,3 +300,21 @@ def test_a_trusted_source_is_applied_and_an_untrusted_one_is_said_so():
     results = [tem.correct(garbage) for _ in range(10)]
     assert not any(r.applied for r in results) and not tem.source_trusted
     assert "untrusted" in results[-1].rejected and "fit the map" in results[-1].rejected
+
+
+def test_a_source_with_a_third_of_its_bevs_wrong_is_trusted_and_only_its_good_bevs_are_applied():
+    """A learned predictor on a world it was not trained on: on Memory-Maze 60-75% of bev_boundary.pt's BEVs are
+    plausible. The default gate (min_trust 0.5) must trust such a source, apply its BEVs that fit and reject the
+    rest one by one; at 0.8 it was never trusted and long episodes ran on odometry alone."""
+    maze = generate_maze(9, seed=2)
+    world = World(maze, num_robots=1, seed=2)
+    start = world.true_pose(0)
+    tem = TemLocalizer(TemConfig(place_check=False), maze_occupancy(maze),  # the fit gate alone
+                       initial_pose=(start.x, start.y, start.theta))
+    rng = np.random.default_rng(0)
+    good = world.oracle_bev(0)
+    results = [tem.correct(_corrupted(good, "random", rng) if step % 3 == 0 else good) for step in range(30)]
+    assert tem.source_trusted and 0.5 <= tem.trust < 0.8
+    judged = results[15:]  # past the fifth of the window needed to judge the source
+    assert all(r.applied for step, r in enumerate(judged, 15) if step % 3)
+    assert all(not r.applied and "implausible" in r.rejected for step, r in enumerate(judged, 15) if step % 3 == 0)

@@ -44,11 +44,15 @@ class TemConfig:
     # well, but only far from where odometry says the robot is). The BEV source is trusted once at least
     # ``min_trust`` of its last ``trust_window`` BEVs (and at least a fifth of the window) were plausible; only
     # plausible BEVs of a trusted source are applied. Otherwise the belief is carried by odometry alone, so no BEV
-    # source, however bad, can pull the estimate far from dead reckoning.
+    # source, however bad, can pull the estimate far from dead reckoning. ``min_trust`` is 0.5, not higher: a learned
+    # predictor on a world it was not trained on (Memory-Maze, bev_boundary.pt) has 60-75% of its BEVs plausible,
+    # and at 0.8 it was never trusted, so long episodes ran on odometry alone (0.9 m mean error on 9x9, 3.8 m on
+    # 15x15); the garbage sources of test_tem stay untrusted at 0.5 (the place check or 0-4% plausible), and the
+    # per-BEV fit and radius checks still hold for every BEV of a trusted source.
     plausible_fit: float = -0.1
     trust_radius: float = 0.3
     trust_window: int = 50
-    min_trust: float = 0.8
+    min_trust: float = 0.5
     # The place check (place_check.py): a source whose BEVs agree with its own earlier ones in the robot's frame
     # rather than the world's is left out, since a map built from it would explain it anyway.
     place_check: bool = True

@@ -60,7 +60,7 @@ PARAMETERS = [
     Param("plausible_fit", -0.1, "a BEV is applied only if it fits the map at least this well (mean log-likelihood "
                                  "per point) near the estimate; -1e9: every BEV", -1e9, 0.0),
     Param("trust_radius", 0.3, "... within this distance (m) of the estimate, or two belief sds if wider", 0.0, 1e6),
-    Param("min_trust", 0.8, "share of the last trust_window BEVs that must be plausible before any is applied "
+    Param("min_trust", 0.5, "share of the last trust_window BEVs that must be plausible before any is applied "
                             "(0: the plausibility gate is off)", 0.0, 1.0),
     Param("trust_window", 50, "BEVs over which the source's trust is counted", 1, 100000),
     Param("place_check", True, "apply a BEV source only once its BEVs agree with its own earlier ones in the world "
