@@ -140,6 +140,19 @@ def save_report(path: Path, report: dict) -> None:
     tmp.replace(path)
 
 
+def supersede(report: dict, note: str) -> int:
+    """Move every episode, with the summaries and runs, into a new first entry of ``report['superseded']`` that says
+    ``note`` (why they no longer count); returns how many moved. For a change to the robot loop: a rerun skips the
+    episodes already in the report, so the old loop's ones have to move aside first."""
+    moved = report.get("episodes", [])
+    if moved:
+        report.setdefault("superseded", []).insert(0, {"note": note, "episodes": moved,
+                                                       "summaries": report.get("summaries", {}),
+                                                       "runs": report.get("runs", [])})
+    report.update(episodes=[], summaries={}, runs=[])
+    return len(moved)
+
+
 def summary(report: dict, mode: str, max_steps: int, step_s: float, bits: list[int], checkpoint: str = "") -> dict:
     """Per-setting rows, the paired comparisons and the issue's targets over the episodes of one mode, T, step and
     checkpoint."""
@@ -227,6 +240,9 @@ def run(args: argparse.Namespace, path: Path) -> dict:
     from tqdm import tqdm
 
     report = load_report(path)
+    if getattr(args, "supersede", None) is not None:
+        print(f"moved {supersede(report, args.supersede.strip())} episodes aside (superseded)", flush=True)
+        save_report(path, report)
     mode = "full_stack" if args.full_stack else "true_bev"
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     checkpoint = ""
@@ -273,7 +289,7 @@ def run(args: argparse.Namespace, path: Path) -> dict:
     return result
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=100, help="seeds per setting (default 100)")
     parser.add_argument("--first-seed", type=int, default=FIRST_SEED, help=f"first seed (default {FIRST_SEED})")
@@ -291,7 +307,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--name", default="memory_maze_team", help="results: benchmarks/results/NAME.json")
     parser.add_argument("--quick", action="store_true", help="2 seeds, 4 bits, ours and none, T 200, NAME_quick")
-    args = parser.parse_args()
+    parser.add_argument("--supersede", metavar="NOTE", default=None,
+                        help="after a change to the robot loop: first move every episode in the results aside "
+                             "(under 'superseded', with NOTE saying why), so that they run again")
+    args = parser.parse_args(argv)
     args.bits = sorted(set(args.bits or (FULL_STACK_BITS if args.full_stack else BUDGETS)))
     args.policies = [p for p in POLICIES if p in (args.policies or (FULL_STACK_POLICIES if args.full_stack
                                                                      else POLICIES))]
@@ -300,6 +319,8 @@ def main() -> None:
         args.policies = [p for p in args.policies if p in ("ours", "none")] or ["ours"]
     if args.seeds < 1 or args.jobs < 1 or args.max_steps < 1 or args.step_s <= 0:
         parser.error("--seeds, --jobs and --max-steps must be at least 1, --step-s positive")
+    if args.supersede is not None and not args.supersede.strip():
+        parser.error("--supersede needs a note that says why the episodes no longer count")
     if not args.name or "/" in args.name:
         parser.error(f"--name must be a plain file name, got {args.name!r}")
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -98,6 +98,14 @@ def test_benchmark_runs_and_a_rerun_skips_what_is_done(tmp_path):
     bench.run(args, path)
     report = json.loads(path.read_text())
     assert len(report["episodes"]) == 2 and report["runs"][-1]["episodes_run"] == 0
+    args.supersede = "the loop changed"  # a new loop: the old episodes move aside and run again
+    bench.run(args, path)
+    report = json.loads(path.read_text())
+    assert len(report["episodes"]) == 2 and report["runs"][-1]["episodes_run"] == 2
+    assert report["superseded"][0]["note"] == "the loop changed" and len(report["superseded"][0]["episodes"]) == 2
+    assert len(report["superseded"][0]["runs"]) == 2 and report["superseded"][0]["summaries"]
+    with pytest.raises(SystemExit):
+        bench.main(["--supersede", "  "])
 
 
 @pytest.mark.slow
