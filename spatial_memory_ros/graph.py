@@ -85,13 +85,14 @@ def sim_team_graph(robots: int = 3, seed: int = 0, maze_size: int = 15, max_sim_
                    real_time_factor: float = 0.0, use_sim_time: bool = True,
                    sources: Sources = Sources(bev="bev"), extra_bev_readers: int = 0, bits_per_step: int = 16,
                    strategy: str = "ours", goal_query: str = "", shared: SharedParameters | None = None,
-                   world: str = "builtin") -> list[NodeSpec]:
+                   world: str = "builtin", wait_for_readers: float | None = None) -> list[NodeSpec]:
     """The simulated team: one sim_world for the maze, one bev_predictor batching every robot's frames (when the
     BEV is predicted) and, per robot namespace, its own stack. ``extra_bev_readers`` counts subscribers of the
     oracle BEV outside the graph (a recorder) that the sim must also wait for; ``goal_query`` is the text goal
     every explorer asks its memory for (empty: explore only); ``shared`` the cross-node values (default: the
     package's, with the map fitted to the maze); ``world`` the simulated world (sim/interface.py: builtin or
-    memory_maze), whose maze sets the map extent and whose object classes the team link sends. Raises
+    memory_maze), whose maze sets the map extent and whose object classes the team link sends;
+    ``wait_for_readers`` the wall seconds the sim waits for every node to listen (None: sim_world.yaml's). Raises
     GraphMismatch if the nodes would disagree."""
     from spatial_memory_ros.sim.interface import world_class_names, world_extent
 
@@ -102,6 +103,8 @@ def sim_team_graph(robots: int = 3, seed: int = 0, maze_size: int = 15, max_sim_
                    parameters={"world": world, "robots": robots, "seed": seed, "maze_size": maze_size,
                                "max_sim_time": float(max_sim_time), "real_time_factor": float(real_time_factor),
                                **shared.for_node("sim_world")})
+    if wait_for_readers is not None:
+        sim.parameters["wait_for_controllers"] = float(wait_for_readers)
     team = []
     if sources.predicted:
         predictor_parameters: dict[str, Any] = {"use_sim_time": use_sim_time, "robots": ids}

@@ -106,3 +106,19 @@ def test_graph_comes_up_with_sensors_at_their_configured_rates(ros, tmp_path):
     for topic, times in arrivals.items():
         rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
         assert 7.0 <= rate <= 13.0, f"{topic} arrived at {rate:.1f} Hz, configured 10 Hz"
+
+
+def test_the_sim_waits_as_long_as_it_is_told_for_its_readers():
+    """The demo tells the sim how long to wait for every node to listen (half its wall timeout): on a busy machine
+    the memory nodes took longer than sim_world.yaml's 60 s to start, and a run without them has no map."""
+    from spatial_memory_ros.demo.options import DemoOptions
+    from spatial_memory_ros.demo.run import startup_wait
+
+    def sim(**kwargs) -> NodeSpec:
+        (spec,) = [spec for spec in sim_team_graph(robots=2, maze_size=9, **kwargs) if spec.name == "sim_world"]
+        return spec
+
+    assert sim(wait_for_readers=120.0).parameters["wait_for_controllers"] == 120.0
+    assert "wait_for_controllers" not in sim().parameters  # sim_world.yaml's
+    assert startup_wait(DemoOptions(duration=4, wall_timeout=240)) == 120.0
+    assert startup_wait(DemoOptions(duration=60)) == 600.0  # 20 wall s per sim s, capped at sim_world's limit

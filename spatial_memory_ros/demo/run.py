@@ -77,7 +77,7 @@ def run_demo(options: DemoOptions, interrupts: Interrupts | None = None) -> Path
                            max_sim_time=options.duration, real_time_factor=options.real_time_factor,
                            extra_bev_readers=extra_bev_readers(options), sources=options.sources(),
                            bits_per_step=options.bits, strategy=options.comm, goal_query=demo_query(options),
-                           world=options.world)
+                           world=options.world, wait_for_readers=startup_wait(options))
     robots = robot_ids(options.robots)
     observation = RunObservation()
 
@@ -136,12 +136,24 @@ def _spin(executor) -> None:
         pass
 
 
+def wall_timeout(options: DemoOptions) -> float:
+    """The run's wall-clock limit: ``--wall-timeout``, else 20 wall seconds per sim second (at least 2 minutes)."""
+    return options.wall_timeout or max(120.0, 20.0 * options.duration)
+
+
+def startup_wait(options: DemoOptions) -> float:
+    """Wall seconds the sim waits for every node to listen before its first step: half the run's wall timeout (at
+    most sim_world's limit of 600). On a busy machine the memory nodes (torch and the sentence model) took over
+    the sim_world default of 60 s to start, and a run that starts without them ends with no map and no answer."""
+    return min(600.0, 0.5 * wall_timeout(options))
+
+
 def _wait_for_end(options: DemoOptions, observation: RunObservation, runner, wall_start: float,
                   interrupts: Interrupts | None = None) -> None:
     """Block until the sim reports ``duration`` sim seconds, a node dies, the wall timeout passes or Ctrl-C."""
     from tqdm import tqdm
 
-    timeout = options.wall_timeout or max(120.0, 20.0 * options.duration)
+    timeout = wall_timeout(options)
     bar = tqdm(total=options.duration, unit="sim s", disable=not options.progress, desc="demo",
                bar_format="{l_bar}{bar}| {n:.1f}/{total:.0f} sim s [{elapsed}<{remaining}]")
     try:
