@@ -46,9 +46,10 @@ class TemConfig:
     # plausible BEVs of a trusted source are applied. Otherwise the belief is carried by odometry alone, so no BEV
     # source, however bad, can pull the estimate far from dead reckoning. ``min_trust`` is 0.5, not higher: a learned
     # predictor on a world it was not trained on (Memory-Maze, bev_boundary.pt) has 60-75% of its BEVs plausible,
-    # and at 0.8 it was never trusted, so long episodes ran on odometry alone (0.9 m mean error on 9x9, 3.8 m on
-    # 15x15); the garbage sources of test_tem stay untrusted at 0.5 (the place check or 0-4% plausible), and the
-    # per-BEV fit and radius checks still hold for every BEV of a trusted source.
+    # and at 0.8 it was never trusted, so long episodes ran on odometry and landmarks alone (1.0 m mean error on
+    # 9x9, 3.8 m on 15x15). test_tem's random, shifted and "wall ahead" sources stay untrusted at 0.5 (the place
+    # check, or 0-4% plausible); a mirrored one is trusted at times at 0.8 as at 0.5 (symmetric corridors) and stays
+    # within 0.1 m of odometry alone. Every BEV of a trusted source still has to pass the fit and radius checks.
     plausible_fit: float = -0.1
     trust_radius: float = 0.3
     trust_window: int = 50
