@@ -108,3 +108,12 @@ def test_an_object_seen_again_is_written_once_its_views_outweigh_the_views_witho
     assert ObservationBinner(min_object_views=1).observe(_one_bin_view(2)).labels == ["green target"]
     with pytest.raises(ValueError, match="min_object_views"):
         ObservationBinner(min_object_views=0)
+
+
+def test_views_without_the_object_withdraw_its_label_from_the_bin():
+    binner = ObservationBinner(bin_size=0.5, min_object_views=2, min_object_share=0.5)
+    reports = [binner.observe(_one_bin_view(k)) for k in (1, 1, 0, 0, 0)]
+    assert [r.labels for r in reports] == [[FLOOR_LABEL], ["red target"], [], [], [FLOOR_LABEL]]
+    assert [r.withdrawn for r in reports] == [[], [], [], [], [(0, 0)]], "red lost its share (2 of 5) at view 5"
+    assert reports[1].bins == [(0, 0)]
+    assert binner.observe(_one_bin_view(1)).withdrawn == [], "a bin labelled floor has nothing to withdraw"

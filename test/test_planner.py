@@ -11,6 +11,7 @@ from spatial_memory_ros.behaviour.planner import (Partner, PlannerConfig, WallCe
                                                   cost_grid, frontier_mask, park_spot, plan_path, shortest_paths)
 from spatial_memory_ros.behaviour.navigator import Navigator
 from spatial_memory_ros.behaviour.goals import goal_from_answer, goal_from_memory, label_matches
+from spatial_memory_ros.memory.mapping import Observations
 from spatial_memory_ros.memory.robot_memory import RobotMemory
 from spatial_memory_ros.evaluation.team_task import LabelEmbedder
 from spatial_memory_ros.sim.maze import CLASS_NAMES, Maze
@@ -153,6 +154,32 @@ def test_goal_sampled_from_a_memory_that_saw_the_target():
     goal = goal_from_memory(memory, "the red target", seed=1)
     assert goal is not None and math.hypot(goal[0] - 4.125, goal[1] - 5.125) < 0.4
     assert goal_from_memory(memory, "the blue target", seed=1) is None
+
+
+def test_a_target_that_later_views_show_is_not_there_leaves_the_memory():
+    """Negative evidence: views of the bin without the object withdraw its label, and the robot's own entries of it
+    go; a teammate's sighting of the same object stays (only its sender can withdraw it)."""
+    memory = RobotMemory(GridGeometry(0.25, 40, 40), LabelEmbedder.synthetic(), "robot1")
+    objects = np.zeros((32, 32), np.uint8)
+    objects[16, 8] = CLASS_NAMES.index("red") + 1
+    seen = BevGrid(np.zeros((32, 32), np.int8), objects, 0.25, 0.0, -4.0, CLASS_NAMES)
+    empty = BevGrid(np.zeros((32, 32), np.int8), np.zeros_like(objects), 0.25, 0.0, -4.0, CLASS_NAMES)
+    pose = Pose2D(2.0, 5.0, 0.0)
+    for stamp in (0.0, 0.25):
+        memory.observe(seen, pose, 0.05, stamp)
+    assert goal_from_memory(memory, "the red target", seed=1) is not None
+    teammate = memory.values(Observations(np.array([[4.1, 5.1]], np.float32), ["red target"],
+                                          np.array([[0.0, 0.0, 1.0, 0.5]], np.float32)))
+    memory.merge(np.array([[4.1, 5.1]]), np.array([0.1]), teammate, ["red target"], ["robot2"], np.array([0.3]))
+    views_until_withdrawn = None
+    for view in range(1, 21):
+        memory.observe(empty, pose, 0.05, 0.25 * (view + 2))
+        if views_until_withdrawn is None and memory.entries_withdrawn:
+            views_until_withdrawn = view
+    assert views_until_withdrawn is not None and views_until_withdrawn >= 5, \
+        f"withdrawn after {views_until_withdrawn} views without it: a few misses must not erase an object"
+    snapshot = memory.memory.snapshot()
+    assert [source for label, source in zip(snapshot.labels, snapshot.sources) if label == "red target"] == ["robot2"]
 
 
 def test_clearance_looks_ahead_but_not_beside():

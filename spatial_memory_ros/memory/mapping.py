@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D, target_label
+from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D, is_target_label, target_label
 
 UNKNOWN, FREE, WALL = -1, 0, 100
 FLOOR_LABEL, WALL_LABEL = "open floor", "wall"
@@ -77,13 +77,19 @@ class LogOddsMap:
         return grid
 
 
+Bin = tuple[int, int]
+
+
 @dataclass
 class Observations:
-    """Memory entries made from one BEV: one row per (bin, label)."""
+    """Memory entries made from one BEV: one row per (bin, label), and the bins whose object label this BEV
+    withdrew (their views no longer support the object: the entries written for it there are out of date)."""
 
     locations: np.ndarray   # (n, 2) metres, map frame
     labels: list[str]
     features: np.ndarray    # (n, len(PATCH_FEATURES)) float32
+    bins: list[Bin] = field(default_factory=list)        # the bin of each row
+    withdrawn: list[Bin] = field(default_factory=list)   # bins that were labelled with an object until this BEV
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -95,7 +101,8 @@ class ObservationBinner:
     floor within a bin).
 
     An object label needs evidence: a bin is labelled with an object class only once that class has been seen in
-    it in at least ``min_object_views`` BEVs, and in at least ``min_object_share`` of the BEVs that saw the bin. A
+    it in at least ``min_object_views`` BEVs, and in at least ``min_object_share`` of the BEVs that saw the bin; a
+    bin whose later views bring the share below that loses its object label again (``Observations.withdrawn``). A
     predictor's object classes flicker (a wall texture read as a colour in one frame); a real object is seen again
     from the next pose, a flicker is not, and a phantom costs the robot a trip across the maze. The share is low
     (0.15) because a learned predictor misses real objects often: on Memory-Maze the bins of real targets showed
@@ -123,18 +130,22 @@ class ObservationBinner:
         keys = np.stack([np.floor(seen.x / self.bin_size), np.floor(seen.y / self.bin_size)], 1).astype(np.int64)
         unique_keys, inverse = np.unique(keys, axis=0, return_inverse=True)
         inverse = inverse.reshape(-1)
-        locations, labels, features = [], [], []
-        for bin_index, key in enumerate(map(tuple, unique_keys)):
+        locations, labels, features, bins, withdrawn = [], [], [], [], []
+        for bin_index, key in enumerate((int(i), int(j)) for i, j in unique_keys):
             members = inverse == bin_index
             label = self._label(seen, members, key)
-            if self._written.get(key) == label:
+            before = self._written.get(key)
+            if before == label:
                 continue
+            if before is not None and is_target_label(before):
+                withdrawn.append(key)
             self._written[key] = label
             locations.append((seen.x[members].mean(), seen.y[members].mean()))
             features.append(_patch_features(seen, members))
             labels.append(label)
+            bins.append(key)
         return Observations(np.asarray(locations, np.float32).reshape(-1, 2), labels,
-                            np.asarray(features, np.float32).reshape(-1, len(PATCH_FEATURES)))
+                            np.asarray(features, np.float32).reshape(-1, len(PATCH_FEATURES)), bins, withdrawn)
 
     def _label(self, seen: BevInMap, members: np.ndarray, key: tuple[int, int]) -> str:
         classes = seen.object_class[members]

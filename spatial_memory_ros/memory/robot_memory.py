@@ -1,7 +1,10 @@
 """One robot's spatial memory: what the spatial_memory node does, without ROS.
 
 Each BEV seen from a pose is fused into a log-odds occupancy map and turned into memory entries (one per map
-bin and label, see memory/mapping.py). An entry's value is the sentence embedding of its label ('wall', 'open
+bin and label, see memory/mapping.py). When later views withdraw a bin's object label (the object is no longer seen
+there often enough), the robot's own entries of that object in that bin are removed: a phantom, or a sighting
+placed by a pose that has since been corrected, stops drawing the robot's goal (entries merged from teammates are
+theirs to withdraw and stay). An entry's value is the sentence embedding of its label ('wall', 'open
 floor', 'red target', ...) followed by a few patch features; a text query becomes a search key over the same
 layout (the query's embedding, zeros for the patch features), so "something red" finds red targets.
 """
@@ -21,7 +24,7 @@ from spatial_memory_ros.memory.pruning import plan_prune
 from spatial_memory_ros.memory.results import MemorySnapshot
 from spatial_memory_ros.memory.semantics import DEFAULT_SHARPNESS, Embedder
 from spatial_memory_ros.memory.spatial_memory import SpatialMemory
-from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D, target_label
+from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D, is_target_label, target_label
 
 EMBEDDING_DIM = 384
 VALUE_DIM = EMBEDDING_DIM + len(PATCH_FEATURES)
@@ -96,6 +99,8 @@ class RobotMemory:
                              f"{self.memory.location_dim} and {self.memory.value_dim}")
         self.query_settings = query or QuerySettings()
         self._map_lock = threading.Lock()
+        self._object_entries: dict[tuple[int, int], list[int]] = {}  # bin -> ids of own object entries there
+        self.entries_withdrawn = 0
 
     def warm_up(self) -> None:
         """Load the language model and cache the embeddings of the labels the BEVs produce: floor, wall and a
@@ -117,7 +122,18 @@ class RobotMemory:
         stamps = np.full(n, stamp, np.float64)
         ids = self.memory.write(observations.locations, sds, values, labels=observations.labels,
                                 sources=self.robot_id, stamps=stamps) if n else np.empty(0, np.int64)
+        self._withdraw(observations, ids)
         return Entries(ids, observations.locations, sds, values, observations.labels, [self.robot_id] * n, stamps)
+
+    def _withdraw(self, observations: Observations, ids: np.ndarray) -> None:
+        """Remove the own object entries of the bins whose object label ``observations`` withdrew; remember the
+        ids of the object entries just written, by bin."""
+        stale = [entry for key in observations.withdrawn for entry in self._object_entries.pop(key, [])]
+        if stale:
+            self.entries_withdrawn += self.memory.remove(stale)
+        for key, label, entry in zip(observations.bins, observations.labels, ids):
+            if is_target_label(label):
+                self._object_entries.setdefault(key, []).append(int(entry))
 
     def values(self, observations: Observations) -> np.ndarray:
         """Memory values of observations: label embedding, then patch features."""
