@@ -131,3 +131,18 @@ def test_a_goal_found_empty_after_a_full_turn_rules_out_only_the_place_itself():
     assert robot.not_here == [pytest.approx((0.1, 0.025))]
     robot.take_answer(blob, ["red target"] * 5)
     assert robot.goal == pytest.approx((1.25, 0.55))
+
+
+def test_a_glimpse_while_turning_at_the_goal_stops_the_turn_for_a_second_look():
+    robot = Robot("the red target", RobotConfig(park=False), GridGeometry(0.25, 80, 80, -10.0, -10.0))
+    robot.take_answer(np.array([[0.1, 0.0], [0.1, 0.05]]), ["red target"] * 2)
+    turning = [robot.step(senses(view())) for _ in range(2)]
+    assert all(v == 0 and w > 0 for v, w in turning) and robot.status == "looking around"
+    assert robot.step(senses(view((2.0, 1.0, 1)))) == (0.0, 0.0), "a glimpse holds the view still"
+    robot.step(senses(view((2.0, 1.0, 1))))
+    assert robot.sight == pytest.approx((2.0, 1.0), abs=0.06), "the second look confirms it"
+    flicker = Robot("the red target", RobotConfig(park=False), GridGeometry(0.25, 80, 80, -10.0, -10.0))
+    flicker.take_answer(np.array([[0.1, 0.0], [0.1, 0.05]]), ["red target"] * 2)
+    commands = [flicker.step(senses(view((2.0, 1.0, 1)) if k % 2 else view())) for k in range(3 * flicker.look_around_steps)]
+    assert flicker.arrived and flicker.sight is None, "a glimpse the next view does not confirm is no target"
+    assert sum(w > 0 for _, w in commands) == flicker.look_around_steps - 1

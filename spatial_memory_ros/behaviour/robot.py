@@ -215,9 +215,13 @@ class Robot:
 
     def _look_around_step(self) -> tuple[float, float]:
         """One step of the turn on the spot at the goal; a sighting ends it (the next step drives to it), and so
-        does a full turn without one: the robot has arrived."""
+        does a full turn without one: the robot has arrived. A glimpse (fewer views in a row than ``sight_frames``)
+        stops the turn until the next views confirm it or not: turning, an object stays in view for only a few
+        frames, and a learned predictor misses it in some of them."""
         if self.sight is not None:
             self._looking_left = 0
+            return 0.0, 0.0
+        if 0 < self._sightings_in_a_row < self.config.sight_frames:
             return 0.0, 0.0
         self._looking_left -= 1
         if self._looking_left == 0:
