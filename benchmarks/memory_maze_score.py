@@ -244,10 +244,13 @@ def _finished(row: dict | None, size: int, steps: int | None) -> bool:
 
 
 def _write(args, data: dict, checkpoint_path: Path) -> None:
-    """Write the results file (episodes, summary, machine, command) atomically, keeping the episodes another run
-    (on the other core) wrote to it meanwhile."""
-    for key, row in load_results(args.results)["episodes"].items():
+    """Write the results file (episodes, summary, machine, command) atomically, keeping the episodes and commands
+    another run (on the other core) wrote to it meanwhile."""
+    on_disk = load_results(args.results)
+    for key, row in on_disk["episodes"].items():
         data["episodes"].setdefault(key, row)
+    data.setdefault("commands", [])
+    data["commands"].extend(command for command in on_disk.get("commands", []) if command not in data["commands"])
     checkpoints = data.setdefault("checkpoints", {})
     checkpoints[checkpoint_path.name] = {"path": str(checkpoint_path), "sha256": hashlib.sha256(
         checkpoint_path.read_bytes()).hexdigest()}
@@ -258,7 +261,6 @@ def _write(args, data: dict, checkpoint_path: Path) -> None:
                     "robot_inputs": "image, target colour, odometry (5% of speed, 2 deg/s); published agents had "
                                     "no odometry; agent_pos, maze_layout, targets_pos only for diagnostics"}
     data["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}
-    data.setdefault("commands", [])
     command = " ".join(sys.argv)
     if command not in data["commands"]:
         data["commands"].append(command)

@@ -2,9 +2,11 @@
 its commands become the published discrete actions, and a short run of benchmarks/memory_maze_score.py is resumable."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +149,25 @@ def test_superseded_episodes_move_aside_newest_first_and_a_note_is_needed():
     assert benchmark.supersede(data, "nothing to move") == 0 and len(data["superseded"]) == 2
     with pytest.raises(SystemExit):
         benchmark.main(["--supersede", "  "])
+
+
+def test_two_runs_sharing_the_results_keep_each_others_episodes_and_commands(tmp_path, monkeypatch):
+    """One run per core may share the file: each write keeps what the other wrote meanwhile, commands included."""
+    benchmark = _benchmark_module()
+    results, checkpoint = tmp_path / "memory_maze.json", tmp_path / "m.pt"
+    checkpoint.write_bytes(b"weights")
+    args = argparse.Namespace(results=results)
+    runs = {}
+    for size in (9, 15):
+        row = {"size": size, "seed": 1, "variant": "memory", "checkpoint": "m.pt", "steps": 10,
+               "total_reward": 1.0, "status_share": {}, "wall_s": 1.0}
+        runs[size] = {"episodes": {benchmark.episode_key(size, 1, "memory", "m.pt"): row}}
+    for size in (9, 15):  # both loaded the file before either wrote: the second knows nothing of the first
+        monkeypatch.setattr(sys, "argv", ["memory_maze_score.py", "--sizes", str(size)])
+        benchmark._write(args, runs[size], checkpoint)
+    data = json.loads(results.read_text())
+    assert sorted(data["episodes"]) == ["15/1/memory/m.pt", "9/1/memory/m.pt"]
+    assert data["commands"] == ["memory_maze_score.py --sizes 9", "memory_maze_score.py --sizes 15"]
 
 
 def test_scores_are_summarised_with_a_t_interval():
