@@ -57,7 +57,8 @@ PARAMETERS = [
     Param("bin_size", 0.5, "one memory entry per bin of this size (m) and label", 0.05, 10.0),
     Param("min_object_views", 2, "BEVs that must show an object in a bin before the memory takes it as seen "
                                  "(flickering classes are ignored; 1 with min_object_share 0: at once)", 1, 1000),
-    Param("min_object_share", 0.15, "and the share of the BEVs seeing the bin that must show the object", 0.0, 1.0),
+    Param("min_object_share", 0.15, "and the share of the BEVs seeing the bin that must show the object (below it, "
+                                    "the robot's own entries of the object there are withdrawn)", 0.0, 1.0),
     Param("max_entries", 1_000_000, "entries kept; the oldest are evicted past it", 100, 100_000_000),
     Param("pose_tolerance", 0.05, "largest stamp difference (s) between a BEV and the pose it is paired with",
           0.0, 5.0),
@@ -307,7 +308,8 @@ class SpatialMemoryNode(Node):
     def close(self) -> None:
         """Checkpoint and close the journal (called on shutdown)."""
         self.get_logger().info(f"observed {self.bevs_observed} of {self.bevs_received} BEVs received; "
-                               f"{len(self.memory.memory)} entries")
+                               f"{len(self.memory.memory)} entries; {self.memory.entries_withdrawn} object entries "
+                               f"withdrawn by later views")
         if self._prune_thread is not None:
             self._prune_thread.join(timeout=30.0)
         if self.durable is not None:
