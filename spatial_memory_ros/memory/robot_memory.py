@@ -4,9 +4,10 @@ Each BEV seen from a pose is fused into a log-odds occupancy map and turned into
 bin and label, see memory/mapping.py). When later views withdraw a bin's object label (the object is no longer seen
 there often enough), the robot's own entries of that object in that bin are removed: a phantom, or a sighting
 placed by a pose that has since been corrected, stops drawing the robot's goal (entries merged from teammates are
-theirs to withdraw and stay). An entry's value is the sentence embedding of its label ('wall', 'open
-floor', 'red target', ...) followed by a few patch features; a text query becomes a search key over the same
-layout (the query's embedding, zeros for the patch features), so "something red" finds red targets.
+theirs to withdraw and stay, and so do entries restored from a snapshot: only what this run wrote is tracked by
+bin). An entry's value is the sentence embedding of its label ('wall', 'open floor', 'red target', ...) followed by
+a few patch features; a text query becomes a search key over the same layout (the query's embedding, zeros for the
+patch features), so "something red" finds red targets.
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spatial_memory_ros.memory.mapping import (FLOOR_LABEL, PATCH_FEATURES, WALL_LABEL, LogOddsMap, ObservationBinner,
-                                              Observations, bev_to_map)
+from spatial_memory_ros.memory.mapping import (FLOOR_LABEL, PATCH_FEATURES, WALL_LABEL, Bin, LogOddsMap,
+                                              ObservationBinner, Observations, bev_to_map)
 from spatial_memory_ros.memory.pruning import plan_prune
 from spatial_memory_ros.memory.results import MemorySnapshot
 from spatial_memory_ros.memory.semantics import DEFAULT_SHARPNESS, Embedder
@@ -99,7 +100,7 @@ class RobotMemory:
                              f"{self.memory.location_dim} and {self.memory.value_dim}")
         self.query_settings = query or QuerySettings()
         self._map_lock = threading.Lock()
-        self._object_entries: dict[tuple[int, int], list[int]] = {}  # bin -> ids of own object entries there
+        self._object_entries: dict[Bin, list[int]] = {}  # bin -> ids of own object entries there
         self.entries_withdrawn = 0
 
     def warm_up(self) -> None:
