@@ -14,10 +14,13 @@ human and maximum ("oracle") scores.
 
 Resumable per episode: benchmarks/results/memory_maze.json keeps every finished episode keyed
 "<size>/<seed>/<variant>/<checkpoint name>"; a rerun skips those. ``--checkpoint`` runs another BEV checkpoint
-(its file name names its rows). Writes the JSON after each episode, then memory_maze.png.
+(its file name names its rows). Writes the JSON after each episode, then memory_maze.png. Beside the table it
+prints, and writes under "comparisons", two paired differences on shared seeds: memory on minus memory off, and
+memory on minus the previous loop (the newest "superseded" generation).
 
   .venv/bin/python benchmarks/memory_maze_score.py --sizes 9 11 --episodes 10
   .venv/bin/python benchmarks/memory_maze_score.py --quick      # 9x9, one seed, 100 steps: a check, not a score
+  .venv/bin/python benchmarks/memory_maze_score.py --summary-only   # table, comparisons, plot; runs nothing
 """
 from __future__ import annotations
 
@@ -88,6 +91,45 @@ def summarise(episodes: dict) -> list[dict]:
                      "bev_object_f1": average("bev", "object_f1"), "share_exploring": float(np.mean(exploring)),
                      "false_arrivals": average("false_arrivals"), "wall_s_per_episode": average("wall_s")})
     return rows
+
+
+def paired_gains(episodes: dict, baseline: dict, variant: str, baseline_variant: str) -> list[dict]:
+    """Per (checkpoint, size): the mean of ``variant``'s total reward minus ``baseline_variant``'s over the seeds
+    both have a full-length episode for (in ``episodes`` and ``baseline``), with its 95% t interval. Pairing by seed
+    removes the maze-to-maze spread that dominates each row's own interval."""
+    def full(rows: dict, wanted: str) -> dict:
+        return {(r["checkpoint"], r["size"], r["seed"]): r["total_reward"] for r in rows.values()
+                if r["variant"] == wanted and r["steps"] == EPISODE_STEPS[r["size"]]}
+
+    mine, theirs = full(episodes, variant), full(baseline, baseline_variant)
+    groups: dict[tuple, list[tuple[int, float]]] = {}
+    for (checkpoint, size, seed), reward in mine.items():
+        if (checkpoint, size, seed) in theirs:
+            groups.setdefault((checkpoint, size), []).append((seed, reward - theirs[checkpoint, size, seed]))
+    rows = []
+    for (checkpoint, size), pairs in sorted(groups.items()):
+        mean, low, high = mean_interval([difference for _, difference in pairs])
+        rows.append({"checkpoint": checkpoint, "size": size, "variant": variant, "baseline": baseline_variant,
+                     "pairs": len(pairs), "seeds": sorted(seed for seed, _ in pairs), "mean_difference": mean,
+                     "ci95": [low, high]})
+    return rows
+
+
+def comparisons(data: dict) -> dict:
+    """The paired comparisons the table is read with: memory on minus memory off (the baseline of the same run),
+    and memory on minus the previous loop's memory on (the newest superseded generation), on shared seeds."""
+    episodes = data["episodes"]
+    previous = (data.get("superseded") or [{}])[0].get("episodes", {})
+    return {"memory_minus_memory_off": paired_gains(episodes, episodes, "memory", "no_memory"),
+            "memory_minus_previous_loop": paired_gains(episodes, previous, "memory", "memory")}
+
+
+def print_comparisons(compared: dict) -> None:
+    """The paired comparisons, one line per checkpoint and size."""
+    for name, rows in compared.items():
+        for r in rows:
+            print(f"{name.replace('_', ' ')}: {r['size']}x{r['size']} {r['checkpoint']}: {r['mean_difference']:+.1f} "
+                  f"[{r['ci95'][0]:+.1f}, {r['ci95'][1]:+.1f}] over {r['pairs']} seeds")
 
 
 def print_table(rows: list[dict]) -> None:
@@ -187,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--supersede", metavar="NOTE", default=None,
                         help="first move every episode in the results aside (under 'superseded', with NOTE saying "
                              "why): after a change to the robot loop, since a rerun skips finished episodes")
+    parser.add_argument("--summary-only", action="store_true",
+                        help="run no episode: rewrite the summary, comparisons and plot from the results file (after "
+                             "merging the files of runs on other machines, say)")
     parser.add_argument("--quick", action="store_true",
                         help="9x9, 1 seed, 100 steps, into memory_maze_quick.json (a check, not a score)")
     args = parser.parse_args(argv)
@@ -198,6 +243,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--episodes and --steps must be at least 1")
     if args.supersede is not None and not args.supersede.strip():
         parser.error("--supersede needs a note that says why the episodes no longer count")
+    if args.summary_only:
+        data = load_results(args.results)
+        _write(args, data, None)
+        _report(data, args.results)
+        return 0
     from tqdm import tqdm
 
     from spatial_memory_ros.memory.semantics import Embedder
@@ -231,19 +281,24 @@ def main(argv: list[str] | None = None) -> int:
         tqdm.write(f"{size}x{size} seed {seed} {variant}: reward {row['total_reward']:.0f} in {row['wall_s']:.0f} s")
         _write(args, data, checkpoint_path)
     _write(args, data, checkpoint_path)
-    rows = data["summary"]
-    print_table(rows)
-    if rows:
-        plot(rows, args.results.with_suffix(".png"))
+    _report(data, args.results)
     print(f"wrote {args.results} in {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def _report(data: dict, results: Path) -> None:
+    """Print the table and the paired comparisons; plot the table beside the results file."""
+    print_table(data["summary"])
+    print_comparisons(data["comparisons"])
+    if data["summary"]:
+        plot(data["summary"], results.with_suffix(".png"))
 
 
 def _finished(row: dict | None, size: int, steps: int | None) -> bool:
     return row is not None and row["steps"] >= (steps or EPISODE_STEPS[size])
 
 
-def _write(args, data: dict, checkpoint_path: Path) -> None:
+def _write(args, data: dict, checkpoint_path: Path | None) -> None:
     """Write the results file (episodes, summary, machine, command) atomically, keeping the episodes and commands
     another run (on the other core) wrote to it meanwhile."""
     on_disk = load_results(args.results)
@@ -251,10 +306,11 @@ def _write(args, data: dict, checkpoint_path: Path) -> None:
         data["episodes"].setdefault(key, row)
     data.setdefault("commands", [])
     data["commands"].extend(command for command in on_disk.get("commands", []) if command not in data["commands"])
-    checkpoints = data.setdefault("checkpoints", {})
-    checkpoints[checkpoint_path.name] = {"path": str(checkpoint_path), "sha256": hashlib.sha256(
-        checkpoint_path.read_bytes()).hexdigest()}
+    if checkpoint_path is not None:
+        data.setdefault("checkpoints", {})[checkpoint_path.name] = {
+            "path": str(checkpoint_path), "sha256": hashlib.sha256(checkpoint_path.read_bytes()).hexdigest()}
     data["summary"] = summarise(data["episodes"])
+    data["comparisons"] = comparisons(data)
     data["task"] = {"builder": "memory_maze.tasks.memory_maze_NxN(global_observables=True, "
                                "target_color_in_image=False, seed=seed)", "control_hz": 4, "actions": 6,
                     "steps": EPISODE_STEPS, "published": PUBLISHED, "first_seed": FIRST_SEED,
@@ -262,7 +318,7 @@ def _write(args, data: dict, checkpoint_path: Path) -> None:
                                     "no odometry; agent_pos, maze_layout, targets_pos only for diagnostics"}
     data["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}
     command = " ".join(sys.argv)
-    if command not in data["commands"]:
+    if not args.summary_only and command not in data["commands"]:
         data["commands"].append(command)
     _write_atomically(args.results, data)
 

@@ -156,7 +156,7 @@ def test_two_runs_sharing_the_results_keep_each_others_episodes_and_commands(tmp
     benchmark = _benchmark_module()
     results, checkpoint = tmp_path / "memory_maze.json", tmp_path / "m.pt"
     checkpoint.write_bytes(b"weights")
-    args = argparse.Namespace(results=results)
+    args = argparse.Namespace(results=results, summary_only=False)
     runs = {}
     for size in (9, 15):
         row = {"size": size, "seed": 1, "variant": "memory", "checkpoint": "m.pt", "steps": 10,
@@ -182,3 +182,41 @@ def test_scores_are_summarised_with_a_t_interval():
     rows = benchmark.summarise(episodes)
     assert len(rows) == 1 and rows[0]["episodes"] == 3 and rows[0]["mean_reward"] == pytest.approx(1.0)
     assert rows[0]["published_human"] == 26.4 and rows[0]["published_oracle"] == 34.8
+
+
+def _episode(benchmark, size: int, seed: int, variant: str, reward: float, steps: int | None = None) -> tuple:
+    row = {"size": size, "seed": seed, "variant": variant, "checkpoint": "bev.pt", "total_reward": reward,
+           "steps": steps or benchmark.EPISODE_STEPS[size], "status_share": {}, "wall_s": 1.0}
+    return benchmark.episode_key(size, seed, variant, "bev.pt"), row
+
+
+def test_memory_on_and_off_are_compared_on_the_seeds_both_finished():
+    """The gain is paired by seed: a seed only one variant finished, or a short episode, does not enter it."""
+    benchmark = _benchmark_module()
+    episodes = dict([_episode(benchmark, 9, 0, "memory", 20.0), _episode(benchmark, 9, 0, "no_memory", 4.0),
+                     _episode(benchmark, 9, 1, "memory", 30.0), _episode(benchmark, 9, 1, "no_memory", 10.0),
+                     _episode(benchmark, 9, 2, "memory", 90.0),
+                     _episode(benchmark, 9, 3, "memory", 5.0), _episode(benchmark, 9, 3, "no_memory", 50.0, steps=10)])
+    (row,) = benchmark.paired_gains(episodes, episodes, "memory", "no_memory")
+    assert row["pairs"] == 2 and row["seeds"] == [0, 1] and row["mean_difference"] == pytest.approx(18.0)
+    assert row["ci95"][0] < 16.0 and row["ci95"][1] > 20.0
+    assert benchmark.paired_gains(episodes, {}, "memory", "memory") == []
+
+
+def test_summary_only_rewrites_table_and_comparisons_without_running_an_episode(tmp_path, capsys):
+    benchmark = _benchmark_module()
+    results = tmp_path / "memory_maze.json"
+    current = dict([_episode(benchmark, 11, seed, "memory", 30.0 + seed) for seed in range(3)]
+                   + [_episode(benchmark, 11, seed, "no_memory", 5.0) for seed in range(3)])
+    previous = dict([_episode(benchmark, 11, seed, "memory", 20.0 + seed) for seed in range(3)])
+    results.write_text(json.dumps({"episodes": current, "commands": ["run"],
+                                   "superseded": [{"note": "older loop", "episodes": previous}]}))
+    assert benchmark.main(["--summary-only", "--results", str(results)]) == 0
+    data = json.loads(results.read_text())
+    assert data["commands"] == ["run"] and len(data["episodes"]) == 6
+    assert [r["variant"] for r in data["summary"]] == ["memory", "no_memory"]
+    (gain,) = data["comparisons"]["memory_minus_memory_off"]
+    (change,) = data["comparisons"]["memory_minus_previous_loop"]
+    assert gain["mean_difference"] == pytest.approx(26.0) and change["mean_difference"] == pytest.approx(10.0)
+    assert "memory minus memory off: 11x11 bev.pt: +26.0" in capsys.readouterr().out
+    assert results.with_suffix(".png").is_file()
