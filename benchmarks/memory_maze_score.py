@@ -82,11 +82,13 @@ def summarise(episodes: dict) -> list[dict]:
             return float(np.mean(values)) if values else float("nan")
 
         exploring = [r["status_share"].get("exploring", 0.0) for r in group]
+        quarters = [r["position_error_by_quarter_m"] for r in group if r.get("position_error_by_quarter_m")]
         rows.append({"checkpoint": checkpoint, "size": size, "variant": variant, "episodes": len(group),
                      "seeds": sorted(r["seed"] for r in group), "mean_reward": mean, "ci95": [low, high],
                      **{f"published_{k}": v for k, v in PUBLISHED[size].items()},
                      "share_of_oracle": mean / PUBLISHED[size]["oracle"],
                      "position_error_mean_m": average("position_error_mean_m"),
+                     "position_error_by_quarter_m": np.mean(quarters, axis=0).tolist() if quarters else None,
                      "bev_free_iou": average("bev", "free_iou"), "bev_wall_iou": average("bev", "wall_iou"),
                      "bev_object_f1": average("bev", "object_f1"), "share_exploring": float(np.mean(exploring)),
                      "false_arrivals": average("false_arrivals"), "wall_s_per_episode": average("wall_s")})

@@ -220,3 +220,19 @@ def test_summary_only_rewrites_table_and_comparisons_without_running_an_episode(
     assert gain["mean_difference"] == pytest.approx(26.0) and change["mean_difference"] == pytest.approx(10.0)
     assert "memory minus memory off: 11x11 bev.pt: +26.0" in capsys.readouterr().out
     assert results.with_suffix(".png").is_file()
+
+
+def test_the_report_gives_the_position_error_per_quarter_of_the_episode():
+    """Drift that grows shows in the quarters, which a mean over the episode hides."""
+    from spatial_memory_ros.evaluation.memory_maze_agent import Diagnostics
+
+    notes = Diagnostics(position_errors=[0.5] * 10 + [1.0] * 10 + [2.0] * 10 + [4.0] * 10)
+    summary = notes.summary()
+    assert summary["position_error_by_quarter_m"] == [0.5, 1.0, 2.0, 4.0]
+    assert summary["position_error_final_m"] == 4.0 and "position_error_by_quarter_m" not in Diagnostics().summary()
+    benchmark = _benchmark_module()
+    episodes = dict([_episode(benchmark, 9, seed, "memory", 10.0) for seed in range(2)])
+    for row, quarters in zip(episodes.values(), ([1.0, 1.0, 2.0, 2.0], [1.0, 3.0, 4.0, 6.0])):
+        row["position_error_by_quarter_m"] = quarters
+    (row,) = benchmark.summarise(episodes)
+    assert row["position_error_by_quarter_m"] == [1.0, 2.0, 3.0, 4.0]

@@ -223,12 +223,16 @@ class Diagnostics:
             self._metrics.update(agent.bev.occupancy, agent.bev.object_class, oracle.occupancy, oracle.object_class)
 
     def summary(self) -> dict:
-        """Localization error (mean, final), BEV scores and the share of steps in each robot status."""
+        """Localization error (mean, per quarter of the episode, final), BEV scores and the share of steps in each
+        robot status. The quarters tell drift that grows from an error made once and kept."""
         total = max(sum(self.statuses.values()), 1)
         out: dict = {"status_share": {k: v / total for k, v in sorted(self.statuses.items())}}
         if self.position_errors:
             out["position_error_mean_m"] = float(np.mean(self.position_errors))
             out["position_error_final_m"] = float(self.position_errors[-1])
+            if len(self.position_errors) >= 4:
+                out["position_error_by_quarter_m"] = [
+                    float(np.mean(part)) for part in np.array_split(np.asarray(self.position_errors), 4)]
         if self._metrics is not None and self._metrics.frames:
             scores = self._metrics.summary()
             out["bev"] = {k: scores[k] for k in ("free_iou", "wall_iou", "object_precision", "object_recall",
