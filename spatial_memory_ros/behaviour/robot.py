@@ -161,9 +161,9 @@ class Robot:
         """The newest place the target was found at that has not been found empty since, or None."""
         # The predictor may never draw a target often enough for the memory to keep it (15x15 seed 3,000,000: a
         # target reached by sight left no entry, and asked for again 60 steps later it took 884 steps of exploring
-        # to find). Only a fallback: the place is where the robot stood at the reward, up to the reward radius
-        # from the target and often too close for the camera to see it, while the memory's cluster is the
-        # object's centre (9x9, 4 seeds, with this place first: -2.5 points a seed).
+        # to find). Only a fallback: with this place ahead of the memory's goal, 4 9x9 seeds lost 2.5 points each,
+        # likely because the robot stands up to the reward radius from the target at the reward (too close for
+        # the camera to see it) while the memory's cluster is the object's centre.
         for place in reversed(self.found_at):
             if not any(math.hypot(place[0] - x, place[1] - y) <= NOT_HERE_RADIUS for x, y in self.not_here):
                 return place
