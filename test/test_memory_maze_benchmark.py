@@ -236,21 +236,3 @@ def test_the_report_gives_the_position_error_per_quarter_of_the_episode():
         row["position_error_by_quarter_m"] = quarters
     (row,) = benchmark.summarise(episodes)
     assert row["position_error_by_quarter_m"] == [1.0, 2.0, 3.0, 4.0]
-
-
-@pytest.mark.parametrize("memory", [True, False])
-def test_a_new_colour_means_the_last_target_was_reached_where_the_robot_is(memory):
-    """The colour changes only when its target is reached, so the agent tells the next robot for that colour where
-    it was; with the memory off it remembers nothing, that included."""
-    from spatial_memory_ros.evaluation.memory_maze_agent import AgentConfig, MemoryMazeAgent
-    from spatial_memory_ros.memory.semantics import Embedder
-    from spatial_memory_ros.types import Pose2D
-
-    agent = MemoryMazeAgent(9, None, Embedder(), AgentConfig(memory=memory))
-    agent._robot_for("red")
-    agent.pose = Pose2D(3.0, 4.0, 0.0)
-    assert agent._robot_for("green").found_at == []
-    agent.pose = Pose2D(-1.0, 2.0, 0.0)
-    red = agent._robot_for("red")
-    assert red.found_at == ([(3.0, 4.0)] if memory else [])
-    assert agent._robot_for("red") is red and agent.robots_started == 3

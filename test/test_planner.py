@@ -140,29 +140,6 @@ def test_a_robot_told_its_target_is_not_there_looks_elsewhere():
     assert Robot("the red target", not_here=robot.not_here).not_here == [pytest.approx((2.05, 2.0))]
 
 
-def test_without_a_memory_goal_the_robot_goes_where_the_target_was_found_until_found_empty():
-    """The memory may hold nothing of a target the robot reached (the predictor drew it too seldom): the place the
-    world confirmed it at is the goal then, newest first, until found empty; a memory goal comes first."""
-    from spatial_memory_ros.behaviour.robot import Robot
-
-    nothing, memory_says = (np.zeros((0, 2)), []), (np.array([[8.0, 8.0], [8.1, 8.0]]), ["red target"] * 2)
-    robot = Robot("the red target", geometry=GridGeometry(0.25, 40, 40), found_at=[(1.0, 1.0), (3.0, 2.0)])
-    robot.take_answer(*memory_says)
-    assert robot.goal == pytest.approx((8.05, 8.0))
-    robot.take_answer(*nothing)
-    assert robot.goal == (3.0, 2.0)
-    robot.arrived = True
-    robot.not_found_here()
-    robot.take_answer(*nothing)
-    assert robot.goal == (1.0, 1.0)  # the older find is next
-    robot.arrived = True
-    robot.not_found_here()
-    robot.take_answer(*nothing)
-    assert robot.goal is None
-    again = Robot("the red target", found_at=robot.found_at, not_here=robot.not_here)
-    assert again.confirmed_place is None
-
-
 def test_goal_sampled_from_a_memory_that_saw_the_target():
     geometry = GridGeometry(0.25, 40, 40)
     memory = RobotMemory(geometry, LabelEmbedder.synthetic(), "robot1")

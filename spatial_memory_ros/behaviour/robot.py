@@ -14,8 +14,7 @@ class, so a benchmark measures the robot that ships. Per step (:meth:`Robot.step
    open place 2.5 to 8 m (path cost) from the goal, out of its teammates' way, and stops asking. If the caller
    learns that the target is not where the robot arrived (:meth:`Robot.not_found_here`: no reward came), the robot
    remembers the place as empty for this query, ignores the memory's samples near it from then on, and looks
-   again. A robot told where the query's target was found before (``found_at``: where the world confirmed an
-   earlier arrival) goes there when the memory has no goal for the query; a place there found empty ends that.
+   again.
 
 Asking the memory for the text goal is the caller's to carry out (a service call in the node, a direct call in
 process) because only the caller knows how; *when* to ask is decided here: :meth:`Robot.should_ask` holds every
@@ -30,8 +29,7 @@ from typing import Iterable
 
 import numpy as np
 
-from spatial_memory_ros.behaviour.goals import (NOT_HERE_RADIUS, goal_from_answer, label_matches, query_words,
-                                                sighting_in_view)
+from spatial_memory_ros.behaviour.goals import goal_from_answer, label_matches, query_words, sighting_in_view
 from spatial_memory_ros.behaviour.planner import Partner, PlannerConfig, park_spot
 from spatial_memory_ros.behaviour.navigator import Navigator
 from spatial_memory_ros.behaviour.walker import ExplorerConfig, RandomWalker
@@ -94,8 +92,7 @@ class Robot:
     """One robot's decisions, step by step; seeded, so the same senses give the same commands."""
 
     def __init__(self, query: str = "", config: RobotConfig | None = None,
-                 geometry: GridGeometry | None = None, not_here: Iterable[tuple[float, float]] = (),
-                 found_at: Iterable[tuple[float, float]] = ()) -> None:
+                 geometry: GridGeometry | None = None, not_here: Iterable[tuple[float, float]] = ()) -> None:
         self.config = config or RobotConfig()
         planner = self.config.planner
         self.query = query.strip() if query_words(query) else ""
@@ -110,7 +107,6 @@ class Robot:
         self._sightings_in_a_row = 0
         self._looking_left = 0
         self.not_here: list[tuple[float, float]] = list(not_here)  # places found without the target of the query
-        self.found_at: list[tuple[float, float]] = list(found_at)  # places the world confirmed it at, oldest first
         self.park: tuple[float, float] | None = None
         self.arrived = False
         self.steps = 0
@@ -149,25 +145,9 @@ class Robot:
 
     def take_answer(self, locations: np.ndarray, labels: list[str]) -> None:
         """The memory's samples for the query (best first): the goal is their densest matching cluster away from
-        places found empty (:func:`goals.goal_from_answer`); without one, the newest place the target was found
-        at and not since found empty; else none."""
-        if self.arrived:
-            return
-        goal = goal_from_answer(locations, labels, self.query, self.not_here) if len(labels) else None
-        self.goal = goal if goal is not None else self.confirmed_place
-
-    @property
-    def confirmed_place(self) -> tuple[float, float] | None:
-        """The newest place the target was found at that has not been found empty since, or None."""
-        # The predictor may never draw a target often enough for the memory to keep it (15x15 seed 3,000,000: a
-        # target reached by sight left no entry, and asked for again 60 steps later it took 884 steps of exploring
-        # to find). Only a fallback: with this place ahead of the memory's goal, 4 9x9 seeds lost 2.5 points each,
-        # likely because the robot stands up to the reward radius from the target at the reward (too close for
-        # the camera to see it) while the memory's cluster is the object's centre.
-        for place in reversed(self.found_at):
-            if not any(math.hypot(place[0] - x, place[1] - y) <= NOT_HERE_RADIUS for x, y in self.not_here):
-                return place
-        return None
+        places found empty (:func:`goals.goal_from_answer`), or none."""
+        if not self.arrived:
+            self.goal = goal_from_answer(locations, labels, self.query, self.not_here) if len(labels) else None
 
     def reached(self) -> None:
         """The world says this robot has reached the target (a reward signal): it has arrived."""

@@ -88,7 +88,6 @@ class MemoryMazeAgent:
         self.robots_started = 0
         self.false_arrivals = 0
         self._not_here: dict[str, list[tuple[float, float]]] = {}  # colour -> places found without its target
-        self._found_at: dict[str, list[tuple[float, float]]] = {}  # colour -> where its target was reached
         self.pose = Pose2D(0.0, 0.0, 0.0)
         self.bev: BevGrid | None = None
         self.status = "waiting"
@@ -140,24 +139,19 @@ class MemoryMazeAgent:
 
     def _robot_for(self, colour: str) -> Robot:
         """The Robot for ``colour``'s goal: a fresh one when the colour changed (with the places already found
-        without that colour's target, and where it was found before); after a false arrival the same one, told the
-        target is not there."""
+        without that colour's target); after a false arrival the same one, told the target is not there."""
         if self.robot is not None and colour == self.colour:
             if self.robot.arrived:  # arrived, yet the colour did not change: no reward, the target is not here
                 self.false_arrivals += 1
                 self.robot.not_found_here()
                 self._not_here[colour] = list(self.robot.not_here)
             return self.robot
-        if self.robot is not None and self.config.memory:
-            # the colour changes only when its target is reached: it is here (within the reward radius)
-            self._found_at.setdefault(self.colour, []).append((self.pose.x, self.pose.y))
         self.colour = colour
         self.robots_started += 1
         self.robot = Robot(f"the {colour} target", RobotConfig(self.planner, ask_every=self.config.ask_every,
                                                                park=False,
                                                                seed=self.config.seed * 131 + self.robots_started),
-                           self.geometry, not_here=self._not_here.get(colour, ()),
-                           found_at=self._found_at.get(colour, ()))
+                           self.geometry, not_here=self._not_here.get(colour, ()))
         return self.robot
 
     def _localize(self, inp: RobotInput) -> None:
