@@ -121,7 +121,9 @@ def comparisons(data: dict) -> dict:
     """The paired comparisons the table is read with: memory on minus memory off (the baseline of the same run),
     and memory on minus the previous loop's memory on (the newest superseded generation), on shared seeds."""
     episodes = data["episodes"]
-    previous = (data.get("superseded") or [{}])[0].get("episodes", {})
+    generations = data.get("superseded") or [{}]
+    newest = generations if isinstance(generations, dict) else generations[0]  # a dict: the one of session 10 files
+    previous = newest.get("episodes", {})
     return {"memory_minus_memory_off": paired_gains(episodes, episodes, "memory", "no_memory"),
             "memory_minus_previous_loop": paired_gains(episodes, previous, "memory", "memory")}
 

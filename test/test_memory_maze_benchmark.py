@@ -220,6 +220,9 @@ def test_summary_only_rewrites_table_and_comparisons_without_running_an_episode(
     assert gain["mean_difference"] == pytest.approx(26.0) and change["mean_difference"] == pytest.approx(10.0)
     assert "memory minus memory off: 11x11 bev.pt: +26.0" in capsys.readouterr().out
     assert results.with_suffix(".png").is_file()
+    session_10_file = {"episodes": current, "superseded": {"note": "older loop", "episodes": previous}}
+    (change,) = benchmark.comparisons(session_10_file)["memory_minus_previous_loop"]  # one generation, as a dict
+    assert change["mean_difference"] == pytest.approx(10.0)
 
 
 def test_the_report_gives_the_position_error_per_quarter_of_the_episode():
