@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     accepted, samples, alone_since, was_up = [], [], None, False
-    start_wall, start = time.time(), time.monotonic()
+    # Stamps are CLOCK_MONOTONIC, shared by every process on the host and namespace: this VM's wall clock jumps (a
+    # 50 s run once spanned 81 s of time.time()), which moved samples across the test's partition window.
+    start = time.monotonic()
     next_sample = start
     max_steps = int(args.duration / args.dt) + 10
     for _ in range(max_steps):  # bounded in count and in time
@@ -120,17 +122,17 @@ def main(argv: list[str] | None = None) -> int:
             ready, _, _ = select.select([transport.fileno()], [], [], wait)
             if ready:
                 for decoded, _new in link.poll(int(time.time() / args.dt) % (1 << 32), time.monotonic()):
-                    accepted.append((round(time.time(), 3), decoded.sender, decoded.sequence))
+                    accepted.append((round(time.monotonic(), 3), decoded.sender, decoded.sequence))
         now = time.monotonic()
         if now >= next_sample:
             up = link.link_up(now)
             if was_up and not up:
                 print(f"{args.robot}: team link silent for {link.silent_after_s:.0f} s: working alone", flush=True)
             was_up = up
-            samples.append((round(time.time(), 3), link.partners_heard(now)))
+            samples.append((round(now, 3), link.partners_heard(now)))
             next_sample += 0.5
     elapsed = time.monotonic() - start
-    report = {"robot": args.robot, "start": start_wall, "elapsed_s": elapsed, "link": link.summary(elapsed),
+    report = {"robot": args.robot, "start": start, "elapsed_s": elapsed, "link": link.summary(elapsed),
               "accepted": accepted, "samples": samples, "packets_received": comm.stats.packets_received,
               "cells_known_from_team": int(np.count_nonzero(comm.team_layer))}
     Path(args.out).write_text(json.dumps(report))

@@ -71,17 +71,17 @@ def test_a_30_s_partition_and_a_reboot_are_survived(tmp_path):
     outs = [tmp_path / f"robot{k + 1}.json" for k in range(3)]
     rebooted = tmp_path / "robot3-again.json"
     with netns.Hosts(3, rate_bits=SHARE_BPS, loss=0.2) as net:
-        start = time.time()
+        start = time.monotonic()
         procs = [net.popen(k, robot_command(net, k, duration, str(outs[k]))) for k in range(2)]
         procs.append(net.popen(2, robot_command(net, 2, 12.0, str(outs[2]))))
-        time.sleep(max(0.0, start + cut_at - time.time()))
+        time.sleep(max(0.0, start + cut_at - time.monotonic()))
         net.partition(1, True)
         assert procs[2].wait(timeout=40) == 0                           # robot3 "powers off" after 12 s ...
-        restart = time.time()
+        restart = time.monotonic()
         procs.append(net.popen(2, robot_command(net, 2, duration - (restart - start), str(rebooted))))
-        time.sleep(max(0.0, start + cut_at + cut_s - time.time()))
+        time.sleep(max(0.0, start + cut_at + cut_s - time.monotonic()))
         net.partition(1, False)
-        rejoin = time.time()
+        rejoin = time.monotonic()
         for proc in procs:
             assert proc.wait(timeout=duration + 60) == 0
     r1, r2, r3, r3b = reports(outs + [rebooted])
