@@ -58,6 +58,7 @@ class AgentConfig:
     min_known_fraction: float = 0.8
     lookahead: float = 1.0
     goal_tolerance: float = 0.4  # a 4 Hz step moves 0.44 m: 0.2 m is hit only by chance (the dome's radius: 0.6 m)
+    rectilinear_walls: bool = True  # Memory-Maze's walls meet at right angles: the localizer's rectilinear_walls
     seed: int = 0
 
 
@@ -76,7 +77,8 @@ class MemoryMazeAgent:
                                      goal_tolerance=self.config.goal_tolerance, goal_clear_radius=TARGET_RADIUS)
         self.localizer = TemLocalizer(TemConfig(observation_weight=self.config.observation_weight,
                                                 min_known_fraction=self.config.min_known_fraction,
-                                                landmarks=self.config.memory),
+                                                landmarks=self.config.memory,
+                                                rectilinear_walls=self.config.rectilinear_walls),
                                       initial_pose=(0.0, 0.0, 0.0), initial_sigma=0.05,
                                       extent=(-reach, -reach, reach, reach))
         self.memory = self._new_memory()

@@ -49,7 +49,8 @@ class FullStackEpisode(TeamEpisode):
         self.localizers = []
         for index in range(config.num_robots):
             start = world.true_pose(index)
-            self.localizers.append(TemLocalizer(TemConfig(observation_weight=0.05, min_known_fraction=0.8),
+            self.localizers.append(TemLocalizer(TemConfig(observation_weight=0.05, min_known_fraction=0.8,
+                                                          rectilinear_walls=True),
                                                 initial_pose=(start.x, start.y, start.theta),
                                                 initial_sigma=INITIAL_SD, extent=extent))
         self._maps: list[deque] = [deque() for _ in range(config.num_robots)]

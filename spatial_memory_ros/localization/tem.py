@@ -32,6 +32,7 @@ from spatial_memory_ros.localization.landmarks import Fix, LandmarkMap, object_s
 from spatial_memory_ros.localization.map_likelihood import BevPoints, MapLikelihood, OccupancyMap, bev_points
 from spatial_memory_ros.localization.place_check import PlaceCheck
 from spatial_memory_ros.localization.tem_config import TemConfig
+from spatial_memory_ros.localization.wall_directions import RectilinearHeading
 from spatial_memory_ros.types import wrap_angle
 
 LOG = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ class TemLocalizer:
         self._plausible: deque[bool] = deque(maxlen=self.config.trust_window)
         self.places = PlaceCheck()  # the source's BEVs must agree with its own earlier ones in the world frame
         self.landmarks = LandmarkMap(self.config)  # objects seen before fix the pose (landmarks.py)
+        self.walls = RectilinearHeading(self.config.rectilinear_sd, self.config.rectilinear_min_quality)
         self.bevs_seen = 0
         # While nothing but odometry moves the belief (no map it may trust, no applied BEV), the estimate is the
         # exact odometry integral from where the belief was then: the grid's mean would drift from it by its
@@ -356,6 +358,8 @@ class TemLocalizer:
                                 (float(bev.origin_x), float(bev.origin_y)))
         if self.config.landmarks:
             self._fix_from_landmarks(bev)
+        if self.config.rectilinear_walls:
+            self._heading_from_walls(bev)
         if self._likelihood is None:
             return CorrectionResult(applied=False, message="no map yet: belief carried by odometry only")
         if len(points.xy) == 0:
@@ -422,6 +426,19 @@ class TemLocalizer:
         fix = self.landmarks.observe(sightings, pose, sd, heading_sd)
         if fix is not None:
             self.apply_fix(fix, prior_sd)
+
+    def _heading_from_walls(self, bev: Any) -> None:
+        """The BEV's wall direction corrects the heading (wall_directions.py), once its source has shown that its
+        BEVs are places, not a pattern fixed to the camera (which would hold the heading wherever the robot turns)."""
+        if self.walls.reference is not None and self.config.place_check and not self.places.trusted:
+            return  # the reference is learnt meanwhile: it changes nothing
+        innovation = self.walls.observe(np.asarray(bev.occupancy), float(bev.resolution), self.heading,
+                                        self.heading_var)
+        if innovation is None:
+            return
+        gain = self.heading_var / (self.heading_var + innovation.sd ** 2)
+        self.heading = wrap_angle(self.heading + gain * innovation.change)
+        self.heading_var = max(self.heading_var * (1.0 - gain), self.config.min_heading_sigma ** 2)
 
     def apply_fix(self, fix: Fix, prior_sd: float) -> None:
         """Fuse a position fix (and heading change, if any) with the estimate as two Gaussians; the belief becomes

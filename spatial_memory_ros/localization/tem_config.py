@@ -70,6 +70,11 @@ class TemConfig:
     landmark_min_baseline: float = 4.0
     landmark_min_travel: float = 2.0
     landmark_max_sigmas: float = 3.0
+    # Rectilinear walls (wall_directions.py): in a world whose walls meet at right angles, every BEV's wall
+    # direction is a heading measurement mod 90 deg (off by default: a prior about the world, not a fact of it).
+    rectilinear_walls: bool = False
+    rectilinear_sd: float = math.radians(3.0)
+    rectilinear_min_quality: float = 1.6
     lost_fit: float = -1.2
     good_fit: float = -0.6
     lost_mass: float = 1e-9
@@ -84,7 +89,7 @@ class TemConfig:
 
     def __post_init__(self) -> None:
         positive = ("resolution", "field_resolution", "hit_sigma", "observation_weight", "reinit_sigma",
-                    "bev_resolution", "max_dt", "max_speed", "max_angular_speed", "sharpen")
+                    "bev_resolution", "max_dt", "max_speed", "max_angular_speed", "sharpen", "rectilinear_sd")
         for name in positive:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):

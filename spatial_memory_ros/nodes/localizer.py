@@ -71,6 +71,9 @@ PARAMETERS = [
                                  "(a floor plan), whose walls always do"),
     Param("landmarks", True, "objects the BEVs label (targets) are landmarks: seen again, they fix the position "
           "and heading (localization/landmarks.py)"),
+    Param("rectilinear_walls", False, "the world's walls meet at right angles (most buildings, Memory-Maze): each "
+          "BEV's wall direction then corrects the heading modulo 90 deg (localization/wall_directions.py); leave "
+          "false where walls run at other angles"),
     Param("landmark_gate", 3.0, "a sighting farther than this (m) from every stored object of its class is a new "
           "landmark", 0.1, 100.0),
     Param("map_lag", 2.0, "a BEV stamped T is matched against the memory map of T - map_lag (s): then the "
@@ -112,7 +115,8 @@ class LocalizerNode(Node):
                            min_known_fraction=p["min_known_fraction"], plausible_fit=p["plausible_fit"],
                            trust_radius=p["trust_radius"], min_trust=p["min_trust"], trust_window=p["trust_window"],
                            place_check=p["place_check"], map_from_bevs=p["map_from_bevs"],
-                           landmarks=p["landmarks"], landmark_gate=p["landmark_gate"])
+                           landmarks=p["landmarks"], landmark_gate=p["landmark_gate"],
+                           rectilinear_walls=p["rectilinear_walls"])
         self.tem = TemLocalizer(config, initial_pose=(p["initial_x"], p["initial_y"], p["initial_theta"]),
                                 initial_sigma=p["initial_sd"])
         self.grid_code = GridCodeModel(p["grid_modules"], p["grid_base_period"], p["grid_ratio"])
