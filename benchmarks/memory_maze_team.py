@@ -60,7 +60,8 @@ def _load_team_benchmark():
 
 
 team_bench = _load_team_benchmark()
-from spatial_memory_ros.evaluation.memory_maze_team import REACH_RADIUS, STEP_S, run_layout_episode  # noqa: E402
+from spatial_memory_ros.evaluation.memory_maze_team import (REACH_RADIUS, RETRY_FALSE_ARRIVALS, STEP_S,  # noqa: E402
+                                                              run_layout_episode)
 from spatial_memory_ros.evaluation.team_task import LabelEmbedder, TeamTaskConfig, task_texts  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -111,7 +112,7 @@ def settings(mode: str, bits: list[int], policies: list[str], max_steps: int, st
     """Every setting of the run as TeamTaskConfig keyword arguments plus mode, step and BEV checkpoint (full stack;
     "" = the shipped one), seed added per round."""
     base = {"mode": mode, "step_s": step_s, "checkpoint": checkpoint, "maze_size": MAZE_SIZE,
-            "max_steps": max_steps, "reach_radius": REACH_RADIUS}
+            "max_steps": max_steps, "reach_radius": REACH_RADIUS, "retry_false_arrivals": RETRY_FALSE_ARRIVALS}
     rows = [{**base, "strategy": policy, "bits_per_step": b} for b in bits for policy in policies if policy != "none"]
     if "none" in policies:
         rows.append({**base, "strategy": "none", "bits_per_step": BUDGETS[0]})

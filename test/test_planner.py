@@ -140,6 +140,21 @@ def test_a_robot_told_its_target_is_not_there_looks_elsewhere():
     assert Robot("the red target", not_here=robot.not_here).not_here == [pytest.approx((2.05, 2.0))]
 
 
+def test_an_arrival_the_world_does_not_confirm_makes_the_place_one_found_empty():
+    from spatial_memory_ros.behaviour.robot import Robot
+
+    robot = Robot("the red target", geometry=GridGeometry(0.25, 40, 40))
+    robot.take_answer(np.array([[2.0, 2.0], [2.1, 2.0]]), ["red target"] * 2)
+    assert not robot.unconfirmed_arrival()  # not arrived: nothing to confirm
+    robot.arrived = True  # by its own pose, at the memory's goal
+    assert robot.unconfirmed_arrival()
+    assert not robot.arrived and robot.goal is None and robot.should_ask()
+    assert robot.not_here == [pytest.approx((2.05, 2.0))]
+    assert not robot.unconfirmed_arrival()  # told once
+    robot.reached()  # the world's word: a real arrival stays one
+    assert not robot.unconfirmed_arrival() and robot.arrived
+
+
 def test_goal_sampled_from_a_memory_that_saw_the_target():
     geometry = GridGeometry(0.25, 40, 40)
     memory = RobotMemory(geometry, LabelEmbedder.synthetic(), "robot1")

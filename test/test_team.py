@@ -69,3 +69,22 @@ def test_configs_and_embedder_say_what_is_wrong(embedder):
         embedder.embed("a purple elephant")
     assert embedder.embed(task_texts()).shape == (len(task_texts()), 384)
     assert np.allclose(embedder.embed("the red target"), embedder.embed("red target"))
+
+
+@pytest.mark.parametrize("retry", [False, True])
+def test_a_robot_arrived_where_the_target_is_not_looks_again_only_with_retry(embedder, retry):
+    episode = TeamEpisode(short(retry_false_arrivals=retry), embedder)
+    member = episode.robots[0]
+    start = episode.world.true_pose(0)
+    assert math.hypot(start.x - episode.target.x, start.y - episode.target.y) > episode.config.reach_radius
+    label = f"{episode.target.color} target"
+    member.robot.take_answer(np.array([[start.x, start.y], [start.x, start.y]]), [label, label])
+    member.robot.arrived = True  # it believes it is at the goal, where the target is not
+    episode.step()
+    assert member.reached_step is None
+    if retry:
+        assert not member.robot.arrived and member.robot.not_here == [pytest.approx((start.x, start.y))]
+        assert episode.result(0.0).false_arrivals == 1
+    else:
+        assert member.robot.arrived and member.robot.status == "arrived" and member.robot.not_here == []
+        assert episode.result(0.0).false_arrivals == 0

@@ -109,6 +109,7 @@ class Robot:
         self.not_here: list[tuple[float, float]] = list(not_here)  # places found without the target of the query
         self.park: tuple[float, float] | None = None
         self.arrived = False
+        self.confirmed = False  # the world said the target is reached (reached()), not just the pose
         self.steps = 0
         self.status = "walking" if self.config.mode == "walk" else "waiting"
         self._ask_now = True
@@ -151,7 +152,16 @@ class Robot:
 
     def reached(self) -> None:
         """The world says this robot has reached the target (a reward signal): it has arrived."""
-        self.arrived = True
+        self.arrived = self.confirmed = True
+
+    def unconfirmed_arrival(self) -> bool:
+        """For a caller whose world says when the target is reached (Memory-Maze's reward, a touch): call it before
+        each step. True when the robot counted itself arrived by its pose, yet no word of reaching came in the
+        step since: the target is not here, and :meth:`not_found_here` has been applied (the robot looks again)."""
+        if not self.arrived or self.confirmed:
+            return False
+        self.not_found_here()
+        return True
 
     def not_found_here(self) -> None:
         """The robot arrived but the target is not here (no reward came): remember the goal as an empty place,

@@ -143,9 +143,8 @@ class MemoryMazeAgent:
         """The Robot for ``colour``'s goal: a fresh one when the colour changed (with the places already found
         without that colour's target); after a false arrival the same one, told the target is not there."""
         if self.robot is not None and colour == self.colour:
-            if self.robot.arrived:  # arrived, yet the colour did not change: no reward, the target is not here
+            if self.robot.unconfirmed_arrival():  # arrived, yet the colour did not change: no reward came
                 self.false_arrivals += 1
-                self.robot.not_found_here()
                 self._not_here[colour] = list(self.robot.not_here)
             return self.robot
         self.colour = colour

@@ -141,6 +141,10 @@ rate Memory-Maze defines; SSM-PC's is not published. Bits per step are per 0.25 
 REACH_RADIUS = TARGET_RADIUS + 0.2
 """A robot reaches the target when it touches the sphere (Memory-Maze rewards touching it): centre distance at most
 the sphere's radius plus the walker's (0.6 + 0.2 m)."""
+RETRY_FALSE_ARRIVALS = True
+"""Memory-Maze tells a robot when it touches the target (its reward), so a robot that counts itself arrived by its
+pose without that word looks again (TeamTaskConfig.retry_false_arrivals), as the score task's robot does; without
+it such a robot parked at the wrong place for the rest of the episode."""
 
 
 def run_layout_episode(config, embedder, step_s: float = STEP_S, maze: Maze | None = None) -> dict:

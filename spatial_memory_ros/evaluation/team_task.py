@@ -66,6 +66,9 @@ class TeamTaskConfig:
     partner_error_every: int = 10
     seed: int = 0
     comm: dict = field(default_factory=dict)
+    # A robot that counts itself arrived by its pose, yet did not reach the target, looks again (Robot.
+    # unconfirmed_arrival, the Memory-Maze score task's rule) instead of parking there for the rest of the episode.
+    retry_false_arrivals: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.packet_loss < 1.0:
@@ -99,6 +102,7 @@ class EpisodeResult:
     drops: int
     wall_s: float
     air_bits_per_s: float | None = None  # per robot, frames + IP/UDP headers (link_bits_per_second > 0 only)
+    false_arrivals: int = 0  # arrivals by pose without reaching the target, over the team (retry_false_arrivals)
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict."""
@@ -184,6 +188,7 @@ class _Member:
     new_sightings: list[Sighting] = field(default_factory=list)  # not yet offered to the link
     active: bool = True
     reached_step: int | None = None
+    false_arrivals: int = 0
 
 
 class TeamEpisode:
@@ -324,6 +329,8 @@ class TeamEpisode:
         robot.robot.notice(labels)
 
     def _command(self, robot: _Member, sensed: Perceived, own_map: np.ndarray, t: int) -> tuple[float, float]:
+        if self.config.retry_false_arrivals and robot.robot.unconfirmed_arrival():
+            robot.false_arrivals += 1
         if robot.robot.should_ask():
             answer = ask_memory(robot.memory, self.query, seed=self.config.seed * 7919 + t)
             robot.robot.asked()
@@ -384,7 +391,8 @@ class TeamEpisode:
             packets_sent=sum(r.comm.stats.packets_sent for r in self.robots),
             envelope_bytes_per_s=envelope / max(self._active_robot_steps, 1) / self.world.config.dt,
             drops=sum(sum(r.comm.stats.drops.values()) for r in self.robots),
-            wall_s=wall_s, air_bits_per_s=self._air_bits_per_s())
+            wall_s=wall_s, air_bits_per_s=self._air_bits_per_s(),
+            false_arrivals=sum(r.false_arrivals for r in self.robots))
 
     def _air_bits_per_s(self) -> float | None:
         links = [r.link for r in self.robots if r.link is not None]
