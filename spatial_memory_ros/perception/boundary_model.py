@@ -116,7 +116,8 @@ def boundary_loss(t: torch.Tensor, logits: torch.Tensor, true_t: torch.Tensor, t
 
 def save_boundary_checkpoint(path: str | Path, model: torch.nn.Module, info: dict | None = None,
                              object_bias: float = 0.0) -> Path:
-    """Weights, layer sizes, geometry, the object decision bias and ``info`` (data, command, metrics)."""
+    """Weights, layer sizes, geometry, the object decision bias and ``info`` (data, command, metrics); per-world
+    class offsets are added by ``calibrate boundary`` (perception/boundary_calibration.py)."""
     import torch
 
     path = Path(path)
@@ -126,6 +127,28 @@ def save_boundary_checkpoint(path: str | Path, model: torch.nn.Module, info: dic
                 "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
                 "info": json.loads(json.dumps(info or {}))}, path)
     return path
+
+
+def class_bias_for(calibrations: dict[str, dict], world_classes: Sequence[str],
+                   model_classes: Sequence[str]) -> dict[str, float]:
+    """The class offsets (name -> logit offset) of the calibration made for a world with exactly ``world_classes``
+    (in any order), or {} when none was: a world's offsets say nothing of another world's look, even for a class
+    of the same name. ``calibrations``: world -> {"classes": [...], "bias": {name: offset}}. ValueError for an
+    entry that is malformed, names a class the model lacks, or holds a non-finite offset."""
+    wanted = set(world_classes)
+    for world, entry in calibrations.items():
+        try:
+            classes, bias = set(entry["classes"]), {str(k): float(v) for k, v in entry["bias"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise ValueError(f"class calibration {world!r} is not {{'classes': [...], 'bias': {{name: offset}}}}: "
+                             f"{entry!r}") from None
+        unknown = sorted(set(bias) - set(model_classes))
+        if unknown or not all(math.isfinite(v) for v in bias.values()):
+            raise ValueError(f"class calibration {world!r} has offsets for classes the model lacks ({unknown}) or "
+                             f"non-finite offsets: {bias}; the model's classes are {list(model_classes)}")
+        if classes == wanted:
+            return bias
+    return {}
 
 
 def is_boundary_checkpoint(path: str | Path) -> bool:
@@ -143,7 +166,8 @@ class FloorBoundaryPredictor:
     """BEVs from camera images with a BoundaryNet; by itself for the canonical camera, ``for_camera`` for any."""
 
     def __init__(self, model: torch.nn.Module, info: dict | None = None, object_bias: float = 0.0,
-                 camera: CameraModel | None = None, class_names: Sequence[str] | None = None) -> None:
+                 camera: CameraModel | None = None, class_names: Sequence[str] | None = None,
+                 calibrations: dict[str, dict] | None = None) -> None:
         import torch
 
         from spatial_memory_ros.perception.camera_adapter import canonical_camera, class_slots, image_maps
@@ -154,6 +178,12 @@ class FloorBoundaryPredictor:
         self.info = info or {}
         self.object_bias = float(object_bias)
         self.geometry: BevGeometry = model.geometry
+        self.calibrations = dict(calibrations or {})
+        self.class_bias = class_bias_for(self.calibrations, class_names or self.geometry.class_names,
+                                         self.geometry.class_names)
+        # per object slot: the common object bias plus the class's own offset (perception/class_calibration.py)
+        self.slot_bias = np.array([self.object_bias + self.class_bias.get(name, 0.0)
+                                   for name in self.geometry.class_names], np.float32)
         self.canonical = canonical_camera(self.geometry)
         self.camera = camera or self.canonical
         self.class_names = tuple(class_names or self.geometry.class_names)
@@ -183,7 +213,11 @@ class FloorBoundaryPredictor:
             model.load_state_dict(payload["state_dict"])
         except Exception as error:  # torch and the dict access raise several unrelated types
             raise CheckpointError(f"{path}: {type(error).__name__}: {error}; {how}") from None
-        return cls(model, payload.get("info", {}), payload.get("object_bias", 0.0))
+        try:
+            return cls(model, payload.get("info", {}), payload.get("object_bias", 0.0),
+                       calibrations=payload.get("class_calibrations"))
+        except ValueError as error:
+            raise CheckpointError(f"{path}: {error}; {how}") from None
 
     def for_camera(self, camera: CameraModel, class_names: Sequence[str] | None = None) -> FloorBoundaryPredictor:
         """The same model for images of ``camera`` (any pinhole; CameraMismatch if it cannot be used), objects
@@ -191,7 +225,8 @@ class FloorBoundaryPredictor:
         from spatial_memory_ros.perception.camera_adapter import check_camera
 
         check_camera(camera)
-        return FloorBoundaryPredictor(self.model, self.info, self.object_bias, camera, class_names)
+        return FloorBoundaryPredictor(self.model, self.info, self.object_bias, camera, class_names,
+                                      self.calibrations)
 
     def infer(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, S, S, 3) uint8 canonical images -> t (B, S) and object labels (B, S) in the model's slots (the net
@@ -201,7 +236,7 @@ class FloorBoundaryPredictor:
         with self._torch.inference_mode():
             t, logits = self.model(images_to_tensor(np.ascontiguousarray(canonical)))
         logits = logits.numpy()
-        logits[..., 1:] += self.object_bias
+        logits[..., 1:] += self.slot_bias
         return t.numpy(), logits.argmax(-1)
 
     def arrays_from_inference(self, t: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
