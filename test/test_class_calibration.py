@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from spatial_memory_ros.perception.class_calibration import (class_scores, column_confusion, fit_class_offsets,
-                                                             macro_f1)
+from spatial_memory_ros.perception.class_calibration import (class_scores, column_confusion, decide,
+                                                             fit_class_offsets, macro_f1)
 
 RED, SALMON = 1, 2
 
@@ -46,6 +46,14 @@ def test_a_class_with_too_few_columns_keeps_no_offset():
     offsets = fit_class_offsets(logits, true, valid, [RED, SALMON], min_columns=100)
     assert offsets[SALMON] == 0.0
     assert not fit_class_offsets(logits, true, np.zeros_like(valid), [RED, SALMON]).any()  # nothing valid
+
+
+def test_offsets_recolour_objects_but_never_turn_a_column_into_one_or_out_of_one():
+    logits, true, valid = _confused_columns()
+    plain = decide(logits, np.zeros(3))
+    for offsets in (np.array([0.0, -3.0, 3.0]), np.array([0.0, 3.0, -3.0])):
+        assert np.array_equal(decide(logits, offsets) > 0, plain > 0)
+    assert (decide(logits, np.array([0.0, -3.0, 3.0])) == SALMON).sum() > (plain == SALMON).sum()
 
 
 def test_shapes_that_do_not_fit_are_refused_with_what_was_given():
@@ -94,12 +102,12 @@ def test_the_predictor_adds_a_loaded_calibration_to_its_worlds_logits(untrained,
     names = predictor.geometry.class_names
     memory_maze = predictor.for_camera(predictor.canonical, MEMORY_MAZE)
     builtin = predictor.for_camera(predictor.canonical, BUILTIN)
-    assert memory_maze.slot_bias[names.index("salmon")] == pytest.approx(predictor.object_bias + 2.0)
-    assert memory_maze.slot_bias[names.index("red")] == pytest.approx(predictor.object_bias)
-    assert np.allclose(builtin.slot_bias, predictor.object_bias)
-    image = np.full((1, 64, 64, 3), 120, np.uint8)
-    _, shifted = memory_maze.infer(image)
-    _, plain = builtin.infer(image)
+    assert memory_maze.class_offsets[names.index("salmon") + 1] == pytest.approx(2.0)
+    assert memory_maze.class_offsets[names.index("red") + 1] == 0.0 and not builtin.class_offsets.any()
+    images = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+    _, shifted = memory_maze.infer(images)
+    _, plain = builtin.infer(images)
+    assert np.array_equal(shifted > 0, plain > 0)  # the offsets recolour objects, never add or drop one
     assert (shifted == names.index("salmon") + 1).sum() >= (plain == names.index("salmon") + 1).sum()
     payload["class_calibrations"] = {"memory_maze": {"classes": ["red"], "bias": {"teal": 1.0}}}
     torch.save(payload, tmp_path / "broken.pt")

@@ -181,9 +181,9 @@ class FloorBoundaryPredictor:
         self.calibrations = dict(calibrations or {})
         self.class_bias = class_bias_for(self.calibrations, class_names or self.geometry.class_names,
                                          self.geometry.class_names)
-        # per object slot: the common object bias plus the class's own offset (perception/class_calibration.py)
-        self.slot_bias = np.array([self.object_bias + self.class_bias.get(name, 0.0)
-                                   for name in self.geometry.class_names], np.float32)
+        # per slot (0: no object) the class's offset among the colours (perception/class_calibration.py decide)
+        self.class_offsets = np.array([0.0] + [self.class_bias.get(name, 0.0) for name in self.geometry.class_names],
+                                      np.float32)
         self.canonical = canonical_camera(self.geometry)
         self.camera = camera or self.canonical
         self.class_names = tuple(class_names or self.geometry.class_names)
@@ -235,9 +235,11 @@ class FloorBoundaryPredictor:
 
         with self._torch.inference_mode():
             t, logits = self.model(images_to_tensor(np.ascontiguousarray(canonical)))
+        from spatial_memory_ros.perception.class_calibration import decide
+
         logits = logits.numpy()
-        logits[..., 1:] += self.slot_bias
-        return t.numpy(), logits.argmax(-1)
+        logits[..., 1:] += self.object_bias
+        return t.numpy(), decide(logits, self.class_offsets)
 
     def arrays_from_inference(self, t: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``infer``'s output -> occupancy (B, 32, 32) int8 (-1 / 0 / 100) and object labels (B, 32, 32) uint8 in

@@ -3,8 +3,10 @@
 A class that training saw rarely is under-predicted: Memory-Maze's salmon exists only in its 15x15 mazes, and the
 shipped model called 94 of 237 salmon columns red (recall 0.32) on unseen 15x15 mazes. Adding a constant to a
 class's logit before the argmax moves the decision boundary between it and its neighbours without retraining (the
-logit adjustment for class priors). :func:`fit_class_offsets` picks one offset per class by coordinate ascent of
-the macro F1 of the column classes on validation frames; the checkpoint keeps them per world
+logit adjustment for class priors). The offsets only re-rank the colours (:func:`decide`): whether a column holds
+an object at all stays the model's own decision, so detection is untouched (a first fit that let the offsets move
+the object / no-object line lowered the BEV's object F1 on unseen mazes). :func:`fit_class_offsets` picks one
+offset per class by coordinate ascent of the macro F1 of the column classes on validation frames; the checkpoint keeps them per world
 (``class_calibrations``), and ``FloorBoundaryPredictor`` adds them only for a world with exactly those classes: a
 world's offsets say nothing of another world's look (the built-in world's red is not Memory-Maze's).
 """
@@ -23,15 +25,24 @@ MIN_COLUMNS = 100
 frames held 15 salmon columns, and the fit then raised red, the class salmon is mistaken for)."""
 
 
+def decide(logits: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Labels (...,) from logits (..., K), slot 0 = no object: a column holds an object where an object logit is
+    the largest, as the model says; its class is the argmax of the object logits plus ``offsets[1:]``."""
+    logits = np.asarray(logits)
+    is_object = logits.argmax(-1) > 0
+    colour = (logits[..., 1:] + np.asarray(offsets)[1:]).argmax(-1) + 1
+    return np.where(is_object, colour, 0)
+
+
 def column_confusion(logits: np.ndarray, true: np.ndarray, valid: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """(K, K) counts of true class (rows) against the argmax of ``logits + offsets`` (columns) over the valid
-    columns; ``logits`` (N, S, K) with slot 0 = no object, ``true`` (N, S) slots, ``valid`` (N, S) bool."""
+    """(K, K) counts of true class (rows) against :func:`decide` (columns) over the valid columns; ``logits``
+    (N, S, K) with slot 0 = no object, ``true`` (N, S) slots, ``valid`` (N, S) bool."""
     logits = np.asarray(logits, np.float64)
     if logits.ndim != 3 or np.shape(true) != logits.shape[:2] or np.shape(valid) != logits.shape[:2]:
         raise ValueError(f"logits must be (N, S, K) and true, valid (N, S); got {logits.shape}, {np.shape(true)}, "
                          f"{np.shape(valid)}")
     classes = logits.shape[-1]
-    predicted = (logits + np.asarray(offsets, np.float64)).argmax(-1)
+    predicted = decide(logits, np.asarray(offsets, np.float64))
     mask = np.asarray(valid, bool)
     confusion = np.zeros((classes, classes), np.int64)
     np.add.at(confusion, (np.asarray(true)[mask].astype(np.int64), predicted[mask]), 1)
