@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from spatial_memory_ros.perception.class_calibration import decide
 from spatial_memory_ros.perception.floor_boundary import (MAX_BOUNDARY, ColumnRaster, column_bearings,
                                                           ranges_of_boundary)
 from spatial_memory_ros.perception.geometry import BevGeometry
@@ -235,8 +236,6 @@ class FloorBoundaryPredictor:
 
         with self._torch.inference_mode():
             t, logits = self.model(images_to_tensor(np.ascontiguousarray(canonical)))
-        from spatial_memory_ros.perception.class_calibration import decide
-
         logits = logits.numpy()
         logits[..., 1:] += self.object_bias
         return t.numpy(), decide(logits, self.class_offsets)
