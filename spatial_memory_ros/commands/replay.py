@@ -17,9 +17,10 @@ import argparse
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from spatial_memory_ros.commands.record import StatusLine, init_context, message_class
 from spatial_memory_ros.recording.bags import BagError, BagMessage, BagReader, BagTopic
@@ -262,11 +263,12 @@ class _Player:
         """Publish every message of ``topics`` once, in time order."""
         bag_start, wall_start = self.reader.start_time, time.monotonic()
         self._last_clock = None
-        for message in self.reader.messages(topics):
+        stream = _Lookahead(self.reader.messages(topics))
+        for message in stream:
             if self.stop_event.is_set() or not self.context.ok():
                 return
             if self.gate is not None:
-                self.gate.before(message)
+                self.gate.before(message, stream, self._publish)
             if self.rate > 0:
                 self._wait_for(message.timestamp, bag_start, wall_start)
             self._publish(message)
@@ -303,6 +305,39 @@ class _Player:
         self.clock_pub.publish(msg)
         self._last_clock = stamp
         self.result.clock_messages += 1
+
+
+class _Lookahead:
+    """The bag's messages in order, from which later messages can be taken out ahead of their turn."""
+
+    LIMIT = 10_000  # messages scanned ahead at most (a bound on memory)
+
+    def __init__(self, messages: Iterable[BagMessage]) -> None:
+        self._source: Iterator[BagMessage] = iter(messages)
+        self._buffer: deque[BagMessage] = deque()
+
+    def __iter__(self) -> _Lookahead:
+        return self
+
+    def __next__(self) -> BagMessage:
+        return self._buffer.popleft() if self._buffer else next(self._source)
+
+    def take(self, stop: Callable[[BagMessage], bool], wanted: Callable[[BagMessage], bool]) -> list[BagMessage]:
+        """Remove and return the upcoming messages for which ``wanted`` holds, scanning up to the first one for
+        which ``stop`` holds; the others stay, in order."""
+        taken: list[BagMessage] = []
+        kept: deque[BagMessage] = deque()
+        while len(kept) + len(taken) < self.LIMIT:
+            message = self._buffer.popleft() if self._buffer else next(self._source, None)
+            if message is None:
+                break
+            if stop(message):
+                kept.append(message)
+                break
+            (taken if wanted(message) else kept).append(message)
+        kept.extend(self._buffer)
+        self._buffer = kept
+        return taken
 
 
 class _Lockstep:
@@ -385,18 +420,36 @@ class _Lockstep:
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         self.latest[topic] = max(stamp, self.latest.get(topic, stamp))
 
-    def before(self, message: BagMessage) -> None:
-        """Wait until the last message on ``message``'s topic (if a lockstep input) has been answered."""
-        if message.topic in self.pending:
-            self._wait(message.topic)
+    def before(self, message: BagMessage, upcoming: _Lookahead, publish: Callable[[BagMessage], None]) -> None:
+        """Wait until the last message on ``message``'s topic (if a lockstep input) has been answered.
+
+        The answer may need messages that the recorder wrote after ``message``: on a busy machine the odometry of
+        step k can reach the bag after the image of step k + 1, and the pose of step k needs it. Those messages
+        (stamped at or before the unanswered one, up to the next lockstep input) are published first, so the
+        wait does not stall for its whole timeout."""
+        if message.topic not in self.pending:
+            return
+        stamp = self.pending[message.topic]
+
+        def late(candidate: BagMessage) -> bool:
+            candidate_stamp = self._header_stamp(candidate)
+            return candidate_stamp is not None and candidate_stamp <= stamp
+
+        for late_message in upcoming.take(stop=lambda m: m.topic in self.outputs, wanted=late):
+            publish(late_message)
+        self._wait(message.topic)
+
+    def _header_stamp(self, message: BagMessage) -> int | None:
+        """``message``'s header stamp (ns), or None for a message without a header."""
+        from rclpy.serialization import deserialize_message
+
+        header = getattr(deserialize_message(message.data, self.classes[message.topic]), "header", None)
+        return None if header is None else header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
     def after(self, message: BagMessage) -> None:
         """Remember the stamp of a lockstep input just published."""
         if message.topic in self.outputs:
-            from rclpy.serialization import deserialize_message
-
-            header = deserialize_message(message.data, self.classes[message.topic]).header
-            self.pending[message.topic] = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+            self.pending[message.topic] = self._header_stamp(message)
 
     def wait_all(self) -> None:
         """Wait for the answers to every input's last message (the end of a pass)."""
