@@ -62,9 +62,11 @@ def _load_team_benchmark():
 team_bench = _load_team_benchmark()
 from spatial_memory_ros.evaluation.memory_maze_team import (REACH_RADIUS, RETRY_FALSE_ARRIVALS, STEP_S,  # noqa: E402
                                                               run_layout_episode)
+from spatial_memory_ros.comm.link import CommConfig  # noqa: E402
 from spatial_memory_ros.evaluation.team_task import LabelEmbedder, TeamTaskConfig, task_texts  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+DEFAULT_WALL_SHARE = CommConfig().wall_share
 BUDGETS = team_bench.BUDGETS
 POLICIES = team_bench.METHODS
 FULL_STACK_BITS = (4, 128)
@@ -98,21 +100,30 @@ def _run(task: dict) -> dict:
     result["mode"] = mode
     result["max_steps"] = config.max_steps
     result["checkpoint"] = checkpoint
+    if wall_share(task) != DEFAULT_WALL_SHARE:
+        result["wall_share"] = wall_share(task)
     return result
+
+
+def wall_share(episode: dict) -> float:
+    """The link's wall share of an episode or a task (CommConfig.wall_share; the default where not named)."""
+    return float(episode.get("wall_share", episode.get("comm", {}).get("wall_share", DEFAULT_WALL_SHARE)))
 
 
 def episode_key(episode: dict) -> tuple:
     """What makes an episode the same episode: a rerun skips it if the results already hold one with this key."""
     return (episode["mode"], episode["seed"], episode["strategy"], episode["bits_per_step"], episode["max_steps"],
-            round(float(episode["step_s"]), 6), episode.get("checkpoint", ""))
+            round(float(episode["step_s"]), 6), episode.get("checkpoint", ""), wall_share(episode))
 
 
 def settings(mode: str, bits: list[int], policies: list[str], max_steps: int, step_s: float,
-             checkpoint: str = "") -> list[dict]:
+             checkpoint: str = "", share: float = DEFAULT_WALL_SHARE) -> list[dict]:
     """Every setting of the run as TeamTaskConfig keyword arguments plus mode, step and BEV checkpoint (full stack;
-    "" = the shipped one), seed added per round."""
+    "" = the shipped one), seed added per round; ``share``: the link's wall share (CommConfig.wall_share)."""
     base = {"mode": mode, "step_s": step_s, "checkpoint": checkpoint, "maze_size": MAZE_SIZE,
             "max_steps": max_steps, "reach_radius": REACH_RADIUS, "retry_false_arrivals": RETRY_FALSE_ARRIVALS}
+    if share != DEFAULT_WALL_SHARE:
+        base["comm"] = {"wall_share": share}
     rows = [{**base, "strategy": policy, "bits_per_step": b} for b in bits for policy in policies if policy != "none"]
     if "none" in policies:
         rows.append({**base, "strategy": "none", "bits_per_step": BUDGETS[0]})
@@ -154,11 +165,13 @@ def supersede(report: dict, note: str) -> int:
     return len(moved)
 
 
-def summary(report: dict, mode: str, max_steps: int, step_s: float, bits: list[int], checkpoint: str = "") -> dict:
-    """Per-setting rows, the paired comparisons and the issue's targets over the episodes of one mode, T, step and
-    checkpoint."""
+def summary(report: dict, mode: str, max_steps: int, step_s: float, bits: list[int], checkpoint: str = "",
+            share: float = DEFAULT_WALL_SHARE) -> dict:
+    """Per-setting rows, the paired comparisons and the issue's targets over the episodes of one mode, T, step,
+    checkpoint and wall share."""
     episodes = [e for e in report["episodes"] if e["mode"] == mode and e["max_steps"] == max_steps
-                and abs(e["step_s"] - step_s) < 1e-9 and e.get("checkpoint", "") == checkpoint]
+                and abs(e["step_s"] - step_s) < 1e-9 and e.get("checkpoint", "") == checkpoint
+                and wall_share(e) == share]
     seeds = _complete_seeds(episodes)
     paired = episodes  # each row over all its seeds; each comparison over the seeds both settings ran
     sweep, _ = team_bench.group(paired, tuple(bits))
@@ -252,7 +265,8 @@ def run(args: argparse.Namespace, path: Path) -> dict:
 
         chosen = Path(args.checkpoint) if args.checkpoint else checkpoint_for_world("memory_maze")
         checkpoint = os.path.relpath(chosen.resolve(), ROOT) if chosen.is_absolute() else str(chosen)
-    rows = settings(mode, args.bits, args.policies, args.max_steps, args.step_s, checkpoint)
+    share = getattr(args, "wall_share", DEFAULT_WALL_SHARE)
+    rows = settings(mode, args.bits, args.policies, args.max_steps, args.step_s, checkpoint, share)
     done = {episode_key(e) for e in report["episodes"]}
     tasks = [{**row, "seed": seed} for seed in seeds for row in rows]
     todo = [task for task in tasks if episode_key(task) not in done]
@@ -277,8 +291,12 @@ def run(args: argparse.Namespace, path: Path) -> dict:
                                        "python": platform.python_version(),
                                        "load_average": list(os.getloadavg())}})
     all_bits = sorted({e["bits_per_step"] for e in report["episodes"] if e["mode"] == mode} | set(args.bits))
-    result = summary(report, mode, args.max_steps, args.step_s, all_bits, checkpoint)
-    report.setdefault("summaries", {})[f"{mode}_T{args.max_steps}_dt{args.step_s}{'_' + checkpoint if checkpoint else ''}"] = result
+    result = summary(report, mode, args.max_steps, args.step_s, all_bits, checkpoint, share)
+    key = f"{mode}_T{args.max_steps}_dt{args.step_s}{'_' + checkpoint if checkpoint else ''}"
+    if share != DEFAULT_WALL_SHARE:
+        key += f"_wall_share{share:g}"
+        result["wall_share"] = share
+    report.setdefault("summaries", {})[key] = result
     report["task"] = {"maze": f"Memory-Maze {MAZE_SIZE}x{MAZE_SIZE} (memory_maze 1.0.3's generator), 2 m cells",
                       "robots": 3, "reach_radius_m": REACH_RADIUS, "first_seed": args.first_seed,
                       "seed_000": SEED_000}
@@ -306,6 +324,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-steps", type=int, default=MAX_STEPS, help=f"T in steps (default {MAX_STEPS})")
     parser.add_argument("--step-s", type=float, default=STEP_S, help=f"seconds per step (default {STEP_S})")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--wall-share", type=float, default=DEFAULT_WALL_SHARE,
+                        help="the link's wall share (CommConfig.wall_share: a comm cell is sent as a wall when at "
+                             f"least this share of its seen map cells are walls; default {DEFAULT_WALL_SHARE})")
     parser.add_argument("--name", default="memory_maze_team", help="results: benchmarks/results/NAME.json")
     parser.add_argument("--quick", action="store_true", help="2 seeds, 4 bits, ours and none, T 200, NAME_quick")
     parser.add_argument("--supersede", metavar="NOTE", default=None,
@@ -320,6 +341,8 @@ def main(argv: list[str] | None = None) -> None:
         args.policies = [p for p in args.policies if p in ("ours", "none")] or ["ours"]
     if args.seeds < 1 or args.jobs < 1 or args.max_steps < 1 or args.step_s <= 0:
         parser.error("--seeds, --jobs and --max-steps must be at least 1, --step-s positive")
+    if not 0.0 < args.wall_share <= 1.0:
+        parser.error(f"--wall-share must be in (0, 1], got {args.wall_share}")
     if args.supersede is not None and not args.supersede.strip():
         parser.error("--supersede needs a note that says why the episodes no longer count")
     if not args.name or "/" in args.name:

@@ -31,6 +31,16 @@ def test_coarse_states_of_a_finer_map(layout):
         coarse_states(np.zeros((61, 59), np.int8), layout.geometry)
 
 
+def test_a_tie_between_wall_and_floor_is_a_wall_only_at_the_default_wall_share(layout):
+    occupancy = np.full((60, 60), -1, np.int8)
+    occupancy[0:2, 0:2] = 0
+    occupancy[0, 0:2] = 100   # a wall face that fills half the comm cell
+    occupancy[0:2, 2:4] = 100
+    occupancy[1, 3] = 0       # three of four wall cells
+    assert coarse_states(occupancy, layout.geometry)[[0, 1]].tolist() == [WALL_CELL, WALL_CELL]
+    assert coarse_states(occupancy, layout.geometry, wall_share=0.6)[[0, 1]].tolist() == [FREE_CELL, WALL_CELL]
+
+
 def test_token_bucket_gains_b_per_step_up_to_its_depth():
     bucket = TokenBucket(4, depth=256)
     bucket.advance(0)
@@ -216,5 +226,8 @@ def test_configs_say_what_is_wrong(layout):
         CommConfig(strategy="shout")
     with pytest.raises(ValueError, match="bits_per_step"):
         CommConfig(bits_per_step=0)
+    for share in (0.0, 1.5, math.nan):
+        with pytest.raises(ValueError, match="wall_share"):
+            CommConfig(wall_share=share)
     with pytest.raises(ValueError, match="including this robot"):
         TeamComm("robot7", TEAM, KEY, layout)

@@ -104,6 +104,12 @@ def test_benchmark_runs_and_a_rerun_skips_what_is_done(tmp_path):
     assert len(report["episodes"]) == 2 and report["runs"][-1]["episodes_run"] == 2
     assert report["superseded"][0]["note"] == "the loop changed" and len(report["superseded"][0]["episodes"]) == 2
     assert len(report["superseded"][0]["runs"]) == 2 and report["superseded"][0]["summaries"]
+    args.supersede, args.wall_share = None, 0.6  # another link setting: its own episodes and summary
+    bench.run(args, path)
+    report = json.loads(path.read_text())
+    assert len(report["episodes"]) == 4 and report["runs"][-1]["episodes_run"] == 2
+    assert sorted(e.get("wall_share", 0.5) for e in report["episodes"]) == [0.5, 0.5, 0.6, 0.6]
+    assert any(key.endswith("_wall_share0.6") for key in report["summaries"])
     with pytest.raises(SystemExit):
         bench.main(["--supersede", "  "])
 

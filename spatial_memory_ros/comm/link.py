@@ -66,6 +66,11 @@ class CommConfig:
     max_packet_age: int = 100     # steps it may lag it (older packets are stale: replays after my restart)
     sequence_slack: int = 2       # extra sequence numbers over the windows elapsed (one packet per window)
     tag_bytes: int = 8
+    # A comm cell goes out as a wall when at least this share of its seen map cells are walls. At 0.5 a tie is a
+    # wall, which keeps a thin wall that fills half a comm cell; above 0.5 a tie is free floor, which keeps a
+    # predicted wall face that bleeds one map cell into a corridor from narrowing teammates' corridors by a whole
+    # comm cell (on Memory-Maze at 128 bits, see the README's team section).
+    wall_share: float = 0.5
     prediction: PredictionModel = field(default_factory=PredictionModel)
 
     def __post_init__(self) -> None:
@@ -80,6 +85,8 @@ class CommConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"CommConfig.{name} must be a non-negative number, got {value}")
+        if not (math.isfinite(self.wall_share) and 0.0 < self.wall_share <= 1.0):
+            raise ValueError(f"CommConfig.wall_share must be in (0, 1], got {self.wall_share}")
 
 
 @dataclass
@@ -152,7 +159,7 @@ class TeamComm(SendPolicy, Receiver):
 
     def _observe(self, occupancy: np.ndarray, sightings: Iterable[Sighting]) -> None:
         """Update my comm-grid view from my map and my memory's sightings (and the broadcast queue)."""
-        own = coarse_states(occupancy, self.layout.geometry)
+        own = coarse_states(occupancy, self.layout.geometry, self.config.wall_share)
         view = np.where(own != UNKNOWN_CELL, own, self.team_layer).astype(np.int8)
         changed = view != self._state
         if changed.any():
@@ -277,9 +284,9 @@ class TeamComm(SendPolicy, Receiver):
         return np.where(own != -1, own, shared).astype(np.int8)
 
 
-def coarse_states(occupancy: np.ndarray, geometry: GridGeometry) -> np.ndarray:
-    """Comm-grid states (flat) of a finer occupancy grid: WALL_CELL if at least half the seen fine cells are walls
-    (p >= 50), FREE_CELL if any fine cell was seen, else UNKNOWN_CELL."""
+def coarse_states(occupancy: np.ndarray, geometry: GridGeometry, wall_share: float = 0.5) -> np.ndarray:
+    """Comm-grid states (flat) of a finer occupancy grid: WALL_CELL if at least ``wall_share`` of the seen fine cells
+    are walls (p >= 50), FREE_CELL if any fine cell was seen, else UNKNOWN_CELL."""
     occupancy = np.asarray(occupancy)
     factor = -(-occupancy.shape[1] // geometry.width)
     if occupancy.ndim != 2 or -(-occupancy.shape[0] // factor) != geometry.height:
@@ -291,7 +298,7 @@ def coarse_states(occupancy: np.ndarray, geometry: GridGeometry) -> np.ndarray:
     blocks = padded.reshape(geometry.height, factor, geometry.width, factor)
     seen = (blocks >= 0).sum(axis=(1, 3))
     walls = (blocks >= 50).sum(axis=(1, 3))
-    states = np.where(seen == 0, UNKNOWN_CELL, np.where(2 * walls >= seen, WALL_CELL, FREE_CELL))
+    states = np.where(seen == 0, UNKNOWN_CELL, np.where(walls >= wall_share * seen, WALL_CELL, FREE_CELL))
     return states.astype(np.int8).reshape(-1)
 
 

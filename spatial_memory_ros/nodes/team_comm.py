@@ -67,6 +67,8 @@ PARAMETERS = [
           "into this list, so every teammate must list the same classes in the same order"),
     Param("threshold", 0.3, "send when expected error reduction per bit reaches this (x bucket emptiness)", 0.0,
           100.0),
+    Param("wall_share", 0.5, "a shared-map cell is sent as a wall when at least this share of its seen memory-map "
+          "cells are walls (0.5: a tie is a wall; 0.6: a tie is free floor)", 0.01, 1.0),
     Param("map_resolution", 0.25, "the memory map's cell size (m)", 0.01, 5.0),
     Param("map_width_m", 20.0, "the memory map's extent along x (m)", 1.0, 2000.0),
     Param("map_height_m", 20.0, "the memory map's extent along y (m)", 1.0, 2000.0),
@@ -100,7 +102,7 @@ class TeamCommNode(Node):
         self.map_geometry = map_geometry(p)
         layout = CommLayout.for_map(self.map_geometry, p["class_names"], p["comm_resolution"])
         config = CommConfig(bits_per_step=p["bits_per_step"], strategy=p["strategy"], threshold=p["threshold"],
-                            max_window_skew=p["max_window_skew"])
+                            max_window_skew=p["max_window_skew"], wall_share=p["wall_share"])
         self.flood = FloodGuard(FloodLimits(source_rate=p["source_rate"], source_burst=max(20.0, p["source_rate"]),
                                             link_rate=p["link_rate"], link_burst=max(100.0, p["link_rate"] / 3)))
         self.comm = TeamComm(self.robot_id, list(p["team"]), self._team_key(), layout, config)
