@@ -137,7 +137,7 @@ def test_a_robot_told_its_target_is_not_there_looks_elsewhere():
     assert not robot.arrived and robot.goal is None and robot.should_ask()
     robot.take_answer(*phantom_and_real)
     assert robot.goal == pytest.approx((8.0, 8.0))
-    assert Robot("the red target", not_here=robot.not_here).not_here == [pytest.approx((2.05, 2.0))]
+    assert Robot("the red target", not_here=robot.not_here).not_here == [pytest.approx((2.05, 2.0, 0.75))]
 
 
 def test_an_arrival_the_world_does_not_confirm_makes_the_place_one_found_empty():
@@ -149,7 +149,7 @@ def test_an_arrival_the_world_does_not_confirm_makes_the_place_one_found_empty()
     robot.arrived = True  # by its own pose, at the memory's goal
     assert robot.unconfirmed_arrival()
     assert not robot.arrived and robot.goal is None and robot.should_ask()
-    assert robot.not_here == [pytest.approx((2.05, 2.0))]
+    assert robot.not_here == [pytest.approx((2.05, 2.0, 0.75))]
     assert not robot.unconfirmed_arrival()  # told once
     robot.reached()  # the world's word: a real arrival stays one
     assert not robot.unconfirmed_arrival() and robot.arrived

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from spatial_memory_ros.behaviour.goals import sighting_in_view
+from spatial_memory_ros.behaviour.goals import NOT_HERE_RADIUS, WRONG_OBJECT_RADIUS, sighting_in_view
 from spatial_memory_ros.behaviour.robot import Robot, RobotConfig, Senses
 from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D
 
@@ -85,7 +85,7 @@ def test_a_sighting_found_empty_is_remembered_and_not_taken_again():
     robot.arrived = True
     robot.not_found_here()
     assert robot.sight is None and robot.goal is None
-    assert robot.not_here[-1] == pytest.approx((2.0, 1.0), abs=0.06)
+    assert robot.not_here[-1][:2] == pytest.approx((2.0, 1.0), abs=0.06)
     for _ in range(3):
         robot.step(senses(view((2.0, 1.0, 1))))
     assert robot.sight is None
@@ -128,7 +128,7 @@ def test_a_goal_found_empty_after_a_full_turn_rules_out_only_the_place_itself():
     while not robot.arrived:
         robot.step(senses(view()))
     robot.not_found_here()
-    assert robot.not_here == [pytest.approx((0.1, 0.025))]
+    assert robot.not_here == [pytest.approx((0.1, 0.025, NOT_HERE_RADIUS))]
     robot.take_answer(blob, ["red target"] * 5)
     assert robot.goal == pytest.approx((1.25, 0.55))
 
@@ -146,3 +146,34 @@ def test_a_glimpse_while_turning_at_the_goal_stops_the_turn_for_a_second_look():
     commands = [flicker.step(senses(view((2.0, 1.0, 1)) if k % 2 else view())) for k in range(3 * flicker.look_around_steps)]
     assert flicker.arrived and flicker.sight is None, "a glimpse the next view does not confirm is no target"
     assert sum(w > 0 for _, w in commands) == flicker.look_around_steps - 1
+
+
+def test_an_object_found_empty_twice_is_ruled_out_with_its_surroundings():
+    """A salmon target seen as red: its red sightings spread around it, and a place ruled out alone left the next
+    sighting a metre away to drive back to. The second empty arrival near it rules out the object's surroundings."""
+    robot = sighted_robot()
+    for place in ((2.0, 1.0), (2.2, 1.9)):
+        for _ in range(2):
+            robot.step(senses(view((place[0], place[1], 1))))
+        assert robot.sight == pytest.approx(place, abs=0.1)  # the view ends at 2 m left: a disc there is cut
+        robot.arrived = True
+        robot.not_found_here()
+    first, second = robot.not_here
+    assert first.radius == NOT_HERE_RADIUS and second.radius == WRONG_OBJECT_RADIUS
+    assert (second.x, second.y) == pytest.approx((2.1, 1.45), abs=0.1)
+    for _ in range(3):
+        robot.step(senses(view((1.2, 1.6, 1))))  # over 0.75 m from both places, 0.9 m from their mean
+    assert robot.sight is None
+    for _ in range(2):
+        robot.step(senses(view((2.0, -1.5, 1))))  # 2.7 m away: another object
+    assert robot.sight == pytest.approx((2.0, -1.5), abs=0.06)
+
+
+def test_places_found_empty_far_apart_stay_small():
+    robot = sighted_robot()
+    for place in ((2.0, 1.0), (2.0, -1.0)):
+        for _ in range(2):
+            robot.step(senses(view((place[0], place[1], 1))))
+        robot.arrived = True
+        robot.not_found_here()
+    assert [place.radius for place in robot.not_here] == [NOT_HERE_RADIUS, NOT_HERE_RADIUS]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -35,14 +35,47 @@ def label_matches(label: str, query: str) -> bool:
 CLUSTER_RADIUS = 1.0   # m: samples this close to each other count as one sighting
 NOT_HERE_RADIUS = 0.75  # m: a place found empty rules out the samples this close to it (a target within
 # about 0.6 m of where the robot stood would have been reached, so a wider radius could rule out one it just missed)
+WRONG_OBJECT_RADIUS = 1.5  # m: what a place found empty twice rules out (see found_empty)
+
+
+class EmptyPlace(NamedTuple):
+    """A place found without the query's target: the memory's samples and the view's sightings within ``radius``
+    of (x, y) are left out."""
+
+    x: float
+    y: float
+    radius: float = NOT_HERE_RADIUS
+
+
+def empty_places(places: Iterable[Sequence[float]]) -> list[EmptyPlace]:
+    """``places`` as EmptyPlaces: (x, y) pairs take NOT_HERE_RADIUS, (x, y, radius) triples keep theirs."""
+    return [EmptyPlace(*(float(value) for value in place)) for place in places]
+
+
+def found_empty(place: tuple[float, float], earlier: Sequence[EmptyPlace]) -> EmptyPlace:
+    """The EmptyPlace for arriving at ``place`` without the target, given the places ``earlier`` found empty.
+
+    Once, it rules out only the place itself: the robot's pose may have been off, or a sighting short. A second
+    arrival without the target within WRONG_OBJECT_RADIUS of an earlier one is an object that looks like the
+    target but is not (a salmon target seen as red: the memory's red entries and the view's red sightings spread
+    around it, and the robot went back to it all episode in a Memory-Maze team trace): it rules out
+    WRONG_OBJECT_RADIUS around the mean of those places."""
+    x, y = float(place[0]), float(place[1])
+    near = [p for p in earlier if math.hypot(p.x - x, p.y - y) <= WRONG_OBJECT_RADIUS]
+    if not near:
+        return EmptyPlace(x, y)
+    return EmptyPlace(float(np.mean([p.x for p in near] + [x])), float(np.mean([p.y for p in near] + [y])),
+                      WRONG_OBJECT_RADIUS)
 
 
 def goal_from_answer(locations: np.ndarray, labels: list[str], query: str,
-                     not_here: Sequence[tuple[float, float]] = ()) -> tuple[float, float] | None:
+                     not_here: Sequence[Sequence[float]] = ()) -> tuple[float, float] | None:
     """A goal from a query's samples (best first): the centre of the densest cluster of matching samples, if the
-    best sample not ruled out by ``not_here`` (places already visited and found empty) matches."""
+    best sample not ruled out by ``not_here`` (places already visited and found empty: EmptyPlaces or (x, y)
+    pairs) matches."""
     points = np.asarray(locations, np.float64).reshape(-1, 2)
-    keep = [k for k in range(len(labels)) if not _near_any(points[k], not_here, NOT_HERE_RADIUS)]
+    places = empty_places(not_here)
+    keep = [k for k in range(len(labels)) if not _near_any(points[k], places)]
     if not keep or not label_matches(labels[keep[0]], query):
         return None
     matching = points[[k for k in keep if label_matches(labels[k], query)]]
@@ -56,12 +89,12 @@ def _densest_cluster(points: np.ndarray) -> np.ndarray:
     return close[int(np.argmax(close.sum(axis=1)))]
 
 
-def _near_any(point: np.ndarray, places: Sequence[tuple[float, float]], radius: float) -> bool:
-    return any(math.hypot(point[0] - x, point[1] - y) <= radius for x, y in places)
+def _near_any(point: np.ndarray, places: Sequence[EmptyPlace]) -> bool:
+    return any(math.hypot(point[0] - place.x, point[1] - place.y) <= place.radius for place in places)
 
 
 def sighting_in_view(bev: BevGrid, pose: Pose2D, query: str, max_range: float, min_cells: int = 3,
-                     not_here: Sequence[tuple[float, float]] = ()) -> tuple[float, float] | None:
+                     not_here: Sequence[Sequence[float]] = ()) -> tuple[float, float] | None:
     """Where the current view shows the query's object: the map-frame centre of the BEV cells whose class answers
     ``query``, when there are at least ``min_cells`` of them, their centre lies within ``max_range`` of the robot and
     not at a place already found empty; else None.
@@ -83,7 +116,7 @@ def sighting_in_view(bev: BevGrid, pose: Pose2D, query: str, max_range: float, m
         return None
     cos, sin = math.cos(pose.theta), math.sin(pose.theta)
     point = (float(pose.x + cos * forward - sin * left), float(pose.y + sin * forward + cos * left))
-    return None if _near_any(np.asarray(point), not_here, NOT_HERE_RADIUS) else point
+    return None if _near_any(np.asarray(point), empty_places(not_here)) else point
 
 
 def targets_named(targets, query: str) -> list:

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
-from spatial_memory_ros.behaviour.goals import goal_from_answer, label_matches, query_words, sighting_in_view
+from spatial_memory_ros.behaviour.goals import (EmptyPlace, empty_places, found_empty, goal_from_answer, label_matches,
+                                                query_words, sighting_in_view)
 from spatial_memory_ros.behaviour.planner import Partner, PlannerConfig, park_spot
 from spatial_memory_ros.behaviour.navigator import Navigator
 from spatial_memory_ros.behaviour.walker import ExplorerConfig, RandomWalker
@@ -92,7 +93,7 @@ class Robot:
     """One robot's decisions, step by step; seeded, so the same senses give the same commands."""
 
     def __init__(self, query: str = "", config: RobotConfig | None = None,
-                 geometry: GridGeometry | None = None, not_here: Iterable[tuple[float, float]] = ()) -> None:
+                 geometry: GridGeometry | None = None, not_here: Iterable[Sequence[float]] = ()) -> None:
         self.config = config or RobotConfig()
         planner = self.config.planner
         self.query = query.strip() if query_words(query) else ""
@@ -106,7 +107,7 @@ class Robot:
         self.sight: tuple[float, float] | None = None  # where the view showed the query's object lately
         self._sightings_in_a_row = 0
         self._looking_left = 0
-        self.not_here: list[tuple[float, float]] = list(not_here)  # places found without the target of the query
+        self.not_here: list[EmptyPlace] = empty_places(not_here)  # places found without the target of the query
         self.park: tuple[float, float] | None = None
         self.arrived = False
         self.confirmed = False  # the world said the target is reached (reached()), not just the pose
@@ -166,12 +167,13 @@ class Robot:
     def not_found_here(self) -> None:
         """The robot arrived but the target is not here (no reward came): remember the goal as an empty place,
         drop the goal and go on looking (the next answer leaves the samples near it out)."""
-        # Only the place itself (goals.NOT_HERE_RADIUS), even after a full turn there: a false arrival is as often
-        # the robot's pose being off as the memory's goal (a 9x9 trace: 3.5 m of pose error at a goal the memory had
-        # right), and ruling out 1.5 m around it then threw away a true target.
+        # Once, only the place itself (goals.NOT_HERE_RADIUS), even after a full turn there: a false arrival is as
+        # often the robot's pose being off as the memory's goal (a 9x9 trace: 3.5 m of pose error at a goal the
+        # memory had right), and ruling out 1.5 m around it then threw away a true target. Twice near one place:
+        # an object that looks like the target (goals.found_empty).
         place = self.current_goal
         if place is not None:
-            self.not_here.append(place)
+            self.not_here.append(found_empty(place, self.not_here))
             del self.not_here[:-MAX_NOT_HERE]
         self.goal, self.sight, self.arrived, self.park = None, None, False, None
         self._sightings_in_a_row = self._looking_left = 0

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spatial_memory_ros.behaviour.goals import ask_memory
+from spatial_memory_ros.behaviour.goals import EmptyPlace, ask_memory
 from spatial_memory_ros.behaviour.planner import PlannerConfig
 from spatial_memory_ros.behaviour.robot import Robot, RobotConfig, Senses
 from spatial_memory_ros.evaluation.memory_maze_env import (ACTION_TWISTS, CONTROL_DT, MemoryMazeEpisode,
@@ -89,7 +89,7 @@ class MemoryMazeAgent:
         self.robot: Robot | None = None
         self.robots_started = 0
         self.false_arrivals = 0
-        self._not_here: dict[str, list[tuple[float, float]]] = {}  # colour -> places found without its target
+        self._not_here: dict[str, list[EmptyPlace]] = {}  # colour -> places found without its target
         self.pose = Pose2D(0.0, 0.0, 0.0)
         self.bev: BevGrid | None = None
         self.status = "waiting"
