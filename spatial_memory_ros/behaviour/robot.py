@@ -13,8 +13,9 @@ class, so a benchmark measures the robot that ships. Per step (:meth:`Robot.step
    spot ("looking around"), and a sighting during the turn becomes the goal. Once arrived it parks in the most
    open place 2.5 to 8 m (path cost) from the goal, out of its teammates' way, and stops asking. If the caller
    learns that the target is not where the robot arrived (:meth:`Robot.not_found_here`: no reward came), the robot
-   remembers the place as empty for this query, ignores the memory's samples near it from then on, and looks
-   again.
+   remembers the place as empty for this query, ignores the memory's samples and the view's sightings near it from
+   then on (0.75 m; 1.5 m once a second place found empty lies within 1.5 m of an earlier one: an object that
+   looks like the target but is not, :func:`goals.found_empty`), and looks again.
 
 Asking the memory for the text goal is the caller's to carry out (a service call in the node, a direct call in
 process) because only the caller knows how; *when* to ask is decided here: :meth:`Robot.should_ask` holds every
