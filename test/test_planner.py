@@ -10,7 +10,8 @@ from spatial_memory_ros.behaviour.planner import (Partner, PlannerConfig, WallCe
                                                   clearance_ahead,
                                                   cost_grid, frontier_mask, park_spot, plan_path, shortest_paths)
 from spatial_memory_ros.behaviour.navigator import Navigator
-from spatial_memory_ros.behaviour.goals import goal_from_answer, goal_from_memory, label_matches
+from spatial_memory_ros.behaviour.goals import (EmptyPlace, found_empty, goal_from_answer, goal_from_memory,
+                                                label_matches)
 from spatial_memory_ros.memory.mapping import Observations
 from spatial_memory_ros.memory.robot_memory import RobotMemory
 from spatial_memory_ros.evaluation.team_task import LabelEmbedder
@@ -123,6 +124,19 @@ def test_places_found_empty_are_left_out_of_the_goal():
     assert goal_from_answer(locations, labels, "the red target", not_here=[(6.1, 0.1)]) == \
         pytest.approx((0.05, 0.05))
     assert goal_from_answer(locations, labels, "the red target", not_here=[(6.1, 0.1), (0.0, 0.0)]) is None
+
+
+def test_a_place_found_empty_twice_rules_out_its_surroundings_once_only():
+    locations = np.array([[6.0, 0.0], [6.2, 0.0], [0.0, 0.0], [0.1, 0.1]])
+    labels = ["red target"] * 4
+    first = found_empty((5.0, 0.0), [])
+    assert first == EmptyPlace(5.0, 0.0, 0.75)
+    assert goal_from_answer(locations, labels, "the red target", not_here=[first]) == pytest.approx((6.1, 0.0))
+    second = found_empty((5.4, 0.4), [first])  # 0.57 m from the first: the same object
+    assert second == pytest.approx((5.2, 0.2, 1.5))
+    assert goal_from_answer(locations, labels, "the red target", not_here=[first, second]) == \
+        pytest.approx((0.05, 0.05))
+    assert found_empty((8.0, 0.0), [first]).radius == 0.75  # 3 m away: another place
 
 
 def test_a_robot_told_its_target_is_not_there_looks_elsewhere():
