@@ -31,6 +31,11 @@ def _team_comm(robot: str, log: Path) -> subprocess.Popen:
     return subprocess.Popen(args, stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
 
+def _count(stats, reason: str) -> int:
+    """How many packets ``stats`` (a CommStats message) counts as dropped for ``reason``."""
+    return dict(zip(stats.drop_reasons, stats.drop_counts)).get(reason, 0)
+
+
 def test_a_keyless_flood_of_2000_packets_a_second_neither_starves_nor_goes_uncounted(ros, tmp_path):
     import rclpy
     from geometry_msgs.msg import PoseWithCovarianceStamped
@@ -58,12 +63,17 @@ def test_a_keyless_flood_of_2000_packets_a_second_neither_starves_nor_goes_uncou
                           timeout=60.0), "the two robots never heard each other"
 
         attacker = subprocess.Popen([sys.executable, str(HERE / "flood_attacker.py"), "--rate", "2000",
-                                     "--duration", "4", "--wait-for", "2"], stdout=subprocess.PIPE, text=True)
-        assert attacker.stdout.readline().strip() == "FLOOD_START"  # (the robots run on: they are processes)
-        stamp = {robot: (s.header.stamp.sec, s.header.stamp.nanosec) for robot, s in stats.items()}
-        assert spin_until(ros, lambda: all((stats[r].header.stamp.sec, stats[r].header.stamp.nanosec) > stamp[r]
-                                           for r in robots), timeout=30.0)
+                                     "--duration", "4", "--wait-for", "2"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert attacker.stdout.readline().strip() == "READY"  # (the robots run on: they are processes)
+        # Its slow lead-in must reach both robots before the counters are read: a source's first packet is where its
+        # numbering starts, and a flood packet counted before the reading would be missing from the difference.
+        assert spin_until(ros, lambda: all(_count(stats[r], "bad authentication tag") >= 2 for r in robots),
+                          timeout=30.0), "the attacker's lead-in packets never reached both robots"
         before = {robot: (s.packets_sent, s.packets_received, sum(s.drop_counts)) for robot, s in stats.items()}
+        attacker.stdin.write("GO\n")
+        attacker.stdin.flush()
+        assert attacker.stdout.readline().strip() == "FLOOD_START"
         assert spin_until(ros, lambda: attacker.poll() is not None, timeout=60.0)
         flood = int(next(line for line in attacker.stdout.read().splitlines()
                          if line.startswith("FLOOD_SENT")).split()[1])
