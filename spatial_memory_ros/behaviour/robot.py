@@ -16,6 +16,11 @@ class, so a benchmark measures the robot that ships. Per step (:meth:`Robot.step
    remembers the place as empty for this query, ignores the memory's samples and the view's sightings near it from
    then on (0.75 m; 1.5 m once a second place found empty lies within 1.5 m of an earlier one: an object that
    looks like the target but is not, :func:`goals.found_empty`), and looks again.
+4. tries look-alikes when searching has gone on too long (``look_alike_after`` steps without a goal; off by
+   default, for callers whose world says when the target is reached): it asks the memory for any object
+   (:data:`LOOK_ALIKE_QUERY`) instead of the query's, and drives to the best one not yet found empty. A target
+   the perception names wrongly (Memory-Maze's salmon seen as yellow or red) is otherwise searched for all
+   episode, and each wrong object costs one visit.
 
 Asking the memory for the text goal is the caller's to carry out (a service call in the node, a direct call in
 process) because only the caller knows how; *when* to ask is decided here: :meth:`Robot.should_ask` holds every
@@ -40,6 +45,7 @@ from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D, is_target_la
 
 MODES = ("walk", "navigate")
 MAX_NOT_HERE = 16  # places found empty that a robot remembers per query (the oldest are forgotten)
+LOOK_ALIKE_QUERY = "target"  # any object sighting's label ('red target', ...) answers it
 STATUSES = ("walking", "waiting", "exploring", "going to goal", "looking around", "arrived")
 
 
@@ -51,7 +57,10 @@ class RobotConfig:
     current view shows the query's object within this many metres in ``sight_frames`` views in a row, the robot
     drives to where the view puts it instead of to the memory's goal (0: never). ``look_around``: on reaching the
     memory's goal with no word that the target is reached, turn once on the spot before counting itself arrived,
-    so that a target beside or behind the goal comes into view (and into ``sight``) first."""
+    so that a target beside or behind the goal comes into view (and into ``sight``) first. ``look_alike_after``:
+    after this many steps with a query but no goal, take any object the memory holds as the goal, best first, and
+    rule each out in turn (0: never; only for a caller that calls :meth:`Robot.unconfirmed_arrival`, since
+    arriving at a look-alike is no arrival at the target)."""
 
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     mode: str = "navigate"
@@ -61,12 +70,15 @@ class RobotConfig:
     sight_range: float = 3.0  # m: a choice, not tuned: far objects cover few cells of a 64x64 image and flicker
     sight_frames: int = 2
     look_around: bool = True
+    look_alike_after: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode '{self.mode}' is not one of {', '.join(MODES)}")
         if self.ask_every < 1:
             raise ValueError(f"ask_every must be at least 1 step, got {self.ask_every}")
+        if self.look_alike_after < 0:
+            raise ValueError(f"look_alike_after must be 0 (never) or a number of steps, got {self.look_alike_after}")
         if not (self.sight_range >= 0 and math.isfinite(self.sight_range)) or self.sight_frames < 1:
             raise ValueError(f"sight_range must be a finite distance >= 0 and sight_frames at least 1, got "
                              f"{self.sight_range} and {self.sight_frames}")
@@ -113,6 +125,7 @@ class Robot:
         self.arrived = False
         self.confirmed = False  # the world said the target is reached (reached()), not just the pose
         self.steps = 0
+        self.steps_without_goal = 0
         self.status = "walking" if self.config.mode == "walk" else "waiting"
         self._ask_now = True
 
@@ -120,6 +133,17 @@ class Robot:
     def asks(self) -> bool:
         """Whether this robot has a text goal to ask its memory for."""
         return bool(self.query) and self.config.mode == "navigate"
+
+    @property
+    def trying_look_alikes(self) -> bool:
+        """Whether the search has gone on ``look_alike_after`` steps without a goal: any object is worth a visit."""
+        after = self.config.look_alike_after
+        return after > 0 and self.asks and self.steps_without_goal >= after
+
+    @property
+    def ask_text(self) -> str:
+        """What to ask the memory: the query, or any object (:data:`LOOK_ALIKE_QUERY`) once trying look-alikes."""
+        return LOOK_ALIKE_QUERY if self.trying_look_alikes else self.query
 
     def use_geometry(self, geometry: GridGeometry) -> bool:
         """Plan on maps of ``geometry`` from now on; a changed geometry starts planning afresh. True if changed."""
@@ -150,7 +174,7 @@ class Robot:
         """The memory's samples for the query (best first): the goal is their densest matching cluster away from
         places found empty (:func:`goals.goal_from_answer`), or none."""
         if not self.arrived:
-            self.goal = goal_from_answer(locations, labels, self.query, self.not_here) if len(labels) else None
+            self.goal = goal_from_answer(locations, labels, self.ask_text, self.not_here) if len(labels) else None
 
     def reached(self) -> None:
         """The world says this robot has reached the target (a reward signal): it has arrived."""
@@ -208,6 +232,9 @@ class Robot:
             self.status = "arrived"
         else:
             self.status = "going to goal" if self.navigator.status.mode == "goal" else "exploring"
+        # searched-for steps: those without a goal, and those spent on look-alikes (which keeps them being tried)
+        if self.current_goal is None or self.trying_look_alikes:
+            self.steps_without_goal += 1
         return command
 
     def _look(self, bev: BevGrid | None, pose: Pose2D) -> None:

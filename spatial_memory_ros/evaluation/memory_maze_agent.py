@@ -60,6 +60,8 @@ class AgentConfig:
     lookahead: float = 1.0
     goal_tolerance: float = 0.4  # a 4 Hz step moves 0.44 m: 0.2 m is hit only by chance (the dome's radius: 0.6 m)
     rectilinear_walls: bool = True  # Memory-Maze's walls meet at right angles: the localizer's rectilinear_walls
+    look_alike_after: int = 600  # RobotConfig.look_alike_after: 150 s, past the longest first search of a target
+    # that the robot recognised (612 steps, 13x13) in the score runs; the reward tells a look-alike from the target
     seed: int = 0
 
 
@@ -127,7 +129,7 @@ class MemoryMazeAgent:
         robot = self._robot_for(colour_name(inp.target_color))
         robot.notice(entries.labels)
         if robot.should_ask():
-            answer = ask_memory(self.memory, self.query, seed=self.config.seed * 7919 + robot.steps)
+            answer = ask_memory(self.memory, robot.ask_text, seed=self.config.seed * 7919 + robot.steps)
             robot.asked()
             robot.take_answer(*answer)
         v, omega = robot.step(Senses(self.bev, self.pose, plan_map, (), inp.odometry))
@@ -150,10 +152,10 @@ class MemoryMazeAgent:
             return self.robot
         self.colour = colour
         self.robots_started += 1
-        self.robot = Robot(f"the {colour} target", RobotConfig(self.planner, ask_every=self.config.ask_every,
-                                                               park=False,
-                                                               seed=self.config.seed * 131 + self.robots_started),
-                           self.geometry, not_here=self._not_here.get(colour, ()))
+        config = RobotConfig(self.planner, ask_every=self.config.ask_every, park=False,
+                             look_alike_after=self.config.look_alike_after,
+                             seed=self.config.seed * 131 + self.robots_started)
+        self.robot = Robot(f"the {colour} target", config, self.geometry, not_here=self._not_here.get(colour, ()))
         return self.robot
 
     def _localize(self, inp: RobotInput) -> None:

@@ -332,7 +332,7 @@ class TeamEpisode:
         if self.config.retry_false_arrivals and robot.robot.unconfirmed_arrival():
             robot.false_arrivals += 1
         if robot.robot.should_ask():
-            answer = ask_memory(robot.memory, self.query, seed=self.config.seed * 7919 + t)
+            answer = ask_memory(robot.memory, robot.robot.ask_text, seed=self.config.seed * 7919 + t)
             robot.robot.asked()
             robot.robot.take_answer(*answer)
         team_map = robot.comm.team_occupancy(own_map, self.geometry)

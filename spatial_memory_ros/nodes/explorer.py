@@ -194,7 +194,7 @@ class ExplorerNode(Node):
             self._pending = None
         if not self.robot.should_ask() or not self.query_client.service_is_ready():
             return
-        request = QueryMemory.Request(query=self.robot.query, num_samples=self.params["query_samples"])
+        request = QueryMemory.Request(query=self.robot.ask_text, num_samples=self.params["query_samples"])
         future = self.query_client.call_async(request)
         self._pending = (future, time.monotonic())
         self.robot.asked()
