@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from spatial_memory_ros.evaluation.memory_maze_agent import VARIANTS, run_episode  # noqa: E402
+from spatial_memory_ros.evaluation.memory_maze_agent import VARIANTS, AgentConfig, run_episode  # noqa: E402
 from spatial_memory_ros.evaluation.memory_maze_env import EPISODE_STEPS, PUBLISHED  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "memory_maze.json"
@@ -223,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=sorted(EPISODE_STEPS), choices=sorted(EPISODE_STEPS))
     parser.add_argument("--episodes", type=int, default=10, help="seeds per size (default 10: seeds 3,000,000 up)")
+    parser.add_argument("--first-seed", type=int, default=FIRST_SEED,
+                        help=f"first seed (default {FIRST_SEED:,}); runs on two cores split the seeds this way")
+    parser.add_argument("--look-alike-after", type=int, default=AgentConfig.look_alike_after, metavar="STEPS",
+                        help="try other objects after this many steps of search without a goal (RobotConfig."
+                             f"look_alike_after; default {AgentConfig.look_alike_after}, the shipped agent's; 0: "
+                             "never); a value other than the shipped agent's needs a results file of its own")
     parser.add_argument("--steps", type=int, default=None,
                         help="stop each episode after this many steps (smoke runs; such rows are not scored)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
@@ -265,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"moved {supersede(data, args.supersede.strip())} episodes aside (superseded)", flush=True)
         _write_atomically(args.results, data)
     episodes = data["episodes"]
-    todo = [(size, seed, variant) for size in args.sizes for seed in range(FIRST_SEED, FIRST_SEED + args.episodes)
+    todo = [(size, seed, variant) for size in args.sizes
+            for seed in range(args.first_seed, args.first_seed + args.episodes)
             for variant in args.variants
             if not _finished(episodes.get(episode_key(size, seed, variant, checkpoint)), size, args.steps)]
     quiet = not sys.stderr.isatty()
@@ -278,8 +285,10 @@ def main(argv: list[str] | None = None) -> int:
         with tqdm(total=steps, desc=f"{size}x{size} seed {seed} {variant}", unit="step", leave=False,
                   disable=quiet) as bar:
             row = run_episode(size, seed, variant, adapter, embedder, steps=args.steps,
-                              progress=lambda done: bar.update(done - bar.n))
+                              progress=lambda done: bar.update(done - bar.n),
+                              look_alike_after=args.look_alike_after)
         row.pop("action_sequence")
+        row["look_alike_after"] = args.look_alike_after
         row["checkpoint"] = checkpoint
         episodes[episode_key(size, seed, variant, checkpoint)] = row
         tqdm.write(f"{size}x{size} seed {seed} {variant}: reward {row['total_reward']:.0f} in {row['wall_s']:.0f} s")

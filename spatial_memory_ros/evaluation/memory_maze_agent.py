@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -60,8 +60,8 @@ class AgentConfig:
     lookahead: float = 1.0
     goal_tolerance: float = 0.4  # a 4 Hz step moves 0.44 m: 0.2 m is hit only by chance (the dome's radius: 0.6 m)
     rectilinear_walls: bool = True  # Memory-Maze's walls meet at right angles: the localizer's rectilinear_walls
-    look_alike_after: int = 600  # RobotConfig.look_alike_after: 150 s, past the longest first search of a target
-    # that the robot recognised (612 steps, 13x13) in the score runs; the reward tells a look-alike from the target
+    look_alike_after: int = 0  # RobotConfig.look_alike_after, off until measured (benchmarks/memory_maze_score.py
+    # --look-alike-after); the reward would tell a look-alike from the target
     seed: int = 0
 
 
@@ -245,16 +245,20 @@ class Diagnostics:
 
 
 def run_episode(size: int, seed: int, variant: str, adapter, embedder, steps: int | None = None,
-                diagnostics: bool = True, progress=None) -> dict:
+                diagnostics: bool = True, progress=None, look_alike_after: int | None = None) -> dict:
     """One episode of the agent (``variant`` 'memory' or 'no_memory'); its score, actions and diagnostics.
 
-    ``progress`` (optional) is called with the number of steps done after each step.
+    ``progress`` (optional) is called with the number of steps done after each step; ``look_alike_after`` (None:
+    AgentConfig's) is RobotConfig.look_alike_after.
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     start = time.perf_counter()
     episode = MemoryMazeEpisode(size, seed, diagnostics=diagnostics, steps=steps)
-    agent = MemoryMazeAgent(size, adapter, embedder, AgentConfig(memory=variant == "memory", seed=seed))
+    config = AgentConfig(memory=variant == "memory", seed=seed)
+    if look_alike_after is not None:
+        config = replace(config, look_alike_after=int(look_alike_after))
+    agent = MemoryMazeAgent(size, adapter, embedder, config)
     notes = Diagnostics()
     actions: list[int] = []
     try:
