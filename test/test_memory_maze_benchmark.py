@@ -239,3 +239,21 @@ def test_the_report_gives_the_position_error_per_quarter_of_the_episode():
         row["position_error_by_quarter_m"] = quarters
     (row,) = benchmark.summarise(episodes)
     assert row["position_error_by_quarter_m"] == [1.0, 2.0, 3.0, 4.0]
+
+
+@pytest.mark.slow
+def test_a_trace_prints_rows_and_draws_the_map_on_the_true_maze(stack, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("memory_maze_trace", REPO / "benchmarks" / "memory_maze_trace.py")
+    trace = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(trace)
+    assert trace.main(["--size", "9", "--seed", "3", "--steps", "12", "--every", "5", "--snapshots", "10",
+                       "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "trace_9_3.json").read_text())
+    assert [row["step"] for row in data["rows"]] == [0, 5, 10]
+    assert data["rows"][0]["colour"] in ("red", "green", "blue") and data["rows"][0]["distance_to_target_m"] > 0
+    assert data["episode"]["steps"] == 12
+    picture = tmp_path / "trace_9_3_step10.png"
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and data["pictures"] == [str(picture)]
+    assert "step    10" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        trace.main(["--size", "9", "--every", "0"])

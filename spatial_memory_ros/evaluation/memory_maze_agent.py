@@ -245,11 +245,13 @@ class Diagnostics:
 
 
 def run_episode(size: int, seed: int, variant: str, adapter, embedder, steps: int | None = None,
-                diagnostics: bool = True, progress=None, look_alike_after: int | None = None) -> dict:
+                diagnostics: bool = True, progress=None, look_alike_after: int | None = None,
+                observer=None) -> dict:
     """One episode of the agent (``variant`` 'memory' or 'no_memory'); its score, actions and diagnostics.
 
     ``progress`` (optional) is called with the number of steps done after each step; ``look_alike_after`` (None:
-    AgentConfig's) is RobotConfig.look_alike_after.
+    AgentConfig's) is RobotConfig.look_alike_after; ``observer`` (optional, for traces) is called after each
+    decision with (step, agent, truth), truth None without diagnostics.
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -268,6 +270,8 @@ def run_episode(size: int, seed: int, variant: str, adapter, embedder, steps: in
         while not episode.done:
             action = agent.act(inp)
             notes.record(episode.step_count, agent, truth)
+            if observer is not None:
+                observer(episode.step_count, agent, truth)
             actions.append(action)
             clock = time.perf_counter()
             inp, truth, _ = episode.step(action)
