@@ -243,7 +243,8 @@ def test_the_report_gives_the_position_error_per_quarter_of_the_episode():
 
 @pytest.mark.slow
 def test_a_trace_prints_rows_and_draws_the_map_on_the_true_maze(stack, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("memory_maze_trace", REPO / "benchmarks" / "memory_maze_trace.py")
+    script = REPO / "benchmarks" / "diagnostics" / "memory_maze_trace.py"
+    spec = importlib.util.spec_from_file_location("memory_maze_trace", script)
     trace = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(trace)
     assert trace.main(["--size", "9", "--seed", "3", "--steps", "12", "--every", "5", "--snapshots", "10",

@@ -8,7 +8,9 @@ the true maze (the walls it believes, the floor it has seen, its true track, the
 to), the picture that shows a doorway its map has closed or a target it never went near. The truth (pose, layout,
 targets) is read for this report only, never given to the robot, as in memory_maze_score.py.
 
-  .venv/bin/python benchmarks/memory_maze_trace.py --size 15 --seed 3000002 --steps 1410 --snapshots 1400
+  .venv/bin/python benchmarks/diagnostics/memory_maze_trace.py --size 15 --seed 3000002 --steps 1410 --snapshots 1400
+
+A diagnostic, not a figure: benchmarks/diagnostics/ is outside what ``make bench`` runs.
 
 Writes ``<out>/trace_<size>_<seed>.json`` (the printed rows) and ``trace_<size>_<seed>_step<N>.png``.
 """
@@ -23,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
