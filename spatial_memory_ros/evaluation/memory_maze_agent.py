@@ -92,6 +92,7 @@ class MemoryMazeAgent:
         self.robot: Robot | None = None
         self.robots_started = 0
         self.false_arrivals = 0
+        self.look_alike_steps = 0  # steps spent trying look-alikes (RobotConfig.look_alike_after)
         self._not_here: dict[str, list[EmptyPlace]] = {}  # colour -> places found without its target
         self.pose = Pose2D(0.0, 0.0, 0.0)
         self.bev: BevGrid | None = None
@@ -134,6 +135,7 @@ class MemoryMazeAgent:
             robot.take_answer(*answer)
         v, omega = robot.step(Senses(self.bev, self.pose, plan_map, (), inp.odometry))
         self.status = robot.status
+        self.look_alike_steps += robot.trying_look_alikes
         self._lap("decide", clock)
         return nearest_action(v, omega)
 
@@ -284,6 +286,7 @@ def run_episode(size: int, seed: int, variant: str, adapter, embedder, steps: in
     return {"size": size, "seed": seed, "variant": variant, "steps": episode.step_count,
             "total_reward": episode.total_reward, "reward_steps": episode.reward_steps,
             "distance_m": episode.distance, "false_arrivals": agent.false_arrivals,
-            "goals_started": agent.robots_started, "actions": np.bincount(actions, minlength=6).tolist(),
+            "goals_started": agent.robots_started, "look_alike_steps": agent.look_alike_steps,
+            "actions": np.bincount(actions, minlength=6).tolist(),
             "wall_s": wall, "sim_s": sim_seconds, "robot_s": dict(agent.seconds), **notes.summary(),
             "action_sequence": actions}
