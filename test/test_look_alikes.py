@@ -86,3 +86,15 @@ def test_the_real_target_in_view_wins_over_a_look_alike():
 def test_a_negative_search_length_is_refused():
     with pytest.raises(ValueError, match="look_alike_after"):
         RobotConfig(look_alike_after=-1)
+
+
+def test_an_object_known_to_be_another_target_is_no_look_alike_but_stays_a_goal_for_its_own_query():
+    robot = Robot("the red target", RobotConfig(park=False, look_alike_after=5), GEOMETRY,
+                  other_objects=[(5.0, 2.0, 1.5)])  # the green target, reached earlier
+    for _ in range(5):
+        robot.step(senses())
+    robot.take_answer(*GREEN_AND_YELLOW)
+    assert robot.goal == pytest.approx((-4.05, 3.0), abs=0.01)
+    plain = Robot("the green target", RobotConfig(park=False), GEOMETRY, other_objects=[(5.0, 2.0, 1.5)])
+    plain.take_answer(*GREEN)
+    assert plain.goal == pytest.approx((5.03, 2.03), abs=0.01)

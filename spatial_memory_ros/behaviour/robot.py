@@ -106,7 +106,8 @@ class Robot:
     """One robot's decisions, step by step; seeded, so the same senses give the same commands."""
 
     def __init__(self, query: str = "", config: RobotConfig | None = None,
-                 geometry: GridGeometry | None = None, not_here: Iterable[Sequence[float]] = ()) -> None:
+                 geometry: GridGeometry | None = None, not_here: Iterable[Sequence[float]] = (),
+                 other_objects: Iterable[Sequence[float]] = ()) -> None:
         self.config = config or RobotConfig()
         planner = self.config.planner
         self.query = query.strip() if query_words(query) else ""
@@ -121,6 +122,8 @@ class Robot:
         self._sightings_in_a_row = 0
         self._looking_left = 0
         self.not_here: list[EmptyPlace] = empty_places(not_here)  # places found without the target of the query
+        # where objects known to be something else stand (other targets already reached): no look-alike there
+        self.other_objects: list[EmptyPlace] = empty_places(other_objects)
         self.park: tuple[float, float] | None = None
         self.arrived = False
         self.confirmed = False  # the world said the target is reached (reached()), not just the pose
@@ -172,9 +175,11 @@ class Robot:
 
     def take_answer(self, locations: np.ndarray, labels: list[str]) -> None:
         """The memory's samples for the query (best first): the goal is their densest matching cluster away from
-        places found empty (:func:`goals.goal_from_answer`), or none."""
+        places found empty (:func:`goals.goal_from_answer`), or none. A look-alike is also kept away from
+        ``other_objects``."""
         if not self.arrived:
-            self.goal = goal_from_answer(locations, labels, self.ask_text, self.not_here) if len(labels) else None
+            excluded = self.not_here + self.other_objects if self.trying_look_alikes else self.not_here
+            self.goal = goal_from_answer(locations, labels, self.ask_text, excluded) if len(labels) else None
 
     def reached(self) -> None:
         """The world says this robot has reached the target (a reward signal): it has arrived."""

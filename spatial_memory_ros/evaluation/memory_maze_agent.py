@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from spatial_memory_ros.behaviour.goals import EmptyPlace, ask_memory
+from spatial_memory_ros.behaviour.goals import WRONG_OBJECT_RADIUS, EmptyPlace, ask_memory
 from spatial_memory_ros.behaviour.planner import PlannerConfig
 from spatial_memory_ros.behaviour.robot import Robot, RobotConfig, Senses
 from spatial_memory_ros.evaluation.memory_maze_env import (ACTION_TWISTS, CONTROL_DT, MemoryMazeEpisode,
@@ -94,6 +94,7 @@ class MemoryMazeAgent:
         self.false_arrivals = 0
         self.look_alike_steps = 0  # steps spent trying look-alikes (RobotConfig.look_alike_after)
         self._not_here: dict[str, list[EmptyPlace]] = {}  # colour -> places found without its target
+        self._reached_at: dict[str, tuple[float, float]] = {}  # colour -> where the robot was when it was reached
         self.pose = Pose2D(0.0, 0.0, 0.0)
         self.bev: BevGrid | None = None
         self.status = "waiting"
@@ -152,12 +153,18 @@ class MemoryMazeAgent:
                 self.false_arrivals += 1
                 self._not_here[colour] = list(self.robot.not_here)
             return self.robot
+        if self.colour is not None:  # a new colour: the reward for the last one came at this pose
+            self._reached_at[self.colour] = (self.pose.x, self.pose.y)
         self.colour = colour
         self.robots_started += 1
+        # targets of other colours are known objects, not look-alikes (WRONG_OBJECT_RADIUS: the robot touched it
+        # from up to 0.8 m away, with its pose error on top)
+        others = [(x, y, WRONG_OBJECT_RADIUS) for other, (x, y) in self._reached_at.items() if other != colour]
         config = RobotConfig(self.planner, ask_every=self.config.ask_every, park=False,
                              look_alike_after=self.config.look_alike_after,
                              seed=self.config.seed * 131 + self.robots_started)
-        self.robot = Robot(f"the {colour} target", config, self.geometry, not_here=self._not_here.get(colour, ()))
+        self.robot = Robot(f"the {colour} target", config, self.geometry, not_here=self._not_here.get(colour, ()),
+                           other_objects=others)
         return self.robot
 
     def _localize(self, inp: RobotInput) -> None:
