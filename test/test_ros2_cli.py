@@ -96,7 +96,8 @@ class Launch:
 def assert_every_node_exited_cleanly(output: str, nodes: int) -> None:
     died = re.findall(r"\[ERROR\] \[([\w.-]+)\]: process has died \[pid \d+, exit code (-?\d+)", output)
     finished = re.findall(r"\[INFO\] \[([\w.-]+)\]: process has finished cleanly", output)
-    assert not died, f"nodes with a non-zero exit code: {died}"
+    said = {name: [line for line in output.splitlines() if line.startswith(f"[{name}]")][-40:] for name, _ in died}
+    assert not died, f"nodes with a non-zero exit code: {died}; their last lines: {said}"
     assert "Traceback" not in output, output[output.index("Traceback") - 2000: output.index("Traceback") + 3000]
     assert len(finished) == nodes, f"{len(finished)} of {nodes} nodes finished cleanly: {finished}"
 
