@@ -229,6 +229,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="try other objects after this many steps of search without a goal (RobotConfig."
                              f"look_alike_after; default {AgentConfig.look_alike_after}, the shipped agent's; 0: "
                              "never); a value other than the shipped agent's needs a results file of its own")
+    parser.add_argument("--doubt-walls-after", type=int, default=AgentConfig.doubt_walls_after, metavar="STEPS",
+                        help="explore behind doubtful walls after this many steps of search without a goal "
+                             f"(RobotConfig.doubt_walls_after; default {AgentConfig.doubt_walls_after}, the shipped "
+                             "agent's; 0: never); a value other than the shipped agent's needs a results file of its "
+                             "own")
     parser.add_argument("--steps", type=int, default=None,
                         help="stop each episode after this many steps (smoke runs; such rows are not scored)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
@@ -251,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             args.results = RESULTS.with_name("memory_maze_quick.json")
     if args.episodes < 1 or (args.steps is not None and args.steps < 1):
         parser.error("--episodes and --steps must be at least 1")
+    if args.look_alike_after < 0 or args.doubt_walls_after < 0:
+        parser.error("--look-alike-after and --doubt-walls-after must be 0 (never) or a number of steps")
     if args.supersede is not None and not args.supersede.strip():
         parser.error("--supersede needs a note that says why the episodes no longer count")
     if args.summary_only:
@@ -286,9 +293,10 @@ def main(argv: list[str] | None = None) -> int:
                   disable=quiet) as bar:
             row = run_episode(size, seed, variant, adapter, embedder, steps=args.steps,
                               progress=lambda done: bar.update(done - bar.n),
-                              look_alike_after=args.look_alike_after)
+                              look_alike_after=args.look_alike_after, doubt_walls_after=args.doubt_walls_after)
         row.pop("action_sequence")
         row["look_alike_after"] = args.look_alike_after
+        row["doubt_walls_after"] = args.doubt_walls_after
         row["checkpoint"] = checkpoint
         episodes[episode_key(size, seed, variant, checkpoint)] = row
         tqdm.write(f"{size}x{size} seed {seed} {variant}: reward {row['total_reward']:.0f} in {row['wall_s']:.0f} s")

@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--look-alike-after", type=int, default=AgentConfig.look_alike_after, metavar="STEPS",
                         help=f"RobotConfig.look_alike_after (default {AgentConfig.look_alike_after}, the shipped "
                              "agent's)")
+    parser.add_argument("--doubt-walls-after", type=int, default=AgentConfig.doubt_walls_after, metavar="STEPS",
+                        help=f"RobotConfig.doubt_walls_after (default {AgentConfig.doubt_walls_after}, the shipped "
+                             "agent's)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"folder for the JSON and pictures (default {OUT})")
     args = parser.parse_args(argv)
     if args.every < 1:
@@ -151,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     adapter, checkpoint = make_adapter(args.checkpoint)
     tracer = Tracer(args.size, args.seed, args.every, set(args.snapshots), args.out)
     row = run_episode(args.size, args.seed, "memory", adapter, Embedder(), steps=args.steps,
-                      look_alike_after=args.look_alike_after, observer=tracer)
+                      look_alike_after=args.look_alike_after, doubt_walls_after=args.doubt_walls_after,
+                      observer=tracer)
     row.pop("action_sequence")
     path = args.out / f"trace_{args.size}_{args.seed}.json"
     path.write_text(json.dumps({"command": sys.argv, "checkpoint": checkpoint.name, "episode": row,

@@ -6,7 +6,9 @@
 reachable cell within ``goal_reach_radius`` and on to the goal (a target the robot saw is worth a try; exploring
 elsewhere instead led robots away from targets they had in sight). When forward commands stop moving the robot (a teammate the map
 does not show, usually) it backs off and plans around the spot for a while; when it makes no progress for
-``stuck_steps`` it random-walks out and gives up that frontier.
+``stuck_steps`` it random-walks out and gives up that frontier. Asked to doubt walls (``doubt_walls``: a search
+that has gone on long without a goal), it explores on a map whose doubtful walls next to the unknown read as
+unknown (planner.open_doubtful_walls), so that a doorway its own map closed becomes a frontier again.
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from spatial_memory_ros.behaviour.planner import (Partner, PathFollower, PlannerConfig, WallCells, cell_of,
-                                                  choose_frontier, clear_around, cost_grid, shortest_paths)
+                                                  choose_frontier, clear_around, cost_grid, open_doubtful_walls,
+                                                  shortest_paths)
 from spatial_memory_ros.behaviour.walker import ExplorerConfig, RandomWalker
 from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D
 
@@ -46,6 +49,7 @@ class Navigator:
         self.status = NavigationStatus("wander", None, None)
         self._since_plan = self.config.replan_every
         self._goal: tuple[float, float] | None = None
+        self._doubt = False
         self._reached_frontiers: list[tuple[float, float]] = []
         self._track: list[tuple[float, float]] = []
         self._escape_left = 0
@@ -57,11 +61,15 @@ class Navigator:
 
     def step(self, bev: BevGrid | None, pose: Pose2D, occupancy: np.ndarray,
              goal: tuple[float, float] | None = None, partners: tuple[Partner, ...] = (),
-             twist: tuple[float, float] | None = None) -> tuple[float, float]:
+             twist: tuple[float, float] | None = None, doubt_walls: bool = False) -> tuple[float, float]:
         """The next (v m/s, omega rad/s). ``occupancy`` is the map to plan on (int8 on ``geometry``), ``goal`` a
         map point to reach (None: explore), ``partners`` teammates' believed positions, ``twist`` the measured
-        motion of the last step (for the random walk's wall memory). Call once per ``config.dt``."""
+        motion of the last step (for the random walk's wall memory), ``doubt_walls`` whether exploring may look
+        behind doubtful walls. Call once per ``config.dt``."""
         self._steps += 1
+        if doubt_walls != self._doubt:
+            self._doubt = doubt_walls
+            self._since_plan = self.config.replan_every
         command = self._next_command(bev, pose, occupancy, goal, partners, twist)
         self._last_command = command
         return command
@@ -120,6 +128,8 @@ class Navigator:
         self.follower.reset()
         if goal is not None:
             occupancy = clear_around(occupancy, self.geometry, goal, self.config.goal_clear_radius)
+        elif self._doubt:
+            occupancy = open_doubtful_walls(occupancy, self.config.doubtful_wall_below)
         costs = cost_grid(occupancy, self.geometry, self.config, self._obstacles(partners))
         field = shortest_paths(costs, self.geometry, (pose.x, pose.y))
         if field is None:

@@ -51,6 +51,7 @@ class PlannerConfig:
     goal_tolerance: float = 0.2
     goal_clear_radius: float = 0.3
     goal_reach_radius: float = 1.0
+    doubtful_wall_below: int = 85  # percent: walls below it are doubtful (Navigator.step's doubt_walls)
     max_linear_speed: float = 0.8
     max_angular_speed: float = 1.5
     turn_gain: float = 2.0
@@ -73,6 +74,9 @@ class PlannerConfig:
                 raise ValueError(f"PlannerConfig.{name} must be a positive finite number, got {value}")
         if not (0.0 <= self.goal_clear_radius <= 5.0 and 0.0 <= self.goal_reach_radius <= 5.0):
             raise ValueError("PlannerConfig.goal_clear_radius and goal_reach_radius must lie in [0, 5] m")
+        if not 50 <= self.doubtful_wall_below <= 101:
+            raise ValueError("PlannerConfig.doubtful_wall_below must be a wall probability in percent in [50, 101], "
+                             f"got {self.doubtful_wall_below}")
         if self.replan_every < 1 or self.stuck_steps < 2:
             raise ValueError("PlannerConfig.replan_every must be >= 1 and stuck_steps >= 2")
 
@@ -125,6 +129,28 @@ def clear_around(occupancy: np.ndarray, geometry: GridGeometry, point: tuple[flo
     cleared = occupancy.copy()
     cleared[walls] = -1
     return cleared
+
+
+def open_doubtful_walls(occupancy: np.ndarray, below: int) -> np.ndarray:
+    """A copy of ``occupancy`` whose doubtful wall cells (wall probability 50 to ``below`` percent) that touch the
+    unknown, directly or through other doubtful wall cells (4-connected), read as unknown.
+
+    A wall seen only from afar or at a slant is where the map goes wrong most: the BEV runs a wall on across a
+    doorway beside it, and the map then closes the doorway with wall cells that no frontier crosses (Memory-Maze
+    15x15 seed 3,000,002: a 6 x 6 m pocket closed off for 900 steps of search). Reading such cells as unknown
+    makes the free cells before them frontiers again; driving there, the robot sees them up close, and a real wall
+    then becomes certain while a false one gives way."""
+    occupancy = np.asarray(occupancy)
+    doubtful = (occupancy >= 50) & (occupancy < below)
+    if not doubtful.any():
+        return occupancy
+    unknown = occupancy == -1
+    reached = scipy.ndimage.binary_propagation(unknown, mask=unknown | doubtful) & doubtful
+    if not reached.any():
+        return occupancy
+    opened = occupancy.copy()
+    opened[reached] = -1
+    return opened
 
 
 def _checked_occupancy(occupancy: np.ndarray, geometry: GridGeometry) -> np.ndarray:

@@ -21,6 +21,9 @@ class, so a benchmark measures the robot that ships. Per step (:meth:`Robot.step
    (:data:`LOOK_ALIKE_QUERY`) instead of the query's, and drives to the best one not yet found empty. A target
    the perception names wrongly (Memory-Maze's salmon seen as yellow or red) is otherwise searched for all
    episode, and each wrong object costs one visit.
+5. doubts its map's walls when searching has gone on too long (``doubt_walls_after`` steps without a goal): it
+   explores on a map whose doubtful walls next to the unknown read as unknown (Navigator ``doubt_walls``), so a
+   doorway the map closed with a wall seen only from afar becomes a frontier again.
 
 Asking the memory for the text goal is the caller's to carry out (a service call in the node, a direct call in
 process) because only the caller knows how; *when* to ask is decided here: :meth:`Robot.should_ask` holds every
@@ -60,7 +63,8 @@ class RobotConfig:
     so that a target beside or behind the goal comes into view (and into ``sight``) first. ``look_alike_after``:
     after this many steps with a query but no goal, take any object the memory holds as the goal, best first, and
     rule each out in turn (0: never; only for a caller that calls :meth:`Robot.unconfirmed_arrival`, since
-    arriving at a look-alike is no arrival at the target)."""
+    arriving at a look-alike is no arrival at the target). ``doubt_walls_after``: after this many steps with a
+    query but no goal, explore behind doubtful walls too (0: never)."""
 
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     mode: str = "navigate"
@@ -71,14 +75,16 @@ class RobotConfig:
     sight_frames: int = 2
     look_around: bool = True
     look_alike_after: int = 0
+    doubt_walls_after: int = 300  # a choice (75 s at Memory-Maze's 4 Hz), measured in session 20 (README)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode '{self.mode}' is not one of {', '.join(MODES)}")
         if self.ask_every < 1:
             raise ValueError(f"ask_every must be at least 1 step, got {self.ask_every}")
-        if self.look_alike_after < 0:
-            raise ValueError(f"look_alike_after must be 0 (never) or a number of steps, got {self.look_alike_after}")
+        for name in ("look_alike_after", "doubt_walls_after"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (never) or a number of steps, got {getattr(self, name)}")
         if not (self.sight_range >= 0 and math.isfinite(self.sight_range)) or self.sight_frames < 1:
             raise ValueError(f"sight_range must be a finite distance >= 0 and sight_frames at least 1, got "
                              f"{self.sight_range} and {self.sight_frames}")
@@ -141,6 +147,13 @@ class Robot:
     def trying_look_alikes(self) -> bool:
         """Whether the search has gone on ``look_alike_after`` steps without a goal: any object is worth a visit."""
         after = self.config.look_alike_after
+        return after > 0 and self.asks and self.steps_without_goal >= after
+
+    @property
+    def doubting_walls(self) -> bool:
+        """Whether the search has gone on ``doubt_walls_after`` steps without a goal: walls seen only from afar may
+        hide the target, so exploring looks behind them too."""
+        after = self.config.doubt_walls_after
         return after > 0 and self.asks and self.steps_without_goal >= after
 
     @property
@@ -227,7 +240,8 @@ class Robot:
         if self._looking_left > 0:
             return self._look_around_step()
         target = self.park if self.arrived else self.current_goal
-        command = self.navigator.step(senses.bev, pose, plan_map, target, senses.partners, senses.twist)
+        command = self.navigator.step(senses.bev, pose, plan_map, target, senses.partners, senses.twist,
+                                      doubt_walls=self.doubting_walls)
         if not self.arrived and target is not None and self.navigator.status.mode == "arrived":
             if self.sight is None and self.config.look_around and self.asks:
                 self._looking_left = self.look_around_steps

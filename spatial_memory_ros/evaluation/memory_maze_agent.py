@@ -62,6 +62,7 @@ class AgentConfig:
     rectilinear_walls: bool = True  # Memory-Maze's walls meet at right angles: the localizer's rectilinear_walls
     look_alike_after: int = 0  # RobotConfig.look_alike_after: off; at 600 it cost 3.4 points per episode where it
     # fired (session 19, README; benchmarks/memory_maze_score.py --look-alike-after to measure another version)
+    doubt_walls_after: int = RobotConfig.doubt_walls_after  # the shipped robot's (--doubt-walls-after to measure)
     seed: int = 0
 
 
@@ -162,6 +163,7 @@ class MemoryMazeAgent:
         others = [(x, y, WRONG_OBJECT_RADIUS) for other, (x, y) in self._reached_at.items() if other != colour]
         config = RobotConfig(self.planner, ask_every=self.config.ask_every, park=False,
                              look_alike_after=self.config.look_alike_after,
+                             doubt_walls_after=self.config.doubt_walls_after,
                              seed=self.config.seed * 131 + self.robots_started)
         self.robot = Robot(f"the {colour} target", config, self.geometry, not_here=self._not_here.get(colour, ()),
                            other_objects=others)
@@ -255,11 +257,12 @@ class Diagnostics:
 
 def run_episode(size: int, seed: int, variant: str, adapter, embedder, steps: int | None = None,
                 diagnostics: bool = True, progress=None, look_alike_after: int | None = None,
-                observer=None) -> dict:
+                observer=None, doubt_walls_after: int | None = None) -> dict:
     """One episode of the agent (``variant`` 'memory' or 'no_memory'); its score, actions and diagnostics.
 
     ``progress`` (optional) is called with the number of steps done after each step; ``look_alike_after`` (None:
-    AgentConfig's) is RobotConfig.look_alike_after; ``observer`` (optional, for traces) is called after each
+    AgentConfig's) is RobotConfig.look_alike_after and ``doubt_walls_after`` (None: AgentConfig's) its
+    doubt_walls_after; ``observer`` (optional, for traces) is called after each
     decision with (step, agent, truth), truth None without diagnostics.
     """
     if variant not in VARIANTS:
@@ -269,6 +272,8 @@ def run_episode(size: int, seed: int, variant: str, adapter, embedder, steps: in
     config = AgentConfig(memory=variant == "memory", seed=seed)
     if look_alike_after is not None:
         config = replace(config, look_alike_after=int(look_alike_after))
+    if doubt_walls_after is not None:
+        config = replace(config, doubt_walls_after=int(doubt_walls_after))
     agent = MemoryMazeAgent(size, adapter, embedder, config)
     notes = Diagnostics()
     actions: list[int] = []

@@ -62,6 +62,9 @@ PARAMETERS = [
           "this range (m) instead of to the memory's goal, which carries the pose drift; 0: never", 0.0, 100.0),
     Param("look_around", True, "at the memory's goal, turn once on the spot (looking for the target) before "
           "counting itself arrived"),
+    Param("doubt_walls_after", RobotConfig.doubt_walls_after, "control steps of searching for the goal_query "
+          "without a goal after which exploring also looks behind walls the map holds only weakly (a doorway that "
+          "a wall seen from afar closed on the map); 0: never", 0, 10**7),
     Param("control_period", 0.1, "seconds between BEVs (the walker's step; the sim's 1/rate_hz)", 0.01, 10.0),
 ]
 
@@ -76,7 +79,7 @@ class ExplorerNode(Node):
                                 dt=p["control_period"], goal_tolerance=p["goal_tolerance"],
                                 goal_clear_radius=p["goal_clear_radius"], replan_every=p["replan_every"])
         config = RobotConfig(planner, mode=p["mode"], park=p["park"], seed=p["seed"], sight_range=p["sight_range"],
-                             look_around=p["look_around"],
+                             look_around=p["look_around"], doubt_walls_after=p["doubt_walls_after"],
                              ask_every=max(1, int(round(p["query_period"] / p["control_period"]))))
         self.robot = Robot(p["goal_query"], config)
         if p["goal_query"].strip() and not self.robot.query:

@@ -1,0 +1,108 @@
+"""Doubting walls: a search that has gone on long without a goal explores behind walls the map holds only weakly
+(planner.open_doubtful_walls, Navigator ``doubt_walls``, RobotConfig.doubt_walls_after), since the map closes a
+doorway with a wall seen from afar (Memory-Maze 15x15 seed 3,000,002)."""
+import numpy as np
+import pytest
+
+from spatial_memory_ros.behaviour.navigator import Navigator
+from spatial_memory_ros.behaviour.planner import (PlannerConfig, choose_frontier, cost_grid, frontier_mask,
+                                                  open_doubtful_walls, shortest_paths)
+from spatial_memory_ros.behaviour.robot import Robot, RobotConfig, Senses
+from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D
+
+GEOMETRY = GridGeometry(0.25, 40, 40, 0.0, 0.0)  # 10 x 10 m
+CERTAIN, DOUBTFUL = 98, 70  # wall probability in percent: many hits, one hit
+
+
+def closed_room(doorway: int = DOUBTFUL) -> np.ndarray:
+    """A known free 5 x 5 m room (cells 4..23) in the unknown, walled all round by certain walls but for a 1.5 m
+    doorway in its east wall whose cells hold ``doorway`` percent."""
+    grid = np.full((40, 40), -1, np.int8)
+    grid[3:25, 3:25] = CERTAIN
+    grid[4:24, 4:24] = 0
+    grid[10:16, 24] = doorway
+    return grid
+
+
+def test_doubtful_walls_next_to_the_unknown_read_as_unknown_and_certain_ones_stay():
+    grid = closed_room()
+    grid[14, 10] = DOUBTFUL  # a doubtful cell inside the seen room touches no unknown: it stays a wall
+    opened = open_doubtful_walls(grid, 85)
+    assert (opened[10:16, 24] == -1).all()
+    assert opened[14, 10] == DOUBTFUL
+    assert (opened[3, 3:25] == CERTAIN).all() and (opened[4:24, 4:24][grid[4:24, 4:24] == 0] == 0).all()
+    assert (grid[10:16, 24] == DOUBTFUL).all(), "the map passed in is left as it was"
+
+
+def test_a_doubtful_band_two_cells_thick_opens_through_to_the_unknown():
+    grid = closed_room()
+    grid[10:16, 23] = DOUBTFUL
+    opened = open_doubtful_walls(grid, 85)
+    assert (opened[10:16, 23:25] == -1).all()
+
+
+def test_a_map_without_doubtful_walls_comes_back_unchanged():
+    grid = closed_room(doorway=CERTAIN)
+    assert open_doubtful_walls(grid, 85) is grid or np.array_equal(open_doubtful_walls(grid, 85), grid)
+
+
+def test_a_closed_doorway_becomes_the_frontier_only_when_walls_are_doubted():
+    config = PlannerConfig()
+    grid = closed_room()
+    start = (2.0, 2.0)  # in the room
+    closed = shortest_paths(cost_grid(grid, GEOMETRY, config), GEOMETRY, start)
+    assert not frontier_mask(grid)[4:24, 4:24].any() and choose_frontier(grid, closed, config) is None
+    opened = open_doubtful_walls(grid, config.doubtful_wall_below)
+    field = shortest_paths(cost_grid(opened, GEOMETRY, config), GEOMETRY, start)
+    frontier = choose_frontier(opened, field, config)
+    assert frontier is not None and 5.5 < frontier.x < 6.0 and 2.5 < frontier.y < 4.0  # before the doorway
+
+
+def test_a_navigator_asked_to_doubt_walls_drives_to_the_closed_doorway():
+    grid = closed_room()
+    pose = Pose2D(2.0, 2.0, 0.0)
+    navigator = Navigator(GEOMETRY)
+    navigator.step(None, pose, grid)
+    assert navigator.status.mode == "wander"
+    navigator.step(None, pose, grid, doubt_walls=True)
+    assert navigator.status.mode == "frontier" and navigator.status.target[0] > 5.5
+    navigator.step(None, pose, grid, doubt_walls=False)
+    assert navigator.status.mode == "wander", "no longer doubting, the doorway is closed again at once"
+
+
+def test_a_threshold_outside_wall_probabilities_is_refused():
+    with pytest.raises(ValueError, match="doubtful_wall_below"):
+        PlannerConfig(doubtful_wall_below=30)
+
+
+def searcher(after: int) -> Robot:
+    return Robot("the red target", RobotConfig(park=False, doubt_walls_after=after), GEOMETRY)
+
+
+def senses(grid: np.ndarray) -> Senses:
+    bev = BevGrid(np.zeros((40, 40), np.int8), np.zeros((40, 40), np.uint8), 0.1, 0.0, -2.0, ("red",))
+    return Senses(bev, Pose2D(2.0, 2.0, 0.0), grid, (), (0.0, 0.0))
+
+
+def test_a_robot_doubts_walls_only_after_its_set_search_without_a_goal():
+    grid = closed_room()
+    robot = searcher(5)
+    for _ in range(4):
+        robot.take_answer(np.zeros((0, 2)), [])
+        robot.step(senses(grid))
+    assert not robot.doubting_walls and robot.navigator.status.mode == "wander"
+    robot.step(senses(grid))
+    robot.step(senses(grid))
+    assert robot.doubting_walls and robot.navigator.status.mode == "frontier"
+    robot.take_answer(np.array([[3.0, 3.0], [3.1, 3.0]]), ["red target"] * 2)
+    robot.step(senses(grid))
+    assert robot.status == "going to goal", "with a goal the map's walls are driven by as they are"
+
+
+def test_a_robot_set_to_zero_never_doubts_its_walls_and_a_negative_count_is_refused():
+    robot = searcher(0)
+    for _ in range(30):
+        robot.step(senses(closed_room()))
+    assert not robot.doubting_walls
+    with pytest.raises(ValueError, match="doubt_walls_after"):
+        RobotConfig(doubt_walls_after=-1)
