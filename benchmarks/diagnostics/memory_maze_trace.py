@@ -73,7 +73,8 @@ class Tracer:
         return {"step": step, "colour": agent.colour, "status": agent.status, "navigator": mode,
                 "distance_to_target_m": distance, "object_entries": dict(sorted(labels.items())),
                 "places_found_empty": len(robot.not_here) if robot is not None else 0,
-                "trying_look_alikes": bool(robot is not None and robot.trying_look_alikes)}
+                "trying_look_alikes": bool(robot is not None and robot.trying_look_alikes),
+                "doubting_walls": bool(robot is not None and robot.doubting_walls)}
 
     def _to_truth(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Robot-frame points (start at the origin, heading 0) in the maze's frame."""
@@ -123,7 +124,8 @@ def _line(row: dict) -> str:
     distance = row["distance_to_target_m"]
     where = f"{distance:5.1f} m" if distance is not None else "    -  "
     return (f"step {row['step']:5d}  {row['colour'] or '-':7s} {row['status']:15s} {row['navigator'] or '-':9s} "
-            f"target {where}  empty places {row['places_found_empty']}  objects {row['object_entries']}")
+            f"target {where}  empty places {row['places_found_empty']}{'  doubting walls' if row['doubting_walls'] else ''}"
+            f"  objects {row['object_entries']}")
 
 
 def main(argv: list[str] | None = None) -> int:

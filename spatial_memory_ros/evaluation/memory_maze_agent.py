@@ -94,6 +94,7 @@ class MemoryMazeAgent:
         self.robots_started = 0
         self.false_arrivals = 0
         self.look_alike_steps = 0  # steps spent trying look-alikes (RobotConfig.look_alike_after)
+        self.doubt_steps = 0  # steps spent exploring behind doubtful walls (RobotConfig.doubt_walls_after)
         self._not_here: dict[str, list[EmptyPlace]] = {}  # colour -> places found without its target
         self._reached_at: dict[str, tuple[float, float]] = {}  # colour -> where the robot was when it was reached
         self.pose = Pose2D(0.0, 0.0, 0.0)
@@ -138,6 +139,7 @@ class MemoryMazeAgent:
         v, omega = robot.step(Senses(self.bev, self.pose, plan_map, (), inp.odometry))
         self.status = robot.status
         self.look_alike_steps += robot.trying_look_alikes
+        self.doubt_steps += robot.doubting_walls and robot.current_goal is None
         self._lap("decide", clock)
         return nearest_action(v, omega)
 
@@ -299,6 +301,7 @@ def run_episode(size: int, seed: int, variant: str, adapter, embedder, steps: in
             "total_reward": episode.total_reward, "reward_steps": episode.reward_steps,
             "distance_m": episode.distance, "false_arrivals": agent.false_arrivals,
             "goals_started": agent.robots_started, "look_alike_steps": agent.look_alike_steps,
+            "doubt_steps": agent.doubt_steps,
             "actions": np.bincount(actions, minlength=6).tolist(),
             "wall_s": wall, "sim_s": sim_seconds, "robot_s": dict(agent.seconds), **notes.summary(),
             "action_sequence": actions}
