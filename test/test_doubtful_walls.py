@@ -58,6 +58,19 @@ def test_a_closed_doorway_becomes_the_frontier_only_when_walls_are_doubted():
     assert frontier is not None and 5.5 < frontier.x < 6.0 and 2.5 < frontier.y < 4.0  # before the doorway
 
 
+def test_the_maps_own_frontier_comes_first_unless_it_is_farther_than_the_doubt_costs():
+    config = PlannerConfig()
+    grid = closed_room()
+    grid[10:16, 3] = -1  # the west wall was never seen there: an ordinary frontier at x = 1 m
+    opened = open_doubtful_walls(grid, config.doubtful_wall_below)
+    field = shortest_paths(cost_grid(opened, GEOMETRY, config), GEOMETRY, (5.0, 3.2))  # 0.8 m from the doorway
+    nearest = choose_frontier(opened, field, config)
+    ranked = choose_frontier(opened, field, config, ordinary=frontier_mask(grid))
+    assert nearest.x > 5.5 and ranked.x < 1.5
+    cheap = PlannerConfig(doubtful_frontier_cost=0.0)
+    assert choose_frontier(opened, field, cheap, ordinary=frontier_mask(grid)).x > 5.5
+
+
 def test_a_navigator_asked_to_doubt_walls_drives_to_the_closed_doorway():
     grid = closed_room()
     pose = Pose2D(2.0, 2.0, 0.0)
@@ -70,9 +83,11 @@ def test_a_navigator_asked_to_doubt_walls_drives_to_the_closed_doorway():
     assert navigator.status.mode == "wander", "no longer doubting, the doorway is closed again at once"
 
 
-def test_a_threshold_outside_wall_probabilities_is_refused():
+def test_a_threshold_outside_wall_probabilities_and_a_negative_cost_are_refused():
     with pytest.raises(ValueError, match="doubtful_wall_below"):
         PlannerConfig(doubtful_wall_below=30)
+    with pytest.raises(ValueError, match="doubtful_frontier_cost"):
+        PlannerConfig(doubtful_frontier_cost=-1.0)
 
 
 def searcher(after: int) -> Robot:

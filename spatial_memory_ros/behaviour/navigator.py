@@ -8,7 +8,8 @@ elsewhere instead led robots away from targets they had in sight). When forward 
 does not show, usually) it backs off and plans around the spot for a while; when it makes no progress for
 ``stuck_steps`` it random-walks out and gives up that frontier. Asked to doubt walls (``doubt_walls``: a search
 that has gone on long without a goal), it explores on a map whose doubtful walls next to the unknown read as
-unknown (planner.open_doubtful_walls), so that a doorway its own map closed becomes a frontier again.
+unknown (planner.open_doubtful_walls), so that a doorway its own map closed becomes a frontier again; such a
+frontier costs ``doubtful_frontier_cost`` more than the map's own, which come first unless they are far.
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from spatial_memory_ros.behaviour.planner import (Partner, PathFollower, PlannerConfig, WallCells, cell_of,
-                                                  choose_frontier, clear_around, cost_grid, open_doubtful_walls,
-                                                  shortest_paths)
+                                                  choose_frontier, clear_around, cost_grid, frontier_mask,
+                                                  open_doubtful_walls, shortest_paths)
 from spatial_memory_ros.behaviour.walker import ExplorerConfig, RandomWalker
 from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D
 
@@ -126,9 +127,11 @@ class Navigator:
               partners: tuple[Partner, ...]) -> None:
         self._goal, self._since_plan = goal, 0
         self.follower.reset()
+        ordinary = None
         if goal is not None:
             occupancy = clear_around(occupancy, self.geometry, goal, self.config.goal_clear_radius)
         elif self._doubt:
+            ordinary = frontier_mask(occupancy)
             occupancy = open_doubtful_walls(occupancy, self.config.doubtful_wall_below)
         costs = cost_grid(occupancy, self.geometry, self.config, self._obstacles(partners))
         field = shortest_paths(costs, self.geometry, (pose.x, pose.y))
@@ -141,7 +144,8 @@ class Navigator:
                 self.status = NavigationStatus("goal", goal, path, WallCells(occupancy, self.geometry))
                 return
         keep = self.status.target if self.status.mode == "frontier" else None
-        frontier = choose_frontier(occupancy, field, self.config, partners, tuple(self._reached_frontiers), keep)
+        frontier = choose_frontier(occupancy, field, self.config, partners, tuple(self._reached_frontiers), keep,
+                                   ordinary)
         if frontier is None:
             self.status = NavigationStatus("wander", None, None)
             return

@@ -52,6 +52,7 @@ class PlannerConfig:
     goal_clear_radius: float = 0.3
     goal_reach_radius: float = 1.0
     doubtful_wall_below: int = 85  # percent: walls below it are doubtful (Navigator.step's doubt_walls)
+    doubtful_frontier_cost: float = 20.0  # m of path cost added to a frontier that only a doubted wall opened
     max_linear_speed: float = 0.8
     max_angular_speed: float = 1.5
     turn_gain: float = 2.0
@@ -74,6 +75,9 @@ class PlannerConfig:
                 raise ValueError(f"PlannerConfig.{name} must be a positive finite number, got {value}")
         if not (0.0 <= self.goal_clear_radius <= 5.0 and 0.0 <= self.goal_reach_radius <= 5.0):
             raise ValueError("PlannerConfig.goal_clear_radius and goal_reach_radius must lie in [0, 5] m")
+        if not (math.isfinite(self.doubtful_frontier_cost) and self.doubtful_frontier_cost >= 0):
+            raise ValueError(f"PlannerConfig.doubtful_frontier_cost must be a finite cost >= 0 (metres), got "
+                             f"{self.doubtful_frontier_cost}")
         if not 50 <= self.doubtful_wall_below <= 101:
             raise ValueError("PlannerConfig.doubtful_wall_below must be a wall probability in percent in [50, 101], "
                              f"got {self.doubtful_wall_below}")
@@ -281,7 +285,7 @@ class Frontier:
 
 def choose_frontier(occupancy: np.ndarray, field: PathField, config: PlannerConfig,
                     partners: tuple[Partner, ...] = (), excluded: tuple[tuple[float, float], ...] = (),
-                    keep: tuple[float, float] | None = None) -> Frontier | None:
+                    keep: tuple[float, float] | None = None, ordinary: np.ndarray | None = None) -> Frontier | None:
     """The frontier with the lowest path cost minus a bonus for its size plus a penalty for teammates near it.
 
     The cluster holding a cell within 0.75 m of ``keep`` (the frontier being driven to) gets
@@ -289,6 +293,8 @@ def choose_frontier(occupancy: np.ndarray, field: PathField, config: PlannerConf
 
     Clusters smaller than ``frontier_min_cells``, cells nearer than ``frontier_min_distance`` to the robot and
     cells within a metre of ``excluded`` points (frontiers already reached that stayed frontiers) are skipped.
+    With ``ordinary`` (the frontier cells of the map before doubtful walls were opened), a cluster holding none
+    of them costs ``doubtful_frontier_cost`` more: the map's own frontiers come first unless they are far.
     """
     geometry = field.geometry
     mask = frontier_mask(occupancy) & np.isfinite(field.distances)
@@ -312,6 +318,8 @@ def choose_frontier(occupancy: np.ndarray, field: PathField, config: PlannerConf
         cell = int(members[np.argmin(field.distances.reshape(-1)[members])])
         x, y = float(xs.reshape(-1)[cell]), float(ys.reshape(-1)[cell])
         score = float(field.distances.reshape(-1)[cell]) - config.frontier_size_weight * sizes[label]
+        if ordinary is not None and not ordinary.reshape(-1)[np.flatnonzero((labels == label).reshape(-1))].any():
+            score += config.doubtful_frontier_cost
         if keep is not None and np.hypot(xs.reshape(-1)[members] - keep[0],
                                          ys.reshape(-1)[members] - keep[1]).min() < 0.75:
             score -= config.frontier_keep_bonus
