@@ -114,8 +114,8 @@ def test_a_robot_doubts_walls_only_after_its_set_search_without_a_goal():
     assert robot.status == "going to goal", "with a goal the map's walls are driven by as they are"
 
 
-def test_a_robot_set_to_zero_never_doubts_its_walls_and_a_negative_count_is_refused():
-    robot = searcher(0)
+def test_by_default_a_robot_never_doubts_its_walls_and_a_negative_count_is_refused():
+    robot = Robot("the red target", RobotConfig(park=False), GEOMETRY)
     for _ in range(30):
         robot.step(senses(closed_room()))
     assert not robot.doubting_walls

@@ -123,9 +123,9 @@ class Tracer:
 def _line(row: dict) -> str:
     distance = row["distance_to_target_m"]
     where = f"{distance:5.1f} m" if distance is not None else "    -  "
+    doubting = "  doubting walls" if row["doubting_walls"] else ""
     return (f"step {row['step']:5d}  {row['colour'] or '-':7s} {row['status']:15s} {row['navigator'] or '-':9s} "
-            f"target {where}  empty places {row['places_found_empty']}{'  doubting walls' if row['doubting_walls'] else ''}"
-            f"  objects {row['object_entries']}")
+            f"target {where}  empty places {row['places_found_empty']}{doubting}  objects {row['object_entries']}")
 
 
 def main(argv: list[str] | None = None) -> int:

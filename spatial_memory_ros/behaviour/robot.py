@@ -21,9 +21,10 @@ class, so a benchmark measures the robot that ships. Per step (:meth:`Robot.step
    (:data:`LOOK_ALIKE_QUERY`) instead of the query's, and drives to the best one not yet found empty. A target
    the perception names wrongly (Memory-Maze's salmon seen as yellow or red) is otherwise searched for all
    episode, and each wrong object costs one visit.
-5. doubts its map's walls when searching has gone on too long (``doubt_walls_after`` steps without a goal): it
-   explores on a map whose doubtful walls next to the unknown read as unknown (Navigator ``doubt_walls``), so a
-   doorway the map closed with a wall seen only from afar becomes a frontier again.
+5. doubts its map's walls when searching has gone on too long (``doubt_walls_after`` steps without a goal; off by
+   default: measured without a gain in session 20): it explores on a map whose doubtful walls next to the unknown
+   read as unknown (Navigator ``doubt_walls``), so a doorway the map closed with a wall seen only from afar becomes
+   a frontier again.
 
 Asking the memory for the text goal is the caller's to carry out (a service call in the node, a direct call in
 process) because only the caller knows how; *when* to ask is decided here: :meth:`Robot.should_ask` holds every
@@ -75,7 +76,7 @@ class RobotConfig:
     sight_frames: int = 2
     look_around: bool = True
     look_alike_after: int = 0
-    doubt_walls_after: int = 300  # a choice (75 s at Memory-Maze's 4 Hz), measured in session 20 (README)
+    doubt_walls_after: int = 0  # off: at 300 it did not help on the seeds measured (session 20, README)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
