@@ -309,6 +309,8 @@ def choose_frontier(occupancy: np.ndarray, field: PathField, config: PlannerConf
         usable &= np.hypot(xs - ex, ys - ey) > 1.0
     best: Frontier | None = None
     sizes = np.bincount(labels.reshape(-1), minlength=count + 1)
+    # clusters holding no frontier cell of the map before its doubtful walls were opened
+    doubtful = set() if ordinary is None else set(range(1, count + 1)) - set(np.unique(labels[ordinary]).tolist())
     for label in range(1, count + 1):
         if sizes[label] < config.frontier_min_cells:
             continue
@@ -318,7 +320,7 @@ def choose_frontier(occupancy: np.ndarray, field: PathField, config: PlannerConf
         cell = int(members[np.argmin(field.distances.reshape(-1)[members])])
         x, y = float(xs.reshape(-1)[cell]), float(ys.reshape(-1)[cell])
         score = float(field.distances.reshape(-1)[cell]) - config.frontier_size_weight * sizes[label]
-        if ordinary is not None and not ordinary.reshape(-1)[np.flatnonzero((labels == label).reshape(-1))].any():
+        if label in doubtful:
             score += config.doubtful_frontier_cost
         if keep is not None and np.hypot(xs.reshape(-1)[members] - keep[0],
                                          ys.reshape(-1)[members] - keep[1]).min() < 0.75:
