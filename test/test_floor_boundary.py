@@ -205,6 +205,10 @@ def test_data_and_train_commands_make_a_loadable_model(tmp_path):
     subprocess.run(command + ["data", "boundary", "--randomize", "0.5", "--mazes", "2", "--frames-per-maze", "6",
                               "--mazes-per-shard", "1", "--out", str(data)], check=True, timeout=300)
     assert len(read_boundary_shards(data)) == 12
+    sized = tmp_path / "sized"
+    subprocess.run(command + ["data", "boundary", "--size", "9", "--mazes", "1", "--frames-per-maze", "3",
+                              "--first-seed", "3", "--out", str(sized)], check=True, timeout=300)
+    assert json.loads((sized / "manifest.json").read_text())["size"] == 9 and len(read_boundary_shards(sized)) == 3
     export = tmp_path / "model.pt"
     result = subprocess.run(command + ["train", "boundary", "--data", str(data), "--out", str(tmp_path / "run"),
                                        "--steps", "4", "--val-every", "2", "--batch-size", "4", "--val-worlds",
@@ -217,6 +221,16 @@ def test_data_and_train_commands_make_a_loadable_model(tmp_path):
                                         "--steps", "4", "--resume", "--val-worlds", "builtin", "--val-mazes", "1"],
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0 and "resumed" in resumed.stdout + resumed.stderr
+    tuned = subprocess.run(command + ["train", "boundary", "--data", str(data), "--out", str(tmp_path / "tuned"),
+                                      "--steps", "2", "--val-every", "2", "--batch-size", "4", "--val-worlds", "",
+                                      "--init", str(export), "--export", str(tmp_path / "tuned.pt")],
+                           capture_output=True, text=True, timeout=300)
+    assert tuned.returncode == 0, tuned.stderr
+    assert load_predictor(tmp_path / "tuned.pt").info["init"] == str(export)
+    not_a_model = subprocess.run(command + ["train", "boundary", "--data", str(data), "--out", str(tmp_path / "r1"),
+                                            "--steps", "1", "--val-worlds", "", "--init", str(data / "manifest.json")],
+                                 capture_output=True, text=True, timeout=300)
+    assert not_a_model.returncode == 2 and "--init" in not_a_model.stderr
     relabelled = tmp_path / "relabelled"
     shutil.copytree(data, relabelled)
     manifest = json.loads((relabelled / "manifest.json").read_text())

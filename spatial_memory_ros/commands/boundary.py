@@ -51,6 +51,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--mazes", type=_positive_int, default=600, help="number of mazes (default 600)")
     data.add_argument("--frames-per-maze", type=_positive_int, default=40, help="frames per maze (default 40)")
     data.add_argument("--first-seed", type=int, default=0, help="seed of the first maze (default 0)")
+    data.add_argument("--size", type=_positive_int, default=None,
+                      help="maze size of every maze (default: the world's sizes in turn by seed); e.g. more of "
+                           "Memory-Maze's 15x15, the only size with its sixth colour (salmon)")
     data.add_argument("--mazes-per-shard", type=_positive_int, default=50, help="mazes per shard (default 50)")
     data.add_argument("--out", type=Path, required=True, help="output folder")
     data.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -74,6 +77,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--val-every", type=_positive_int, default=500, help="validate every N steps (default 500)")
     train.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
     train.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
+    train.add_argument("--init", type=Path, default=None, metavar="CHECKPOINT",
+                       help="start from this floor-boundary checkpoint's weights (fine-tuning; its layer sizes and "
+                            "classes must be the model's) instead of fresh ones")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(run=run_train)
 
@@ -107,7 +113,7 @@ def run_data(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     manifest = {"world": args.world, "randomize": args.randomize, "first_seed": args.first_seed,
-                "mazes": args.mazes, "frames_per_maze": args.frames_per_maze,
+                "size": args.size, "mazes": args.mazes, "frames_per_maze": args.frames_per_maze,
                 "mazes_per_shard": args.mazes_per_shard, "geometry": boundary_geometry().as_dict()}
     path = args.out / "manifest.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
@@ -130,7 +136,7 @@ def run_data(args: argparse.Namespace) -> int:
         for seed in chunk:
             try:
                 parts.append(render_boundary_frames(args.world, seed, args.frames_per_maze, boundary_geometry(),
-                                                    randomize=args.randomize))
+                                                    randomize=args.randomize, size=args.size))
             except WorldUnavailable as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 1
@@ -143,6 +149,7 @@ def run_data(args: argparse.Namespace) -> int:
     command = " ".join(["spatial-memory", "data", "boundary", f"--world {args.world}",
                         f"--randomize {args.randomize}", f"--mazes {args.mazes}",
                         f"--frames-per-maze {args.frames_per_maze}", f"--first-seed {args.first_seed}",
+                        f"--size {args.size}" if args.size else "",
                         f"--mazes-per-shard {args.mazes_per_shard}", f"--out {args.out}"]).replace("  ", " ")
     path.write_text(json.dumps({**manifest, "frames": args.mazes * args.frames_per_maze, "seconds": seconds,
                                 "command": command}, indent=2) + "\n")
@@ -154,10 +161,11 @@ def run_data(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     """Train, validate, export; returns an exit code."""
     from spatial_memory_ros.perception.boundary_training import TrainingRun
+    from spatial_memory_ros.perception.predictor import CheckpointError
 
     try:
         run = TrainingRun(args)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     run.train()

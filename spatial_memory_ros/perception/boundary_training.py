@@ -12,6 +12,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +21,11 @@ from torch.nn import functional
 
 from spatial_memory_ros.perception.boundary_data import (BoundaryFrames, boundary_geometry, read_boundary_shards,
                                                          render_boundary_frames)
-from spatial_memory_ros.perception.boundary_model import (BoundaryModelConfig, FloorBoundaryPredictor, boundary_loss,
-                                                          build_boundary_model, focal_of, save_boundary_checkpoint)
+from spatial_memory_ros.perception.boundary_model import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, BoundaryModelConfig,
+                                                          FloorBoundaryPredictor, boundary_loss, build_boundary_model,
+                                                          focal_of, save_boundary_checkpoint)
 from spatial_memory_ros.perception.frames import VALIDATION_SEED_BASE
+from spatial_memory_ros.perception.geometry import BevGeometry
 
 
 def augment(images: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -93,6 +96,27 @@ def evaluate(model: torch.nn.Module, frames: BoundaryFrames, object_bias: float 
             "object_column_f1": f1, "frames": len(frames)}
 
 
+def initial_weights(path: Path, geometry: BevGeometry) -> dict:
+    """The weights of the floor-boundary checkpoint ``path`` to fine-tune from; CheckpointError unless it is one
+    with the model's layer sizes and ``geometry``'s classes."""
+    from spatial_memory_ros.perception.predictor import CheckpointError
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if payload.get("format") != CHECKPOINT_FORMAT or payload.get("version") != CHECKPOINT_VERSION:
+            raise ValueError("not a floor-boundary checkpoint of this version")
+        config, classes = payload["model_config"], payload["geometry"]["class_names"]
+    except Exception as error:  # torch and the dict access raise several unrelated types
+        raise CheckpointError(f"--init {path}: {type(error).__name__}: {error}") from None
+    if BoundaryModelConfig.from_dict(config) != BoundaryModelConfig():
+        raise CheckpointError(f"--init {path} has the layer sizes {config}, this code trains "
+                              f"{asdict(BoundaryModelConfig())}; start from fresh weights (leave out --init)")
+    if tuple(classes) != geometry.class_names:
+        raise CheckpointError(f"--init {path} predicts the classes {list(classes)}, the data and model have "
+                              f"{list(geometry.class_names)}; start from fresh weights (leave out --init)")
+    return payload["state_dict"]
+
+
 class TrainingRun:
     """One run folder: data, validation sets, model, optimizer, schedule; ``train`` resumes where it stopped."""
 
@@ -113,6 +137,8 @@ class TrainingRun:
                                  f"boundary`")
         self.validation = self._validation_sets()
         self.model = build_boundary_model(self.geometry, BoundaryModelConfig())
+        if getattr(args, "init", None) is not None:
+            self.model.load_state_dict(initial_weights(args.init, self.geometry))
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=args.lr, weight_decay=1e-4)
         self.schedule = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, max_lr=args.lr, total_steps=args.steps,
                                                             pct_start=0.15)
@@ -186,7 +212,8 @@ class TrainingRun:
         args = self.args
         return {"step": self.step, "seconds": round(self.seconds, 1), "validation": metrics,
                 "data": [str(f) for f in args.data], "data_manifests": self.manifests, "frames": len(self.data),
-                "command": " ".join(sys.argv), "threads": args.threads}
+                "command": " ".join(sys.argv), "threads": args.threads,
+                "init": str(args.init) if getattr(args, "init", None) else None}
 
     def export(self, path: Path) -> Path:
         """best.pt with the object bias that maximises the validation object-column F1, written to ``path``."""
