@@ -147,15 +147,17 @@ class Robot:
     @property
     def trying_look_alikes(self) -> bool:
         """Whether the search has gone on ``look_alike_after`` steps without a goal: any object is worth a visit."""
-        after = self.config.look_alike_after
-        return after > 0 and self.asks and self.steps_without_goal >= after
+        return self._searched_without_goal(self.config.look_alike_after)
 
     @property
     def doubting_walls(self) -> bool:
         """Whether the search has gone on ``doubt_walls_after`` steps without a goal: walls seen only from afar may
         hide the target, so exploring looks behind them too."""
-        after = self.config.doubt_walls_after
-        return after > 0 and self.asks and self.steps_without_goal >= after
+        return self._searched_without_goal(self.config.doubt_walls_after)
+
+    def _searched_without_goal(self, steps: int) -> bool:
+        """Whether a query has gone ``steps`` steps without a goal (never for ``steps`` 0: the rule is off)."""
+        return steps > 0 and bool(self.asks) and self.steps_without_goal >= steps
 
     @property
     def ask_text(self) -> str:
