@@ -15,8 +15,8 @@ human and maximum ("oracle") scores.
 Resumable per episode: benchmarks/results/memory_maze.json keeps every finished episode keyed
 "<size>/<seed>/<variant>/<checkpoint name>"; a rerun skips those. ``--checkpoint`` runs another BEV checkpoint
 (its file name names its rows). Writes the JSON after each episode, then memory_maze.png. Beside the table it
-prints, and writes under "comparisons", two paired differences on shared seeds: memory on minus memory off, and
-memory on minus the previous loop (the newest "superseded" generation).
+prints, and writes under "comparisons", paired differences on shared seeds: memory on minus memory off, memory on
+minus the previous loop (the newest "superseded" generation), and each other checkpoint minus the shipped one.
 
   .venv/bin/python benchmarks/memory_maze_score.py --sizes 9 11 --episodes 10
   .venv/bin/python benchmarks/memory_maze_score.py --quick      # 9x9, one seed, 100 steps: a check, not a score
@@ -41,12 +41,15 @@ import numpy as np  # noqa: E402
 
 from spatial_memory_ros.evaluation.memory_maze_agent import VARIANTS, AgentConfig, run_episode  # noqa: E402
 from spatial_memory_ros.evaluation.memory_maze_env import EPISODE_STEPS, PUBLISHED  # noqa: E402
+from spatial_memory_ros.perception.predictor import BOUNDARY_CHECKPOINT  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "memory_maze.json"
 FIRST_SEED = 3_000_000
 """Episode seeds start here: mazes no BEV data set used (training 0..63, validation 1,000,000 up, bev.py
 2,000,000 up)."""
 LABELS = {"memory": "robot (memory on)", "no_memory": "robot, memory off"}
+SHIPPED_CHECKPOINT = BOUNDARY_CHECKPOINT.name
+"""The results name of the default Memory-Maze checkpoint, the baseline of a candidate checkpoint's comparison."""
 
 
 def episode_key(size: int, seed: int, variant: str, checkpoint: str) -> str:
@@ -117,15 +120,30 @@ def paired_gains(episodes: dict, baseline: dict, variant: str, baseline_variant:
     return rows
 
 
-def comparisons(data: dict) -> dict:
+def checkpoint_gains(episodes: dict, shipped: str) -> list[dict]:
+    """Per other checkpoint and size: its memory-on reward minus the ``shipped`` checkpoint's on shared seeds of the
+    same file, so a candidate model is judged against the default by the same pairing as a loop change."""
+    theirs = {key: row for key, row in episodes.items() if row["checkpoint"] == shipped}
+    rows = []
+    for candidate in sorted({row["checkpoint"] for row in episodes.values()} - {shipped}):
+        mine = {key: row for key, row in episodes.items() if row["checkpoint"] == candidate}
+        relabelled = {key: {**row, "checkpoint": candidate} for key, row in theirs.items()}
+        rows += [{**row, "baseline_checkpoint": shipped}
+                 for row in paired_gains(mine, relabelled, "memory", "memory")]
+    return rows
+
+
+def comparisons(data: dict, shipped: str = SHIPPED_CHECKPOINT) -> dict:
     """The paired comparisons the table is read with: memory on minus memory off (the baseline of the same run),
-    and memory on minus the previous loop's memory on (the newest superseded generation), on shared seeds."""
+    memory on minus the previous loop's memory on (the newest superseded generation), and each other checkpoint
+    minus the shipped one, all on shared seeds."""
     episodes = data["episodes"]
     generations = data.get("superseded") or [{}]
     newest = generations if isinstance(generations, dict) else generations[0]  # a dict: the one of session 10 files
     previous = newest.get("episodes", {})
     return {"memory_minus_memory_off": paired_gains(episodes, episodes, "memory", "no_memory"),
-            "memory_minus_previous_loop": paired_gains(episodes, previous, "memory", "memory")}
+            "memory_minus_previous_loop": paired_gains(episodes, previous, "memory", "memory"),
+            "checkpoint_minus_shipped": checkpoint_gains(episodes, shipped)}
 
 
 def print_comparisons(compared: dict) -> None:

@@ -258,3 +258,20 @@ def test_a_trace_prints_rows_and_draws_the_map_on_the_true_maze(stack, tmp_path,
     assert "step    10" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         trace.main(["--size", "9", "--every", "0"])
+
+
+def test_a_candidate_checkpoint_is_compared_with_the_shipped_one_on_shared_seeds():
+    """A candidate model's gain is paired by seed against the shipped model's episodes of the same file."""
+    benchmark = _benchmark_module()
+    shipped = benchmark.SHIPPED_CHECKPOINT
+
+    def episode(seed: int, checkpoint: str, reward: float) -> tuple[str, dict]:
+        _, row = _episode(benchmark, 15, seed, "memory", reward)
+        return benchmark.episode_key(15, seed, "memory", checkpoint), {**row, "checkpoint": checkpoint}
+
+    episodes = dict([episode(0, shipped, 17.0), episode(1, shipped, 70.0), episode(2, shipped, 40.0),
+                     episode(0, "tuned.pt", 50.0), episode(1, "tuned.pt", 74.0), episode(3, "tuned.pt", 90.0)])
+    (row,) = benchmark.comparisons({"episodes": episodes})["checkpoint_minus_shipped"]
+    assert row["checkpoint"] == "tuned.pt" and row["baseline_checkpoint"] == shipped
+    assert row["seeds"] == [0, 1] and row["mean_difference"] == pytest.approx(18.5)
+    assert benchmark.checkpoint_gains({k: v for k, v in episodes.items() if v["checkpoint"] == shipped}, shipped) == []
