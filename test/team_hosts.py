@@ -143,6 +143,7 @@ def observe(spec_path: str) -> None:
             summary["per_robot"].setdefault(robot, {})["comm_stats"] = None if stats is None else {
                 "packets_sent": stats.packets_sent, "packets_received": stats.packets_received,
                 "wire_bytes_sent": stats.wire_bytes_sent, "link_state": stats.link_state,
+                "link_states": observation.link_states.get(robot, []),
                 "steps": stats.steps,
                 "drops": {r: int(c) for r, c in zip(stats.drop_reasons, stats.drop_counts) if c}}
             summary["per_robot"][robot]["partner_estimates"] = len(observation.partner_errors.get(robot, []))

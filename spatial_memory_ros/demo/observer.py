@@ -17,9 +17,18 @@ class RunObservation:
     oracle_bevs: dict[str, dict[float, object]] = field(default_factory=dict)          # robot -> stamp -> BevMap
     maps: dict[str, object] = field(default_factory=dict)       # robot -> latest nav_msgs/OccupancyGrid
     comm_stats: dict[str, object] = field(default_factory=dict)  # robot -> latest CommStats
+    link_states: dict[str, list[str]] = field(default_factory=dict)  # robot -> its link states, each once, in order
     partner_errors: dict[str, list[float]] = field(default_factory=dict)  # robot -> |partner estimate - truth|
     answers: dict[str, dict] = field(default_factory=dict)      # robot -> the answer to the demo's text query
     drops: dict[str, dict[str, int]] = field(default_factory=dict)  # node -> refused inputs and faults by reason
+
+    def record_comm_stats(self, robot: str, msg) -> None:
+        """Keep a robot's latest CommStats and note its link state when it changes (the latest alone can miss
+        a link that was up: a slow sim stretches the wall-clock gaps between a teammate's frames)."""
+        self.comm_stats[robot] = msg
+        states = self.link_states.setdefault(robot, [])
+        if not states or states[-1] != msg.link_state:
+            states.append(msg.link_state)
 
 
 def make_observer(robots: list[str], observation: RunObservation, nodes: list[str] = ()):
@@ -64,7 +73,7 @@ def make_observer(robots: list[str], observation: RunObservation, nodes: list[st
 
         node.create_subscription(OccupancyGrid, f"/{robot}/map", on_map, LATCHED_QOS)
         node.create_subscription(CommStats, f"/{robot}/comm/stats",
-                                 lambda msg, r=robot: observation.comm_stats.__setitem__(r, msg), RELIABLE_QOS)
+                                 lambda msg, r=robot: observation.record_comm_stats(r, msg), RELIABLE_QOS)
         errors = observation.partner_errors.setdefault(robot, [])
         node.create_subscription(PartnerStateArray, f"/{robot}/partners",
                                  lambda msg, e=errors: e.extend(partner_errors(msg, observation)), RELIABLE_QOS)
