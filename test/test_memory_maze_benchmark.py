@@ -252,6 +252,8 @@ def test_a_trace_prints_rows_and_draws_the_map_on_the_true_maze(stack, tmp_path,
     data = json.loads((tmp_path / "trace_9_3.json").read_text())
     assert [row["step"] for row in data["rows"]] == [0, 5, 10]
     assert data["rows"][0]["colour"] in ("red", "green", "blue") and data["rows"][0]["distance_to_target_m"] > 0
+    assert data["rows"][0]["pose_error_m"] < 0.01   # the robot starts where it believes it is
+    assert all(isinstance(row["in_sight"], bool) for row in data["rows"])
     assert data["episode"]["steps"] == 12
     picture = tmp_path / "trace_9_3_step10.png"
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and data["pictures"] == [str(picture)]

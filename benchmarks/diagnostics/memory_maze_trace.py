@@ -70,11 +70,20 @@ class Tracer:
         labels = Counter(label for label in agent.memory.memory.snapshot().labels if is_target_label(label))
         robot = agent.robot
         mode = robot.navigator.status.mode if robot is not None and robot.navigator is not None else None
+        px, py = self._to_truth(np.asarray(agent.pose.x), np.asarray(agent.pose.y))
+        goal = robot.current_goal if robot is not None else None
+        goal_off = None
+        if goal is not None and target is not None:
+            gx, gy = self._to_truth(np.asarray(goal[0]), np.asarray(goal[1]))
+            goal_off = math.hypot(float(gx) - target.x, float(gy) - target.y)
         return {"step": step, "colour": agent.colour, "status": agent.status, "navigator": mode,
                 "distance_to_target_m": distance, "object_entries": dict(sorted(labels.items())),
                 "places_found_empty": len(robot.not_here) if robot is not None else 0,
                 "trying_look_alikes": bool(robot is not None and robot.trying_look_alikes),
-                "doubting_walls": bool(robot is not None and robot.doubting_walls)}
+                "doubting_walls": bool(robot is not None and robot.doubting_walls),
+                "pose_error_m": math.hypot(float(px) - truth.pose.x, float(py) - truth.pose.y),
+                "goal_from_target_m": goal_off,  # where it drives to, from the true target
+                "in_sight": bool(robot is not None and robot.sight is not None)}
 
     def _to_truth(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Robot-frame points (start at the origin, heading 0) in the maze's frame."""
@@ -124,8 +133,12 @@ def _line(row: dict) -> str:
     distance = row["distance_to_target_m"]
     where = f"{distance:5.1f} m" if distance is not None else "    -  "
     doubting = "  doubting walls" if row["doubting_walls"] else ""
+    goal = row["goal_from_target_m"]
+    goal_text = f"goal {goal:4.1f} m off" if goal is not None else "no goal      "
+    sight = " in sight" if row["in_sight"] else ""
     return (f"step {row['step']:5d}  {row['colour'] or '-':7s} {row['status']:15s} {row['navigator'] or '-':9s} "
-            f"target {where}  empty places {row['places_found_empty']}{doubting}  objects {row['object_entries']}")
+            f"target {where}  pose {row['pose_error_m']:3.1f} m off  {goal_text}{sight}  "
+            f"empty places {row['places_found_empty']}{doubting}  objects {row['object_entries']}")
 
 
 def main(argv: list[str] | None = None) -> int:
