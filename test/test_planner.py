@@ -11,7 +11,7 @@ from spatial_memory_ros.behaviour.planner import (Partner, PlannerConfig, WallCe
                                                   cost_grid, frontier_mask, park_spot, plan_path, shortest_paths)
 from spatial_memory_ros.behaviour.navigator import Navigator
 from spatial_memory_ros.behaviour.goals import (EmptyPlace, found_empty, goal_from_answer, goal_from_memory,
-                                                label_matches)
+                                                label_matches, still_empty)
 from spatial_memory_ros.memory.mapping import Observations
 from spatial_memory_ros.memory.robot_memory import RobotMemory
 from spatial_memory_ros.evaluation.team_task import LabelEmbedder
@@ -137,6 +137,25 @@ def test_a_place_found_empty_twice_rules_out_its_surroundings_once_only():
     assert goal_from_answer(locations, labels, "the red target", not_here=[first, second]) == \
         pytest.approx((0.05, 0.05))
     assert found_empty((8.0, 0.0), [first]).radius == 0.75  # 3 m away: another place
+
+
+def test_reaching_the_target_forgets_the_places_found_empty_beside_it_only():
+    beside, twice, far = EmptyPlace(1.0, 0.0, 0.75), EmptyPlace(0.0, 3.0, 1.5), EmptyPlace(6.0, 0.0, 0.75)
+    assert still_empty([beside, twice, far], (0.0, 0.0), 1.5) == [far]      # 1 <= 2.25, 3 <= 3.0, 6 > 2.25
+    assert still_empty([beside, twice, far], (0.0, 0.0), 0.2) == [beside, twice, far]   # all beyond reach
+    assert still_empty([], (0.0, 0.0), 1.5) == []
+
+
+def test_the_score_robot_forgets_a_colours_empty_places_where_that_colour_was_reached():
+    from spatial_memory_ros.evaluation.memory_maze_agent import MemoryMazeAgent
+
+    agent = MemoryMazeAgent(9, adapter=None, embedder=LabelEmbedder({}))   # no asking here
+    agent._robot_for("salmon")
+    agent._not_here["salmon"] = [EmptyPlace(1.0, 0.5), EmptyPlace(7.0, 0.0)]   # false arrivals at both
+    agent.pose = Pose2D(0.2, 0.0, 0.0)        # salmon's reward came here: the new colour is red
+    agent._robot_for("red")
+    assert agent.empty_places_cleared == 1 and agent._not_here["salmon"] == [EmptyPlace(7.0, 0.0)]
+    assert agent._robot_for("salmon").not_here == [EmptyPlace(7.0, 0.0)]   # salmon asked again: only the far one
 
 
 def test_a_robot_told_its_target_is_not_there_looks_elsewhere():

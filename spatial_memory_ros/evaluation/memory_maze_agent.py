@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from spatial_memory_ros.behaviour.goals import WRONG_OBJECT_RADIUS, EmptyPlace, ask_memory
+from spatial_memory_ros.behaviour.goals import WRONG_OBJECT_RADIUS, EmptyPlace, ask_memory, still_empty
 from spatial_memory_ros.behaviour.planner import PlannerConfig
 from spatial_memory_ros.behaviour.robot import Robot, RobotConfig, Senses
 from spatial_memory_ros.evaluation.memory_maze_env import (ACTION_TWISTS, CONTROL_DT, MemoryMazeEpisode,
@@ -94,6 +94,7 @@ class MemoryMazeAgent:
         self.robot: Robot | None = None
         self.robots_started = 0
         self.false_arrivals = 0
+        self.empty_places_cleared = 0  # places found empty, forgotten when their colour's target was reached by them
         self.look_alike_steps = 0  # steps spent trying look-alikes (RobotConfig.look_alike_after)
         self.doubt_steps = 0  # steps spent exploring behind doubtful walls (RobotConfig.doubt_walls_after)
         self._not_here: dict[str, list[EmptyPlace]] = {}  # colour -> places found without its target
@@ -158,7 +159,12 @@ class MemoryMazeAgent:
                 self._not_here[colour] = list(self.robot.not_here)
             return self.robot
         if self.colour is not None:  # a new colour: the reward for the last one came at this pose
-            self._reached_at[self.colour] = (self.pose.x, self.pose.y)
+            here = (self.pose.x, self.pose.y)
+            self._reached_at[self.colour] = here
+            empty = self._not_here.get(self.colour, [])
+            # WRONG_OBJECT_RADIUS as for other colours' targets below: touched from up to 0.8 m, pose error on top
+            self._not_here[self.colour] = still_empty(empty, here, WRONG_OBJECT_RADIUS)
+            self.empty_places_cleared += len(empty) - len(self._not_here[self.colour])
         self.colour = colour
         self.robots_started += 1
         # targets of other colours are known objects, not look-alikes (WRONG_OBJECT_RADIUS: the robot touched it
@@ -301,6 +307,7 @@ def run_episode(size: int, seed: int, variant: str, adapter, embedder, steps: in
     return {"size": size, "seed": seed, "variant": variant, "steps": episode.step_count,
             "total_reward": episode.total_reward, "reward_steps": episode.reward_steps,
             "distance_m": episode.distance, "false_arrivals": agent.false_arrivals,
+            "empty_places_cleared": agent.empty_places_cleared,
             "goals_started": agent.robots_started, "look_alike_steps": agent.look_alike_steps,
             "doubt_steps": agent.doubt_steps,
             "actions": np.bincount(actions, minlength=6).tolist(),
