@@ -12,9 +12,10 @@ map that covers the maze from any start (twice the maze's outer size), and knows
 colour it is shown changes (the task moved the goal after a reward), it starts a fresh ``Robot`` with the new
 query; its memory, map and pose stay. If the robot believes it has arrived but no new colour came (its goal or
 pose is off: a "false arrival"), the Robot is told the target is not there (``Robot.not_found_here``): it keeps
-that place as empty for the colour (for the rest of the episode: Memory-Maze's targets do not move) and asks again,
-leaving out the memory's samples near it (wider round a place found empty twice: goals.found_empty); with
-nothing else in memory it explores.
+that place as empty for the colour (Memory-Maze's targets do not move) and asks again, leaving out the memory's
+samples near it (wider round a place found empty twice: goals.found_empty); with nothing else in memory it
+explores. When the colour's target is reached, its places found empty beside where it was reached are forgotten
+(goals.still_empty): the target was there after all, and the next false arrival there must not rule it out.
 
 ``memory=False`` is the baseline: the same robot with its memory switched off: every step starts from an empty
 memory, so the map, the plan and any goal come from the current view alone (a goal is kept only until the next
