@@ -205,18 +205,23 @@ def load_results(path: Path) -> dict:
     return data
 
 
-def supersede(data: dict, note: str) -> int:
-    """Move every episode, with its summary and commands, into a new first entry of ``data['superseded']`` that
-    says ``note`` (why they no longer count); returns how many moved. For a change to the robot loop: a rerun skips
-    the episodes already in the results, so the old loop's ones have to move aside first."""
+def supersede(data: dict, note: str, covers=None) -> int:
+    """Move the episodes ``covers(row)`` is true of (default: every one) into a new first entry of
+    ``data['superseded']`` that says ``note`` (why they no longer count), with the summary and commands they were
+    read with; returns how many moved. For a change to the robot loop: a rerun skips the episodes already in the
+    results, so the old loop's ones have to move aside first. Episodes not covered stay (and so do the commands,
+    if any stays), so one part of the table can be measured again without losing the rest."""
     generations = data.get("superseded", [])
     if isinstance(generations, dict):  # the one generation that files of session 10 kept
         generations = [generations]
-    moved = data.get("episodes", {})
+    episodes = data.get("episodes", {})
+    moved = {key: row for key, row in episodes.items() if covers is None or covers(row)}
+    kept = {key: row for key, row in episodes.items() if key not in moved}
     if moved:
         generations.insert(0, {"note": note, "episodes": moved, "summary": data.get("summary", []),
                                "commands": data.get("commands", [])})
-    data.update(superseded=generations, episodes={}, summary=[], commands=[])
+    data.update(superseded=generations, episodes=kept, summary=summarise(kept),
+                commands=data.get("commands", []) if kept else [])
     return len(moved)
 
 
@@ -260,8 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-budget-min", type=float, default=0.0,
                         help="start no episode after this many minutes (0: no limit); rerun to continue")
     parser.add_argument("--supersede", metavar="NOTE", default=None,
-                        help="first move every episode in the results aside (under 'superseded', with NOTE saying "
-                             "why): after a change to the robot loop, since a rerun skips finished episodes")
+                        help="first move aside (under 'superseded', with NOTE saying why) the episodes this command "
+                             "covers: its sizes, variants and checkpoint, every seed. After a change to the robot "
+                             "loop, since a rerun skips finished episodes; with --summary-only it runs nothing, so "
+                             "runs on both cores can then share the file")
     parser.add_argument("--summary-only", action="store_true",
                         help="run no episode: rewrite the summary, comparisons and plot from the results file (after "
                              "merging the files of runs on other machines, say)")
@@ -280,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--supersede needs a note that says why the episodes no longer count")
     if args.summary_only:
         data = load_results(args.results)
+        if args.supersede is not None:
+            _supersede_covered(args, data)
         _write(args, data, None)
         _report(data, args.results)
         return 0
@@ -293,8 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     embedder = Embedder()
     data = load_results(args.results)
     if args.supersede is not None:
-        print(f"moved {supersede(data, args.supersede.strip())} episodes aside (superseded)", flush=True)
-        _write_atomically(args.results, data)
+        _supersede_covered(args, data, checkpoint)
     episodes = data["episodes"]
     todo = [(size, seed, variant) for size in args.sizes
             for seed in range(args.first_seed, args.first_seed + args.episodes)
@@ -323,6 +331,22 @@ def main(argv: list[str] | None = None) -> int:
     _report(data, args.results)
     print(f"wrote {args.results} in {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def _supersede_covered(args, data: dict, checkpoint: str | None = None) -> None:
+    """Move aside the episodes of ``args``' sizes, variants and checkpoint (``--supersede``) and save the file."""
+    if checkpoint is None:
+        from spatial_memory_ros.perception.predictor import checkpoint_for_world
+
+        checkpoint = (args.checkpoint or checkpoint_for_world("memory_maze")).name
+
+    def covers(row: dict) -> bool:
+        return row["size"] in args.sizes and row["variant"] in args.variants and row["checkpoint"] == checkpoint
+
+    moved = supersede(data, args.supersede.strip(), covers)
+    print(f"moved {moved} episodes aside (superseded): {checkpoint}, {'/'.join(args.variants)}, sizes "
+          f"{' '.join(map(str, args.sizes))}", flush=True)
+    _write_atomically(args.results, data)
 
 
 def _report(data: dict, results: Path) -> None:

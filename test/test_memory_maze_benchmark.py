@@ -151,6 +151,30 @@ def test_superseded_episodes_move_aside_newest_first_and_a_note_is_needed():
         benchmark.main(["--supersede", "  "])
 
 
+def test_supersede_moves_aside_only_what_the_command_covers(tmp_path, capsys):
+    """Re-measuring one checkpoint's memory-on rows keeps the memory-off baseline and the other checkpoints."""
+    benchmark = _benchmark_module()
+
+    def row(size, seed, variant, checkpoint):
+        return {"size": size, "seed": seed, "variant": variant, "checkpoint": checkpoint, "total_reward": seed,
+                "steps": benchmark.EPISODE_STEPS[size], "status_share": {}, "wall_s": 1.0}
+
+    rows = [row(9, 1, "memory", "a.pt"), row(9, 1, "no_memory", "a.pt"), row(9, 1, "memory", "b.pt"),
+            row(11, 1, "memory", "a.pt"), row(9, 2, "memory", "a.pt")]
+    results = tmp_path / "memory_maze.json"
+    results.write_text(json.dumps({"episodes": {benchmark.episode_key(r["size"], r["seed"], r["variant"],
+                                                                      r["checkpoint"]): r for r in rows},
+                                   "commands": ["old run"]}))
+    arguments = ["--results", str(results), "--sizes", "9", "--variants", "memory", "--checkpoint",
+                 str(tmp_path / "a.pt"), "--summary-only", "--supersede", "new loop"]
+    assert benchmark.main(arguments) == 0
+    assert "moved 2 episodes aside" in capsys.readouterr().out
+    data = json.loads(results.read_text())
+    assert sorted(data["superseded"][0]["episodes"]) == ["9/1/memory/a.pt", "9/2/memory/a.pt"]
+    assert sorted(data["episodes"]) == ["11/1/memory/a.pt", "9/1/memory/b.pt", "9/1/no_memory/a.pt"]
+    assert data["commands"] == ["old run"]  # the rows that stay keep the commands that measured them
+
+
 def test_two_runs_sharing_the_results_keep_each_others_episodes_and_commands(tmp_path, monkeypatch):
     """One run per core may share the file: each write keeps what the other wrote meanwhile, commands included."""
     benchmark = _benchmark_module()
