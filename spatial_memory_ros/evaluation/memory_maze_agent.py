@@ -68,6 +68,14 @@ class AgentConfig:
     seed: int = 0
 
 
+def planner_config(config: AgentConfig) -> PlannerConfig:
+    """The planner as the score robot drives it: Memory-Maze's action speeds at 4 Hz, ``config``'s lookahead and
+    goal tolerance, walls within a target's radius of a goal not counted."""
+    return PlannerConfig(dt=CONTROL_DT, max_linear_speed=float(ACTION_TWISTS[1, 0]),
+                         max_angular_speed=float(ACTION_TWISTS[2, 1]), lookahead=config.lookahead,
+                         goal_tolerance=config.goal_tolerance, goal_clear_radius=TARGET_RADIUS)
+
+
 class MemoryMazeAgent:
     """One robot: predicted BEV -> localizer -> memory -> Robot -> discrete action, from RobotInput alone."""
 
@@ -78,9 +86,7 @@ class MemoryMazeAgent:
         reach = (size + 2) * CELL_SIZE  # the maze's outer size: it lies within this of the start in every direction
         cells = int(round(2 * reach / self.config.map_resolution))
         self.geometry = GridGeometry(self.config.map_resolution, cells, cells, -reach, -reach)
-        self.planner = PlannerConfig(dt=CONTROL_DT, max_linear_speed=float(ACTION_TWISTS[1, 0]),
-                                     max_angular_speed=float(ACTION_TWISTS[2, 1]), lookahead=self.config.lookahead,
-                                     goal_tolerance=self.config.goal_tolerance, goal_clear_radius=TARGET_RADIUS)
+        self.planner = planner_config(self.config)
         self.localizer = TemLocalizer(TemConfig(observation_weight=self.config.observation_weight,
                                                 min_known_fraction=self.config.min_known_fraction,
                                                 landmarks=self.config.memory,

@@ -97,6 +97,14 @@ def colour_name(target_color: np.ndarray) -> str:
     return CLASS_NAMES[int(np.argmin(distances))]
 
 
+def steps_per_target(reward_steps: list[int], steps: int) -> dict:
+    """How an episode's steps went: the step of the first reward (the episode's length if none) and the mean
+    number of steps between rewards after it (None with fewer than two rewards)."""
+    first = reward_steps[0] if reward_steps else steps
+    gaps = np.diff(reward_steps)
+    return {"first_reward_step": int(first), "steps_per_target_after_first": float(gaps.mean()) if len(gaps) else None}
+
+
 def nearest_action(v: float, omega: float) -> int:
     """The discrete action whose motion (ACTION_TWISTS, each axis scaled by its largest value) is nearest to
     the command (v, omega); a command that only creeps forward (v > 0 but nearer to noop) still moves."""
