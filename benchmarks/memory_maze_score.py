@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from spatial_memory_ros.evaluation.memory_maze_agent import VARIANTS, AgentConfig, run_episode  # noqa: E402
-from spatial_memory_ros.evaluation.memory_maze_env import EPISODE_STEPS, PUBLISHED  # noqa: E402
+from spatial_memory_ros.evaluation.memory_maze_env import EPISODE_STEPS, PUBLISHED, steps_per_target  # noqa: E402
 from spatial_memory_ros.perception.predictor import BOUNDARY_CHECKPOINT  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "memory_maze.json"
@@ -85,6 +85,8 @@ def summarise(episodes: dict) -> list[dict]:
             return float(np.mean(values)) if values else float("nan")
 
         exploring = [r["status_share"].get("exploring", 0.0) for r in group]
+        split = [steps_per_target(r["reward_steps"], r["steps"]) for r in group if "reward_steps" in r]
+        gaps = [s["steps_per_target_after_first"] for s in split if s["steps_per_target_after_first"] is not None]
         quarters = [r["position_error_by_quarter_m"] for r in group if r.get("position_error_by_quarter_m")]
         rows.append({"checkpoint": checkpoint, "size": size, "variant": variant, "episodes": len(group),
                      "seeds": sorted(r["seed"] for r in group), "mean_reward": mean, "ci95": [low, high],
@@ -94,7 +96,12 @@ def summarise(episodes: dict) -> list[dict]:
                      "position_error_by_quarter_m": np.mean(quarters, axis=0).tolist() if quarters else None,
                      "bev_free_iou": average("bev", "free_iou"), "bev_wall_iou": average("bev", "wall_iou"),
                      "bev_object_f1": average("bev", "object_f1"), "share_exploring": float(np.mean(exploring)),
-                     "false_arrivals": average("false_arrivals"), "wall_s_per_episode": average("wall_s")})
+                     "false_arrivals": average("false_arrivals"), "wall_s_per_episode": average("wall_s"),
+                     # where the steps go: finding the first target, then each next one (the driving ceiling's
+                     # figures, benchmarks/diagnostics/memory_maze_ceiling.py, are the same two)
+                     "first_reward_step": float(np.mean([s["first_reward_step"] for s in split])) if split
+                     else float("nan"),
+                     "steps_per_target_after_first": float(np.mean(gaps)) if gaps else float("nan")})
     return rows
 
 
@@ -157,13 +164,15 @@ def print_comparisons(compared: dict) -> None:
 def print_table(rows: list[dict]) -> None:
     """The score table."""
     print(f"{'checkpoint':<28} {'size':>5} {'variant':<10} {'n':>3} {'reward (95% CI)':>22} {'human':>6} "
-          f"{'oracle':>6} {'%orc':>5} {'loc m':>6} {'free/wall IoU':>13} {'obj F1':>6} {'explore':>7} {'s/ep':>6}")
+          f"{'oracle':>6} {'%orc':>5} {'loc m':>6} {'free/wall IoU':>13} {'obj F1':>6} {'explore':>7} {'1st':>5} "
+          f"{'steps/tgt':>9} {'s/ep':>6}")
     for r in rows:
         print(f"{r['checkpoint']:<28} {r['size']:>5} {r['variant']:<10} {r['episodes']:>3} "
               f"{r['mean_reward']:>7.1f} [{r['ci95'][0]:5.1f}, {r['ci95'][1]:5.1f}] {r['published_human']:>6.1f} "
               f"{r['published_oracle']:>6.1f} {100 * r['share_of_oracle']:>5.0f} {r['position_error_mean_m']:>6.2f} "
               f"{r['bev_free_iou']:>6.2f}/{r['bev_wall_iou']:<6.2f} {r['bev_object_f1']:>6.2f} "
-              f"{r['share_exploring']:>7.2f} {r['wall_s_per_episode']:>6.0f}")
+              f"{r['share_exploring']:>7.2f} {r.get('first_reward_step', float('nan')):>5.0f} "
+              f"{r.get('steps_per_target_after_first', float('nan')):>9.1f} {r['wall_s_per_episode']:>6.0f}")
 
 
 def plot(rows: list[dict], path: Path) -> None:
