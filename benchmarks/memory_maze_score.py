@@ -266,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
                              f"(RobotConfig.doubt_walls_after; default {AgentConfig.doubt_walls_after}, the shipped "
                              "agent's; 0: never); a value other than the shipped agent's needs a results file of its "
                              "own")
+    parser.add_argument("--turn-in-place-deg", type=float, default=AgentConfig.turn_in_place_deg, metavar="DEG",
+                        help="the path follower turns on the spot above this heading error (PlannerConfig."
+                             f"turn_in_place_deg; default {AgentConfig.turn_in_place_deg:g}, the shipped agent's); a "
+                             "value other than the shipped agent's needs a results file of its own")
     parser.add_argument("--steps", type=int, default=None,
                         help="stop each episode after this many steps (smoke runs; such rows are not scored)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
@@ -290,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             args.results = RESULTS.with_name("memory_maze_quick.json")
     if args.episodes < 1 or (args.steps is not None and args.steps < 1):
         parser.error("--episodes and --steps must be at least 1")
+    if not 0.0 < args.turn_in_place_deg <= 180.0:
+        parser.error(f"--turn-in-place-deg must be in (0, 180] degrees, got {args.turn_in_place_deg:g}")
     if args.look_alike_after < 0 or args.doubt_walls_after < 0:
         parser.error("--look-alike-after and --doubt-walls-after must be 0 (never) or a number of steps")
     if args.supersede is not None and not args.supersede.strip():
@@ -328,10 +334,12 @@ def main(argv: list[str] | None = None) -> int:
                   disable=quiet) as bar:
             row = run_episode(size, seed, variant, adapter, embedder, steps=args.steps,
                               progress=lambda done: bar.update(done - bar.n),
-                              look_alike_after=args.look_alike_after, doubt_walls_after=args.doubt_walls_after)
+                              look_alike_after=args.look_alike_after, doubt_walls_after=args.doubt_walls_after,
+                              turn_in_place_deg=args.turn_in_place_deg)
         row.pop("action_sequence")
         row["look_alike_after"] = args.look_alike_after
         row["doubt_walls_after"] = args.doubt_walls_after
+        row["turn_in_place_deg"] = args.turn_in_place_deg
         row["checkpoint"] = checkpoint
         episodes[episode_key(size, seed, variant, checkpoint)] = row
         tqdm.write(f"{size}x{size} seed {seed} {variant}: reward {row['total_reward']:.0f} in {row['wall_s']:.0f} s")

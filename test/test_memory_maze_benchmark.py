@@ -301,3 +301,10 @@ def test_a_candidate_checkpoint_is_compared_with_the_shipped_one_on_shared_seeds
     assert row["checkpoint"] == "tuned.pt" and row["baseline_checkpoint"] == shipped
     assert row["seeds"] == [0, 1] and row["mean_difference"] == pytest.approx(18.5)
     assert benchmark.checkpoint_gains({k: v for k, v in episodes.items() if v["checkpoint"] == shipped}, shipped) == []
+
+
+@pytest.mark.parametrize("degrees", ["0", "-10", "200"])
+def test_a_turn_threshold_outside_a_half_turn_is_refused(degrees, capsys):
+    with pytest.raises(SystemExit):
+        _benchmark_module().main(["--turn-in-place-deg", degrees, "--summary-only"])
+    assert "--turn-in-place-deg must be in (0, 180]" in capsys.readouterr().err

@@ -23,3 +23,11 @@ def test_the_navigator_given_the_truth_reaches_targets_at_once():
     # where the score robot first explores (its first reward on this seed came after 100 steps)
     assert row["steps"] == 80 and row["total_reward"] >= 2 and row["first_reward_step"] < 40
     assert row["goals_started"] == row["total_reward"] + 1 and sum(row["actions"]) == 80
+
+
+def test_the_score_robot_drives_with_the_turn_threshold_its_config_names():
+    from spatial_memory_ros.behaviour.planner import PlannerConfig
+    from spatial_memory_ros.evaluation.memory_maze_agent import AgentConfig, planner_config
+
+    assert planner_config(AgentConfig()).turn_in_place_deg == PlannerConfig.turn_in_place_deg
+    assert planner_config(AgentConfig(turn_in_place_deg=70.0)).turn_in_place_deg == 70.0

@@ -65,6 +65,8 @@ class AgentConfig:
     # fired (session 19, README; benchmarks/memory_maze_score.py --look-alike-after to measure another version)
     doubt_walls_after: int = RobotConfig.doubt_walls_after  # the shipped robot's: off (session 20 measured it at
     # 300 on three 15x15 seeds and the team task, README; benchmarks/memory_maze_score.py --doubt-walls-after)
+    turn_in_place_deg: float = PlannerConfig.turn_in_place_deg  # the planner's: 50 deg (session 24 measured 70 on
+    # 9x9 as a trial, README; benchmarks/memory_maze_score.py --turn-in-place-deg to measure another value)
     seed: int = 0
 
 
@@ -73,7 +75,8 @@ def planner_config(config: AgentConfig) -> PlannerConfig:
     goal tolerance, walls within a target's radius of a goal not counted."""
     return PlannerConfig(dt=CONTROL_DT, max_linear_speed=float(ACTION_TWISTS[1, 0]),
                          max_angular_speed=float(ACTION_TWISTS[2, 1]), lookahead=config.lookahead,
-                         goal_tolerance=config.goal_tolerance, goal_clear_radius=TARGET_RADIUS)
+                         goal_tolerance=config.goal_tolerance, goal_clear_radius=TARGET_RADIUS,
+                         turn_in_place_deg=config.turn_in_place_deg)
 
 
 class MemoryMazeAgent:
@@ -273,12 +276,14 @@ class Diagnostics:
 
 def run_episode(size: int, seed: int, variant: str, adapter, embedder, steps: int | None = None,
                 diagnostics: bool = True, progress=None, look_alike_after: int | None = None,
-                observer=None, doubt_walls_after: int | None = None) -> dict:
+                observer=None, doubt_walls_after: int | None = None,
+                turn_in_place_deg: float | None = None) -> dict:
     """One episode of the agent (``variant`` 'memory' or 'no_memory'); its score, actions and diagnostics.
 
     ``progress`` (optional) is called with the number of steps done after each step; ``look_alike_after`` (None:
     AgentConfig's) is RobotConfig.look_alike_after and ``doubt_walls_after`` (None: AgentConfig's) its
-    doubt_walls_after; ``observer`` (optional, for traces) is called after each
+    doubt_walls_after; ``turn_in_place_deg`` (None: AgentConfig's) the heading error above which the path follower
+    turns on the spot; ``observer`` (optional, for traces) is called after each
     decision with (step, agent, truth), truth None without diagnostics.
     """
     if variant not in VARIANTS:
@@ -290,6 +295,8 @@ def run_episode(size: int, seed: int, variant: str, adapter, embedder, steps: in
         config = replace(config, look_alike_after=int(look_alike_after))
     if doubt_walls_after is not None:
         config = replace(config, doubt_walls_after=int(doubt_walls_after))
+    if turn_in_place_deg is not None:
+        config = replace(config, turn_in_place_deg=float(turn_in_place_deg))
     agent = MemoryMazeAgent(size, adapter, embedder, config)
     notes = Diagnostics()
     actions: list[int] = []
