@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.episodes < 1 or (args.steps is not None and args.steps < 1):
         parser.error("--episodes and --steps must be at least 1")
+    from tqdm import tqdm
+
     data = json.loads(args.results.read_text()) if args.results.is_file() else {}
     episodes = data.setdefault("episodes", {})
     for size in args.sizes:
@@ -103,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
             done = episodes.get(key)
             if done is not None and done["steps"] >= (args.steps or EPISODE_STEPS[size]):
                 continue
-            row = drive_with_truth(size, seed, steps=args.steps)
+            steps = args.steps or EPISODE_STEPS[size]
+            with tqdm(total=steps, desc=f"{size}x{size} seed {seed}", unit="step", leave=False,
+                      disable=not sys.stderr.isatty()) as bar:
+                row = drive_with_truth(size, seed, steps=args.steps, progress=lambda done: bar.update(done - bar.n))
             print(f"{size}x{size} seed {seed}: ceiling {row['total_reward']:.0f} in {row['wall_s']:.0f} s", flush=True)
             episodes[key] = row
             _write(args, data)
