@@ -28,11 +28,12 @@ import numpy as np  # noqa: E402
 
 from spatial_memory_ros.evaluation.memory_maze_ceiling import drive_with_truth  # noqa: E402
 from spatial_memory_ros.evaluation.memory_maze_env import EPISODE_STEPS, PUBLISHED, steps_per_target  # noqa: E402
+from spatial_memory_ros.perception.predictor import BOUNDARY_CHECKPOINT  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "memory_maze_ceiling.json"
 SCORES = REPO / "benchmarks" / "results" / "memory_maze.json"
 FIRST_SEED = 3_000_000  # memory_maze_score.py's seeds, so every episode pairs with a robot episode
-SHIPPED = "bev_boundary.pt"
+SHIPPED = BOUNDARY_CHECKPOINT.name  # the score robot's default Memory-Maze checkpoint, as memory_maze_score.py names it
 
 
 def robot_rows(path: Path) -> dict[tuple[int, int], dict]:
