@@ -270,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="the path follower turns on the spot above this heading error (PlannerConfig."
                              f"turn_in_place_deg; default {AgentConfig.turn_in_place_deg:g}, the shipped agent's); a "
                              "value other than the shipped agent's needs a results file of its own")
+    parser.add_argument("--doubt-when-out-of-frontiers", choices=("on", "off"),
+                        default="on" if AgentConfig.doubt_when_out_of_frontiers else "off",
+                        help="with no frontier left on its map, explore behind doubtful walls before the random walk "
+                             "(PlannerConfig.doubt_when_out_of_frontiers; default "
+                             f"{'on' if AgentConfig.doubt_when_out_of_frontiers else 'off'}, the shipped agent's); "
+                             "the other needs a results file of its own")
     parser.add_argument("--steps", type=int, default=None,
                         help="stop each episode after this many steps (smoke runs; such rows are not scored)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
@@ -300,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--look-alike-after and --doubt-walls-after must be 0 (never) or a number of steps")
     if args.supersede is not None and not args.supersede.strip():
         parser.error("--supersede needs a note that says why the episodes no longer count")
+    trial = _trial_settings(args)
+    if trial and args.results.resolve() == RESULTS.resolve():
+        parser.error(f"{', '.join(trial)} differ from the shipped agent's: the table's file ({RESULTS.name}) holds "
+                     "the shipped agent only; give these episodes a --results file of their own")
     if args.summary_only:
         data = load_results(args.results)
         if args.supersede is not None:
@@ -335,11 +345,13 @@ def main(argv: list[str] | None = None) -> int:
             row = run_episode(size, seed, variant, adapter, embedder, steps=args.steps,
                               progress=lambda done: bar.update(done - bar.n),
                               look_alike_after=args.look_alike_after, doubt_walls_after=args.doubt_walls_after,
-                              turn_in_place_deg=args.turn_in_place_deg)
+                              turn_in_place_deg=args.turn_in_place_deg,
+                              doubt_when_out_of_frontiers=args.doubt_when_out_of_frontiers == "on")
         row.pop("action_sequence")
         row["look_alike_after"] = args.look_alike_after
         row["doubt_walls_after"] = args.doubt_walls_after
         row["turn_in_place_deg"] = args.turn_in_place_deg
+        row["doubt_when_out_of_frontiers"] = args.doubt_when_out_of_frontiers == "on"
         row["checkpoint"] = checkpoint
         episodes[episode_key(size, seed, variant, checkpoint)] = row
         tqdm.write(f"{size}x{size} seed {seed} {variant}: reward {row['total_reward']:.0f} in {row['wall_s']:.0f} s")
@@ -348,6 +360,17 @@ def main(argv: list[str] | None = None) -> int:
     _report(data, args.results)
     print(f"wrote {args.results} in {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def _trial_settings(args) -> list[str]:
+    """The robot settings of ``args`` that differ from the shipped agent's (AgentConfig), as option names."""
+    shipped = AgentConfig()
+    asked = {"--look-alike-after": (args.look_alike_after, shipped.look_alike_after),
+             "--doubt-walls-after": (args.doubt_walls_after, shipped.doubt_walls_after),
+             "--turn-in-place-deg": (args.turn_in_place_deg, shipped.turn_in_place_deg),
+             "--doubt-when-out-of-frontiers": (args.doubt_when_out_of_frontiers == "on",
+                                               shipped.doubt_when_out_of_frontiers)}
+    return [name for name, (value, default) in asked.items() if value != default]
 
 
 def _supersede_covered(args, data: dict, checkpoint: str | None = None) -> None:

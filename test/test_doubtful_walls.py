@@ -121,3 +121,26 @@ def test_by_default_a_robot_never_doubts_its_walls_and_a_negative_count_is_refus
     assert not robot.doubting_walls
     with pytest.raises(ValueError, match="doubt_walls_after"):
         RobotConfig(doubt_walls_after=-1)
+
+
+def test_out_of_frontiers_the_navigator_looks_behind_doubtful_walls_before_it_wanders():
+    pose = Pose2D(2.0, 2.0, 0.0)
+    navigator = Navigator(GEOMETRY, PlannerConfig(doubt_when_out_of_frontiers=True))
+    navigator.step(None, pose, closed_room())
+    assert navigator.status.mode == "frontier" and navigator.status.doubting and navigator.status.target[0] > 5.5
+    default = Navigator(GEOMETRY)  # the default keeps the random walk
+    default.step(None, pose, closed_room())
+    assert default.status.mode == "wander" and not PlannerConfig().doubt_when_out_of_frontiers
+
+
+def test_the_last_resort_waits_for_the_maps_own_frontiers_and_for_a_doubtful_wall():
+    pose = Pose2D(2.0, 2.0, 0.0)
+    config = PlannerConfig(doubt_when_out_of_frontiers=True)
+    grid = closed_room()
+    grid[10:16, 3] = -1  # an ordinary frontier at the west wall, 5 m farther than the doorway is
+    navigator = Navigator(GEOMETRY, config)
+    navigator.step(None, Pose2D(5.0, 3.2, 0.0), grid)
+    assert navigator.status.mode == "frontier" and navigator.status.target[0] < 1.5 and not navigator.status.doubting
+    firm = Navigator(GEOMETRY, config)
+    firm.step(None, pose, closed_room(doorway=CERTAIN))
+    assert firm.status.mode == "wander", "a room closed by walls the map holds firmly leaves only the random walk"

@@ -308,3 +308,12 @@ def test_a_turn_threshold_outside_a_half_turn_is_refused(degrees, capsys):
     with pytest.raises(SystemExit):
         _benchmark_module().main(["--turn-in-place-deg", degrees, "--summary-only"])
     assert "--turn-in-place-deg must be in (0, 180]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("trial", [["--turn-in-place-deg", "70"], ["--doubt-when-out-of-frontiers", "on"],
+                                   ["--doubt-walls-after", "300"]])
+def test_a_trial_setting_is_refused_into_the_tables_file(trial, capsys):
+    with pytest.raises(SystemExit):
+        _benchmark_module().main([*trial, "--summary-only"])
+    error = capsys.readouterr().err
+    assert trial[0] in error and "--results file of their own" in error

@@ -80,7 +80,8 @@ class Tracer:
                 "distance_to_target_m": distance, "object_entries": dict(sorted(labels.items())),
                 "places_found_empty": len(robot.not_here) if robot is not None else 0,
                 "trying_look_alikes": bool(robot is not None and robot.trying_look_alikes),
-                "doubting_walls": bool(robot is not None and robot.doubting_walls),
+                "doubting_walls": bool(robot is not None and (robot.doubting_walls or (
+                    robot.navigator is not None and robot.navigator.status.doubting))),
                 "pose_error_m": math.hypot(float(px) - truth.pose.x, float(py) - truth.pose.y),
                 "goal_from_target_m": goal_off,  # where it drives to, from the true target
                 "in_sight": bool(robot is not None and robot.sight is not None)}
@@ -155,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doubt-walls-after", type=int, default=AgentConfig.doubt_walls_after, metavar="STEPS",
                         help=f"RobotConfig.doubt_walls_after (default {AgentConfig.doubt_walls_after}, the shipped "
                              "agent's)")
+    parser.add_argument("--doubt-when-out-of-frontiers", choices=("on", "off"),
+                        default="on" if AgentConfig.doubt_when_out_of_frontiers else "off",
+                        help="PlannerConfig.doubt_when_out_of_frontiers (default "
+                             f"{'on' if AgentConfig.doubt_when_out_of_frontiers else 'off'}, the shipped agent's)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"folder for the JSON and pictures (default {OUT})")
     args = parser.parse_args(argv)
     if args.every < 1:
@@ -170,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     tracer = Tracer(args.size, args.seed, args.every, set(args.snapshots), args.out)
     row = run_episode(args.size, args.seed, "memory", adapter, Embedder(), steps=args.steps,
                       look_alike_after=args.look_alike_after, doubt_walls_after=args.doubt_walls_after,
-                      observer=tracer)
+                      doubt_when_out_of_frontiers=args.doubt_when_out_of_frontiers == "on", observer=tracer)
     row.pop("action_sequence")
     path = args.out / f"trace_{args.size}_{args.seed}.json"
     path.write_text(json.dumps({"command": sys.argv, "checkpoint": checkpoint.name, "episode": row,

@@ -67,6 +67,8 @@ class AgentConfig:
     # 300 on three 15x15 seeds and the team task, README; benchmarks/memory_maze_score.py --doubt-walls-after)
     turn_in_place_deg: float = PlannerConfig.turn_in_place_deg  # the planner's: 50 deg (session 24 measured 70 on
     # 9x9 as a trial, README; benchmarks/memory_maze_score.py --turn-in-place-deg to measure another value)
+    doubt_when_out_of_frontiers: bool = PlannerConfig.doubt_when_out_of_frontiers  # the planner's (session 25
+    # measured it, README; benchmarks/memory_maze_score.py --doubt-when-out-of-frontiers)
     seed: int = 0
 
 
@@ -76,7 +78,8 @@ def planner_config(config: AgentConfig) -> PlannerConfig:
     return PlannerConfig(dt=CONTROL_DT, max_linear_speed=float(ACTION_TWISTS[1, 0]),
                          max_angular_speed=float(ACTION_TWISTS[2, 1]), lookahead=config.lookahead,
                          goal_tolerance=config.goal_tolerance, goal_clear_radius=TARGET_RADIUS,
-                         turn_in_place_deg=config.turn_in_place_deg)
+                         turn_in_place_deg=config.turn_in_place_deg,
+                         doubt_when_out_of_frontiers=config.doubt_when_out_of_frontiers)
 
 
 class MemoryMazeAgent:
@@ -107,6 +110,8 @@ class MemoryMazeAgent:
         self.empty_places_cleared = 0  # places found empty, forgotten when their colour's target was reached by them
         self.look_alike_steps = 0  # steps spent trying look-alikes (RobotConfig.look_alike_after)
         self.doubt_steps = 0  # steps spent exploring behind doubtful walls (RobotConfig.doubt_walls_after)
+        self.out_of_frontier_steps = 0  # steps searching with no frontier left on the map (random walk or doubt)
+        self.last_resort_doubt_steps = 0  # of those, steps driving to a frontier behind a doubtful wall
         self._not_here: dict[str, list[EmptyPlace]] = {}  # colour -> places found without its target
         self._reached_at: dict[str, tuple[float, float]] = {}  # colour -> where the robot was when it was reached
         self.pose = Pose2D(0.0, 0.0, 0.0)
@@ -152,8 +157,19 @@ class MemoryMazeAgent:
         self.status = robot.status
         self.look_alike_steps += robot.trying_look_alikes
         self.doubt_steps += robot.doubting_walls and robot.current_goal is None
+        self._count_out_of_frontiers(robot)
         self._lap("decide", clock)
         return nearest_action(v, omega)
+
+    def _count_out_of_frontiers(self, robot: Robot) -> None:
+        """Count a searching step the map left without a frontier of its own (PlannerConfig
+        doubt_when_out_of_frontiers says what the navigator does then)."""
+        status = robot.navigator.status if robot.navigator is not None else None
+        if status is None or robot.status != "exploring" or robot.doubting_walls:
+            return
+        last_resort = status.mode == "frontier" and status.doubting
+        self.last_resort_doubt_steps += last_resort
+        self.out_of_frontier_steps += last_resort or status.mode == "wander"
 
     def _lap(self, part: str, since: float) -> float:
         now = time.perf_counter()
@@ -277,14 +293,15 @@ class Diagnostics:
 def run_episode(size: int, seed: int, variant: str, adapter, embedder, steps: int | None = None,
                 diagnostics: bool = True, progress=None, look_alike_after: int | None = None,
                 observer=None, doubt_walls_after: int | None = None,
-                turn_in_place_deg: float | None = None) -> dict:
+                turn_in_place_deg: float | None = None, doubt_when_out_of_frontiers: bool | None = None) -> dict:
     """One episode of the agent (``variant`` 'memory' or 'no_memory'); its score, actions and diagnostics.
 
     ``progress`` (optional) is called with the number of steps done after each step; ``look_alike_after`` (None:
     AgentConfig's) is RobotConfig.look_alike_after and ``doubt_walls_after`` (None: AgentConfig's) its
     doubt_walls_after; ``turn_in_place_deg`` (None: AgentConfig's) the heading error above which the path follower
-    turns on the spot; ``observer`` (optional, for traces) is called after each
-    decision with (step, agent, truth), truth None without diagnostics.
+    turns on the spot; ``doubt_when_out_of_frontiers`` (None: AgentConfig's) whether a map without frontiers
+    sends the robot behind its doubtful walls before it random-walks; ``observer`` (optional, for traces) is
+    called after each decision with (step, agent, truth), truth None without diagnostics.
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -297,6 +314,8 @@ def run_episode(size: int, seed: int, variant: str, adapter, embedder, steps: in
         config = replace(config, doubt_walls_after=int(doubt_walls_after))
     if turn_in_place_deg is not None:
         config = replace(config, turn_in_place_deg=float(turn_in_place_deg))
+    if doubt_when_out_of_frontiers is not None:
+        config = replace(config, doubt_when_out_of_frontiers=bool(doubt_when_out_of_frontiers))
     agent = MemoryMazeAgent(size, adapter, embedder, config)
     notes = Diagnostics()
     actions: list[int] = []
@@ -323,7 +342,8 @@ def run_episode(size: int, seed: int, variant: str, adapter, embedder, steps: in
             "distance_m": episode.distance, "false_arrivals": agent.false_arrivals,
             "empty_places_cleared": agent.empty_places_cleared,
             "goals_started": agent.robots_started, "look_alike_steps": agent.look_alike_steps,
-            "doubt_steps": agent.doubt_steps,
+            "doubt_steps": agent.doubt_steps, "out_of_frontier_steps": agent.out_of_frontier_steps,
+            "last_resort_doubt_steps": agent.last_resort_doubt_steps,
             "actions": np.bincount(actions, minlength=6).tolist(),
             "wall_s": wall, "sim_s": sim_seconds, "robot_s": dict(agent.seconds), **notes.summary(),
             "action_sequence": actions}
