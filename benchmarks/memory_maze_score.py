@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 
 from spatial_memory_ros.evaluation.memory_maze_agent import VARIANTS, AgentConfig, run_episode  # noqa: E402
 from spatial_memory_ros.evaluation.memory_maze_env import EPISODE_STEPS, PUBLISHED, steps_per_target  # noqa: E402
+from spatial_memory_ros.evaluation.score_pairs import mean_interval  # noqa: E402
 from spatial_memory_ros.perception.predictor import BOUNDARY_CHECKPOINT  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "memory_maze.json"
@@ -55,18 +56,6 @@ SHIPPED_CHECKPOINT = BOUNDARY_CHECKPOINT.name
 def episode_key(size: int, seed: int, variant: str, checkpoint: str) -> str:
     """The results key of one episode."""
     return f"{size}/{seed}/{variant}/{checkpoint}"
-
-
-def mean_interval(values: list[float]) -> tuple[float, float, float]:
-    """Mean and its 95% t interval (the mean twice for a single value)."""
-    from scipy import stats
-
-    data = np.asarray(values, np.float64)
-    mean = float(data.mean())
-    if len(data) < 2:
-        return mean, mean, mean
-    half = float(stats.t.ppf(0.975, len(data) - 1) * data.std(ddof=1) / np.sqrt(len(data)))
-    return mean, mean - half, mean + half
 
 
 def summarise(episodes: dict) -> list[dict]:
