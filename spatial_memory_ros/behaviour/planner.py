@@ -53,7 +53,7 @@ class PlannerConfig:
     goal_reach_radius: float = 1.0
     doubtful_wall_below: int = 85  # percent: walls below it are doubtful (Navigator.step's doubt_walls)
     doubtful_frontier_cost: float = 20.0  # m of path cost added to a frontier that only a doubted wall opened
-    doubt_when_out_of_frontiers: bool = False  # with no frontier left, look behind doubtful walls before wandering
+    doubt_when_out_of_frontiers: bool = False  # no frontier left: look behind doubtful walls first (off: session 25)
     max_linear_speed: float = 0.8
     max_angular_speed: float = 1.5
     turn_gain: float = 2.0
