@@ -62,12 +62,9 @@ def matches(row: dict, wanted: dict[str, object], defaults: dict[str, object]) -
 
 def shipped_settings() -> dict[str, object]:
     """The settings memory_maze_score.py records per row, as the shipped agent has them."""
-    from spatial_memory_ros.evaluation.memory_maze_agent import AgentConfig
+    from spatial_memory_ros.evaluation.memory_maze_agent import AgentConfig, recorded_settings
 
-    config = AgentConfig()
-    return {"look_alike_after": config.look_alike_after, "doubt_walls_after": config.doubt_walls_after,
-            "turn_in_place_deg": config.turn_in_place_deg,
-            "doubt_when_out_of_frontiers": config.doubt_when_out_of_frontiers}
+    return recorded_settings(AgentConfig())
 
 
 def print_summary(summary: dict, label: str) -> None:

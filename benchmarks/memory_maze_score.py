@@ -39,7 +39,8 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from spatial_memory_ros.evaluation.memory_maze_agent import VARIANTS, AgentConfig, run_episode  # noqa: E402
+from spatial_memory_ros.evaluation.memory_maze_agent import (VARIANTS, AgentConfig, recorded_settings,  # noqa: E402
+                                                             run_episode)
 from spatial_memory_ros.evaluation.memory_maze_env import EPISODE_STEPS, PUBLISHED, steps_per_target  # noqa: E402
 from spatial_memory_ros.evaluation.score_pairs import mean_interval  # noqa: E402
 from spatial_memory_ros.perception.predictor import BOUNDARY_CHECKPOINT  # noqa: E402
@@ -337,10 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                               turn_in_place_deg=args.turn_in_place_deg,
                               doubt_when_out_of_frontiers=args.doubt_when_out_of_frontiers == "on")
         row.pop("action_sequence")
-        row["look_alike_after"] = args.look_alike_after
-        row["doubt_walls_after"] = args.doubt_walls_after
-        row["turn_in_place_deg"] = args.turn_in_place_deg
-        row["doubt_when_out_of_frontiers"] = args.doubt_when_out_of_frontiers == "on"
+        row.update(recorded_settings(_asked_config(args)))
         row["checkpoint"] = checkpoint
         episodes[episode_key(size, seed, variant, checkpoint)] = row
         tqdm.write(f"{size}x{size} seed {seed} {variant}: reward {row['total_reward']:.0f} in {row['wall_s']:.0f} s")
@@ -351,15 +349,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _asked_config(args) -> AgentConfig:
+    """The AgentConfig of the robot settings ``args`` asks for."""
+    return AgentConfig(look_alike_after=args.look_alike_after, doubt_walls_after=args.doubt_walls_after,
+                       turn_in_place_deg=args.turn_in_place_deg,
+                       doubt_when_out_of_frontiers=args.doubt_when_out_of_frontiers == "on")
+
+
 def _trial_settings(args) -> list[str]:
     """The robot settings of ``args`` that differ from the shipped agent's (AgentConfig), as option names."""
-    shipped = AgentConfig()
-    asked = {"--look-alike-after": (args.look_alike_after, shipped.look_alike_after),
-             "--doubt-walls-after": (args.doubt_walls_after, shipped.doubt_walls_after),
-             "--turn-in-place-deg": (args.turn_in_place_deg, shipped.turn_in_place_deg),
-             "--doubt-when-out-of-frontiers": (args.doubt_when_out_of_frontiers == "on",
-                                               shipped.doubt_when_out_of_frontiers)}
-    return [name for name, (value, default) in asked.items() if value != default]
+    shipped, asked = recorded_settings(AgentConfig()), recorded_settings(_asked_config(args))
+    return ["--" + name.replace("_", "-") for name in asked if asked[name] != shipped[name]]
 
 
 def _supersede_covered(args, data: dict, checkpoint: str | None = None) -> None:

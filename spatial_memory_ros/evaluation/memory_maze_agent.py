@@ -72,6 +72,15 @@ class AgentConfig:
     seed: int = 0
 
 
+RECORDED_SETTINGS = ("look_alike_after", "doubt_walls_after", "turn_in_place_deg", "doubt_when_out_of_frontiers")
+"""The AgentConfig fields a trial may change; every score row records them, so rows of other settings stay apart."""
+
+
+def recorded_settings(config: AgentConfig) -> dict[str, object]:
+    """``config``'s RECORDED_SETTINGS by name, as a score row records them."""
+    return {name: getattr(config, name) for name in RECORDED_SETTINGS}
+
+
 def planner_config(config: AgentConfig) -> PlannerConfig:
     """The planner as the score robot drives it: Memory-Maze's action speeds at 4 Hz, ``config``'s lookahead and
     goal tolerance, walls within a target's radius of a goal not counted."""
