@@ -266,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
                              "(PlannerConfig.doubt_when_out_of_frontiers; default "
                              f"{'on' if AgentConfig.doubt_when_out_of_frontiers else 'off'}, the shipped agent's); "
                              "the other needs a results file of its own")
+    parser.add_argument("--goal-through-doubtful-walls", choices=("on", "off"),
+                        default="on" if AgentConfig.goal_through_doubtful_walls else "off",
+                        help="a goal's path may cross walls the map holds only weakly, at a cost per metre "
+                             "(PlannerConfig.goal_through_doubtful_walls; default "
+                             f"{'on' if AgentConfig.goal_through_doubtful_walls else 'off'}, the shipped agent's); "
+                             "the other needs a results file of its own")
     parser.add_argument("--steps", type=int, default=None,
                         help="stop each episode after this many steps (smoke runs; such rows are not scored)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
@@ -336,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
                               progress=lambda done: bar.update(done - bar.n),
                               look_alike_after=args.look_alike_after, doubt_walls_after=args.doubt_walls_after,
                               turn_in_place_deg=args.turn_in_place_deg,
-                              doubt_when_out_of_frontiers=args.doubt_when_out_of_frontiers == "on")
+                              doubt_when_out_of_frontiers=args.doubt_when_out_of_frontiers == "on",
+                              goal_through_doubtful_walls=args.goal_through_doubtful_walls == "on")
         row.pop("action_sequence")
         row.update(recorded_settings(_asked_config(args)))
         row["checkpoint"] = checkpoint
@@ -353,7 +360,8 @@ def _asked_config(args) -> AgentConfig:
     """The AgentConfig of the robot settings ``args`` asks for."""
     return AgentConfig(look_alike_after=args.look_alike_after, doubt_walls_after=args.doubt_walls_after,
                        turn_in_place_deg=args.turn_in_place_deg,
-                       doubt_when_out_of_frontiers=args.doubt_when_out_of_frontiers == "on")
+                       doubt_when_out_of_frontiers=args.doubt_when_out_of_frontiers == "on",
+                       goal_through_doubtful_walls=args.goal_through_doubtful_walls == "on")
 
 
 def _trial_settings(args) -> list[str]:

@@ -144,3 +144,45 @@ def test_the_last_resort_waits_for_the_maps_own_frontiers_and_for_a_doubtful_wal
     firm = Navigator(GEOMETRY, config)
     firm.step(None, pose, closed_room(doorway=CERTAIN))
     assert firm.status.mode == "wander", "a room closed by walls the map holds firmly leaves only the random walk"
+
+
+def two_rooms(between: int = DOUBTFUL) -> np.ndarray:
+    """Two known free rooms, west (x 1-5 m) and east (x 5.25-9 m), apart by a wall one cell thick whose south metre
+    (y 1-2 m) holds ``between`` percent, the rest firm, and joined by a corridor round the north (y 9-9.75 m):
+    from (3, 1.5) to (7, 1.5) it is 4 m through the wall and some 19 m round."""
+    grid = np.full((40, 40), CERTAIN, np.int8)
+    grid[4:36, 4:20] = 0
+    grid[4:36, 21:36] = 0
+    grid[36:39, 4:36] = 0
+    grid[4:8, 20] = between
+    return grid
+
+
+def goal_path_length(config: PlannerConfig, grid: np.ndarray) -> float:
+    navigator = Navigator(GEOMETRY, config)
+    navigator.step(None, Pose2D(3.0, 1.5, 0.0), grid, goal=(7.0, 1.5))
+    assert navigator.status.mode == "goal"
+    return float(np.hypot(*np.diff(navigator.status.path, axis=0).T).sum())
+
+
+def test_a_goals_path_crosses_a_doubtful_wall_only_when_asked_and_never_a_firm_one():
+    through = PlannerConfig(goal_through_doubtful_walls=True)
+    assert goal_path_length(through, two_rooms()) < 5.0, "a doubtful wall a cell thick (10 m of cost) beats 19 m round"
+    assert goal_path_length(PlannerConfig(), two_rooms()) > 14.0, "by default the map's walls hold"
+    assert goal_path_length(through, two_rooms(between=CERTAIN)) > 14.0, "a firm wall is never crossed"
+    dear = PlannerConfig(goal_through_doubtful_walls=True, doubtful_wall_cost=100.0)
+    assert goal_path_length(dear, two_rooms()) > 14.0, "unless crossing costs more than the way round"
+
+
+def test_doubtful_walls_are_passable_only_in_a_goals_costs_and_a_negative_cost_is_refused():
+    config = PlannerConfig()
+    grid = two_rooms()
+    assert np.isinf(cost_grid(grid, GEOMETRY, config)[5, 20])
+    passable = cost_grid(grid, GEOMETRY, config, doubtful_passable=True)
+    assert np.isfinite(passable[5, 20]) and passable[5, 20] >= config.doubtful_wall_cost
+    assert np.isinf(passable[10, 20]), "firm walls stay walls"
+    navigator = Navigator(GEOMETRY, PlannerConfig(goal_through_doubtful_walls=True))
+    navigator.step(None, Pose2D(3.0, 1.5, 0.0), grid)  # no goal: exploring plans on the map's own walls
+    assert navigator.status.mode in ("frontier", "wander")
+    with pytest.raises(ValueError, match="doubtful_wall_cost"):
+        PlannerConfig(doubtful_wall_cost=-1.0)

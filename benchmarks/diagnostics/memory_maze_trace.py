@@ -160,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
                         default="on" if AgentConfig.doubt_when_out_of_frontiers else "off",
                         help="PlannerConfig.doubt_when_out_of_frontiers (default "
                              f"{'on' if AgentConfig.doubt_when_out_of_frontiers else 'off'}, the shipped agent's)")
+    parser.add_argument("--goal-through-doubtful-walls", choices=("on", "off"),
+                        default="on" if AgentConfig.goal_through_doubtful_walls else "off",
+                        help="PlannerConfig.goal_through_doubtful_walls (default "
+                             f"{'on' if AgentConfig.goal_through_doubtful_walls else 'off'}, the shipped agent's)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"folder for the JSON and pictures (default {OUT})")
     args = parser.parse_args(argv)
     if args.every < 1:
@@ -175,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     tracer = Tracer(args.size, args.seed, args.every, set(args.snapshots), args.out)
     row = run_episode(args.size, args.seed, "memory", adapter, Embedder(), steps=args.steps,
                       look_alike_after=args.look_alike_after, doubt_walls_after=args.doubt_walls_after,
-                      doubt_when_out_of_frontiers=args.doubt_when_out_of_frontiers == "on", observer=tracer)
+                      doubt_when_out_of_frontiers=args.doubt_when_out_of_frontiers == "on",
+                      goal_through_doubtful_walls=args.goal_through_doubtful_walls == "on", observer=tracer)
     row.pop("action_sequence")
     path = args.out / f"trace_{args.size}_{args.seed}.json"
     path.write_text(json.dumps({"command": sys.argv, "checkpoint": checkpoint.name, "episode": row,

@@ -13,7 +13,11 @@ frontier costs ``doubtful_frontier_cost`` more than the map's own, which come fi
 ``doubt_when_out_of_frontiers`` it does the same, unasked, when its map has no frontier left, before falling back
 on the random walk (a map with every doorway it knows explored but the target not found has, most often, closed a
 doorway, and the random walk finds it only by chance: 300 steps of it in 13x13 seed 3,000,007 with the fine-tuned
-BEV candidate). Off by default: on the two episodes measured (session 25, README) it scored lower.
+BEV candidate). Off by default: on the two episodes measured (session 25, README) it scored lower. With
+``goal_through_doubtful_walls`` a goal's path may cross doubtful walls at ``doubtful_wall_cost`` per metre (the
+map's closed doorways also lengthen the trips between known targets: 13x13 seed 3,000,012 drove 82 steps per target
+where the same driver on the true map needs 53); a real wall seen up close on the way turns firm and the next plan
+goes round it.
 """
 from __future__ import annotations
 
@@ -138,7 +142,8 @@ class Navigator:
         elif self._doubt:
             ordinary = frontier_mask(occupancy)
             occupancy = open_doubtful_walls(occupancy, self.config.doubtful_wall_below)
-        costs = cost_grid(occupancy, self.geometry, self.config, self._obstacles(partners))
+        through_doubt = goal is not None and self.config.goal_through_doubtful_walls
+        costs = cost_grid(occupancy, self.geometry, self.config, self._obstacles(partners), through_doubt)
         field = shortest_paths(costs, self.geometry, (pose.x, pose.y))
         if field is None:
             self.status = NavigationStatus("wander", None, None)
@@ -148,6 +153,12 @@ class Navigator:
             if path is not None:
                 self.status = NavigationStatus("goal", goal, path, WallCells(occupancy, self.geometry))
                 return
+            if through_doubt:  # the rest (frontiers) plans on the map's own walls
+                field = shortest_paths(cost_grid(occupancy, self.geometry, self.config, self._obstacles(partners)),
+                                       self.geometry, (pose.x, pose.y))
+                if field is None:
+                    self.status = NavigationStatus("wander", None, None)
+                    return
         keep = self.status.target if self.status.mode == "frontier" else None
         frontier = choose_frontier(occupancy, field, self.config, partners, tuple(self._reached_frontiers), keep,
                                    ordinary)

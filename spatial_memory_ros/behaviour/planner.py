@@ -54,6 +54,8 @@ class PlannerConfig:
     doubtful_wall_below: int = 85  # percent: walls below it are doubtful (Navigator.step's doubt_walls)
     doubtful_frontier_cost: float = 20.0  # m of path cost added to a frontier that only a doubted wall opened
     doubt_when_out_of_frontiers: bool = False  # no frontier left: look behind doubtful walls first (off: session 25)
+    goal_through_doubtful_walls: bool = False  # a goal's path may cross doubtful walls (a trial: session 26)
+    doubtful_wall_cost: float = 40.0  # per metre of doubtful wall a goal's path crosses, on top of unknown_cost
     max_linear_speed: float = 0.8
     max_angular_speed: float = 1.5
     turn_gain: float = 2.0
@@ -76,9 +78,10 @@ class PlannerConfig:
                 raise ValueError(f"PlannerConfig.{name} must be a positive finite number, got {value}")
         if not (0.0 <= self.goal_clear_radius <= 5.0 and 0.0 <= self.goal_reach_radius <= 5.0):
             raise ValueError("PlannerConfig.goal_clear_radius and goal_reach_radius must lie in [0, 5] m")
-        if not (math.isfinite(self.doubtful_frontier_cost) and self.doubtful_frontier_cost >= 0):
-            raise ValueError(f"PlannerConfig.doubtful_frontier_cost must be a finite cost >= 0 (metres), got "
-                             f"{self.doubtful_frontier_cost}")
+        for name in ("doubtful_frontier_cost", "doubtful_wall_cost"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"PlannerConfig.{name} must be a finite cost >= 0, got {value}")
         if not 50 <= self.doubtful_wall_below <= 101:
             raise ValueError("PlannerConfig.doubtful_wall_below must be a wall probability in percent in [50, 101], "
                              f"got {self.doubtful_wall_below}")
@@ -99,17 +102,24 @@ class Partner:
 
 
 def cost_grid(occupancy: np.ndarray, geometry: GridGeometry, config: PlannerConfig,
-              partners: tuple[Partner, ...] = ()) -> np.ndarray:
-    """Per-cell cost of entering a cell (float, inf for walls), shaped like ``occupancy``."""
+              partners: tuple[Partner, ...] = (), doubtful_passable: bool = False) -> np.ndarray:
+    """Per-cell cost of entering a cell (float, inf for walls), shaped like ``occupancy``.
+
+    With ``doubtful_passable``, wall cells under ``config.doubtful_wall_below`` percent are not walls but unknown
+    cells that cost ``doubtful_wall_cost`` more per metre, and they inflate nothing: a path may cross them where
+    that saves more than the surcharge (see Navigator: a goal's path)."""
     occupancy = _checked_occupancy(occupancy, geometry)
     walls = occupancy >= 50
+    doubtful = walls & (occupancy < config.doubtful_wall_below) if doubtful_passable else np.zeros_like(walls)
+    walls &= ~doubtful
     if walls.any():  # clearance from a cell's centre to the nearest wall cell's edge
         distance = (scipy.ndimage.distance_transform_edt(~walls) - 0.5) * geometry.resolution
     else:
         distance = np.full(occupancy.shape, np.inf)
-    costs = np.where(occupancy == -1, config.unknown_cost, 1.0)
+    costs = np.where((occupancy == -1) | doubtful, config.unknown_cost, 1.0)
     costs = costs + config.near_wall_cost * np.clip(1.0 - distance / config.near_wall_distance, 0.0, 1.0)
     costs[distance <= config.robot_radius + config.inflation] += config.inflated_cost
+    costs[doubtful] += config.doubtful_wall_cost
     for partner in partners:
         if partner.sd <= config.partner_max_sd:
             costs += config.partner_cost * _disc(geometry, partner.x, partner.y, config.partner_radius + partner.sd)

@@ -69,10 +69,13 @@ class AgentConfig:
     # 9x9 as a trial, README; benchmarks/memory_maze_score.py --turn-in-place-deg to measure another value)
     doubt_when_out_of_frontiers: bool = PlannerConfig.doubt_when_out_of_frontiers  # the planner's (session 25
     # measured it, README; benchmarks/memory_maze_score.py --doubt-when-out-of-frontiers)
+    goal_through_doubtful_walls: bool = PlannerConfig.goal_through_doubtful_walls  # the planner's (session 26's
+    # trial, README; benchmarks/memory_maze_score.py --goal-through-doubtful-walls)
     seed: int = 0
 
 
-RECORDED_SETTINGS = ("look_alike_after", "doubt_walls_after", "turn_in_place_deg", "doubt_when_out_of_frontiers")
+RECORDED_SETTINGS = ("look_alike_after", "doubt_walls_after", "turn_in_place_deg", "doubt_when_out_of_frontiers",
+                     "goal_through_doubtful_walls")
 """The AgentConfig fields a trial may change; every score row records them, so rows of other settings stay apart."""
 
 
@@ -88,7 +91,8 @@ def planner_config(config: AgentConfig) -> PlannerConfig:
                          max_angular_speed=float(ACTION_TWISTS[2, 1]), lookahead=config.lookahead,
                          goal_tolerance=config.goal_tolerance, goal_clear_radius=TARGET_RADIUS,
                          turn_in_place_deg=config.turn_in_place_deg,
-                         doubt_when_out_of_frontiers=config.doubt_when_out_of_frontiers)
+                         doubt_when_out_of_frontiers=config.doubt_when_out_of_frontiers,
+                         goal_through_doubtful_walls=config.goal_through_doubtful_walls)
 
 
 class MemoryMazeAgent:
@@ -302,14 +306,16 @@ class Diagnostics:
 def run_episode(size: int, seed: int, variant: str, adapter, embedder, steps: int | None = None,
                 diagnostics: bool = True, progress=None, look_alike_after: int | None = None,
                 observer=None, doubt_walls_after: int | None = None,
-                turn_in_place_deg: float | None = None, doubt_when_out_of_frontiers: bool | None = None) -> dict:
+                turn_in_place_deg: float | None = None, doubt_when_out_of_frontiers: bool | None = None,
+                goal_through_doubtful_walls: bool | None = None) -> dict:
     """One episode of the agent (``variant`` 'memory' or 'no_memory'); its score, actions and diagnostics.
 
     ``progress`` (optional) is called with the number of steps done after each step; ``look_alike_after`` (None:
     AgentConfig's) is RobotConfig.look_alike_after and ``doubt_walls_after`` (None: AgentConfig's) its
     doubt_walls_after; ``turn_in_place_deg`` (None: AgentConfig's) the heading error above which the path follower
     turns on the spot; ``doubt_when_out_of_frontiers`` (None: AgentConfig's) whether a map without frontiers
-    sends the robot behind its doubtful walls before it random-walks; ``observer`` (optional, for traces) is
+    sends the robot behind its doubtful walls before it random-walks; ``goal_through_doubtful_walls`` (None:
+    AgentConfig's) whether a goal's path may cross doubtful walls; ``observer`` (optional, for traces) is
     called after each decision with (step, agent, truth), truth None without diagnostics.
     """
     if variant not in VARIANTS:
@@ -325,6 +331,8 @@ def run_episode(size: int, seed: int, variant: str, adapter, embedder, steps: in
         config = replace(config, turn_in_place_deg=float(turn_in_place_deg))
     if doubt_when_out_of_frontiers is not None:
         config = replace(config, doubt_when_out_of_frontiers=bool(doubt_when_out_of_frontiers))
+    if goal_through_doubtful_walls is not None:
+        config = replace(config, goal_through_doubtful_walls=bool(goal_through_doubtful_walls))
     agent = MemoryMazeAgent(size, adapter, embedder, config)
     notes = Diagnostics()
     actions: list[int] = []
