@@ -17,7 +17,7 @@ BEV candidate). Off by default: on the two episodes measured (session 25, README
 ``goal_through_doubtful_walls`` a goal's path may cross doubtful walls at ``doubtful_wall_cost`` per metre (the
 map's closed doorways also lengthen the trips between known targets: 13x13 seed 3,000,012 drove 82 steps per target
 where the same driver on the true map needs 53); a real wall seen up close on the way turns firm and the next plan
-goes round it.
+goes round it. Off by default: over 40 paired episodes (session 26, README) it was level, -0.7% of the oracle.
 """
 from __future__ import annotations
 

@@ -54,7 +54,7 @@ class PlannerConfig:
     doubtful_wall_below: int = 85  # percent: walls below it are doubtful (Navigator.step's doubt_walls)
     doubtful_frontier_cost: float = 20.0  # m of path cost added to a frontier that only a doubted wall opened
     doubt_when_out_of_frontiers: bool = False  # no frontier left: look behind doubtful walls first (off: session 25)
-    goal_through_doubtful_walls: bool = False  # a goal's path may cross doubtful walls (a trial: session 26)
+    goal_through_doubtful_walls: bool = False  # a goal's path may cross doubtful walls (off: session 26, README)
     doubtful_wall_cost: float = 40.0  # per metre of doubtful wall a goal's path crosses, on top of unknown_cost
     max_linear_speed: float = 0.8
     max_angular_speed: float = 1.5
