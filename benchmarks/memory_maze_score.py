@@ -260,18 +260,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the path follower turns on the spot above this heading error (PlannerConfig."
                              f"turn_in_place_deg; default {AgentConfig.turn_in_place_deg:g}, the shipped agent's); a "
                              "value other than the shipped agent's needs a results file of its own")
-    parser.add_argument("--doubt-when-out-of-frontiers", choices=("on", "off"),
-                        default="on" if AgentConfig.doubt_when_out_of_frontiers else "off",
-                        help="with no frontier left on its map, explore behind doubtful walls before the random walk "
-                             "(PlannerConfig.doubt_when_out_of_frontiers; default "
-                             f"{'on' if AgentConfig.doubt_when_out_of_frontiers else 'off'}, the shipped agent's); "
-                             "the other needs a results file of its own")
-    parser.add_argument("--goal-through-doubtful-walls", choices=("on", "off"),
-                        default="on" if AgentConfig.goal_through_doubtful_walls else "off",
-                        help="a goal's path may cross walls the map holds only weakly, at a cost per metre "
-                             "(PlannerConfig.goal_through_doubtful_walls; default "
-                             f"{'on' if AgentConfig.goal_through_doubtful_walls else 'off'}, the shipped agent's); "
-                             "the other needs a results file of its own")
+    _add_switch(parser, "doubt_when_out_of_frontiers",
+                "with no frontier left on its map, explore behind doubtful walls before the random walk")
+    _add_switch(parser, "goal_through_doubtful_walls",
+                "a goal's path may cross walls the map holds only weakly, at a cost per metre")
     parser.add_argument("--steps", type=int, default=None,
                         help="stop each episode after this many steps (smoke runs; such rows are not scored)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
@@ -354,6 +346,14 @@ def main(argv: list[str] | None = None) -> int:
     _report(data, args.results)
     print(f"wrote {args.results} in {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def _add_switch(parser: argparse.ArgumentParser, field: str, what: str) -> None:
+    """An on|off option for the PlannerConfig switch ``field`` of the score robot, defaulting to the shipped one."""
+    default = "on" if getattr(AgentConfig, field) else "off"
+    parser.add_argument("--" + field.replace("_", "-"), choices=("on", "off"), default=default,
+                        help=f"{what} (PlannerConfig.{field}; default {default}, the shipped agent's); the other "
+                             "needs a results file of its own")
 
 
 def _asked_config(args) -> AgentConfig:
