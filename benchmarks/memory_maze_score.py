@@ -322,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             for variant in args.variants
             if not _finished(episodes.get(episode_key(size, seed, variant, checkpoint)), size, args.steps)]
     quiet = not sys.stderr.isatty()
+    settings = recorded_settings(_asked_config(args))
     print(f"{len(todo)} episodes to run ({checkpoint}); results in {args.results}", flush=True)
     for size, seed, variant in tqdm(todo, desc="episodes", unit="episode", disable=quiet):
         if args.time_budget_min and time.perf_counter() - started > 60.0 * args.time_budget_min:
@@ -331,13 +332,9 @@ def main(argv: list[str] | None = None) -> int:
         with tqdm(total=steps, desc=f"{size}x{size} seed {seed} {variant}", unit="step", leave=False,
                   disable=quiet) as bar:
             row = run_episode(size, seed, variant, adapter, embedder, steps=args.steps,
-                              progress=lambda done: bar.update(done - bar.n),
-                              look_alike_after=args.look_alike_after, doubt_walls_after=args.doubt_walls_after,
-                              turn_in_place_deg=args.turn_in_place_deg,
-                              doubt_when_out_of_frontiers=args.doubt_when_out_of_frontiers == "on",
-                              goal_through_doubtful_walls=args.goal_through_doubtful_walls == "on")
+                              progress=lambda done: bar.update(done - bar.n), settings=settings)
         row.pop("action_sequence")
-        row.update(recorded_settings(_asked_config(args)))
+        row.update(settings)
         row["checkpoint"] = checkpoint
         episodes[episode_key(size, seed, variant, checkpoint)] = row
         tqdm.write(f"{size}x{size} seed {seed} {variant}: reward {row['total_reward']:.0f} in {row['wall_s']:.0f} s")

@@ -177,10 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     adapter, checkpoint = make_adapter(args.checkpoint)
     tracer = Tracer(args.size, args.seed, args.every, set(args.snapshots), args.out)
-    row = run_episode(args.size, args.seed, "memory", adapter, Embedder(), steps=args.steps,
-                      look_alike_after=args.look_alike_after, doubt_walls_after=args.doubt_walls_after,
-                      doubt_when_out_of_frontiers=args.doubt_when_out_of_frontiers == "on",
-                      goal_through_doubtful_walls=args.goal_through_doubtful_walls == "on", observer=tracer)
+    settings = {"look_alike_after": args.look_alike_after, "doubt_walls_after": args.doubt_walls_after,
+                "doubt_when_out_of_frontiers": args.doubt_when_out_of_frontiers == "on",
+                "goal_through_doubtful_walls": args.goal_through_doubtful_walls == "on"}
+    row = run_episode(args.size, args.seed, "memory", adapter, Embedder(), steps=args.steps, observer=tracer,
+                      settings=settings)
     row.pop("action_sequence")
     path = args.out / f"trace_{args.size}_{args.seed}.json"
     path.write_text(json.dumps({"command": sys.argv, "checkpoint": checkpoint.name, "episode": row,

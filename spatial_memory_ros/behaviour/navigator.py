@@ -143,8 +143,7 @@ class Navigator:
             ordinary = frontier_mask(occupancy)
             occupancy = open_doubtful_walls(occupancy, self.config.doubtful_wall_below)
         through_doubt = goal is not None and self.config.goal_through_doubtful_walls
-        costs = cost_grid(occupancy, self.geometry, self.config, self._obstacles(partners), through_doubt)
-        field = shortest_paths(costs, self.geometry, (pose.x, pose.y))
+        field = self._field(pose, occupancy, partners, through_doubt)
         if field is None:
             self.status = NavigationStatus("wander", None, None)
             return
@@ -154,8 +153,7 @@ class Navigator:
                 self.status = NavigationStatus("goal", goal, path, WallCells(occupancy, self.geometry))
                 return
             if through_doubt:  # the rest (frontiers) plans on the map's own walls
-                field = shortest_paths(cost_grid(occupancy, self.geometry, self.config, self._obstacles(partners)),
-                                       self.geometry, (pose.x, pose.y))
+                field = self._field(pose, occupancy, partners)
                 if field is None:
                     self.status = NavigationStatus("wander", None, None)
                     return
@@ -179,12 +177,17 @@ class Navigator:
         opened = open_doubtful_walls(occupancy, self.config.doubtful_wall_below)
         if opened is occupancy:
             return occupancy, None, None
-        field = shortest_paths(cost_grid(opened, self.geometry, self.config, self._obstacles(partners)),
-                               self.geometry, (pose.x, pose.y))
+        field = self._field(pose, opened, partners)
         if field is None:
             return occupancy, None, None
         frontier = choose_frontier(opened, field, self.config, partners, tuple(self._reached_frontiers), keep)
         return opened, field, frontier
+
+    def _field(self, pose: Pose2D, occupancy: np.ndarray, partners: tuple[Partner, ...],
+               doubtful_passable: bool = False):
+        """Shortest paths from the robot over ``occupancy`` (planner.cost_grid), or None off the map."""
+        costs = cost_grid(occupancy, self.geometry, self.config, self._obstacles(partners), doubtful_passable)
+        return shortest_paths(costs, self.geometry, (pose.x, pose.y))
 
     def _path_to_goal(self, field, goal: tuple[float, float]) -> np.ndarray | None:
         """The path to ``goal`` ending exactly on it; via the nearest reachable cell when the goal is walled in."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -304,35 +305,23 @@ class Diagnostics:
 
 
 def run_episode(size: int, seed: int, variant: str, adapter, embedder, steps: int | None = None,
-                diagnostics: bool = True, progress=None, look_alike_after: int | None = None,
-                observer=None, doubt_walls_after: int | None = None,
-                turn_in_place_deg: float | None = None, doubt_when_out_of_frontiers: bool | None = None,
-                goal_through_doubtful_walls: bool | None = None) -> dict:
+                diagnostics: bool = True, progress=None, observer=None,
+                settings: Mapping[str, object] | None = None) -> dict:
     """One episode of the agent (``variant`` 'memory' or 'no_memory'); its score, actions and diagnostics.
 
-    ``progress`` (optional) is called with the number of steps done after each step; ``look_alike_after`` (None:
-    AgentConfig's) is RobotConfig.look_alike_after and ``doubt_walls_after`` (None: AgentConfig's) its
-    doubt_walls_after; ``turn_in_place_deg`` (None: AgentConfig's) the heading error above which the path follower
-    turns on the spot; ``doubt_when_out_of_frontiers`` (None: AgentConfig's) whether a map without frontiers
-    sends the robot behind its doubtful walls before it random-walks; ``goal_through_doubtful_walls`` (None:
-    AgentConfig's) whether a goal's path may cross doubtful walls; ``observer`` (optional, for traces) is
-    called after each decision with (step, agent, truth), truth None without diagnostics.
+    ``progress`` (optional) is called with the number of steps done after each step; ``settings`` (optional)
+    overrides AgentConfig's RECORDED_SETTINGS by name (a trial: the score script's --turn-in-place-deg and the
+    like); ``observer`` (optional, for traces) is called after each decision with (step, agent, truth), truth None
+    without diagnostics.
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    unknown = set(settings or {}) - set(RECORDED_SETTINGS)
+    if unknown:
+        raise ValueError(f"settings may only hold {RECORDED_SETTINGS}, got {sorted(unknown)}")
     start = time.perf_counter()
     episode = MemoryMazeEpisode(size, seed, diagnostics=diagnostics, steps=steps)
-    config = AgentConfig(memory=variant == "memory", seed=seed)
-    if look_alike_after is not None:
-        config = replace(config, look_alike_after=int(look_alike_after))
-    if doubt_walls_after is not None:
-        config = replace(config, doubt_walls_after=int(doubt_walls_after))
-    if turn_in_place_deg is not None:
-        config = replace(config, turn_in_place_deg=float(turn_in_place_deg))
-    if doubt_when_out_of_frontiers is not None:
-        config = replace(config, doubt_when_out_of_frontiers=bool(doubt_when_out_of_frontiers))
-    if goal_through_doubtful_walls is not None:
-        config = replace(config, goal_through_doubtful_walls=bool(goal_through_doubtful_walls))
+    config = replace(AgentConfig(memory=variant == "memory", seed=seed), **(settings or {}))
     agent = MemoryMazeAgent(size, adapter, embedder, config)
     notes = Diagnostics()
     actions: list[int] = []
