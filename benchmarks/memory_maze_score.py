@@ -264,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
                 "with no frontier left on its map, explore behind doubtful walls before the random walk")
     _add_switch(parser, "goal_through_doubtful_walls",
                 "a goal's path may cross walls the map holds only weakly, at a cost per metre")
+    parser.add_argument("--min-wall-incidence", type=float, default=AgentConfig.min_wall_incidence, metavar="COS",
+                        help="map no wall cell seen at a more grazing angle than this |cos| between ray and wall "
+                             f"normal (RobotMemory.min_wall_incidence; default {AgentConfig.min_wall_incidence:g}, the "
+                             "shipped agent's; 0: every wall); another value needs a results file of its own")
     parser.add_argument("--steps", type=int, default=None,
                         help="stop each episode after this many steps (smoke runs; such rows are not scored)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
@@ -290,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--episodes and --steps must be at least 1")
     if not 0.0 < args.turn_in_place_deg <= 180.0:
         parser.error(f"--turn-in-place-deg must be in (0, 180] degrees, got {args.turn_in_place_deg:g}")
+    if not 0.0 <= args.min_wall_incidence <= 1.0:
+        parser.error(f"--min-wall-incidence is a |cos| in [0, 1], got {args.min_wall_incidence:g}")
     if args.look_alike_after < 0 or args.doubt_walls_after < 0:
         parser.error("--look-alike-after and --doubt-walls-after must be 0 (never) or a number of steps")
     if args.supersede is not None and not args.supersede.strip():
@@ -358,7 +364,8 @@ def _asked_config(args) -> AgentConfig:
     return AgentConfig(look_alike_after=args.look_alike_after, doubt_walls_after=args.doubt_walls_after,
                        turn_in_place_deg=args.turn_in_place_deg,
                        doubt_when_out_of_frontiers=args.doubt_when_out_of_frontiers == "on",
-                       goal_through_doubtful_walls=args.goal_through_doubtful_walls == "on")
+                       goal_through_doubtful_walls=args.goal_through_doubtful_walls == "on",
+                       min_wall_incidence=args.min_wall_incidence)
 
 
 def _trial_settings(args) -> list[str]:

@@ -164,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
                         default="on" if AgentConfig.goal_through_doubtful_walls else "off",
                         help="PlannerConfig.goal_through_doubtful_walls (default "
                              f"{'on' if AgentConfig.goal_through_doubtful_walls else 'off'}, the shipped agent's)")
+    parser.add_argument("--min-wall-incidence", type=float, default=AgentConfig.min_wall_incidence, metavar="COS",
+                        help="RobotMemory.min_wall_incidence (default "
+                             f"{AgentConfig.min_wall_incidence:g}, the shipped agent's)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"folder for the JSON and pictures (default {OUT})")
     args = parser.parse_args(argv)
     if args.every < 1:
@@ -179,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     tracer = Tracer(args.size, args.seed, args.every, set(args.snapshots), args.out)
     settings = {"look_alike_after": args.look_alike_after, "doubt_walls_after": args.doubt_walls_after,
                 "doubt_when_out_of_frontiers": args.doubt_when_out_of_frontiers == "on",
-                "goal_through_doubtful_walls": args.goal_through_doubtful_walls == "on"}
+                "goal_through_doubtful_walls": args.goal_through_doubtful_walls == "on",
+                "min_wall_incidence": args.min_wall_incidence}
     row = run_episode(args.size, args.seed, "memory", adapter, Embedder(), steps=args.steps, observer=tracer,
                       settings=settings)
     row.pop("action_sequence")

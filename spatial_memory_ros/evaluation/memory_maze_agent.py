@@ -72,11 +72,13 @@ class AgentConfig:
     # measured it, README; benchmarks/memory_maze_score.py --doubt-when-out-of-frontiers)
     goal_through_doubtful_walls: bool = PlannerConfig.goal_through_doubtful_walls  # the planner's (session 26's
     # trial, README; benchmarks/memory_maze_score.py --goal-through-doubtful-walls)
+    min_wall_incidence: float = 0.0  # RobotMemory's: every seen wall cell is mapped (session 27's trial of 0.2,
+    # README; benchmarks/memory_maze_score.py --min-wall-incidence)
     seed: int = 0
 
 
 RECORDED_SETTINGS = ("look_alike_after", "doubt_walls_after", "turn_in_place_deg", "doubt_when_out_of_frontiers",
-                     "goal_through_doubtful_walls")
+                     "goal_through_doubtful_walls", "min_wall_incidence")
 """The AgentConfig fields a trial may change; every score row records them, so rows of other settings stay apart."""
 
 
@@ -136,7 +138,8 @@ class MemoryMazeAgent:
     def _new_memory(self) -> RobotMemory:
         # without memory every step starts afresh: one view is all there is, so its objects count at once
         single_view = {} if self.config.memory else {"min_object_views": 1, "min_object_share": 0.0}
-        return RobotMemory(self.geometry, self.embedder, "robot1", class_names=CLASS_NAMES, **single_view)
+        return RobotMemory(self.geometry, self.embedder, "robot1", class_names=CLASS_NAMES,
+                           min_wall_incidence=self.config.min_wall_incidence, **single_view)
 
     @property
     def query(self) -> str:
