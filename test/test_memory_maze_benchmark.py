@@ -310,8 +310,15 @@ def test_a_turn_threshold_outside_a_half_turn_is_refused(degrees, capsys):
     assert "--turn-in-place-deg must be in (0, 180]" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("cos", ["-0.1", "1.5"])
+def test_a_wall_incidence_that_is_not_a_cosine_is_refused(cos, capsys):
+    with pytest.raises(SystemExit):
+        _benchmark_module().main(["--min-wall-incidence", cos, "--summary-only"])
+    assert "--min-wall-incidence is a |cos| in [0, 1]" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("trial", [["--turn-in-place-deg", "70"], ["--doubt-when-out-of-frontiers", "on"],
-                                   ["--doubt-walls-after", "300"]])
+                                   ["--doubt-walls-after", "300"], ["--min-wall-incidence", "0.2"]])
 def test_a_trial_setting_is_refused_into_the_tables_file(trial, capsys):
     with pytest.raises(SystemExit):
         _benchmark_module().main([*trial, "--summary-only"])

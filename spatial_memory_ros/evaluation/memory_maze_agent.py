@@ -39,6 +39,7 @@ from spatial_memory_ros.evaluation.memory_maze_env import (ACTION_TWISTS, CONTRO
 from spatial_memory_ros.localization.map_likelihood import OccupancyMap
 from spatial_memory_ros.localization.tem import TemLocalizer
 from spatial_memory_ros.localization.tem_config import TemConfig
+from spatial_memory_ros.memory.mapping import MIN_WALL_INCIDENCE
 from spatial_memory_ros.memory.robot_memory import RobotMemory
 from spatial_memory_ros.sim.memory_maze import CELL_SIZE, CLASS_NAMES, TARGET_RADIUS, default_config, layout_maze
 from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D
@@ -72,8 +73,8 @@ class AgentConfig:
     # measured it, README; benchmarks/memory_maze_score.py --doubt-when-out-of-frontiers)
     goal_through_doubtful_walls: bool = PlannerConfig.goal_through_doubtful_walls  # the planner's (session 26's
     # trial, README; benchmarks/memory_maze_score.py --goal-through-doubtful-walls)
-    min_wall_incidence: float = 0.0  # RobotMemory's: every seen wall cell is mapped (session 27's trial of 0.2,
-    # README; benchmarks/memory_maze_score.py --min-wall-incidence)
+    min_wall_incidence: float = MIN_WALL_INCIDENCE  # the memory's (session 27's trial of 0.2, README;
+    # benchmarks/memory_maze_score.py --min-wall-incidence)
     seed: int = 0
 
 

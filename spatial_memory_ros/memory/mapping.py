@@ -17,6 +17,9 @@ from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D, is_target_la
 UNKNOWN, FREE, WALL = -1, 0, 100
 FLOOR_LABEL, WALL_LABEL = "open floor", "wall"
 PATCH_FEATURES = ("free_fraction", "wall_fraction", "object_fraction", "range_fraction")
+MIN_WALL_INCIDENCE = 0.0
+"""The shipped bev_to_map min_wall_incidence (RobotMemory's, the memory node's and the score robot's): every seen
+wall cell is mapped until a trial shows leaving edge-on ones out helps (session 27, README)."""
 
 
 @dataclass
