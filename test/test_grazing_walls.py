@@ -1,6 +1,10 @@
 """mapping.wall_incidence and bev_to_map's min_wall_incidence: a wall seen head-on is mapped, one seen edge-on is
-left unseen when asked (never the floor, never an object), and RobotMemory refuses a value that is not a |cos|."""
+left unseen when asked (never the floor, never an object), and RobotMemory refuses a value that is not a |cos|;
+the wall-incidence diagnostic sorts predicted walls by range, angle and what the oracle says they are."""
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,3 +83,20 @@ def test_objects_on_a_grazing_wall_line_are_kept():
 def test_robot_memory_refuses_a_min_wall_incidence_that_is_not_a_cosine(value):
     with pytest.raises(ValueError, match="min_wall_incidence"):
         RobotMemory(GridGeometry(0.25, 40, 40), embedder=None, min_wall_incidence=value)
+
+
+def test_the_diagnostic_counts_each_predicted_wall_once_by_range_angle_and_truth():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "diagnostics" / "bev_wall_incidence.py"
+    spec = importlib.util.spec_from_file_location("bev_wall_incidence", path)
+    diagnostic = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(diagnostic)
+    forward, left = _grid()
+    predicted = _wall_beside()
+    truth = np.where(forward < 4.0, predicted, FREE)  # the far part of the predicted wall is really floor
+    counts = np.zeros((len(diagnostic.RANGE_BANDS), len(diagnostic.INCIDENCE_BANDS), 3), np.int64)
+    diagnostic.tally(predicted, truth, np.hypot(forward, left), forward, left, counts)
+    assert counts.sum() == SIZE
+    assert counts[..., 0].sum() == np.count_nonzero((predicted == WALL) & (forward < 4.0))
+    table = diagnostic.rows(counts)
+    far = table[-1]
+    assert far["all"]["floor"] == 1.0 and far["incidence 0.0-0.2"]["cells"] > 0
