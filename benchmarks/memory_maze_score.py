@@ -265,9 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     _add_switch(parser, "goal_through_doubtful_walls",
                 "a goal's path may cross walls the map holds only weakly, at a cost per metre")
     parser.add_argument("--min-wall-incidence", type=float, default=AgentConfig.min_wall_incidence, metavar="COS",
-                        help="map no wall cell seen at a more grazing angle than this |cos| between ray and wall "
-                             f"normal (RobotMemory.min_wall_incidence; default {AgentConfig.min_wall_incidence:g}, the "
-                             "shipped agent's; 0: every wall); another value needs a results file of its own")
+                        help="drop predicted wall cells seen more edge-on than this |cos| between ray and wall "
+                             "normal from the BEV, before localizer and memory (perception.wall_incidence; default "
+                             f"{AgentConfig.min_wall_incidence:g}, the shipped agent's; 0: keep every wall); another "
+                             "value needs a results file of its own")
     parser.add_argument("--steps", type=int, default=None,
                         help="stop each episode after this many steps (smoke runs; such rows are not scored)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)

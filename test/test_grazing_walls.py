@@ -1,5 +1,5 @@
-"""mapping.wall_incidence and bev_to_map's min_wall_incidence: a wall seen head-on is mapped, one seen edge-on is
-left unseen when asked (never the floor, never an object), and RobotMemory refuses a value that is not a |cos|;
+"""perception/wall_incidence.py: a wall seen head-on is kept, one seen edge-on is made unseen when asked (never the
+floor, never an object), a threshold that is not a |cos| is refused;
 the wall-incidence diagnostic sorts predicted walls by range, angle and what the oracle says they are."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spatial_memory_ros.memory.mapping import FREE, UNKNOWN, WALL, bev_to_map, wall_incidence
-from spatial_memory_ros.memory.robot_memory import RobotMemory
-from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D
+from spatial_memory_ros.memory.mapping import FREE, UNKNOWN, WALL, bev_to_map
+from spatial_memory_ros.perception.wall_incidence import wall_incidence, without_grazing_walls
+from spatial_memory_ros.types import BevGrid, Pose2D
 
 RESOLUTION, SIZE = 0.25, 32  # the model's grid: x forward 0..8 m, y left -4..4 m
 
@@ -53,7 +53,7 @@ def test_grazing_walls_are_left_out_only_when_asked():
     pose = Pose2D(0.0, 0.0, 0.0)
     bev = _bev(_wall_beside())
     every = bev_to_map(bev, pose)
-    picky = bev_to_map(bev, pose, min_wall_incidence=0.2)
+    picky = bev_to_map(without_grazing_walls(bev, 0.2), pose)
     walls_every = np.count_nonzero(every.occupancy >= 50)
     walls_picky = np.count_nonzero(picky.occupancy >= 50)
     # 1.125 m to the side, the wall is seen within 11.5 deg of edge-on (|cos| < 0.2) beyond about 5.5 m ahead
@@ -64,7 +64,7 @@ def test_grazing_walls_are_left_out_only_when_asked():
 
 def test_a_wall_seen_head_on_is_kept():
     bev = _bev(_wall_ahead())
-    picky = bev_to_map(bev, Pose2D(1.0, 2.0, 0.5), min_wall_incidence=0.2)
+    picky = bev_to_map(without_grazing_walls(bev, 0.2), Pose2D(1.0, 2.0, 0.5))
     every = bev_to_map(bev, Pose2D(1.0, 2.0, 0.5))
     # the wall's ends, where the view cone of a square grid cuts it off, may read edge-on; its face does not
     assert np.count_nonzero(picky.occupancy >= 50) >= 0.8 * np.count_nonzero(every.occupancy >= 50)
@@ -75,14 +75,19 @@ def test_objects_on_a_grazing_wall_line_are_kept():
     objects = np.zeros(occupancy.shape, np.uint8)
     forward, left = _grid()
     objects[(np.abs(left - 1.125) < 0.1) & (np.abs(forward - 6.0) < 0.2)] = 1
-    picky = bev_to_map(_bev(occupancy, objects), Pose2D(0.0, 0.0, 0.0), min_wall_incidence=0.2)
+    picky = bev_to_map(without_grazing_walls(_bev(occupancy, objects), 0.2), Pose2D(0.0, 0.0, 0.0))
     assert np.count_nonzero(picky.object_class == 1) == np.count_nonzero(objects == 1) > 0
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.5, float("nan")])
-def test_robot_memory_refuses_a_min_wall_incidence_that_is_not_a_cosine(value):
-    with pytest.raises(ValueError, match="min_wall_incidence"):
-        RobotMemory(GridGeometry(0.25, 40, 40), embedder=None, min_wall_incidence=value)
+def test_a_threshold_that_is_not_a_cosine_is_refused(value):
+    with pytest.raises(ValueError, match="min_incidence"):
+        without_grazing_walls(_bev(_wall_beside()), value)
+
+
+def test_threshold_zero_returns_the_bev_untouched():
+    bev = _bev(_wall_beside())
+    assert without_grazing_walls(bev, 0.0) is bev
 
 
 def test_the_diagnostic_counts_each_predicted_wall_once_by_range_angle_and_truth():

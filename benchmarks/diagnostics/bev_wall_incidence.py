@@ -2,9 +2,9 @@
 
 On frames of unseen Memory-Maze mazes (seeds 2,000,000 up, uniformly random free poses, the shipped model behind the
 camera adapter), every cell the model calls a wall is checked against the world's oracle BEV: a true wall, floor, or
-a cell the camera cannot see at all. Cells are grouped by range band and by ``mapping.wall_incidence`` (|cos| between
-the camera ray and the wall's normal: 1 head-on, 0 edge-on); the "all" column of each band is the baseline the
-angle is judged against. It tells whether leaving edge-on walls out of the map (``RobotMemory.min_wall_incidence``)
+a cell the camera cannot see at all. Cells are grouped by range band and by ``perception.wall_incidence`` (|cos|
+between the camera ray and the wall's normal: 1 head-on, 0 edge-on); the "all" column of each band is the baseline
+the angle is judged against. It tells whether leaving edge-on walls out of the BEV (``without_grazing_walls``)
 drops wrong walls or right ones.
 
   .venv/bin/python benchmarks/diagnostics/bev_wall_incidence.py [--mazes 6] [--frames-per-maze 40] [--sizes 13 15]
@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from spatial_memory_ros.memory.mapping import wall_incidence  # noqa: E402
+from spatial_memory_ros.perception.wall_incidence import wall_incidence  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "bev_wall_incidence.json"
 RANGE_BANDS = ((0.0, 3.0), (3.0, 5.0), (5.0, 9.0))

@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="PlannerConfig.goal_through_doubtful_walls (default "
                              f"{'on' if AgentConfig.goal_through_doubtful_walls else 'off'}, the shipped agent's)")
     parser.add_argument("--min-wall-incidence", type=float, default=AgentConfig.min_wall_incidence, metavar="COS",
-                        help="RobotMemory.min_wall_incidence (default "
+                        help="AgentConfig.min_wall_incidence: drop BEV walls seen more edge-on (default "
                              f"{AgentConfig.min_wall_incidence:g}, the shipped agent's)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"folder for the JSON and pictures (default {OUT})")
     args = parser.parse_args(argv)

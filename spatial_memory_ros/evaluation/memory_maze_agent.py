@@ -39,8 +39,8 @@ from spatial_memory_ros.evaluation.memory_maze_env import (ACTION_TWISTS, CONTRO
 from spatial_memory_ros.localization.map_likelihood import OccupancyMap
 from spatial_memory_ros.localization.tem import TemLocalizer
 from spatial_memory_ros.localization.tem_config import TemConfig
-from spatial_memory_ros.memory.mapping import MIN_WALL_INCIDENCE
 from spatial_memory_ros.memory.robot_memory import RobotMemory
+from spatial_memory_ros.perception.wall_incidence import MIN_WALL_INCIDENCE, without_grazing_walls
 from spatial_memory_ros.sim.memory_maze import CELL_SIZE, CLASS_NAMES, TARGET_RADIUS, default_config, layout_maze
 from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D
 
@@ -73,8 +73,8 @@ class AgentConfig:
     # measured it, README; benchmarks/memory_maze_score.py --doubt-when-out-of-frontiers)
     goal_through_doubtful_walls: bool = PlannerConfig.goal_through_doubtful_walls  # the planner's (session 26's
     # trial, README; benchmarks/memory_maze_score.py --goal-through-doubtful-walls)
-    min_wall_incidence: float = MIN_WALL_INCIDENCE  # the memory's (session 27's trial of 0.2, README;
-    # benchmarks/memory_maze_score.py --min-wall-incidence)
+    min_wall_incidence: float = MIN_WALL_INCIDENCE  # predicted walls seen more edge-on are dropped from the BEV
+    # before the localizer and the memory (session 27's trial of 0.2, README; memory_maze_score.py --min-wall-incidence)
     seed: int = 0
 
 
@@ -139,8 +139,7 @@ class MemoryMazeAgent:
     def _new_memory(self) -> RobotMemory:
         # without memory every step starts afresh: one view is all there is, so its objects count at once
         single_view = {} if self.config.memory else {"min_object_views": 1, "min_object_share": 0.0}
-        return RobotMemory(self.geometry, self.embedder, "robot1", class_names=CLASS_NAMES,
-                           min_wall_incidence=self.config.min_wall_incidence, **single_view)
+        return RobotMemory(self.geometry, self.embedder, "robot1", class_names=CLASS_NAMES, **single_view)
 
     @property
     def query(self) -> str:
@@ -152,7 +151,7 @@ class MemoryMazeAgent:
         if not isinstance(inp, RobotInput):
             raise TypeError(f"the robot decides from a RobotInput only, got {type(inp).__name__}")
         clock = time.perf_counter()
-        self.bev = self.adapter.predict(inp.image)[0]
+        self.bev = without_grazing_walls(self.adapter.predict(inp.image)[0], self.config.min_wall_incidence)
         clock = self._lap("bev", clock)
         self._localize(inp)
         clock = self._lap("localize", clock)

@@ -17,9 +17,6 @@ from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D, is_target_la
 UNKNOWN, FREE, WALL = -1, 0, 100
 FLOOR_LABEL, WALL_LABEL = "open floor", "wall"
 PATCH_FEATURES = ("free_fraction", "wall_fraction", "object_fraction", "range_fraction")
-MIN_WALL_INCIDENCE = 0.0
-"""The shipped bev_to_map min_wall_incidence (RobotMemory's, the memory node's and the score robot's): every seen
-wall cell is mapped until a trial shows leaving edge-on ones out helps (session 27, README)."""
 
 
 @dataclass
@@ -34,22 +31,12 @@ class BevInMap:
     class_names: tuple[str, ...] = field(default_factory=tuple)
 
 
-def bev_to_map(bev: BevGrid, pose: Pose2D, min_wall_incidence: float = 0.0) -> BevInMap:
-    """The seen (not UNKNOWN) cells of ``bev`` as map-frame points, given the robot's map pose.
-
-    With ``min_wall_incidence`` > 0, wall cells seen at a grazing angle (:func:`wall_incidence` below it) are left
-    out, as if unseen (object cells are kept): a doorway in a wall seen edge-on is hidden behind its own jamb, and a predictor draws the
-    wall straight through it; left unseen, the floor beside it stays a frontier until a better view decides."""
+def bev_to_map(bev: BevGrid, pose: Pose2D) -> BevInMap:
+    """The seen (not UNKNOWN) cells of ``bev`` as map-frame points, given the robot's map pose."""
     height, width = bev.occupancy.shape
-    grid_iy, grid_ix = np.mgrid[0:height, 0:width]
-    grid_forward = bev.origin_x + (grid_ix + 0.5) * bev.resolution
-    grid_left = bev.origin_y + (grid_iy + 0.5) * bev.resolution
-    seen = bev.occupancy != UNKNOWN
-    if min_wall_incidence > 0.0:
-        grazing = wall_incidence(bev.occupancy, grid_forward, grid_left) < min_wall_incidence
-        seen &= ~((bev.occupancy >= 50) & grazing & (bev.object_class == 0))  # objects are not walls
-    iy, ix = np.nonzero(seen)
-    forward, left = grid_forward[iy, ix], grid_left[iy, ix]
+    iy, ix = np.nonzero(bev.occupancy != UNKNOWN)
+    forward = bev.origin_x + (ix + 0.5) * bev.resolution
+    left = bev.origin_y + (iy + 0.5) * bev.resolution
     cos_t, sin_t = math.cos(pose.theta), math.sin(pose.theta)
     extent = math.hypot(width * bev.resolution, height * bev.resolution / 2.0)
     return BevInMap(
@@ -185,19 +172,3 @@ def _patch_features(seen: BevInMap, members: np.ndarray) -> list[float]:
     occupancy = seen.occupancy[members]
     return [float(np.mean(occupancy < 50)), float(np.mean(occupancy >= 50)),
             float(np.mean(seen.object_class[members] > 0)), float(np.mean(seen.range_fraction[members]))]
-
-
-def wall_incidence(occupancy: np.ndarray, forward: np.ndarray, left: np.ndarray) -> np.ndarray:
-    """Per BEV cell, |cos| of the angle between the camera's ray to it and the normal of the wall surface there
-    (1: seen head-on, 0: seen at a grazing angle); 1 where no free/wall edge gives the surface a direction.
-
-    The surface normal is the gradient of the (3 x 3 smoothed) free mask: a wall's seen face borders the floor in
-    front of it. ``forward`` / ``left`` are the cells' robot-frame centres (same shape as ``occupancy``)."""
-    free = ((occupancy >= 0) & (occupancy < 50)).astype(np.float32)
-    padded = np.pad(free, 1, mode="edge")
-    smooth = sum(padded[1 + dy:padded.shape[0] - 1 + dy, 1 + dx:padded.shape[1] - 1 + dx]
-                 for dy in (-1, 0, 1) for dx in (-1, 0, 1)) / 9.0
-    grad_left, grad_forward = np.gradient(smooth)
-    norm = np.hypot(grad_forward, grad_left) * np.hypot(forward, left)
-    dot = np.abs(grad_forward * forward + grad_left * left)
-    return np.where(norm > 1e-6, dot / np.maximum(norm, 1e-12), 1.0).astype(np.float32)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spatial_memory_ros.memory.mapping import (FLOOR_LABEL, MIN_WALL_INCIDENCE, PATCH_FEATURES, WALL_LABEL, Bin, LogOddsMap,
+from spatial_memory_ros.memory.mapping import (FLOOR_LABEL, PATCH_FEATURES, WALL_LABEL, Bin, LogOddsMap,
                                               ObservationBinner, Observations, bev_to_map)
 from spatial_memory_ros.memory.pruning import plan_prune
 from spatial_memory_ros.memory.results import MemorySnapshot
@@ -81,17 +81,13 @@ class RobotMemory:
 
     ``class_names`` are the object classes the world's BEVs may name; ``warm_up`` embeds their labels ahead of
     time (labels not known ahead are embedded when first seen). ``min_object_views`` and ``min_object_share``: see
-    ObservationBinner; ``min_wall_incidence``: see mapping.bev_to_map (0: every seen wall cell is mapped).
+    ObservationBinner.
     """
 
     def __init__(self, geometry: GridGeometry, embedder: Embedder, robot_id: str = "robot1", *,
                  bin_size: float = 0.5, max_entries: int = 1_000_000, memory: SpatialMemory | None = None,
                  query: QuerySettings | None = None, class_names: Sequence[str] = (),
-                 min_object_views: int = 2, min_object_share: float = 0.15,
-                 min_wall_incidence: float = MIN_WALL_INCIDENCE) -> None:
-        if not 0.0 <= min_wall_incidence <= 1.0:
-            raise ValueError(f"min_wall_incidence is a |cos| in [0, 1], got {min_wall_incidence}")
-        self.min_wall_incidence = float(min_wall_incidence)
+                 min_object_views: int = 2, min_object_share: float = 0.15) -> None:
         self.robot_id = robot_id
         self.class_names = tuple(class_names)
         self.embedder = embedder
@@ -117,7 +113,7 @@ class RobotMemory:
         them. Raises ValueError for a non-finite pose or sd, leaving map and memory unchanged."""
         if not all(math.isfinite(v) for v in (pose.x, pose.y, pose.theta, pose_sd, stamp)) or pose_sd < 0:
             raise ValueError(f"pose ({pose.x}, {pose.y}, {pose.theta}), sd {pose_sd} or stamp {stamp} is not usable")
-        seen = bev_to_map(bev, pose, self.min_wall_incidence)
+        seen = bev_to_map(bev, pose)
         with self._map_lock:
             self.map.integrate(seen)
         observations = self.binner.observe(seen)
