@@ -12,11 +12,12 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import cv2
 import numpy as np
 
 from spatial_memory_ros.types import BevGrid
 
-UNSEEN = -1
+UNSEEN = -1  # BevGrid.occupancy of a cell the camera does not see (types.BevGrid)
 MIN_WALL_INCIDENCE = 0.0
 """The shipped :func:`without_grazing_walls` threshold (the score robot's): every predicted wall is kept until a
 trial shows that leaving the edge-on ones out helps (session 27, README)."""
@@ -29,9 +30,7 @@ def wall_incidence(occupancy: np.ndarray, forward: np.ndarray, left: np.ndarray)
     The surface normal is the gradient of the (3 x 3 smoothed) floor mask: a wall's seen face borders the floor in
     front of it. ``forward`` / ``left`` are the cells' robot-frame centres (same shape as ``occupancy``)."""
     floor = ((occupancy >= 0) & (occupancy < 50)).astype(np.float32)
-    padded = np.pad(floor, 1, mode="edge")
-    rows, cols = floor.shape
-    smooth = sum(padded[1 + dy:rows + 1 + dy, 1 + dx:cols + 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)) / 9.0
+    smooth = cv2.blur(floor, (3, 3), borderType=cv2.BORDER_REPLICATE)
     grad_left, grad_forward = np.gradient(smooth)
     norm = np.hypot(grad_forward, grad_left) * np.hypot(forward, left)
     dot = np.abs(grad_forward * forward + grad_left * left)
