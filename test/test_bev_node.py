@@ -151,3 +151,23 @@ def test_camera_info_adapts_images_and_refuses_what_does_not_match(ros, tmp_path
     pubs[1].publish(image)
     assert spin_until(ros, lambda: len(got[1]) == 1, timeout=10.0)
     assert list(got[1][0].class_names) == names and node.frames_predicted == 1
+
+
+def test_min_wall_incidence_publishes_edge_on_walls_as_unseen(ros):
+    """The node's filter is the score robot's: the published BEV is without_grazing_walls of the prediction."""
+    from spatial_memory_ros.conversions import image_to_msg, seconds_to_time
+    from spatial_memory_ros.perception.wall_incidence import without_grazing_walls
+    from spatial_memory_ros.sim.maze import generate_maze
+    from spatial_memory_ros.sim.world import World
+
+    node = _predictor(ros, batch_timeout=0.01, min_wall_incidence=0.6)
+    pubs, got = _probe(ros)
+    world = World(generate_maze(11, seed=7), num_robots=1, seed=7)
+    image = world.render(0)
+    pubs[1].publish(image_to_msg(image, seconds_to_time(1.0), "robot1/camera"))
+    assert spin_until(ros, lambda: len(got[1]) == 1, timeout=15.0)
+    predicted = node.predictor.predict(image[None])[0]
+    expected = without_grazing_walls(predicted, 0.6).occupancy
+    published = np.frombuffer(got[1][0].occupancy, np.int8).reshape(expected.shape)
+    assert np.count_nonzero(expected == -1) > np.count_nonzero(predicted.occupancy == -1)  # the case drops walls
+    np.testing.assert_array_equal(published, expected)

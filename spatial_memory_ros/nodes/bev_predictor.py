@@ -13,6 +13,9 @@ re-projected from its CameraInfo's intrinsics and the mount (camera_height, came
 model's canonical camera and the BEV rescaled to metres (perception/camera_adapter.py), objects named in
 ``class_names`` (the world's). Dropped and counted then (~/dropped_inputs): an image before any usable CameraInfo,
 an image whose size or encoding does not match its CameraInfo, an unusable or inconsistent CameraInfo.
+
+With ``min_wall_incidence`` > 0 the wall cells the camera sees nearly edge-on, the predictor's least reliable, are
+published as unseen (perception/wall_incidence.py), as the Memory-Maze score robot does with the same setting.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from spatial_memory_ros.conversions import InvalidMessage, bev_to_msg, image_to_msg, msg_to_image, occupancy_to_msg
 from spatial_memory_ros.sensor_conversions import msg_to_intrinsics
 from spatial_memory_ros.perception.predictor import DEFAULT_CHECKPOINT, CheckpointError, load_predictor
+from spatial_memory_ros.perception.wall_incidence import MIN_WALL_INCIDENCE, without_grazing_walls
 from spatial_memory_ros.types import GridGeometry
 from spatial_memory_ros.evaluation.plots import draw_bev
 from spatial_memory_ros.msg import BevMap
@@ -56,6 +60,9 @@ PARAMETERS = [
     Param("camera_forward", 0.0, "camera ahead of base_link's origin (m), with use_camera_info", -100.0, 100.0),
     Param("camera_pitch", 0.0, "camera pitched down (rad, positive = down), with use_camera_info", -1.0, 1.0),
     Param("class_names", [""], "object classes the BEVs name (the world's); [''] = the model's own"),
+    Param("min_wall_incidence", MIN_WALL_INCIDENCE,
+          "predicted wall cells seen more edge-on than this |cos| (ray against wall normal) are published unseen; "
+          "0: every wall kept (perception/wall_incidence.py)", 0.0, 1.0),
 ]
 
 
@@ -206,6 +213,7 @@ class BevPredictorNode(Node):
 
     def _publish(self, index: int, image_msg: Image, bev) -> None:
         bev_pub, grid_pub, debug_pub = self._outputs[index]
+        bev = without_grazing_walls(bev, self.params["min_wall_incidence"])
         robot = self._robot_id(index)
         stamp = image_msg.header.stamp
         bev_pub.publish(bev_to_msg(bev, stamp, f"{robot}/base_link", robot))
