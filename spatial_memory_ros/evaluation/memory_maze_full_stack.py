@@ -4,7 +4,8 @@ Memory-Maze in MuJoCo (sim/memory_maze.py's MemoryMazeWorld, one physics per rob
 evaluation/memory_maze_team.py's LayoutWorld for the seed). Per step each robot, as the nodes do:
 
 1. renders its 64x64 camera image and predicts its BEV with the BEV predictor (the shipped checkpoint or another)
-   through the camera adapter for Memory-Maze's camera (perception/camera_adapter.py);
+   through the camera adapter for Memory-Maze's camera (perception/camera_adapter.py), less the walls it sees more
+   edge-on than the shipped MIN_WALL_INCIDENCE (perception/wall_incidence.py; the bev_predictor node's default);
 2. localizes with the TEM localizer (localizer node defaults for a map the robot builds itself: observation weight
    0.05, correct only views >= 80% mapped): odometry of the last step (the walker's motion with 5% / 2 deg/s noise),
    then the BEV against its own memory's map of 2 s before (the memory publishes a map every 1 s);
@@ -23,6 +24,7 @@ from spatial_memory_ros.evaluation.team_task import Perceived, TeamEpisode, Team
 from spatial_memory_ros.localization.map_likelihood import OccupancyMap
 from spatial_memory_ros.localization.tem import TemLocalizer
 from spatial_memory_ros.localization.tem_config import TemConfig
+from spatial_memory_ros.perception.wall_incidence import MIN_WALL_INCIDENCE, without_grazing_walls
 from spatial_memory_ros.types import Pose2D
 
 MAP_PERIOD_S = 1.0
@@ -60,7 +62,7 @@ class FullStackEpisode(TeamEpisode):
     def perceive(self, index: int, t: int) -> Perceived:
         """Rendered image -> predicted BEV; odometry + BEV vs the memory's map of 2 s ago -> pose estimate."""
         dt = self.world.config.dt
-        bev = self.adapter.predict(self.world.render(index))[0]
+        bev = without_grazing_walls(self.adapter.predict(self.world.render(index))[0], MIN_WALL_INCIDENCE)
         twist = self.world.odom_twist(index)
         localizer = self.localizers[index]
         if t > 0:
