@@ -269,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
                              "normal from the BEV, before localizer and memory (perception.wall_incidence; default "
                              f"{AgentConfig.min_wall_incidence:g}, the shipped agent's; 0: keep every wall); another "
                              "value needs a results file of its own")
+    parser.add_argument("--far-wall-weight", type=float, default=AgentConfig.far_wall_weight, metavar="W",
+                        help="weight in (0, 1] of a wall seen 7 m off or more in the memory's map, against one seen "
+                             "within 3 m, linear between (mapping.LogOddsMap; default "
+                             f"{AgentConfig.far_wall_weight:g}, the shipped agent's; 1: all alike); another value "
+                             "needs a results file of its own")
     parser.add_argument("--steps", type=int, default=None,
                         help="stop each episode after this many steps (smoke runs; such rows are not scored)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
@@ -297,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--turn-in-place-deg must be in (0, 180] degrees, got {args.turn_in_place_deg:g}")
     if not 0.0 <= args.min_wall_incidence <= 1.0:
         parser.error(f"--min-wall-incidence is a |cos| in [0, 1], got {args.min_wall_incidence:g}")
+    if not 0.0 < args.far_wall_weight <= 1.0:
+        parser.error(f"--far-wall-weight is a weight in (0, 1], got {args.far_wall_weight:g}")
     if args.look_alike_after < 0 or args.doubt_walls_after < 0:
         parser.error("--look-alike-after and --doubt-walls-after must be 0 (never) or a number of steps")
     if args.supersede is not None and not args.supersede.strip():
@@ -366,7 +373,7 @@ def _asked_config(args) -> AgentConfig:
                        turn_in_place_deg=args.turn_in_place_deg,
                        doubt_when_out_of_frontiers=args.doubt_when_out_of_frontiers == "on",
                        goal_through_doubtful_walls=args.goal_through_doubtful_walls == "on",
-                       min_wall_incidence=args.min_wall_incidence)
+                       min_wall_incidence=args.min_wall_incidence, far_wall_weight=args.far_wall_weight)
 
 
 def _trial_settings(args) -> list[str]:

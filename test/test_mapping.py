@@ -117,3 +117,39 @@ def test_views_without_the_object_withdraw_its_label_from_the_bin():
     assert [r.withdrawn for r in reports] == [[], [], [], [], [(0, 0)]], "red lost its share (2 of 5) at view 5"
     assert reports[1].bins == [(0, 0)]
     assert binner.observe(_one_bin_view(1)).withdrawn == [], "a bin labelled floor has nothing to withdraw"
+
+
+def _wall_then_floor(range_m: float, far_wall_weight: float) -> int:
+    """The map's value of one cell seen once as wall from ``range_m`` off, then once as floor from close by."""
+    geometry = GridGeometry(0.25, 8, 8)
+    fused = LogOddsMap(geometry, far_wall_weight=far_wall_weight)
+
+    def view(occupancy: int, distance: float) -> BevInMap:
+        return BevInMap(x=np.array([1.1]), y=np.array([1.1]), occupancy=np.array([occupancy], np.int8),
+                        object_class=np.zeros(1, np.uint8), range_fraction=np.array([0.5]),
+                        range_m=np.array([distance]))
+
+    fused.integrate(view(WALL, range_m))
+    fused.integrate(view(0, 1.0))
+    return int(fused.occupancy()[4, 4])
+
+
+def test_far_walls_weigh_less_and_one_close_view_of_floor_undoes_them():
+    from spatial_memory_ros.memory.mapping import wall_weights
+
+    np.testing.assert_allclose(wall_weights(np.array([0.5, 3.0, 5.0, 7.0, 12.0]), 0.4), [1, 1, 0.7, 0.4, 0.4])
+    assert _wall_then_floor(8.0, 1.0) >= 50  # at full weight a far wall outlasts one view of floor
+    assert _wall_then_floor(8.0, 0.4) < 50
+    assert _wall_then_floor(2.0, 0.4) >= 50  # a wall seen close counts fully
+    geometry = GridGeometry(0.25, 8, 8)
+    fused = LogOddsMap(geometry, far_wall_weight=0.4)
+    fused.integrate(BevInMap(x=np.array([1.1]), y=np.array([1.1]), occupancy=np.zeros(1, np.int8),
+                             object_class=np.zeros(1, np.uint8), range_fraction=np.array([1.0]),
+                             range_m=np.array([8.0])))
+    assert fused.log_odds[4, 4] == pytest.approx(fused.miss)  # floor is not weighted by range
+
+
+@pytest.mark.parametrize("weight", [0.0, -0.5, 1.5, float("nan")])
+def test_a_far_wall_weight_outside_zero_one_is_refused(weight):
+    with pytest.raises(ValueError, match="far_wall_weight"):
+        LogOddsMap(GridGeometry(0.25, 8, 8), far_wall_weight=weight)

@@ -317,8 +317,16 @@ def test_a_wall_incidence_that_is_not_a_cosine_is_refused(cos, capsys):
     assert "--min-wall-incidence is a |cos| in [0, 1]" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("weight", ["0", "1.5", "nan"])
+def test_a_far_wall_weight_outside_zero_one_is_refused(weight, capsys):
+    with pytest.raises(SystemExit):
+        _benchmark_module().main(["--far-wall-weight", weight, "--summary-only"])
+    assert "--far-wall-weight is a weight in (0, 1]" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("trial", [["--turn-in-place-deg", "70"], ["--doubt-when-out-of-frontiers", "on"],
-                                   ["--doubt-walls-after", "300"], ["--min-wall-incidence", "0.2"]])
+                                   ["--doubt-walls-after", "300"], ["--min-wall-incidence", "0.2"],
+                                   ["--far-wall-weight", "0.4"]])
 def test_a_trial_setting_is_refused_into_the_tables_file(trial, capsys):
     with pytest.raises(SystemExit):
         _benchmark_module().main([*trial, "--summary-only"])

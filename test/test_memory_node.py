@@ -42,12 +42,12 @@ def scene():
     return world, frames, target
 
 
-def _memory_node(ros, tmp_path=None):
+def _memory_node(ros, tmp_path=None, **overrides):
     from spatial_memory_ros.nodes.spatial_memory import SpatialMemoryNode
 
     params = [Parameter("map_origin_x", value=0.0), Parameter("map_origin_y", value=0.0),
               Parameter("map_width_m", value=9.0), Parameter("map_height_m", value=9.0),
-              Parameter("map_period", value=0.2)]
+              Parameter("map_period", value=0.2)] + [Parameter(k, value=v) for k, v in overrides.items()]
     if tmp_path is not None:
         params.append(Parameter("snapshot_path", value=str(tmp_path / "memory.npz")))
     node = SpatialMemoryNode(context=ros.context_, namespace="/robot1", parameter_overrides=params)
@@ -332,3 +332,10 @@ def test_a_corrupt_memory_file_gives_one_line_and_exit_65_or_a_fresh_start(ros, 
     ros.add_node(node)
     assert len(node.memory.memory) == 0 and not snapshot.exists()
     assert [p.name.split(".corrupt-")[0] for p in tmp_path.glob("*.corrupt-*")] == ["memory.npz"]
+
+
+def test_far_wall_weight_reaches_the_map(ros):
+    from spatial_memory_ros.memory.mapping import FAR_WALL_WEIGHT
+
+    assert _memory_node(ros).memory.map.far_wall_weight == FAR_WALL_WEIGHT
+    assert _memory_node(ros, far_wall_weight=0.4).memory.map.far_wall_weight == 0.4

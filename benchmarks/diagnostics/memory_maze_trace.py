@@ -167,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-wall-incidence", type=float, default=AgentConfig.min_wall_incidence, metavar="COS",
                         help="AgentConfig.min_wall_incidence: drop BEV walls seen more edge-on (default "
                              f"{AgentConfig.min_wall_incidence:g}, the shipped agent's)")
+    parser.add_argument("--far-wall-weight", type=float, default=AgentConfig.far_wall_weight, metavar="W",
+                        help="AgentConfig.far_wall_weight: the map's weight of a wall seen 7 m off (default "
+                             f"{AgentConfig.far_wall_weight:g}, the shipped agent's)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"folder for the JSON and pictures (default {OUT})")
     args = parser.parse_args(argv)
     if args.every < 1:
@@ -183,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"look_alike_after": args.look_alike_after, "doubt_walls_after": args.doubt_walls_after,
                 "doubt_when_out_of_frontiers": args.doubt_when_out_of_frontiers == "on",
                 "goal_through_doubtful_walls": args.goal_through_doubtful_walls == "on",
-                "min_wall_incidence": args.min_wall_incidence}
+                "min_wall_incidence": args.min_wall_incidence, "far_wall_weight": args.far_wall_weight}
     row = run_episode(args.size, args.seed, "memory", adapter, Embedder(), steps=args.steps, observer=tracer,
                       settings=settings)
     row.pop("action_sequence")

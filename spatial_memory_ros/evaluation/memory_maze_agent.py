@@ -39,6 +39,7 @@ from spatial_memory_ros.evaluation.memory_maze_env import (ACTION_TWISTS, CONTRO
 from spatial_memory_ros.localization.map_likelihood import OccupancyMap
 from spatial_memory_ros.localization.tem import TemLocalizer
 from spatial_memory_ros.localization.tem_config import TemConfig
+from spatial_memory_ros.memory.mapping import FAR_WALL_WEIGHT
 from spatial_memory_ros.memory.robot_memory import RobotMemory
 from spatial_memory_ros.perception.wall_incidence import MIN_WALL_INCIDENCE, without_grazing_walls
 from spatial_memory_ros.sim.memory_maze import CELL_SIZE, CLASS_NAMES, TARGET_RADIUS, default_config, layout_maze
@@ -75,11 +76,13 @@ class AgentConfig:
     # trial, README; benchmarks/memory_maze_score.py --goal-through-doubtful-walls)
     min_wall_incidence: float = MIN_WALL_INCIDENCE  # predicted walls seen more edge-on are dropped from the BEV
     # before the localizer and the memory (session 27's trial of 0.2, README; memory_maze_score.py --min-wall-incidence)
+    far_wall_weight: float = FAR_WALL_WEIGHT  # the memory map's weight of a wall seen 7 m off or more against one
+    # within 3 m (mapping.LogOddsMap; memory_maze_score.py --far-wall-weight)
     seed: int = 0
 
 
 RECORDED_SETTINGS = ("look_alike_after", "doubt_walls_after", "turn_in_place_deg", "doubt_when_out_of_frontiers",
-                     "goal_through_doubtful_walls", "min_wall_incidence")
+                     "goal_through_doubtful_walls", "min_wall_incidence", "far_wall_weight")
 """The AgentConfig fields a trial may change; every score row records them, so rows of other settings stay apart."""
 
 
@@ -139,7 +142,8 @@ class MemoryMazeAgent:
     def _new_memory(self) -> RobotMemory:
         # without memory every step starts afresh: one view is all there is, so its objects count at once
         single_view = {} if self.config.memory else {"min_object_views": 1, "min_object_share": 0.0}
-        return RobotMemory(self.geometry, self.embedder, "robot1", class_names=CLASS_NAMES, **single_view)
+        return RobotMemory(self.geometry, self.embedder, "robot1", class_names=CLASS_NAMES,
+                           far_wall_weight=self.config.far_wall_weight, **single_view)
 
     @property
     def query(self) -> str:

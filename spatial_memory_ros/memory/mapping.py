@@ -17,6 +17,11 @@ from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D, is_target_la
 UNKNOWN, FREE, WALL = -1, 0, 100
 FLOOR_LABEL, WALL_LABEL = "open floor", "wall"
 PATCH_FEATURES = ("free_fraction", "wall_fraction", "object_fraction", "range_fraction")
+NEAR_RANGE_M, FAR_RANGE_M = 3.0, 7.0  # a wall sighting weighs fully within NEAR, far_wall_weight from FAR on
+FAR_WALL_WEIGHT = 1.0
+"""The shipped LogOddsMap.far_wall_weight: a wall seen far off counts as much as one seen close, until a trial shows
+otherwise. On Memory-Maze 45% of the BEV model's wall cells 5-9 m off are true walls against 79% within 3 m
+(benchmarks/results/bev_wall_incidence.json); at full weight one such sighting takes three views of floor to undo."""
 
 
 @dataclass
@@ -28,6 +33,7 @@ class BevInMap:
     occupancy: np.ndarray       # int8, FREE or WALL (or a wall probability in percent)
     object_class: np.ndarray    # uint8, 0 = none
     range_fraction: np.ndarray  # distance from the robot / BEV extent, in [0, 1]
+    range_m: np.ndarray | None = None  # distance from the robot (m); None: every cell counts as near
     class_names: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -39,22 +45,39 @@ def bev_to_map(bev: BevGrid, pose: Pose2D) -> BevInMap:
     left = bev.origin_y + (iy + 0.5) * bev.resolution
     cos_t, sin_t = math.cos(pose.theta), math.sin(pose.theta)
     extent = math.hypot(width * bev.resolution, height * bev.resolution / 2.0)
+    distance = np.hypot(forward, left)
     return BevInMap(
         x=pose.x + cos_t * forward - sin_t * left,
         y=pose.y + sin_t * forward + cos_t * left,
         occupancy=bev.occupancy[iy, ix],
         object_class=bev.object_class[iy, ix],
-        range_fraction=np.clip(np.hypot(forward, left) / extent, 0.0, 1.0),
+        range_fraction=np.clip(distance / extent, 0.0, 1.0),
+        range_m=distance,
         class_names=tuple(bev.class_names),
     )
 
 
-class LogOddsMap:
-    """Occupancy in log odds, fused from BEVs: each seen cell adds ``hit`` (wall) or ``miss`` (free)."""
+def wall_weights(range_m: np.ndarray, far_wall_weight: float) -> np.ndarray:
+    """How much a wall sighting at ``range_m`` counts: 1 within NEAR_RANGE_M, ``far_wall_weight`` from FAR_RANGE_M
+    on, linear between."""
+    t = np.clip((range_m - NEAR_RANGE_M) / (FAR_RANGE_M - NEAR_RANGE_M), 0.0, 1.0)
+    return (1.0 - t * (1.0 - far_wall_weight)).astype(np.float32)
 
-    def __init__(self, geometry: GridGeometry, hit: float = 0.85, miss: float = -0.4, limit: float = 4.0) -> None:
+
+class LogOddsMap:
+    """Occupancy in log odds, fused from BEVs: each seen cell adds ``hit`` (wall) or ``miss`` (free).
+
+    A wall seen far off adds ``hit`` times its :func:`wall_weights` (``far_wall_weight`` 1: all alike): a predictor's
+    far walls are its least reliable, and a false one closes a corridor until enough views of floor undo it. Floor
+    sightings are not weighted, so the free space the localizer matches against is as before."""
+
+    def __init__(self, geometry: GridGeometry, hit: float = 0.85, miss: float = -0.4, limit: float = 4.0,
+                 far_wall_weight: float = FAR_WALL_WEIGHT) -> None:
+        if not (math.isfinite(far_wall_weight) and 0.0 < far_wall_weight <= 1.0):
+            raise ValueError(f"far_wall_weight is a weight in (0, 1], got {far_wall_weight}")
         self.geometry = geometry
         self.hit, self.miss, self.limit = hit, miss, limit
+        self.far_wall_weight = float(far_wall_weight)
         self.log_odds = np.zeros((geometry.height, geometry.width), np.float32)
         self.observed = np.zeros((geometry.height, geometry.width), bool)
 
@@ -63,7 +86,10 @@ class LogOddsMap:
         rows, cols, inside = self.geometry.cell_indices(seen.x, seen.y)
         rows, cols = rows[inside], cols[inside]
         wall_probability = np.clip(seen.occupancy[inside].astype(np.float32) / 100.0, 0.0, 1.0)
-        increments = np.where(wall_probability >= 0.5, self.hit, self.miss).astype(np.float32)
+        hit = self.hit
+        if self.far_wall_weight < 1.0 and seen.range_m is not None:
+            hit = self.hit * wall_weights(seen.range_m[inside], self.far_wall_weight)
+        increments = np.where(wall_probability >= 0.5, hit, self.miss).astype(np.float32)
         np.add.at(self.log_odds, (rows, cols), increments)
         np.clip(self.log_odds, -self.limit, self.limit, out=self.log_odds)
         self.observed[rows, cols] = True

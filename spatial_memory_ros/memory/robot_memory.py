@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spatial_memory_ros.memory.mapping import (FLOOR_LABEL, PATCH_FEATURES, WALL_LABEL, Bin, LogOddsMap,
-                                              ObservationBinner, Observations, bev_to_map)
+from spatial_memory_ros.memory.mapping import (FAR_WALL_WEIGHT, FLOOR_LABEL, PATCH_FEATURES, WALL_LABEL, Bin,
+                                              LogOddsMap, ObservationBinner, Observations, bev_to_map)
 from spatial_memory_ros.memory.pruning import plan_prune
 from spatial_memory_ros.memory.results import MemorySnapshot
 from spatial_memory_ros.memory.semantics import DEFAULT_SHARPNESS, Embedder
@@ -81,17 +81,18 @@ class RobotMemory:
 
     ``class_names`` are the object classes the world's BEVs may name; ``warm_up`` embeds their labels ahead of
     time (labels not known ahead are embedded when first seen). ``min_object_views`` and ``min_object_share``: see
-    ObservationBinner.
+    ObservationBinner; ``far_wall_weight``: see LogOddsMap.
     """
 
     def __init__(self, geometry: GridGeometry, embedder: Embedder, robot_id: str = "robot1", *,
                  bin_size: float = 0.5, max_entries: int = 1_000_000, memory: SpatialMemory | None = None,
                  query: QuerySettings | None = None, class_names: Sequence[str] = (),
-                 min_object_views: int = 2, min_object_share: float = 0.15) -> None:
+                 min_object_views: int = 2, min_object_share: float = 0.15,
+                 far_wall_weight: float = FAR_WALL_WEIGHT) -> None:
         self.robot_id = robot_id
         self.class_names = tuple(class_names)
         self.embedder = embedder
-        self.map = LogOddsMap(geometry)
+        self.map = LogOddsMap(geometry, far_wall_weight=far_wall_weight)
         self.binner = ObservationBinner(bin_size, min_object_views, min_object_share)
         self.bin_size = bin_size
         self.memory = memory if memory is not None else SpatialMemory(2, VALUE_DIM, max_entries)

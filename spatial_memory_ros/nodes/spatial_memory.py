@@ -34,6 +34,7 @@ from visualization_msgs.msg import MarkerArray
 
 from spatial_memory_ros.conversions import (InvalidMessage, entries_to_msg, memory_markers, msg_to_bev, msg_to_entries,
                                             msg_to_pose, occupancy_to_msg, time_to_seconds)
+from spatial_memory_ros.memory.mapping import FAR_WALL_WEIGHT
 from spatial_memory_ros.memory.robot_memory import (EMBEDDING_DIM, MAX_QUERY_CHARS, MAX_SAMPLES, VALUE_DIM,
                                                   QuerySettings, RobotMemory, load_or_create_memory,
                                                   set_aside_memory_files)
@@ -59,6 +60,8 @@ PARAMETERS = [
                                  "(flickering classes are ignored; 1 with min_object_share 0: at once)", 1, 1000),
     Param("min_object_share", 0.15, "and the share of the BEVs seeing the bin that must show the object (below it, "
                                     "the robot's own entries of the object there are withdrawn)", 0.0, 1.0),
+    Param("far_wall_weight", FAR_WALL_WEIGHT, "how much a wall seen 7 m off or more counts in the map against one "
+                                              "seen within 3 m (linear between; 1: all alike)", 0.01, 1.0),
     Param("max_entries", 1_000_000, "entries kept; the oldest are evicted past it", 100, 100_000_000),
     Param("pose_tolerance", 0.05, "largest stamp difference (s) between a BEV and the pose it is paired with",
           0.0, 5.0),
@@ -95,7 +98,7 @@ class SpatialMemoryNode(Node):
             self.get_logger().info(f"loaded {len(memory)} entries from {p['snapshot_path']}")
         self.memory = RobotMemory(geometry, Embedder(), self.robot_id, bin_size=p["bin_size"], memory=memory,
                                   min_object_views=p["min_object_views"],
-                                  min_object_share=p["min_object_share"],
+                                  min_object_share=p["min_object_share"], far_wall_weight=p["far_wall_weight"],
                                   query=QuerySettings(p["query_temperature"], p["query_location_weight"],
                                                       p["query_sigma_scale"]),
                                   class_names=CLASS_NAMES)  # the built-in world's object classes, embedded ahead
