@@ -56,7 +56,7 @@ def parse_where(items: list[str]) -> dict[str, object]:
 
 
 def matches(row: dict, wanted: dict[str, object], defaults: dict[str, object]) -> bool:
-    """Whether ``row`` was run with ``wanted``'s settings (a setting it did not record counts as its default)."""
+    """Whether ``row`` was run with ``wanted``'s settings (a setting it did not record counts as ``defaults``')."""
     return all(row.get(key, defaults.get(key)) == value for key, value in wanted.items())
 
 
@@ -65,6 +65,14 @@ def shipped_settings() -> dict[str, object]:
     from spatial_memory_ros.evaluation.memory_maze_agent import AgentConfig, recorded_settings
 
     return recorded_settings(AgentConfig())
+
+
+def unrecorded_settings() -> dict[str, object]:
+    """What a row that does not record a setting was run with: the value before the setting existed where that is
+    known (memory_maze_agent.UNRECORDED_SETTINGS), else the shipped value."""
+    from spatial_memory_ros.evaluation.memory_maze_agent import UNRECORDED_SETTINGS
+
+    return {**shipped_settings(), **UNRECORDED_SETTINGS}
 
 
 def print_summary(summary: dict, label: str) -> None:
@@ -97,14 +105,14 @@ def main(argv: list[str] | None = None) -> int:
         wanted = parse_where(args.where)
     except ValueError as error:
         parser.error(str(error))
-    defaults = shipped_settings()
+    defaults, unrecorded = shipped_settings(), unrecorded_settings()
     shipped = BOUNDARY_CHECKPOINT.name
     baseline = full_episodes(episodes(args.baseline), EPISODE_STEPS,
-                             lambda row: row["checkpoint"] == shipped and matches(row, defaults, defaults))
+                             lambda row: row["checkpoint"] == shipped and matches(row, defaults, unrecorded))
     candidate: dict[tuple[int, int], float] = {}
     for path in args.candidate:
         candidate.update(full_episodes(episodes(path), EPISODE_STEPS, lambda row: row["checkpoint"] == args.checkpoint
-                                       and matches(row, wanted, defaults)))
+                                       and matches(row, wanted, unrecorded)))
     pairs = pair_up(candidate, baseline)
     if not pairs:
         parser.error(f"no seed of {' '.join(map(str, args.candidate))} ({args.checkpoint}, {wanted or 'any settings'}) is in "

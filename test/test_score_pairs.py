@@ -92,3 +92,16 @@ def test_the_script_says_what_to_do_when_nothing_pairs_or_an_argument_is_wrong(t
     assert "KEY=VALUE" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="cannot read episodes"):
         _pairs_script().main(["--candidate", str(tmp_path / "missing.json"), "--baseline", str(shipped)])
+
+
+def test_rows_older_than_a_setting_keep_the_value_they_were_run_with_when_the_shipped_one_changes(tmp_path,
+                                                                                                  monkeypatch):
+    script = _pairs_script()
+    shipped = {**script.shipped_settings(), "min_wall_incidence": 0.2}
+    monkeypatch.setattr(script, "shipped_settings", lambda: shipped)
+    table = _results(tmp_path / "table.json", [row(9, 0, 20.0), row(9, 1, 22.0, min_wall_incidence=0.2)])
+    trial = _results(tmp_path / "trial.json", [row(9, s, 25.0, far_wall_weight=0.4) for s in (0, 1)])
+    out = tmp_path / "pairs.json"
+    script.main(["--candidate", str(trial), "--where", "far_wall_weight=0.4", "--baseline", str(table),
+                 "--out", str(out)])
+    assert [p["seed"] for p in json.loads(out.read_text())["pairs"]] == [1]  # seed 0's row ran without the filter

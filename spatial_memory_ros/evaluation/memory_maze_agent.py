@@ -84,6 +84,9 @@ class AgentConfig:
 RECORDED_SETTINGS = ("look_alike_after", "doubt_walls_after", "turn_in_place_deg", "doubt_when_out_of_frontiers",
                      "goal_through_doubtful_walls", "min_wall_incidence", "far_wall_weight")
 """The AgentConfig fields a trial may change; every score row records them, so rows of other settings stay apart."""
+UNRECORDED_SETTINGS = {"min_wall_incidence": 0.0, "far_wall_weight": 1.0}
+"""What a score row that predates a setting was run with (the robot before the setting existed), so that rows stay
+correctly read when a shipped default changes; a setting not named here reads as the shipped value."""
 
 
 def recorded_settings(config: AgentConfig) -> dict[str, object]:
