@@ -278,6 +278,10 @@ def test_a_trace_prints_rows_and_draws_the_map_on_the_true_maze(stack, tmp_path,
     assert data["rows"][0]["colour"] in ("red", "green", "blue") and data["rows"][0]["distance_to_target_m"] > 0
     assert data["rows"][0]["pose_error_m"] < 0.01   # the robot starts where it believes it is
     assert all(isinstance(row["in_sight"], bool) for row in data["rows"])
+    for row in data["rows"]:  # a frontier's unknown area and whether it is inside the maze, only at a frontier
+        at_frontier = row["navigator"] == "frontier"
+        assert (row["frontier_unknown_m2"] is not None) == at_frontier
+        assert (row["frontier_in_maze"] is not None) == at_frontier
     assert data["episode"]["steps"] == 12
     picture = tmp_path / "trace_9_3_step10.png"
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and data["pictures"] == [str(picture)]

@@ -8,7 +8,8 @@ from spatial_memory_ros.evaluation.map_scores import rasterize_maze
 from spatial_memory_ros.types import GridGeometry
 from spatial_memory_ros.behaviour.planner import (Partner, PlannerConfig, WallCells, choose_frontier, clear_around,
                                                   clearance_ahead,
-                                                  cost_grid, frontier_mask, park_spot, plan_path, shortest_paths)
+                                                  cost_grid, frontier_mask, park_spot, plan_path, shortest_paths,
+                                                  unknown_area_behind)
 from spatial_memory_ros.behaviour.navigator import Navigator
 from spatial_memory_ros.behaviour.goals import (EmptyPlace, found_empty, goal_from_answer, goal_from_memory,
                                                 label_matches, still_empty)
@@ -89,6 +90,17 @@ def test_frontiers_border_the_unknown_and_teammates_push_the_choice_away(known):
     shy = PlannerConfig(frontier_partner_weight=20.0)
     crowded = choose_frontier(partial, field, shy, partners=(Partner(1.5, 2.5, 0.2),))
     assert crowded is not None and math.hypot(crowded.x - 4.5, crowded.y - 3.5) < 1.0
+
+
+def test_the_unknown_behind_a_frontier_tells_a_hole_from_an_unseen_region():
+    geometry = GridGeometry(0.25, 40, 40)
+    occupancy = np.zeros((40, 40), np.int8)
+    occupancy[:, 30:] = -1                  # an unseen region: 10 x 40 cells
+    occupancy[10:12, 10:12] = -1            # a hole of 2 x 2 cells in known floor
+    assert unknown_area_behind(occupancy, geometry, (7.4, 5.0)) == pytest.approx(10 * 40 * 0.0625)
+    assert unknown_area_behind(occupancy, geometry, (2.4, 2.6)) == pytest.approx(4 * 0.0625)
+    assert unknown_area_behind(occupancy, geometry, (5.0, 5.0)) == 0.0   # no unknown cell beside it
+    assert unknown_area_behind(occupancy, geometry, (-3.0, 5.0)) == 0.0  # off the map
 
 
 def test_a_robot_that_arrived_parks_out_of_the_way(known):

@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import numpy as np  # noqa: E402
 
+from spatial_memory_ros.behaviour.planner import unknown_area_behind  # noqa: E402
 from spatial_memory_ros.evaluation.memory_maze_agent import AgentConfig, run_episode  # noqa: E402
 from spatial_memory_ros.evaluation.memory_maze_env import EPISODE_STEPS  # noqa: E402
 from spatial_memory_ros.sim.memory_maze import layout_maze  # noqa: E402
@@ -84,7 +85,22 @@ class Tracer:
                     robot.navigator is not None and robot.navigator.status.doubting))),
                 "pose_error_m": math.hypot(float(px) - truth.pose.x, float(py) - truth.pose.y),
                 "goal_from_target_m": goal_off,  # where it drives to, from the true target
-                "in_sight": bool(robot is not None and robot.sight is not None)}
+                "in_sight": bool(robot is not None and robot.sight is not None),
+                **self._frontier(agent, mode)}
+
+    def _frontier(self, agent, mode: str | None) -> dict:
+        """When driving to a frontier: the unknown area behind it (m^2; a hole in known space is a few cells) and
+        whether it lies within the maze's outer walls (through the pose estimate, so off by its error)."""
+        target = agent.robot.navigator.status.target if mode == "frontier" else None
+        if target is None:
+            return {"frontier_unknown_m2": None, "frontier_in_maze": None}
+        area = unknown_area_behind(agent.memory.occupancy(), agent.geometry, target)
+        tx, ty = self._to_truth(np.asarray(target[0]), np.asarray(target[1]))
+        rows, cols = np.asarray(self._maze.walls).shape
+        ring = self._maze.cell_size  # the outer walls: one ring of wall cells
+        inside_x = ring <= float(tx) <= cols * ring - ring
+        inside_y = ring <= float(ty) <= rows * ring - ring
+        return {"frontier_unknown_m2": area, "frontier_in_maze": bool(inside_x and inside_y)}
 
     def _to_truth(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Robot-frame points (start at the origin, heading 0) in the maze's frame."""
@@ -137,6 +153,9 @@ def _line(row: dict) -> str:
     goal = row["goal_from_target_m"]
     goal_text = f"goal {goal:4.1f} m off" if goal is not None else "no goal      "
     sight = " in sight" if row["in_sight"] else ""
+    if row.get("frontier_unknown_m2") is not None:
+        sight += (f"  frontier: {row['frontier_unknown_m2']:.1f} m2 unknown behind"
+                  f"{'' if row['frontier_in_maze'] else ', outside the maze'}")
     return (f"step {row['step']:5d}  {row['colour'] or '-':7s} {row['status']:15s} {row['navigator'] or '-':9s} "
             f"target {where}  pose {row['pose_error_m']:3.1f} m off  {goal_text}{sight}  "
             f"empty places {row['places_found_empty']}{doubting}  objects {row['object_entries']}")

@@ -283,6 +283,24 @@ def frontier_mask(occupancy: np.ndarray) -> np.ndarray:
     return free & near_unknown
 
 
+def unknown_area_behind(occupancy: np.ndarray, geometry: GridGeometry, xy: tuple[float, float]) -> float:
+    """The area (m^2) of the largest unknown region (4-connected unknown cells) that touches the 3x3 cells round
+    ``xy``: what a frontier there can still show. A few cells mean a hole in known space (the inside of a pillar
+    whose wall ring has a gap), which no view fills and no target hides in; 0 when ``xy`` is off the map or touches
+    no unknown cell."""
+    cell = cell_of(geometry, xy)
+    if cell is None:
+        return 0.0
+    row, col = divmod(cell, geometry.width)
+    labels, _ = scipy.ndimage.label(occupancy == -1)
+    near = labels[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2]
+    touching = np.unique(near[near > 0])
+    if not len(touching):
+        return 0.0
+    sizes = np.bincount(labels.reshape(-1))
+    return float(sizes[touching].max()) * geometry.resolution ** 2
+
+
 @dataclass(frozen=True)
 class Frontier:
     """A frontier cluster: the cell to drive to (flat index, nearest by path), its centre, size and score."""
