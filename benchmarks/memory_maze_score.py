@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import platform
 import sys
@@ -274,6 +275,12 @@ def main(argv: list[str] | None = None) -> int:
                              "within 3 m, linear between (mapping.LogOddsMap; default "
                              f"{AgentConfig.far_wall_weight:g}, the shipped agent's; 1: all alike); another value "
                              "needs a results file of its own")
+    parser.add_argument("--frontier-min-unknown-m2", type=float, default=AgentConfig.frontier_min_unknown_m2,
+                        metavar="M2",
+                        help="skip frontiers with less than this unknown area (m^2) behind them: holes in explored "
+                             "rooms (PlannerConfig.frontier_min_unknown_m2; default "
+                             f"{AgentConfig.frontier_min_unknown_m2:g}, the shipped agent's; 0: off); another value "
+                             "needs a results file of its own")
     parser.add_argument("--steps", type=int, default=None,
                         help="stop each episode after this many steps (smoke runs; such rows are not scored)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
@@ -304,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--min-wall-incidence is a |cos| in [0, 1], got {args.min_wall_incidence:g}")
     if not 0.0 < args.far_wall_weight <= 1.0:
         parser.error(f"--far-wall-weight is a weight in (0, 1], got {args.far_wall_weight:g}")
+    if not (math.isfinite(args.frontier_min_unknown_m2) and args.frontier_min_unknown_m2 >= 0.0):
+        parser.error(f"--frontier-min-unknown-m2 is an area in m^2 >= 0, got {args.frontier_min_unknown_m2:g}")
     if args.look_alike_after < 0 or args.doubt_walls_after < 0:
         parser.error("--look-alike-after and --doubt-walls-after must be 0 (never) or a number of steps")
     if args.supersede is not None and not args.supersede.strip():
@@ -373,7 +382,8 @@ def _asked_config(args) -> AgentConfig:
                        turn_in_place_deg=args.turn_in_place_deg,
                        doubt_when_out_of_frontiers=args.doubt_when_out_of_frontiers == "on",
                        goal_through_doubtful_walls=args.goal_through_doubtful_walls == "on",
-                       min_wall_incidence=args.min_wall_incidence, far_wall_weight=args.far_wall_weight)
+                       min_wall_incidence=args.min_wall_incidence, far_wall_weight=args.far_wall_weight,
+                       frontier_min_unknown_m2=args.frontier_min_unknown_m2)
 
 
 def _trial_settings(args) -> list[str]:

@@ -328,9 +328,22 @@ def test_a_far_wall_weight_outside_zero_one_is_refused(weight, capsys):
     assert "--far-wall-weight is a weight in (0, 1]" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("area", ["-1", "nan", "inf"])
+def test_a_frontier_min_unknown_that_is_not_an_area_is_refused(area, capsys):
+    with pytest.raises(SystemExit):
+        _benchmark_module().main(["--frontier-min-unknown-m2", area, "--summary-only"])
+    assert "--frontier-min-unknown-m2 is an area in m^2 >= 0" in capsys.readouterr().err
+
+
+def test_the_score_robots_planner_skips_holes_as_asked():
+    from spatial_memory_ros.evaluation.memory_maze_agent import AgentConfig, planner_config
+    assert planner_config(AgentConfig()).frontier_min_unknown_m2 == 0.0  # shipped: off
+    assert planner_config(AgentConfig(frontier_min_unknown_m2=1.0)).frontier_min_unknown_m2 == 1.0
+
+
 @pytest.mark.parametrize("trial", [["--turn-in-place-deg", "70"], ["--doubt-when-out-of-frontiers", "on"],
                                    ["--doubt-walls-after", "300"], ["--min-wall-incidence", "0.2"],
-                                   ["--far-wall-weight", "0.4"]])
+                                   ["--far-wall-weight", "0.4"], ["--frontier-min-unknown-m2", "1"]])
 def test_a_trial_setting_is_refused_into_the_tables_file(trial, capsys):
     with pytest.raises(SystemExit):
         _benchmark_module().main([*trial, "--summary-only"])

@@ -103,6 +103,24 @@ def test_the_unknown_behind_a_frontier_tells_a_hole_from_an_unseen_region():
     assert unknown_area_behind(occupancy, geometry, (-3.0, 5.0)) == 0.0  # off the map
 
 
+def test_a_hole_in_known_floor_is_no_frontier_once_holes_are_skipped():
+    geometry = GridGeometry(0.25, 40, 40)
+    occupancy = np.zeros((40, 40), np.int8)
+    occupancy[:, 34:] = -1                  # an unseen region 8.5 m from the robot
+    occupancy[8:10, 12:14] = -1             # a hole of 0.25 m2, 1.3 m from it
+    config = PlannerConfig()
+    field = shortest_paths(cost_grid(occupancy, geometry, config), geometry, (2.0, 2.0))
+    nearest = choose_frontier(occupancy, field, config)
+    assert nearest is not None and math.hypot(nearest.x - 3.25, nearest.y - 2.25) < 1.0  # the hole, by default
+    skipping = PlannerConfig(frontier_min_unknown_m2=1.0)
+    beyond = choose_frontier(occupancy, field, skipping)
+    assert beyond is not None and beyond.x > 8.0
+    occupancy[:, 34:] = 0                   # only the hole left: no frontier at all
+    assert choose_frontier(occupancy, field, skipping) is None
+    with pytest.raises(ValueError, match="frontier_min_unknown_m2"):
+        PlannerConfig(frontier_min_unknown_m2=-1.0)
+
+
 def test_a_robot_that_arrived_parks_out_of_the_way(known):
     occupancy, geometry = known
     spot = park_spot(occupancy, geometry, (7.5, 1.5))   # the target at the end of the right-hand corridor

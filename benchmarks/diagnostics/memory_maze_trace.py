@@ -189,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--far-wall-weight", type=float, default=AgentConfig.far_wall_weight, metavar="W",
                         help="AgentConfig.far_wall_weight: the map's weight of a wall seen 7 m off (default "
                              f"{AgentConfig.far_wall_weight:g}, the shipped agent's)")
+    parser.add_argument("--frontier-min-unknown-m2", type=float, default=AgentConfig.frontier_min_unknown_m2,
+                        metavar="M2",
+                        help="PlannerConfig.frontier_min_unknown_m2: skip frontiers with less unknown behind them "
+                             f"(default {AgentConfig.frontier_min_unknown_m2:g}, the shipped agent's: off)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"folder for the JSON and pictures (default {OUT})")
     args = parser.parse_args(argv)
     if args.every < 1:
@@ -205,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"look_alike_after": args.look_alike_after, "doubt_walls_after": args.doubt_walls_after,
                 "doubt_when_out_of_frontiers": args.doubt_when_out_of_frontiers == "on",
                 "goal_through_doubtful_walls": args.goal_through_doubtful_walls == "on",
-                "min_wall_incidence": args.min_wall_incidence, "far_wall_weight": args.far_wall_weight}
+                "min_wall_incidence": args.min_wall_incidence, "far_wall_weight": args.far_wall_weight,
+                "frontier_min_unknown_m2": args.frontier_min_unknown_m2}
     row = run_episode(args.size, args.seed, "memory", adapter, Embedder(), steps=args.steps, observer=tracer,
                       settings=settings)
     row.pop("action_sequence")

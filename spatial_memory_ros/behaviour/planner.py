@@ -46,6 +46,8 @@ class PlannerConfig:
     frontier_partner_weight: float = 6.0
     frontier_partner_scale: float = 2.5
     frontier_keep_bonus: float = 2.0
+    frontier_min_unknown_m2: float = 0.0  # a frontier with less unknown behind it is a hole, not a way on (0: off;
+    # session 29's traces: a quarter of a long search's frontiers were holes of under 1 m2 in explored rooms)
     replan_every: int = 10
     lookahead: float = 0.6
     goal_tolerance: float = 0.2
@@ -78,7 +80,7 @@ class PlannerConfig:
                 raise ValueError(f"PlannerConfig.{name} must be a positive finite number, got {value}")
         if not (0.0 <= self.goal_clear_radius <= 5.0 and 0.0 <= self.goal_reach_radius <= 5.0):
             raise ValueError("PlannerConfig.goal_clear_radius and goal_reach_radius must lie in [0, 5] m")
-        for name in ("doubtful_frontier_cost", "doubtful_wall_cost"):
+        for name in ("doubtful_frontier_cost", "doubtful_wall_cost", "frontier_min_unknown_m2"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"PlannerConfig.{name} must be a finite cost >= 0, got {value}")
@@ -320,7 +322,8 @@ def choose_frontier(occupancy: np.ndarray, field: PathField, config: PlannerConf
     The cluster holding a cell within 0.75 m of ``keep`` (the frontier being driven to) gets
     ``frontier_keep_bonus`` off its score, so the robot does not swing between two similar frontiers.
 
-    Clusters smaller than ``frontier_min_cells``, cells nearer than ``frontier_min_distance`` to the robot and
+    Clusters smaller than ``frontier_min_cells``, clusters with less than ``frontier_min_unknown_m2`` of unknown
+    behind them (see :func:`unknown_area_behind`), cells nearer than ``frontier_min_distance`` to the robot and
     cells within a metre of ``excluded`` points (frontiers already reached that stayed frontiers) are skipped.
     With ``ordinary`` (the frontier cells of the map before doubtful walls were opened), a cluster holding none
     of them costs ``doubtful_frontier_cost`` more: the map's own frontiers come first unless they are far.
@@ -340,8 +343,9 @@ def choose_frontier(occupancy: np.ndarray, field: PathField, config: PlannerConf
     sizes = np.bincount(labels.reshape(-1), minlength=count + 1)
     # clusters holding no frontier cell of the map before its doubtful walls were opened
     doubtful = set() if ordinary is None else set(range(1, count + 1)) - set(np.unique(labels[ordinary]).tolist())
+    behind = _unknown_behind_clusters(occupancy, labels, count, geometry.resolution)
     for label in range(1, count + 1):
-        if sizes[label] < config.frontier_min_cells:
+        if sizes[label] < config.frontier_min_cells or behind[label] < config.frontier_min_unknown_m2:
             continue
         members = np.flatnonzero(((labels == label) & usable).reshape(-1))
         if not len(members):
@@ -358,6 +362,20 @@ def choose_frontier(occupancy: np.ndarray, field: PathField, config: PlannerConf
         if best is None or score < best.score:
             best = Frontier(cell, x, y, int(sizes[label]), score)
     return best
+
+
+def _unknown_behind_clusters(occupancy: np.ndarray, clusters: np.ndarray, count: int,
+                             resolution: float) -> np.ndarray:
+    """Per frontier cluster label (index 0 unused): the area (m^2) of the largest unknown region (4-connected)
+    next to one of its cells."""
+    regions, _ = scipy.ndimage.label(occupancy == -1)
+    region_size = np.bincount(regions.reshape(-1)).astype(np.float64) * resolution ** 2
+    region_size[0] = 0.0  # label 0: known cells
+    padded = np.pad(region_size[regions], 1)
+    beside = np.maximum.reduce([padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]])
+    behind = np.zeros(count + 1)
+    behind[1:] = scipy.ndimage.maximum(beside, clusters, np.arange(1, count + 1))
+    return behind
 
 
 def _partner_penalty(x: float, y: float, partner: Partner, config: PlannerConfig) -> float:
