@@ -265,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
                 "with no frontier left on its map, explore behind doubtful walls before the random walk")
     _add_switch(parser, "goal_through_doubtful_walls",
                 "a goal's path may cross walls the map holds only weakly, at a cost per metre")
+    _add_switch(parser, "replan_when_frontier_seen",
+                "replan at once when the frontier driven to has been seen, not after replan_every steps")
     parser.add_argument("--min-wall-incidence", type=float, default=AgentConfig.min_wall_incidence, metavar="COS",
                         help="drop predicted wall cells seen more edge-on than this |cos| between ray and wall "
                              "normal from the BEV, before localizer and memory (perception.wall_incidence; default "
@@ -383,7 +385,8 @@ def _asked_config(args) -> AgentConfig:
                        doubt_when_out_of_frontiers=args.doubt_when_out_of_frontiers == "on",
                        goal_through_doubtful_walls=args.goal_through_doubtful_walls == "on",
                        min_wall_incidence=args.min_wall_incidence, far_wall_weight=args.far_wall_weight,
-                       frontier_min_unknown_m2=args.frontier_min_unknown_m2)
+                       frontier_min_unknown_m2=args.frontier_min_unknown_m2,
+                       replan_when_frontier_seen=args.replan_when_frontier_seen == "on")
 
 
 def _trial_settings(args) -> list[str]:

@@ -335,15 +335,18 @@ def test_a_frontier_min_unknown_that_is_not_an_area_is_refused(area, capsys):
     assert "--frontier-min-unknown-m2 is an area in m^2 >= 0" in capsys.readouterr().err
 
 
-def test_the_score_robots_planner_skips_holes_as_asked():
+def test_the_score_robots_planner_takes_the_frontier_settings_asked():
     from spatial_memory_ros.evaluation.memory_maze_agent import AgentConfig, planner_config
     assert planner_config(AgentConfig()).frontier_min_unknown_m2 == 0.0  # shipped: off
     assert planner_config(AgentConfig(frontier_min_unknown_m2=1.0)).frontier_min_unknown_m2 == 1.0
+    assert not planner_config(AgentConfig()).replan_when_frontier_seen
+    assert planner_config(AgentConfig(replan_when_frontier_seen=True)).replan_when_frontier_seen
 
 
 @pytest.mark.parametrize("trial", [["--turn-in-place-deg", "70"], ["--doubt-when-out-of-frontiers", "on"],
                                    ["--doubt-walls-after", "300"], ["--min-wall-incidence", "0.2"],
-                                   ["--far-wall-weight", "0.4"], ["--frontier-min-unknown-m2", "1"]])
+                                   ["--far-wall-weight", "0.4"], ["--frontier-min-unknown-m2", "1"],
+                                   ["--replan-when-frontier-seen", "on"]])
 def test_a_trial_setting_is_refused_into_the_tables_file(trial, capsys):
     with pytest.raises(SystemExit):
         _benchmark_module().main([*trial, "--summary-only"])

@@ -121,6 +121,29 @@ def test_a_hole_in_known_floor_is_no_frontier_once_holes_are_skipped():
         PlannerConfig(frontier_min_unknown_m2=-1.0)
 
 
+def test_a_frontier_seen_meanwhile_is_replanned_at_once_when_asked():
+    geometry = GridGeometry(0.25, 40, 40)
+    grid = np.zeros((40, 40), np.int8)
+    grid[18:22, 30:] = -1                   # a near unknown pocket east, 7.5 m on
+    grid[:, :2] = -1                        # and a strip west, farther
+    start = Pose2D(5.0, 5.0, 0.0)
+
+    def navigator(**options) -> Navigator:
+        nav = Navigator(geometry, PlannerConfig(replan_every=10, **options))
+        nav.step(None, start, grid)
+        assert nav.status.mode == "frontier" and nav.status.target[0] > 7.0  # the pocket east
+        return nav
+
+    seen = grid.copy()
+    seen[18:22, 30:] = 0                    # the next view fills the pocket in
+    eager, lazy = navigator(replan_when_frontier_seen=True), navigator()
+    eager.step(None, start, seen)
+    lazy.step(None, start, seen)
+    assert eager.status.target[0] < 1.0, "replanned at once: the strip west"
+    assert lazy.status.target[0] > 7.0, "the default drives on until replan_every"
+    assert not PlannerConfig().replan_when_frontier_seen
+
+
 def test_a_robot_that_arrived_parks_out_of_the_way(known):
     occupancy, geometry = known
     spot = park_spot(occupancy, geometry, (7.5, 1.5))   # the target at the end of the right-hand corridor

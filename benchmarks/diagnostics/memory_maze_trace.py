@@ -193,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="M2",
                         help="PlannerConfig.frontier_min_unknown_m2: skip frontiers with less unknown behind them "
                              f"(default {AgentConfig.frontier_min_unknown_m2:g}, the shipped agent's: off)")
+    parser.add_argument("--replan-when-frontier-seen", choices=("on", "off"),
+                        default="on" if AgentConfig.replan_when_frontier_seen else "off",
+                        help="PlannerConfig.replan_when_frontier_seen (default "
+                             f"{'on' if AgentConfig.replan_when_frontier_seen else 'off'}, the shipped agent's)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"folder for the JSON and pictures (default {OUT})")
     args = parser.parse_args(argv)
     if args.every < 1:
@@ -210,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                 "doubt_when_out_of_frontiers": args.doubt_when_out_of_frontiers == "on",
                 "goal_through_doubtful_walls": args.goal_through_doubtful_walls == "on",
                 "min_wall_incidence": args.min_wall_incidence, "far_wall_weight": args.far_wall_weight,
-                "frontier_min_unknown_m2": args.frontier_min_unknown_m2}
+                "frontier_min_unknown_m2": args.frontier_min_unknown_m2,
+                "replan_when_frontier_seen": args.replan_when_frontier_seen == "on"}
     row = run_episode(args.size, args.seed, "memory", adapter, Embedder(), steps=args.steps, observer=tracer,
                       settings=settings)
     row.pop("action_sequence")

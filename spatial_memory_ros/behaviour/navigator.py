@@ -101,7 +101,7 @@ class Navigator:
             return self.walker.command(bev, twist) if bev is not None else (0.0, self.config.max_angular_speed)
         if self._stuck(pose):
             return self._start_escape(bev, twist)
-        if self._needs_plan(goal):
+        if self._needs_plan(goal, occupancy):
             self._plan(pose, occupancy, goal, partners)
         self._since_plan += 1
         return self._drive(bev, pose, twist)
@@ -127,10 +127,23 @@ class Navigator:
         self._bumps = [bump for bump in self._bumps if bump[2] > self._steps]
         return tuple(partners) + tuple(Partner(x, y, 0.1) for x, y, _ in self._bumps)
 
-    def _needs_plan(self, goal: tuple[float, float] | None) -> bool:
+    def _needs_plan(self, goal: tuple[float, float] | None, occupancy: np.ndarray) -> bool:
         moved = (goal is None) != (self._goal is None) or (
             goal is not None and math.hypot(goal[0] - self._goal[0], goal[1] - self._goal[1]) > 0.3)
-        return moved or self._since_plan >= self.config.replan_every
+        seen = goal is None and self.config.replan_when_frontier_seen and self._frontier_seen(occupancy)
+        return moved or seen or self._since_plan >= self.config.replan_every
+
+    def _frontier_seen(self, occupancy: np.ndarray) -> bool:
+        """Whether the frontier being driven to no longer borders the unknown (the map has filled it in since the
+        plan); a frontier behind doubtful walls borders only the opened map's unknown, so it is not judged here."""
+        status = self.status
+        if status.mode != "frontier" or status.target is None or status.doubting:
+            return False
+        cell = cell_of(self.geometry, status.target)
+        if cell is None:
+            return False
+        row, col = divmod(cell, self.geometry.width)
+        return not (occupancy[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2] == -1).any()
 
     def _plan(self, pose: Pose2D, occupancy: np.ndarray, goal: tuple[float, float] | None,
               partners: tuple[Partner, ...]) -> None:

@@ -49,6 +49,9 @@ class PlannerConfig:
     frontier_min_unknown_m2: float = 0.0  # a frontier with less unknown behind it is a hole, not a way on (0: off;
     # session 29's traces: a quarter of a long search's frontiers were holes of under 1 m2 in explored rooms)
     replan_every: int = 10
+    replan_when_frontier_seen: bool = False  # replan at once when the frontier driven to stops bordering the
+    # unknown (off: session 29's candidate; in its traces a fifth to a third of a search's frontier steps drove on
+    # to a frontier already seen, for up to replan_every steps)
     lookahead: float = 0.6
     goal_tolerance: float = 0.2
     goal_clear_radius: float = 0.3

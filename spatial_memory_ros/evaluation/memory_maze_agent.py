@@ -80,14 +80,17 @@ class AgentConfig:
     # within 3 m (mapping.LogOddsMap; memory_maze_score.py --far-wall-weight)
     frontier_min_unknown_m2: float = PlannerConfig.frontier_min_unknown_m2  # the planner's: off (frontiers with
     # less unknown behind them are holes; memory_maze_score.py --frontier-min-unknown-m2)
+    replan_when_frontier_seen: bool = PlannerConfig.replan_when_frontier_seen  # the planner's: off (replan at once
+    # when the frontier driven to has been seen; memory_maze_score.py --replan-when-frontier-seen)
     seed: int = 0
 
 
 RECORDED_SETTINGS = ("look_alike_after", "doubt_walls_after", "turn_in_place_deg", "doubt_when_out_of_frontiers",
                      "goal_through_doubtful_walls", "min_wall_incidence", "far_wall_weight",
-                     "frontier_min_unknown_m2")
+                     "frontier_min_unknown_m2", "replan_when_frontier_seen")
 """The AgentConfig fields a trial may change; every score row records them, so rows of other settings stay apart."""
-UNRECORDED_SETTINGS = {"min_wall_incidence": 0.0, "far_wall_weight": 1.0, "frontier_min_unknown_m2": 0.0}
+UNRECORDED_SETTINGS = {"min_wall_incidence": 0.0, "far_wall_weight": 1.0, "frontier_min_unknown_m2": 0.0,
+                       "replan_when_frontier_seen": False}
 """What a score row that predates a setting was run with (the robot before the setting existed), so that rows stay
 correctly read when a shipped default changes; a setting not named here reads as the shipped value."""
 
@@ -106,7 +109,8 @@ def planner_config(config: AgentConfig) -> PlannerConfig:
                          turn_in_place_deg=config.turn_in_place_deg,
                          doubt_when_out_of_frontiers=config.doubt_when_out_of_frontiers,
                          goal_through_doubtful_walls=config.goal_through_doubtful_walls,
-                         frontier_min_unknown_m2=config.frontier_min_unknown_m2)
+                         frontier_min_unknown_m2=config.frontier_min_unknown_m2,
+                         replan_when_frontier_seen=config.replan_when_frontier_seen)
 
 
 class MemoryMazeAgent:
