@@ -267,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
                 "a goal's path may cross walls the map holds only weakly, at a cost per metre")
     _add_switch(parser, "replan_when_frontier_seen",
                 "replan at once when the frontier driven to has been seen, not after replan_every steps")
+    _add_switch(parser, "arena_bound", "skip frontiers that cannot lie in a maze of the known size, size x 2 m "
+                "a side (PlannerConfig.arena_size_m)")
     parser.add_argument("--min-wall-incidence", type=float, default=AgentConfig.min_wall_incidence, metavar="COS",
                         help="drop predicted wall cells seen more edge-on than this |cos| between ray and wall "
                              "normal from the BEV, before localizer and memory (perception.wall_incidence; default "
@@ -371,10 +373,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _add_switch(parser: argparse.ArgumentParser, field: str, what: str) -> None:
-    """An on|off option for the PlannerConfig switch ``field`` of the score robot, defaulting to the shipped one."""
+    """An on|off option for the AgentConfig switch ``field`` of the score robot, defaulting to the shipped one."""
     default = "on" if getattr(AgentConfig, field) else "off"
     parser.add_argument("--" + field.replace("_", "-"), choices=("on", "off"), default=default,
-                        help=f"{what} (PlannerConfig.{field}; default {default}, the shipped agent's); the other "
+                        help=f"{what} (AgentConfig.{field}; default {default}, the shipped agent's); the other "
                              "needs a results file of its own")
 
 
@@ -386,7 +388,8 @@ def _asked_config(args) -> AgentConfig:
                        goal_through_doubtful_walls=args.goal_through_doubtful_walls == "on",
                        min_wall_incidence=args.min_wall_incidence, far_wall_weight=args.far_wall_weight,
                        frontier_min_unknown_m2=args.frontier_min_unknown_m2,
-                       replan_when_frontier_seen=args.replan_when_frontier_seen == "on")
+                       replan_when_frontier_seen=args.replan_when_frontier_seen == "on",
+                       arena_bound=args.arena_bound == "on")
 
 
 def _trial_settings(args) -> list[str]:

@@ -341,12 +341,14 @@ def test_the_score_robots_planner_takes_the_frontier_settings_asked():
     assert planner_config(AgentConfig(frontier_min_unknown_m2=1.0)).frontier_min_unknown_m2 == 1.0
     assert not planner_config(AgentConfig()).replan_when_frontier_seen
     assert planner_config(AgentConfig(replan_when_frontier_seen=True)).replan_when_frontier_seen
+    assert planner_config(AgentConfig(), 15).arena_size_m == 0.0
+    assert planner_config(AgentConfig(arena_bound=True), 15).arena_size_m == 30.0  # 15 cells of 2 m
 
 
 @pytest.mark.parametrize("trial", [["--turn-in-place-deg", "70"], ["--doubt-when-out-of-frontiers", "on"],
                                    ["--doubt-walls-after", "300"], ["--min-wall-incidence", "0.2"],
                                    ["--far-wall-weight", "0.4"], ["--frontier-min-unknown-m2", "1"],
-                                   ["--replan-when-frontier-seen", "on"]])
+                                   ["--replan-when-frontier-seen", "on"], ["--arena-bound", "on"]])
 def test_a_trial_setting_is_refused_into_the_tables_file(trial, capsys):
     with pytest.raises(SystemExit):
         _benchmark_module().main([*trial, "--summary-only"])

@@ -9,7 +9,7 @@ from spatial_memory_ros.types import GridGeometry
 from spatial_memory_ros.behaviour.planner import (Partner, PlannerConfig, WallCells, choose_frontier, clear_around,
                                                   clearance_ahead,
                                                   cost_grid, frontier_mask, park_spot, plan_path, shortest_paths,
-                                                  unknown_area_behind)
+                                                  unknown_area_behind, arena_cells)
 from spatial_memory_ros.behaviour.navigator import Navigator
 from spatial_memory_ros.behaviour.goals import (EmptyPlace, found_empty, goal_from_answer, goal_from_memory,
                                                 label_matches, still_empty)
@@ -142,6 +142,36 @@ def test_a_frontier_seen_meanwhile_is_replanned_at_once_when_asked():
     assert eager.status.target[0] < 1.0, "replanned at once: the strip west"
     assert lazy.status.target[0] > 7.0, "the default drives on until replan_every"
     assert not PlannerConfig().replan_when_frontier_seen
+
+
+def _room_with_a_leak() -> tuple[np.ndarray, GridGeometry]:
+    """A 17.5 m square room (x, y in 2..19.5 m) walled by the faces the BEV saw, in a 25 m unknown map: a 1.25 m
+    unknown corner inside it (north-west), and floor the BEV saw through a 0.75 m gap in its east wall, between the
+    gap's jambs out to x = 21.5 m (Memory-Maze's walls are 2 m thick)."""
+    geometry = GridGeometry(0.25, 100, 100)
+    grid = np.full((100, 100), -1, np.int8)
+    grid[7:79, 7:79] = 100
+    grid[8:78, 8:78] = 0
+    grid[73:78, 8:13] = -1                 # the unseen corner: x 2-3.25, y 18.25-19.5
+    grid[19:24, 78:86] = 100               # the gap's jambs
+    grid[20:23, 77:86] = 0                 # the leak: y 5-5.75, x 19.5-21.5
+    return grid, geometry
+
+
+def test_a_frontier_beyond_the_arenas_known_size_is_skipped_when_the_size_is_given():
+    grid, geometry = _room_with_a_leak()
+    inside = arena_cells(grid, geometry, 17.5, 1.0)
+    xs, _ = geometry.cell_centres()
+    assert inside is not None and inside[21, 85] == False and inside[74, 13] == True  # noqa: E712
+    assert 0.9 < xs[21][inside[21]].min() < 1.6 and 20.0 < xs[21][inside[21]].max() < 20.8  # 2 -/+ 17.5 + 1
+    field = shortest_paths(cost_grid(grid, geometry, PlannerConfig()), geometry, (19.0, 5.4))
+    unbounded = choose_frontier(grid, field, PlannerConfig())
+    assert unbounded is not None and unbounded.x > 21.0, "without a size: the leak's end, the nearest frontier"
+    bounded = choose_frontier(grid, field, PlannerConfig(arena_size_m=17.5))
+    assert bounded is not None and bounded.x < 3.5 and bounded.y > 18.0, "with it: the unseen corner"
+    assert arena_cells(np.full((60, 60), -1, np.int8), GridGeometry(0.25, 60, 60), 5.0, 1.0) is None  # nothing seen
+    with pytest.raises(ValueError, match="arena_size_m"):
+        PlannerConfig(arena_size_m=-5.0)
 
 
 def test_a_robot_that_arrived_parks_out_of_the_way(known):

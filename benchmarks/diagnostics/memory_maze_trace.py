@@ -197,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
                         default="on" if AgentConfig.replan_when_frontier_seen else "off",
                         help="PlannerConfig.replan_when_frontier_seen (default "
                              f"{'on' if AgentConfig.replan_when_frontier_seen else 'off'}, the shipped agent's)")
+    parser.add_argument("--arena-bound", choices=("on", "off"), default="on" if AgentConfig.arena_bound else "off",
+                        help="AgentConfig.arena_bound: skip frontiers that cannot lie in the maze (default "
+                             f"{'on' if AgentConfig.arena_bound else 'off'}, the shipped agent's)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"folder for the JSON and pictures (default {OUT})")
     args = parser.parse_args(argv)
     if args.every < 1:
@@ -215,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
                 "goal_through_doubtful_walls": args.goal_through_doubtful_walls == "on",
                 "min_wall_incidence": args.min_wall_incidence, "far_wall_weight": args.far_wall_weight,
                 "frontier_min_unknown_m2": args.frontier_min_unknown_m2,
-                "replan_when_frontier_seen": args.replan_when_frontier_seen == "on"}
+                "replan_when_frontier_seen": args.replan_when_frontier_seen == "on",
+                "arena_bound": args.arena_bound == "on"}
     row = run_episode(args.size, args.seed, "memory", adapter, Embedder(), steps=args.steps, observer=tracer,
                       settings=settings)
     row.pop("action_sequence")

@@ -21,6 +21,7 @@ import scipy.sparse
 import scipy.sparse.csgraph
 
 from spatial_memory_ros.behaviour.walker import RandomWalker
+from spatial_memory_ros.localization.wall_directions import wall_direction
 from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D, wrap_angle
 
 _NEIGHBOURS = ((0, 1), (1, 0), (1, 1), (1, -1))  # each undirected 8-neighbour edge once
@@ -48,6 +49,9 @@ class PlannerConfig:
     frontier_keep_bonus: float = 2.0
     frontier_min_unknown_m2: float = 0.0  # a frontier with less unknown behind it is a hole, not a way on (0: off;
     # session 29's traces: a quarter of a long search's frontiers were holes of under 1 m2 in explored rooms)
+    arena_size_m: float = 0.0  # the side of the rectangular, rectilinear arena the robot is in (0: unknown); a
+    # frontier that cannot lie in it beside the free space seen is skipped (off: session 29's candidate)
+    arena_margin_m: float = 1.0  # slack for a map bent by pose error
     replan_every: int = 10
     replan_when_frontier_seen: bool = False  # replan at once when the frontier driven to stops bordering the
     # unknown (off: session 29's candidate; in its traces a fifth to a third of a search's frontier steps drove on
@@ -83,7 +87,8 @@ class PlannerConfig:
                 raise ValueError(f"PlannerConfig.{name} must be a positive finite number, got {value}")
         if not (0.0 <= self.goal_clear_radius <= 5.0 and 0.0 <= self.goal_reach_radius <= 5.0):
             raise ValueError("PlannerConfig.goal_clear_radius and goal_reach_radius must lie in [0, 5] m")
-        for name in ("doubtful_frontier_cost", "doubtful_wall_cost", "frontier_min_unknown_m2"):
+        for name in ("doubtful_frontier_cost", "doubtful_wall_cost", "frontier_min_unknown_m2", "arena_size_m",
+                     "arena_margin_m"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"PlannerConfig.{name} must be a finite cost >= 0, got {value}")
@@ -306,6 +311,29 @@ def unknown_area_behind(occupancy: np.ndarray, geometry: GridGeometry, xy: tuple
     return float(sizes[touching].max()) * geometry.resolution ** 2
 
 
+def arena_cells(occupancy: np.ndarray, geometry: GridGeometry, size_m: float, margin_m: float) -> np.ndarray | None:
+    """The map cells that can lie inside a rectangular arena of side ``size_m`` whose walls run along the map's
+    dominant wall direction, given the free cells seen (nearly all inside it): along each wall axis, no farther
+    than ``size_m`` + ``margin_m`` from the far side of the free space seen (its 1% and 99% quantiles, so that a
+    strip of floor the BEV put beyond a wall does not narrow the other side). None (no bound) without a clear wall
+    direction or free cells.
+
+    Why: Memory-Maze's BEV leaves gaps in the outer walls, and beyond them lies the map's unknown round the maze;
+    in the traced searches a fifth of the frontier steps drove there, and the robot never ran out of frontiers."""
+    free = (occupancy >= 0) & (occupancy < 50)
+    walls = np.where(occupancy >= 50, 100, 0)
+    direction = wall_direction(walls, geometry.resolution, min_cells=50)
+    if not free.any() or direction is None or direction.quality < 1.6:
+        return None
+    xs, ys = geometry.cell_centres()
+    cos, sin = math.cos(direction.angle), math.sin(direction.angle)
+    inside = np.ones(occupancy.shape, bool)
+    for along in (xs * cos + ys * sin, -xs * sin + ys * cos):
+        low, high = np.quantile(along[free], [0.01, 0.99])
+        inside &= (along >= high - size_m - margin_m) & (along <= low + size_m + margin_m)
+    return inside
+
+
 @dataclass(frozen=True)
 class Frontier:
     """A frontier cluster: the cell to drive to (flat index, nearest by path), its centre, size and score."""
@@ -326,8 +354,9 @@ def choose_frontier(occupancy: np.ndarray, field: PathField, config: PlannerConf
     ``frontier_keep_bonus`` off its score, so the robot does not swing between two similar frontiers.
 
     Clusters smaller than ``frontier_min_cells``, clusters with less than ``frontier_min_unknown_m2`` of unknown
-    behind them (see :func:`unknown_area_behind`), cells nearer than ``frontier_min_distance`` to the robot and
-    cells within a metre of ``excluded`` points (frontiers already reached that stayed frontiers) are skipped.
+    behind them (see :func:`unknown_area_behind`), cells nearer than ``frontier_min_distance`` to the robot, cells
+    within a metre of ``excluded`` points (frontiers already reached that stayed frontiers) and, with an
+    ``arena_size_m``, cells outside the arena (:func:`arena_cells`) are skipped.
     With ``ordinary`` (the frontier cells of the map before doubtful walls were opened), a cluster holding none
     of them costs ``doubtful_frontier_cost`` more: the map's own frontiers come first unless they are far.
     """
@@ -342,6 +371,10 @@ def choose_frontier(occupancy: np.ndarray, field: PathField, config: PlannerConf
     usable = np.hypot(xs - start_x, ys - start_y) >= config.frontier_min_distance
     for ex, ey in excluded:
         usable &= np.hypot(xs - ex, ys - ey) > 1.0
+    if config.arena_size_m > 0:
+        arena = arena_cells(occupancy, geometry, config.arena_size_m, config.arena_margin_m)
+        if arena is not None:
+            usable &= arena
     best: Frontier | None = None
     sizes = np.bincount(labels.reshape(-1), minlength=count + 1)
     # clusters holding no frontier cell of the map before its doubtful walls were opened

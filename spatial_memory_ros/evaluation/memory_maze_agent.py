@@ -82,15 +82,17 @@ class AgentConfig:
     # less unknown behind them are holes; memory_maze_score.py --frontier-min-unknown-m2)
     replan_when_frontier_seen: bool = PlannerConfig.replan_when_frontier_seen  # the planner's: off (replan at once
     # when the frontier driven to has been seen; memory_maze_score.py --replan-when-frontier-seen)
+    arena_bound: bool = False  # frontiers that cannot lie in the maze (its size is known: size x 2 m a side) are
+    # skipped (PlannerConfig.arena_size_m; off: session 29's candidate; memory_maze_score.py --arena-bound)
     seed: int = 0
 
 
 RECORDED_SETTINGS = ("look_alike_after", "doubt_walls_after", "turn_in_place_deg", "doubt_when_out_of_frontiers",
                      "goal_through_doubtful_walls", "min_wall_incidence", "far_wall_weight",
-                     "frontier_min_unknown_m2", "replan_when_frontier_seen")
+                     "frontier_min_unknown_m2", "replan_when_frontier_seen", "arena_bound")
 """The AgentConfig fields a trial may change; every score row records them, so rows of other settings stay apart."""
 UNRECORDED_SETTINGS = {"min_wall_incidence": 0.0, "far_wall_weight": 1.0, "frontier_min_unknown_m2": 0.0,
-                       "replan_when_frontier_seen": False}
+                       "replan_when_frontier_seen": False, "arena_bound": False}
 """What a score row that predates a setting was run with (the robot before the setting existed), so that rows stay
 correctly read when a shipped default changes; a setting not named here reads as the shipped value."""
 
@@ -100,10 +102,12 @@ def recorded_settings(config: AgentConfig) -> dict[str, object]:
     return {name: getattr(config, name) for name in RECORDED_SETTINGS}
 
 
-def planner_config(config: AgentConfig) -> PlannerConfig:
-    """The planner as the score robot drives it: Memory-Maze's action speeds at 4 Hz, ``config``'s lookahead and
-    goal tolerance, walls within a target's radius of a goal not counted."""
-    return PlannerConfig(dt=CONTROL_DT, max_linear_speed=float(ACTION_TWISTS[1, 0]),
+def planner_config(config: AgentConfig, size: int | None = None) -> PlannerConfig:
+    """The planner as the score robot drives it in a ``size`` maze: Memory-Maze's action speeds at 4 Hz,
+    ``config``'s lookahead and goal tolerance, walls within a target's radius of a goal not counted, and with
+    ``config.arena_bound`` the maze's inner side (``size`` cells of CELL_SIZE) as the arena's size."""
+    arena = size * CELL_SIZE if config.arena_bound and size is not None else 0.0
+    return PlannerConfig(arena_size_m=arena, dt=CONTROL_DT, max_linear_speed=float(ACTION_TWISTS[1, 0]),
                          max_angular_speed=float(ACTION_TWISTS[2, 1]), lookahead=config.lookahead,
                          goal_tolerance=config.goal_tolerance, goal_clear_radius=TARGET_RADIUS,
                          turn_in_place_deg=config.turn_in_place_deg,
@@ -123,7 +127,7 @@ class MemoryMazeAgent:
         reach = (size + 2) * CELL_SIZE  # the maze's outer size: it lies within this of the start in every direction
         cells = int(round(2 * reach / self.config.map_resolution))
         self.geometry = GridGeometry(self.config.map_resolution, cells, cells, -reach, -reach)
-        self.planner = planner_config(self.config)
+        self.planner = planner_config(self.config, size)
         self.localizer = TemLocalizer(TemConfig(observation_weight=self.config.observation_weight,
                                                 min_known_fraction=self.config.min_known_fraction,
                                                 landmarks=self.config.memory,
