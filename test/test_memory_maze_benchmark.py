@@ -282,6 +282,7 @@ def test_a_trace_prints_rows_and_draws_the_map_on_the_true_maze(stack, tmp_path,
         at_frontier = row["navigator"] == "frontier"
         assert (row["frontier_unknown_m2"] is not None) == at_frontier
         assert (row["frontier_in_maze"] is not None) == at_frontier
+        assert not at_frontier or (row["frontier_outside_m"] > 0) == (not row["frontier_in_maze"])
     assert data["episode"]["steps"] == 12
     picture = tmp_path / "trace_9_3_step10.png"
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and data["pictures"] == [str(picture)]

@@ -93,14 +93,14 @@ class Tracer:
         whether it lies within the maze's outer walls (through the pose estimate, so off by its error)."""
         target = agent.robot.navigator.status.target if mode == "frontier" else None
         if target is None:
-            return {"frontier_unknown_m2": None, "frontier_in_maze": None}
+            return {"frontier_unknown_m2": None, "frontier_in_maze": None, "frontier_outside_m": None}
         area = unknown_area_behind(agent.memory.occupancy(), agent.geometry, target)
         tx, ty = self._to_truth(np.asarray(target[0]), np.asarray(target[1]))
         rows, cols = np.asarray(self._maze.walls).shape
         ring = self._maze.cell_size  # the outer walls: one ring of wall cells
-        inside_x = ring <= float(tx) <= cols * ring - ring
-        inside_y = ring <= float(ty) <= rows * ring - ring
-        return {"frontier_unknown_m2": area, "frontier_in_maze": bool(inside_x and inside_y)}
+        outside = max(ring - float(tx), float(tx) - (cols - 1) * ring, ring - float(ty), float(ty) - (rows - 1) * ring)
+        return {"frontier_unknown_m2": area, "frontier_in_maze": bool(outside <= 0.0),
+                "frontier_outside_m": max(outside, 0.0)}  # how far past the outer walls' inner face
 
     def _to_truth(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Robot-frame points (start at the origin, heading 0) in the maze's frame."""
@@ -154,8 +154,8 @@ def _line(row: dict) -> str:
     goal_text = f"goal {goal:4.1f} m off" if goal is not None else "no goal      "
     sight = " in sight" if row["in_sight"] else ""
     if row.get("frontier_unknown_m2") is not None:
-        sight += (f"  frontier: {row['frontier_unknown_m2']:.1f} m2 unknown behind"
-                  f"{'' if row['frontier_in_maze'] else ', outside the maze'}")
+        outside = "" if row["frontier_in_maze"] else f", {row['frontier_outside_m']:.1f} m outside the maze"
+        sight += f"  frontier: {row['frontier_unknown_m2']:.1f} m2 unknown behind{outside}"
     return (f"step {row['step']:5d}  {row['colour'] or '-':7s} {row['status']:15s} {row['navigator'] or '-':9s} "
             f"target {where}  pose {row['pose_error_m']:3.1f} m off  {goal_text}{sight}  "
             f"empty places {row['places_found_empty']}{doubting}  objects {row['object_entries']}")
