@@ -161,6 +161,13 @@ def _line(row: dict) -> str:
             f"empty places {row['places_found_empty']}{doubting}  objects {row['object_entries']}")
 
 
+def _add_switch(parser: argparse.ArgumentParser, field: str, what: str) -> None:
+    """An on|off option for the AgentConfig switch ``field``, defaulting to the shipped agent's."""
+    default = "on" if getattr(AgentConfig, field) else "off"
+    parser.add_argument("--" + field.replace("_", "-"), choices=("on", "off"), default=default,
+                        help=f"{what} (AgentConfig.{field}; default {default}, the shipped agent's)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=15, choices=sorted(EPISODE_STEPS))
@@ -175,14 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doubt-walls-after", type=int, default=AgentConfig.doubt_walls_after, metavar="STEPS",
                         help=f"RobotConfig.doubt_walls_after (default {AgentConfig.doubt_walls_after}, the shipped "
                              "agent's)")
-    parser.add_argument("--doubt-when-out-of-frontiers", choices=("on", "off"),
-                        default="on" if AgentConfig.doubt_when_out_of_frontiers else "off",
-                        help="PlannerConfig.doubt_when_out_of_frontiers (default "
-                             f"{'on' if AgentConfig.doubt_when_out_of_frontiers else 'off'}, the shipped agent's)")
-    parser.add_argument("--goal-through-doubtful-walls", choices=("on", "off"),
-                        default="on" if AgentConfig.goal_through_doubtful_walls else "off",
-                        help="PlannerConfig.goal_through_doubtful_walls (default "
-                             f"{'on' if AgentConfig.goal_through_doubtful_walls else 'off'}, the shipped agent's)")
+    _add_switch(parser, "doubt_when_out_of_frontiers", "with no frontier left, explore behind doubtful walls")
+    _add_switch(parser, "goal_through_doubtful_walls", "a goal's path may cross doubtful walls")
     parser.add_argument("--min-wall-incidence", type=float, default=AgentConfig.min_wall_incidence, metavar="COS",
                         help="AgentConfig.min_wall_incidence: drop BEV walls seen more edge-on (default "
                              f"{AgentConfig.min_wall_incidence:g}, the shipped agent's)")
@@ -193,13 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="M2",
                         help="PlannerConfig.frontier_min_unknown_m2: skip frontiers with less unknown behind them "
                              f"(default {AgentConfig.frontier_min_unknown_m2:g}, the shipped agent's: off)")
-    parser.add_argument("--replan-when-frontier-seen", choices=("on", "off"),
-                        default="on" if AgentConfig.replan_when_frontier_seen else "off",
-                        help="PlannerConfig.replan_when_frontier_seen (default "
-                             f"{'on' if AgentConfig.replan_when_frontier_seen else 'off'}, the shipped agent's)")
-    parser.add_argument("--arena-bound", choices=("on", "off"), default="on" if AgentConfig.arena_bound else "off",
-                        help="AgentConfig.arena_bound: skip frontiers that cannot lie in the maze (default "
-                             f"{'on' if AgentConfig.arena_bound else 'off'}, the shipped agent's)")
+    _add_switch(parser, "replan_when_frontier_seen", "replan at once when the frontier driven to has been seen")
+    _add_switch(parser, "arena_bound", "skip frontiers that cannot lie in the maze")
     parser.add_argument("--out", type=Path, default=OUT, help=f"folder for the JSON and pictures (default {OUT})")
     args = parser.parse_args(argv)
     if args.every < 1:
