@@ -293,6 +293,14 @@ def frontier_mask(occupancy: np.ndarray) -> np.ndarray:
     return free & near_unknown
 
 
+def unknown_region_area(occupancy: np.ndarray, resolution: float) -> np.ndarray:
+    """Per cell: the area (m^2) of the unknown region (4-connected unknown cells) it belongs to; 0 on known cells."""
+    regions, _ = scipy.ndimage.label(occupancy == -1)
+    area = np.bincount(regions.reshape(-1)).astype(np.float64) * resolution ** 2
+    area[0] = 0.0  # label 0: the known cells
+    return area[regions]
+
+
 def unknown_area_behind(occupancy: np.ndarray, geometry: GridGeometry, xy: tuple[float, float]) -> float:
     """The area (m^2) of the largest unknown region (4-connected unknown cells) that touches the 3x3 cells round
     ``xy``: what a frontier there can still show. A few cells mean a hole in known space (the inside of a pillar
@@ -302,13 +310,8 @@ def unknown_area_behind(occupancy: np.ndarray, geometry: GridGeometry, xy: tuple
     if cell is None:
         return 0.0
     row, col = divmod(cell, geometry.width)
-    labels, _ = scipy.ndimage.label(occupancy == -1)
-    near = labels[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2]
-    touching = np.unique(near[near > 0])
-    if not len(touching):
-        return 0.0
-    sizes = np.bincount(labels.reshape(-1))
-    return float(sizes[touching].max()) * geometry.resolution ** 2
+    around = unknown_region_area(occupancy, geometry.resolution)[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2]
+    return float(around.max())
 
 
 def arena_cells(occupancy: np.ndarray, geometry: GridGeometry, size_m: float, margin_m: float) -> np.ndarray | None:
@@ -379,9 +382,12 @@ def choose_frontier(occupancy: np.ndarray, field: PathField, config: PlannerConf
     sizes = np.bincount(labels.reshape(-1), minlength=count + 1)
     # clusters holding no frontier cell of the map before its doubtful walls were opened
     doubtful = set() if ordinary is None else set(range(1, count + 1)) - set(np.unique(labels[ordinary]).tolist())
-    behind = _unknown_behind_clusters(occupancy, labels, count, geometry.resolution)
+    behind = (_unknown_behind_clusters(occupancy, labels, count, geometry.resolution)
+              if config.frontier_min_unknown_m2 > 0 else None)  # off: no labelling of the unknown per plan
     for label in range(1, count + 1):
-        if sizes[label] < config.frontier_min_cells or behind[label] < config.frontier_min_unknown_m2:
+        if sizes[label] < config.frontier_min_cells:
+            continue
+        if behind is not None and behind[label] < config.frontier_min_unknown_m2:
             continue
         members = np.flatnonzero(((labels == label) & usable).reshape(-1))
         if not len(members):
@@ -404,10 +410,7 @@ def _unknown_behind_clusters(occupancy: np.ndarray, clusters: np.ndarray, count:
                              resolution: float) -> np.ndarray:
     """Per frontier cluster label (index 0 unused): the area (m^2) of the largest unknown region (4-connected)
     next to one of its cells."""
-    regions, _ = scipy.ndimage.label(occupancy == -1)
-    region_size = np.bincount(regions.reshape(-1)).astype(np.float64) * resolution ** 2
-    region_size[0] = 0.0  # label 0: known cells
-    padded = np.pad(region_size[regions], 1)
+    padded = np.pad(unknown_region_area(occupancy, resolution), 1)
     beside = np.maximum.reduce([padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]])
     behind = np.zeros(count + 1)
     behind[1:] = scipy.ndimage.maximum(beside, clusters, np.arange(1, count + 1))
