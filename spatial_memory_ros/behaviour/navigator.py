@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from spatial_memory_ros.behaviour.planner import (Partner, PathFollower, PlannerConfig, WallCells, cell_of,
-                                                  choose_frontier, clear_around, cost_grid, frontier_mask,
-                                                  open_doubtful_walls, shortest_paths)
+                                                  cells_around, choose_frontier, clear_around, cost_grid,
+                                                  frontier_mask, open_doubtful_walls, shortest_paths)
 from spatial_memory_ros.behaviour.walker import ExplorerConfig, RandomWalker
 from spatial_memory_ros.types import BevGrid, GridGeometry, Pose2D
 
@@ -139,11 +139,8 @@ class Navigator:
         status = self.status
         if status.mode != "frontier" or status.target is None or status.doubting:
             return False
-        cell = cell_of(self.geometry, status.target)
-        if cell is None:
-            return False
-        row, col = divmod(cell, self.geometry.width)
-        return not (occupancy[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2] == -1).any()
+        around = cells_around(occupancy, self.geometry, status.target)
+        return around is not None and not (around == -1).any()
 
     def _plan(self, pose: Pose2D, occupancy: np.ndarray, goal: tuple[float, float] | None,
               partners: tuple[Partner, ...]) -> None:

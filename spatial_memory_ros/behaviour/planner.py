@@ -301,17 +301,23 @@ def unknown_region_area(occupancy: np.ndarray, resolution: float) -> np.ndarray:
     return area[regions]
 
 
+def cells_around(grid: np.ndarray, geometry: GridGeometry, xy: tuple[float, float]) -> np.ndarray | None:
+    """The 3x3 block of ``grid`` (on ``geometry``) centred on the cell of ``xy``, cut at the map's edge; None off
+    the map."""
+    cell = cell_of(geometry, xy)
+    if cell is None:
+        return None
+    row, col = divmod(cell, geometry.width)
+    return grid[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2]
+
+
 def unknown_area_behind(occupancy: np.ndarray, geometry: GridGeometry, xy: tuple[float, float]) -> float:
     """The area (m^2) of the largest unknown region (4-connected unknown cells) that touches the 3x3 cells round
     ``xy``: what a frontier there can still show. A few cells mean a hole in known space (the inside of a pillar
     whose wall ring has a gap), which no view fills and no target hides in; 0 when ``xy`` is off the map or touches
     no unknown cell."""
-    cell = cell_of(geometry, xy)
-    if cell is None:
-        return 0.0
-    row, col = divmod(cell, geometry.width)
-    around = unknown_region_area(occupancy, geometry.resolution)[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2]
-    return float(around.max())
+    around = cells_around(unknown_region_area(occupancy, geometry.resolution), geometry, xy)
+    return 0.0 if around is None else float(around.max())
 
 
 def arena_cells(occupancy: np.ndarray, geometry: GridGeometry, size_m: float, margin_m: float) -> np.ndarray | None:
